@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Capabilities is a set of limits and features a backend can enforce.
+type Capabilities uint32
+
+// The capabilities.
+const (
+	// CapMemoryLimit: Config.WithMemoryLimitPages caps every memory.
+	CapMemoryLimit Capabilities = 1 << iota
+	// CapInterrupt: a call whose context is cancelled or times out while the
+	// guest runs is stopped with TrapInterrupted.
+	CapInterrupt
+	// CapFuel: Config.WithFuel bounds the instructions of each call.
+	CapFuel
+	// CapCompilationCache: Config.WithCompilationCache keeps compiled code on
+	// disk between processes.
+	CapCompilationCache
+)
+
+var capNames = []struct {
+	c    Capabilities
+	name string
+}{
+	{CapMemoryLimit, "memory-limit"},
+	{CapInterrupt, "interrupt"},
+	{CapFuel, "fuel"},
+	{CapCompilationCache, "compilation-cache"},
+}
+
+// Has reports whether every capability in x is in c.
+func (c Capabilities) Has(x Capabilities) bool { return c&x == x }
+
+// String lists the capabilities, e.g. "memory-limit,interrupt".
+func (c Capabilities) String() string {
+	var names []string
+	for _, n := range capNames {
+		if c&n.c != 0 {
+			names = append(names, n.name)
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ",")
+}
+
+// Config configures a Runtime. It is immutable: each WithX method returns a
+// modified copy and never fails; Open validates the whole configuration once
+// and refuses, with ErrNotSupported, any limit the runtime cannot enforce.
+//
+// The zero Config is the default configuration (NewConfig returns it).
+type Config struct {
+	memoryLimitPages uint32
+	interrupt        bool
+	fuel             uint64
+	cacheDir         string
+}
+
+// NewConfig returns the default configuration: no memory limit beyond the
+// module's own maximum, calls not interruptible, no fuel, no disk cache.
+func NewConfig() Config { return Config{} }
+
+// WithMemoryLimitPages caps every memory of every instance at pages 64 KiB
+// pages; memory.grow beyond it fails (returns -1) and instantiation of a
+// module whose minimum exceeds it fails. 0 means no limit (65536 pages).
+// Needs CapMemoryLimit.
+func (c Config) WithMemoryLimitPages(pages uint32) Config { c.memoryLimitPages = pages; return c }
+
+// WithInterruptOnContextDone makes a running guest stop with TrapInterrupted
+// when the context given to Function.Call is cancelled or its deadline
+// passes. Without it the context is only checked by host functions. Needs
+// CapInterrupt. It costs a little on every call made with a context that can
+// be cancelled, and nothing on calls with context.Background().
+func (c Config) WithInterruptOnContextDone(on bool) Config { c.interrupt = on; return c }
+
+// WithFuel gives every call of an exported function this many units of fuel
+// (roughly, WebAssembly instructions); the call traps with TrapOutOfFuel when
+// they run out. 0 disables fuel. Needs CapFuel.
+func (c Config) WithFuel(perCall uint64) Config { c.fuel = perCall; return c }
+
+// WithCompilationCache keeps compiled code in dir, so that a later process
+// compiling the same bytes with the same runtime version loads it instead.
+// "" disables the disk cache. Needs CapCompilationCache.
+func (c Config) WithCompilationCache(dir string) Config { c.cacheDir = dir; return c }
+
+// MemoryLimitPages returns the memory cap in pages, 0 for none.
+func (c Config) MemoryLimitPages() uint32 { return c.memoryLimitPages }
+
+// InterruptOnContextDone reports whether calls are interruptible.
+func (c Config) InterruptOnContextDone() bool { return c.interrupt }
+
+// Fuel returns the per-call fuel, 0 for none.
+func (c Config) Fuel() uint64 { return c.fuel }
+
+// CompilationCacheDir returns the disk cache directory, "" for none.
+func (c Config) CompilationCacheDir() string { return c.cacheDir }
+
+// Required returns the capabilities this configuration needs.
+func (c Config) Required() Capabilities {
+	var r Capabilities
+	if c.memoryLimitPages != 0 {
+		r |= CapMemoryLimit
+	}
+	if c.interrupt {
+		r |= CapInterrupt
+	}
+	if c.fuel != 0 {
+		r |= CapFuel
+	}
+	if c.cacheDir != "" {
+		r |= CapCompilationCache
+	}
+	return r
+}
+
+// validate checks the configuration against a backend's capabilities.
+func (c Config) validate(name string, has Capabilities) error {
+	if c.memoryLimitPages > MaxPages {
+		return fmt.Errorf("engine: memory limit of %d pages exceeds the 32-bit maximum of %d pages", c.memoryLimitPages, MaxPages)
+	}
+	if missing := c.Required() &^ has; missing != 0 {
+		return fmt.Errorf("engine: runtime %q cannot enforce %s (it offers: %s): %w", name, missing, has, ErrNotSupported)
+	}
+	return nil
+}

@@ -1,0 +1,171 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+)
+
+// Sentinel errors. Compare with errors.Is.
+var (
+	// ErrNotSupported is returned when a configuration asks a runtime for a
+	// limit or feature it cannot enforce. anywasm never pretends.
+	ErrNotSupported = errors.New("not supported by this runtime")
+	// ErrClosed is returned by calls on a closed runtime, module or instance.
+	ErrClosed = errors.New("engine: closed")
+	// ErrFailed is returned by calls on an instance whose earlier call
+	// trapped. Guest state after a trap is not trusted: make a new instance.
+	ErrFailed = errors.New("engine: instance failed after an earlier trap")
+	// ErrStackSize is returned when a call's stack is shorter than the
+	// function's parameter or result count.
+	ErrStackSize = errors.New("engine: stack is shorter than the function's parameters or results")
+)
+
+// TrapCode says why a call into the guest stopped. The codes are the same on
+// every runtime: the conformance suite checks each one.
+type TrapCode uint8
+
+// The trap codes.
+const (
+	// TrapUnknown is a trap the backend could not classify; Message has the
+	// runtime's own text.
+	TrapUnknown TrapCode = iota
+	TrapUnreachable
+	TrapMemoryOutOfBounds
+	TrapTableOutOfBounds // includes calls through an uninitialized table element
+	TrapIndirectCallTypeMismatch
+	TrapStackOverflow
+	TrapIntegerDivideByZero
+	TrapIntegerOverflow
+	TrapInvalidConversion
+	// TrapInterrupted: the context passed to Call was cancelled or its
+	// deadline passed while the guest ran. Cause is ctx.Err(), so
+	// errors.Is(err, context.DeadlineExceeded) holds after a timeout.
+	TrapInterrupted
+	// TrapOutOfFuel: the per-call fuel (Config.WithFuel) ran out.
+	TrapOutOfFuel
+	// TrapHostError: a host function returned an error; Cause is that error.
+	TrapHostError
+	// TrapHostPanic: a host function panicked; Cause is a *PanicError.
+	TrapHostPanic
+	// TrapExit: a host function returned Exit(code); ExitCode holds the code.
+	TrapExit
+)
+
+var trapNames = [...]string{
+	TrapUnknown:                  "unknown",
+	TrapUnreachable:              "unreachable",
+	TrapMemoryOutOfBounds:        "out of bounds memory access",
+	TrapTableOutOfBounds:         "out of bounds table access",
+	TrapIndirectCallTypeMismatch: "indirect call type mismatch",
+	TrapStackOverflow:            "stack overflow",
+	TrapIntegerDivideByZero:      "integer divide by zero",
+	TrapIntegerOverflow:          "integer overflow",
+	TrapInvalidConversion:        "invalid conversion to integer",
+	TrapInterrupted:              "interrupted",
+	TrapOutOfFuel:                "out of fuel",
+	TrapHostError:                "host function error",
+	TrapHostPanic:                "host function panic",
+	TrapExit:                     "exit",
+}
+
+// String returns a short name such as "unreachable".
+func (c TrapCode) String() string {
+	if int(c) < len(trapNames) {
+		return trapNames[c]
+	}
+	return fmt.Sprintf("TrapCode(%d)", uint8(c))
+}
+
+// Trap is the error returned when a call into the guest stops abnormally.
+// Every backend returns a *Trap for every abnormal end of a guest call, so
+// callers can switch on Code without knowing the runtime.
+type Trap struct {
+	Code TrapCode
+	// Runtime is the name of the backend that ran the guest.
+	Runtime string
+	// Message is the runtime's own text, kept for diagnosis. It differs
+	// between runtimes; Code does not.
+	Message string
+	// ExitCode is the code given to Exit, for TrapExit.
+	ExitCode uint32
+	// Cause is the host function's error, the *PanicError, or ctx.Err().
+	Cause error
+}
+
+// Error formats the trap as "engine: wasm trap: <code> (<runtime>: <message>)".
+func (t *Trap) Error() string {
+	switch t.Code {
+	case TrapExit:
+		return fmt.Sprintf("engine: guest exited with code %d", t.ExitCode)
+	case TrapHostError, TrapHostPanic, TrapInterrupted:
+		if t.Cause != nil {
+			return fmt.Sprintf("engine: wasm trap: %s: %v", t.Code, t.Cause)
+		}
+	}
+	if t.Message == "" || t.Message == t.Code.String() {
+		return fmt.Sprintf("engine: wasm trap: %s (%s)", t.Code, t.Runtime)
+	}
+	return fmt.Sprintf("engine: wasm trap: %s (%s: %s)", t.Code, t.Runtime, t.Message)
+}
+
+// Unwrap returns Cause.
+func (t *Trap) Unwrap() error { return t.Cause }
+
+// ExitError is returned by a host function to end the guest with an exit
+// code (WASI proc_exit). The call then fails with a *Trap of code TrapExit.
+type ExitError struct{ Code uint32 }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("engine: exit with code %d", e.Code) }
+
+// Exit returns an *ExitError for a host function to return.
+func Exit(code uint32) error { return &ExitError{Code: code} }
+
+// PanicError is the Cause of a TrapHostPanic trap.
+type PanicError struct {
+	// Function is "module.name" of the host function that panicked.
+	Function string
+	Value    any
+	Stack    []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("host function %s panicked: %v", e.Function, e.Value)
+}
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// HostTrap converts what a host function returned or panicked with into the
+// *Trap the call must fail with. Backends call it; err must not be nil.
+func HostTrap(runtimeName string, err error) *Trap {
+	var t *Trap
+	if errors.As(err, &t) && t.Code == TrapInterrupted {
+		return t
+	}
+	var exit *ExitError
+	if errors.As(err, &exit) {
+		return &Trap{Code: TrapExit, Runtime: runtimeName, ExitCode: exit.Code, Cause: exit}
+	}
+	var p *PanicError
+	if errors.As(err, &p) {
+		return &Trap{Code: TrapHostPanic, Runtime: runtimeName, Cause: p}
+	}
+	return &Trap{Code: TrapHostError, Runtime: runtimeName, Cause: err}
+}
+
+// CallHost runs a host function and turns a panic into a *PanicError, so that
+// no Go panic ever unwinds through a runtime's frames. Backends call every
+// host function through it (or an equivalent recover).
+func CallHost(f *HostFunction, ctx context.Context, caller Instance, stack []uint64) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Function: f.qualified, Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return f.Func(ctx, caller, stack)
+}

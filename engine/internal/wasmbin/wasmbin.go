@@ -1,0 +1,389 @@
+// Package wasmbin reads what the engine needs from a WebAssembly binary
+// without compiling it: the function types of its imports and exports.
+//
+// It is not a validator: the runtime validates. It is written to never panic
+// and never allocate more than the input justifies, whatever the bytes.
+package wasmbin
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kinds of imports and exports, as in the binary format.
+const (
+	KindFunc   = 0
+	KindTable  = 1
+	KindMemory = 2
+	KindGlobal = 3
+	KindTag    = 4
+)
+
+// FuncType is a function signature as value type bytes.
+type FuncType struct {
+	Params, Results []byte
+}
+
+// Import is one entry of the import section.
+type Import struct {
+	Module, Name string
+	Kind         byte
+	Type         uint32 // type index, for KindFunc and KindTag
+}
+
+// Export is one entry of the export section.
+type Export struct {
+	Name  string
+	Kind  byte
+	Index uint32
+}
+
+// Module is what Parse read.
+type Module struct {
+	Types   []FuncType
+	Imports []Import
+	Funcs   []uint32 // type index of each function defined in the module
+	Exports []Export
+}
+
+// FuncTypeOf returns the type of the function at index idx of the function
+// index space (imported functions first).
+func (m *Module) FuncTypeOf(idx uint32) (FuncType, bool) {
+	for _, im := range m.Imports {
+		if im.Kind != KindFunc {
+			continue
+		}
+		if idx == 0 {
+			return m.typeAt(im.Type)
+		}
+		idx--
+	}
+	if uint64(idx) < uint64(len(m.Funcs)) {
+		return m.typeAt(m.Funcs[idx])
+	}
+	return FuncType{}, false
+}
+
+func (m *Module) typeAt(i uint32) (FuncType, bool) {
+	if uint64(i) < uint64(len(m.Types)) {
+		return m.Types[i], true
+	}
+	return FuncType{}, false
+}
+
+var errEOF = errors.New("unexpected end")
+
+type reader struct {
+	b   []byte
+	off int
+}
+
+func (r *reader) byte() (byte, error) {
+	if r.off >= len(r.b) {
+		return 0, errEOF
+	}
+	c := r.b[r.off]
+	r.off++
+	return c, nil
+}
+
+func (r *reader) u32() (uint32, error) {
+	var v uint64
+	for shift := 0; shift < 35; shift += 7 {
+		c, err := r.byte()
+		if err != nil {
+			return 0, err
+		}
+		v |= uint64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			if v > 0xffffffff {
+				return 0, errors.New("integer too large")
+			}
+			return uint32(v), nil
+		}
+	}
+	return 0, errors.New("integer representation too long")
+}
+
+func (r *reader) u64() (uint64, error) {
+	var v uint64
+	for shift := 0; shift < 70; shift += 7 {
+		c, err := r.byte()
+		if err != nil {
+			return 0, err
+		}
+		v |= uint64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			return v, nil
+		}
+	}
+	return 0, errors.New("integer representation too long")
+}
+
+func (r *reader) bytes(n uint32) ([]byte, error) {
+	if uint64(n) > uint64(len(r.b)-r.off) {
+		return nil, errEOF
+	}
+	b := r.b[r.off : r.off+int(n)]
+	r.off += int(n)
+	return b, nil
+}
+
+func (r *reader) name() (string, error) {
+	n, err := r.u32()
+	if err != nil {
+		return "", err
+	}
+	b, err := r.bytes(n)
+	return string(b), err
+}
+
+// count reads a vector length and refuses one larger than the bytes left
+// (each element takes at least one byte), so a hostile length cannot make us
+// allocate.
+func (r *reader) count() (uint32, error) {
+	n, err := r.u32()
+	if err != nil {
+		return 0, err
+	}
+	if uint64(n) > uint64(len(r.b)-r.off) {
+		return 0, fmt.Errorf("vector length %d exceeds the section", n)
+	}
+	return n, nil
+}
+
+func (r *reader) limits() error {
+	flags, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if flags > 0x07 {
+		return fmt.Errorf("invalid limits flags 0x%x", flags)
+	}
+	read := r.u64
+	if _, err := read(); err != nil {
+		return err
+	}
+	if flags&1 != 0 {
+		if _, err := read(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *reader) reftype() error {
+	t, err := r.byte()
+	if err != nil {
+		return err
+	}
+	switch t {
+	case 0x70, 0x6f:
+		return nil
+	case 0x63, 0x64: // (ref null ht), (ref ht)
+		_, err := r.u64() // heap type, s33
+		return err
+	}
+	return fmt.Errorf("unsupported reference type 0x%x", t)
+}
+
+func (r *reader) valtype() error {
+	t, err := r.byte()
+	if err != nil {
+		return err
+	}
+	switch t {
+	case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b:
+		return nil
+	}
+	r.off--
+	return r.reftype()
+}
+
+// Parse reads the type, import, function and export sections of b.
+func Parse(b []byte) (*Module, error) {
+	m, err := parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("malformed module: %w", err)
+	}
+	return m, nil
+}
+
+func parse(b []byte) (*Module, error) {
+	if len(b) < 8 || string(b[:4]) != "\x00asm" {
+		return nil, errors.New("missing the \\0asm magic header (not a WebAssembly binary)")
+	}
+	if b[4] != 1 || b[5] != 0 || b[6] != 0 || b[7] != 0 {
+		return nil, fmt.Errorf("unsupported binary version % x (only version 1 modules are supported; components are not)", b[4:8])
+	}
+	m := &Module{}
+	r := &reader{b: b, off: 8}
+	for r.off < len(b) {
+		id, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		size, err := r.u32()
+		if err != nil {
+			return nil, fmt.Errorf("section %d: %w", id, err)
+		}
+		body, err := r.bytes(size)
+		if err != nil {
+			return nil, fmt.Errorf("section %d: size %d past the end of the module", id, size)
+		}
+		s := &reader{b: body}
+		switch id {
+		case 1:
+			err = m.parseTypes(s)
+		case 2:
+			err = m.parseImports(s)
+		case 3:
+			err = m.parseFuncs(s)
+		case 7:
+			err = m.parseExports(s)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s section: %w", sectionName(id), err)
+		}
+	}
+	return m, nil
+}
+
+func sectionName(id byte) string {
+	switch id {
+	case 1:
+		return "type"
+	case 2:
+		return "import"
+	case 3:
+		return "function"
+	case 7:
+		return "export"
+	}
+	return fmt.Sprintf("section %d", id)
+}
+
+func (m *Module) parseTypes(r *reader) error {
+	n, err := r.count()
+	if err != nil {
+		return err
+	}
+	m.Types = make([]FuncType, 0, n)
+	for i := uint32(0); i < n; i++ {
+		form, err := r.byte()
+		if err != nil {
+			return err
+		}
+		if form != 0x60 {
+			return fmt.Errorf("type %d: unsupported type form 0x%x (only function types; the GC proposal is not supported)", i, form)
+		}
+		var ft FuncType
+		for j := 0; j < 2; j++ {
+			k, err := r.count()
+			if err != nil {
+				return err
+			}
+			ts := make([]byte, 0, k)
+			for ; k > 0; k-- {
+				start := r.off
+				if err := r.valtype(); err != nil {
+					return fmt.Errorf("type %d: %w", i, err)
+				}
+				ts = append(ts, r.b[start])
+			}
+			if j == 0 {
+				ft.Params = ts
+			} else {
+				ft.Results = ts
+			}
+		}
+		m.Types = append(m.Types, ft)
+	}
+	return nil
+}
+
+func (m *Module) parseImports(r *reader) error {
+	n, err := r.count()
+	if err != nil {
+		return err
+	}
+	m.Imports = make([]Import, 0, n)
+	for i := uint32(0); i < n; i++ {
+		var im Import
+		if im.Module, err = r.name(); err != nil {
+			return err
+		}
+		if im.Name, err = r.name(); err != nil {
+			return err
+		}
+		if im.Kind, err = r.byte(); err != nil {
+			return err
+		}
+		switch im.Kind {
+		case KindFunc:
+			im.Type, err = r.u32()
+		case KindTable:
+			if err = r.reftype(); err == nil {
+				err = r.limits()
+			}
+		case KindMemory:
+			err = r.limits()
+		case KindGlobal:
+			if err = r.valtype(); err == nil {
+				_, err = r.byte()
+			}
+		case KindTag:
+			if _, err = r.byte(); err == nil {
+				im.Type, err = r.u32()
+			}
+		default:
+			return fmt.Errorf("import %s.%s: unknown kind 0x%x", im.Module, im.Name, im.Kind)
+		}
+		if err != nil {
+			return fmt.Errorf("import %s.%s: %w", im.Module, im.Name, err)
+		}
+		m.Imports = append(m.Imports, im)
+	}
+	return nil
+}
+
+func (m *Module) parseFuncs(r *reader) error {
+	n, err := r.count()
+	if err != nil {
+		return err
+	}
+	m.Funcs = make([]uint32, 0, n)
+	for i := uint32(0); i < n; i++ {
+		t, err := r.u32()
+		if err != nil {
+			return err
+		}
+		m.Funcs = append(m.Funcs, t)
+	}
+	return nil
+}
+
+func (m *Module) parseExports(r *reader) error {
+	n, err := r.count()
+	if err != nil {
+		return err
+	}
+	m.Exports = make([]Export, 0, n)
+	for i := uint32(0); i < n; i++ {
+		var ex Export
+		if ex.Name, err = r.name(); err != nil {
+			return err
+		}
+		if ex.Kind, err = r.byte(); err != nil {
+			return err
+		}
+		if ex.Kind > KindTag {
+			return fmt.Errorf("export %q: unknown kind 0x%x", ex.Name, ex.Kind)
+		}
+		if ex.Index, err = r.u32(); err != nil {
+			return err
+		}
+		m.Exports = append(m.Exports, ex)
+	}
+	return nil
+}
