@@ -1,0 +1,2 @@
+;; A module with no memory.
+(module (func (export "f")))

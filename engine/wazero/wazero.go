@@ -1,0 +1,493 @@
+// Package wazero is anywasm's pure-Go backend, built on
+// github.com/tetratelabs/wazero. Importing it registers the runtime
+// "wazero" with package engine. It needs no cgo.
+//
+// Capabilities: memory limit, interrupt (wazero closes the instance when the
+// call's context is done), compilation cache (wazero's own, on disk). wazero
+// has no fuel.
+//
+// As accepts *wazero.Runtime (Runtime.As), *wazero.CompiledModule
+// (Module.As) and *api.Module (Instance.As).
+package wazero
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/seal"
+)
+
+// Name is the runtime name this package registers.
+const Name = "wazero"
+
+// Version is the version of github.com/tetratelabs/wazero this backend is
+// built with. A test binary cannot read module versions from its build
+// information, so it is a constant; a test checks it against go.mod.
+const Version = "v1.12.0"
+
+func init() { engine.Register(driver{}) }
+
+type driver struct{}
+
+func (driver) Name() string    { return Name }
+func (driver) Version() string { return Version }
+func (driver) Capabilities() engine.Capabilities {
+	return engine.CapMemoryLimit | engine.CapInterrupt | engine.CapCompilationCache
+}
+
+func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
+	rc := wazero.NewRuntimeConfig().WithCoreFeatures(api.CoreFeaturesV2)
+	if p := cfg.MemoryLimitPages(); p != 0 {
+		rc = rc.WithMemoryLimitPages(p)
+	}
+	if cfg.InterruptOnContextDone() {
+		rc = rc.WithCloseOnContextDone(true)
+	}
+	var cache wazero.CompilationCache
+	var cacheDir string
+	if dir := cfg.CompilationCacheDir(); dir != "" {
+		cacheDir = filepath.Join(dir, "wazero")
+		c, err := wazero.NewCompilationCacheWithDir(cacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("compilation cache %s: %w", dir, err)
+		}
+		cache = c
+		rc = rc.WithCompilationCache(c)
+	}
+	ctx := context.Background()
+	return &runtime{r: wazero.NewRuntimeWithConfig(ctx, rc), cache: cache, cacheDir: cacheDir}, nil
+}
+
+type runtime struct {
+	r         wazero.Runtime
+	cache    wazero.CompilationCache
+	cacheDir string
+
+	mu     sync.Mutex
+	closed bool
+}
+
+func (r *runtime) As(target any) bool {
+	if p, ok := target.(*wazero.Runtime); ok {
+		*p = r.r
+		return true
+	}
+	return false
+}
+
+func (r *runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	err := r.r.Close(context.WithoutCancel(ctx))
+	if r.cache != nil {
+		err = errors.Join(err, r.cache.Close(context.WithoutCancel(ctx)))
+	}
+	return err
+}
+
+type module struct {
+	cm wazero.CompiledModule
+}
+
+func (m *module) Close(ctx context.Context) error { return m.cm.Close(context.WithoutCancel(ctx)) }
+
+func (m *module) As(target any) bool {
+	if p, ok := target.(*wazero.CompiledModule); ok {
+		*p = m.cm
+		return true
+	}
+	return false
+}
+
+func (r *runtime) Compile(ctx context.Context, wasm []byte, _ *engine.ModuleInfo) (engine.DriverModule, error) {
+	cm, err := r.r.CompileModule(ctx, wasm)
+	if err != nil && r.cacheDir != "" && strings.HasPrefix(err.Error(), "compilationcache:") {
+		// wazero refuses a corrupt cache entry instead of recompiling, and
+		// its file names are internal: empty its directory and compile again.
+		clearDir(r.cacheDir)
+		cm, err = r.r.CompileModule(ctx, wasm)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &module{cm: cm}, nil
+}
+
+// clearDir removes the files in the version directories below dir.
+func clearDir(dir string) {
+	subs, _ := os.ReadDir(dir)
+	for _, sub := range subs {
+		if !sub.IsDir() {
+			continue
+		}
+		files, _ := os.ReadDir(filepath.Join(dir, sub.Name()))
+		for _, f := range files {
+			if f.Type().IsRegular() {
+				_ = os.Remove(filepath.Join(dir, sub.Name(), f.Name()))
+			}
+		}
+	}
+}
+
+// host is a set of host modules, each instantiated once, anonymously, and
+// linked to guests through wazero's import resolver. A host function finds
+// its calling instance through the context of the call (see frame), so the
+// same host module serves every instance.
+type host struct {
+	mods map[string]api.Module
+
+	mu     sync.Mutex
+	refs   int // instances using it, plus one for the Imports handle
+	closed bool
+}
+
+// hostFunc adapts an engine.HostFunction to wazero's GoModuleFunction.
+type hostFunc struct{ f *engine.HostFunction }
+
+// Call implements api.GoModuleFunction.
+func (h hostFunc) Call(ctx context.Context, _ api.Module, stack []uint64) {
+	fr, ok := ctx.(*frame)
+	if !ok {
+		panic(&engine.Trap{Code: engine.TrapHostError, Runtime: Name,
+			Cause: fmt.Errorf("host function %s called outside an anywasm call", h.f.QualifiedName())})
+	}
+	if err := engine.CallHost(h.f, fr.Context, fr.inst, stack); err != nil {
+		panic(engine.HostTrap(Name, err))
+	}
+}
+
+var valueTypes = map[engine.ValueType]api.ValueType{
+	engine.I32: api.ValueTypeI32, engine.I64: api.ValueTypeI64,
+	engine.F32: api.ValueTypeF32, engine.F64: api.ValueTypeF64,
+}
+
+func toAPI(ts []engine.ValueType) []api.ValueType {
+	out := make([]api.ValueType, len(ts))
+	for i, t := range ts {
+		out[i] = valueTypes[t]
+	}
+	return out
+}
+
+func (r *runtime) NewHost(mods []*engine.HostModule) (engine.DriverHost, error) {
+	ctx := context.Background()
+	h := &host{mods: make(map[string]api.Module, len(mods)), refs: 1}
+	for _, m := range mods {
+		b := r.r.NewHostModuleBuilder(m.Name)
+		for i := range m.Functions {
+			f := &m.Functions[i]
+			b.NewFunctionBuilder().
+				WithGoModuleFunction(hostFunc{f}, toAPI(f.Type.Params), toAPI(f.Type.Results)).
+				WithParameterNames(f.ParamNames...).
+				Export(f.Name)
+		}
+		cm, err := b.Compile(ctx)
+		if err != nil {
+			h.release(ctx)
+			return nil, err
+		}
+		mod, err := r.r.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+		if err != nil {
+			h.release(ctx)
+			return nil, err
+		}
+		h.mods[m.Name] = mod
+	}
+	return h, nil
+}
+
+func (h *host) acquire() {
+	h.mu.Lock()
+	h.refs++
+	h.mu.Unlock()
+}
+
+func (h *host) release(ctx context.Context) {
+	h.mu.Lock()
+	h.refs--
+	done := h.refs == 0 && !h.closed
+	if done {
+		h.closed = true
+	}
+	h.mu.Unlock()
+	if done {
+		for _, m := range h.mods {
+			_ = m.Close(context.WithoutCancel(ctx))
+		}
+	}
+}
+
+// Close releases the Imports' hold; instances still using it keep it alive.
+func (h *host) Close(ctx context.Context) error {
+	h.release(ctx)
+	return nil
+}
+
+func (r *runtime) Instantiate(ctx context.Context, m engine.DriverModule, dh engine.DriverHost, _ []*engine.HostFunction) (engine.Instance, error) {
+	cm := m.(*module).cm
+	in := &instance{rt: r}
+	if dh != nil {
+		in.host = dh.(*host)
+		in.host.acquire()
+		mods := in.host.mods
+		ctx = experimental.WithImportResolver(ctx, func(name string) api.Module { return mods[name] })
+	}
+	fr := in.push(ctx)
+	mod, err := r.r.InstantiateModule(fr, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	in.pop(fr)
+	if err != nil {
+		if in.host != nil {
+			in.host.release(ctx)
+		}
+		var t *engine.Trap
+		if t = toTrap(ctx, err); t.Code != engine.TrapUnknown || isWasmError(err) {
+			return nil, t
+		}
+		return nil, err
+	}
+	in.mod = mod
+	return in, nil
+}
+
+// frame is the context a call into the guest runs under. Host functions
+// receive it from wazero and find their calling instance in it without a map
+// lookup; they are then given the caller's own context. An instance keeps a
+// few frames inline for nested (re-entrant) calls, so calls do not allocate.
+type frame struct {
+	context.Context
+	inst *instance
+}
+
+const inlineFrames = 8
+
+type instance struct {
+	seal.Marker
+	rt   *runtime
+	mod  api.Module
+	host *host
+
+	frames   [inlineFrames]frame
+	overflow []*frame
+	depth    int
+
+	failed bool
+	closed bool
+	mem    *memory
+}
+
+func (in *instance) push(ctx context.Context) context.Context {
+	d := in.depth
+	in.depth++
+	// wazero watches a cancellable context from another goroutine that may
+	// outlive the call: such a call gets a frame of its own, never reused.
+	if d < inlineFrames && ctx.Done() == nil {
+		in.frames[d] = frame{Context: ctx, inst: in}
+		return &in.frames[d]
+	}
+	fr := &frame{Context: ctx, inst: in}
+	in.overflow = append(in.overflow, fr)
+	return fr
+}
+
+func (in *instance) pop(fr context.Context) {
+	in.depth--
+	if d := in.depth; d < inlineFrames && fr == &in.frames[d] {
+		in.frames[d] = frame{}
+	} else if d >= inlineFrames || fr != &in.frames[d] {
+		if n := len(in.overflow); n > 0 && in.overflow[n-1] == fr {
+			in.overflow[n-1] = nil
+			in.overflow = in.overflow[:n-1]
+		}
+	}
+}
+
+func (in *instance) Failed() bool { return in.failed }
+
+func (in *instance) As(target any) bool {
+	if p, ok := target.(*api.Module); ok {
+		*p = in.mod
+		return true
+	}
+	return false
+}
+
+func (in *instance) Close(ctx context.Context) error {
+	if in.closed {
+		return nil
+	}
+	in.closed = true
+	err := in.mod.Close(context.WithoutCancel(ctx))
+	if in.host != nil {
+		in.host.release(ctx)
+	}
+	return err
+}
+
+func (in *instance) Function(name string) (engine.Function, error) {
+	if in.closed {
+		return nil, engine.ErrClosed
+	}
+	f := in.mod.ExportedFunction(name)
+	if f == nil {
+		return nil, fmt.Errorf("engine: instance has no exported function %q", name)
+	}
+	def := f.Definition()
+	t := engine.FuncType{Params: fromAPI(def.ParamTypes()), Results: fromAPI(def.ResultTypes())}
+	for _, v := range append(append([]engine.ValueType(nil), t.Params...), t.Results...) {
+		if !v.IsNumeric() {
+			return nil, fmt.Errorf("engine: exported function %q %s: only i32, i64, f32 and f64 can be called", name, t)
+		}
+	}
+	return &function{inst: in, fn: f, name: name, typ: t, stackSize: t.StackSize()}, nil
+}
+
+func fromAPI(ts []api.ValueType) []engine.ValueType {
+	out := make([]engine.ValueType, len(ts))
+	for i, t := range ts {
+		out[i] = engine.ValueType(t)
+	}
+	return out
+}
+
+func (in *instance) Memory() engine.Memory {
+	if in.mem == nil {
+		m := in.mod.ExportedMemory("memory")
+		if m == nil {
+			return nil
+		}
+		in.mem = &memory{m: m}
+	}
+	return in.mem
+}
+
+func (in *instance) ExportedMemory(name string) engine.Memory {
+	if name == "memory" {
+		return in.Memory()
+	}
+	if m := in.mod.ExportedMemory(name); m != nil {
+		return &memory{m: m}
+	}
+	return nil
+}
+
+type function struct {
+	seal.Marker
+	inst      *instance
+	fn        api.Function
+	name      string
+	typ       engine.FuncType
+	stackSize int
+}
+
+func (f *function) Name() string          { return f.name }
+func (f *function) Type() engine.FuncType { return f.typ }
+
+// Call implements engine.Function.
+func (f *function) Call(ctx context.Context, stack []uint64) error {
+	in := f.inst
+	switch {
+	case in.closed:
+		return engine.ErrClosed
+	case in.failed:
+		return engine.ErrFailed
+	case len(stack) < f.stackSize:
+		return engine.ErrStackSize
+	}
+	if ctx.Done() != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	fr := in.push(ctx)
+	err := f.fn.CallWithStack(fr, stack)
+	in.pop(fr)
+	if err != nil {
+		in.failed = true
+		return toTrap(ctx, err)
+	}
+	return nil
+}
+
+// wazero's runtime errors (internal/wasmruntime), by message.
+var wasmErrors = map[string]engine.TrapCode{
+	"unreachable":                   engine.TrapUnreachable,
+	"out of bounds memory access":   engine.TrapMemoryOutOfBounds,
+	"invalid table access":          engine.TrapTableOutOfBounds,
+	"indirect call type mismatch":   engine.TrapIndirectCallTypeMismatch,
+	"stack overflow":                engine.TrapStackOverflow,
+	"integer divide by zero":        engine.TrapIntegerDivideByZero,
+	"integer overflow":              engine.TrapIntegerOverflow,
+	"invalid conversion to integer": engine.TrapInvalidConversion,
+}
+
+const wasmErrorPrefix = "wasm error: "
+
+func isWasmError(err error) bool { return strings.Contains(err.Error(), wasmErrorPrefix) }
+
+// toTrap converts an error returned by wazero into a *engine.Trap.
+func toTrap(ctx context.Context, err error) *engine.Trap {
+	var t *engine.Trap
+	if errors.As(err, &t) { // a host function's trap, re-raised through wazero
+		return t
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			return &engine.Trap{Code: engine.TrapInterrupted, Runtime: Name, Message: err.Error(), Cause: context.DeadlineExceeded}
+		case sys.ExitCodeContextCanceled:
+			cause := ctx.Err()
+			if cause == nil {
+				cause = context.Canceled
+			}
+			return &engine.Trap{Code: engine.TrapInterrupted, Runtime: Name, Message: err.Error(), Cause: cause}
+		}
+		return &engine.Trap{Code: engine.TrapExit, Runtime: Name, Message: err.Error(), ExitCode: exit.ExitCode(), Cause: err}
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, wasmErrorPrefix); i >= 0 {
+		msg = msg[i+len(wasmErrorPrefix):]
+	}
+	first, _, _ := strings.Cut(msg, "\n")
+	if code, ok := wasmErrors[first]; ok {
+		return &engine.Trap{Code: code, Runtime: Name, Message: first}
+	}
+	return &engine.Trap{Code: engine.TrapUnknown, Runtime: Name, Message: first, Cause: err}
+}
+
+// memory adapts api.Memory; wazero's accessors are already bounds-checked.
+type memory struct {
+	seal.Marker
+	m api.Memory
+}
+
+func (m *memory) Size() uint64  { return uint64(m.m.Size()) }
+func (m *memory) Pages() uint32 { return uint32(uint64(m.m.Size()) / engine.PageSize) }
+func (m *memory) Grow(delta uint32) (uint32, bool) {
+	return m.m.Grow(delta)
+}
+func (m *memory) Read(off, n uint32) ([]byte, bool)     { return m.m.Read(off, n) }
+func (m *memory) Write(off uint32, b []byte) bool       { return m.m.Write(off, b) }
+func (m *memory) ReadUint8(off uint32) (byte, bool)     { return m.m.ReadByte(off) }
+func (m *memory) WriteUint8(off uint32, v byte) bool    { return m.m.WriteByte(off, v) }
+func (m *memory) ReadUint32Le(off uint32) (uint32, bool) { return m.m.ReadUint32Le(off) }
+func (m *memory) WriteUint32Le(off, v uint32) bool      { return m.m.WriteUint32Le(off, v) }
+func (m *memory) ReadUint64Le(off uint32) (uint64, bool) { return m.m.ReadUint64Le(off) }
+func (m *memory) WriteUint64Le(off uint32, v uint64) bool {
+	return m.m.WriteUint64Le(off, v)
+}
