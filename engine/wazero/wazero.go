@@ -70,7 +70,7 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 }
 
 type runtime struct {
-	r         wazero.Runtime
+	r        wazero.Runtime
 	cache    wazero.CompilationCache
 	cacheDir string
 
@@ -481,12 +481,12 @@ func (m *memory) Pages() uint32 { return uint32(uint64(m.m.Size()) / engine.Page
 func (m *memory) Grow(delta uint32) (uint32, bool) {
 	return m.m.Grow(delta)
 }
-func (m *memory) Read(off, n uint32) ([]byte, bool)     { return m.m.Read(off, n) }
-func (m *memory) Write(off uint32, b []byte) bool       { return m.m.Write(off, b) }
-func (m *memory) ReadUint8(off uint32) (byte, bool)     { return m.m.ReadByte(off) }
-func (m *memory) WriteUint8(off uint32, v byte) bool    { return m.m.WriteByte(off, v) }
+func (m *memory) Read(off, n uint32) ([]byte, bool)      { return m.m.Read(off, n) }
+func (m *memory) Write(off uint32, b []byte) bool        { return m.m.Write(off, b) }
+func (m *memory) ReadUint8(off uint32) (byte, bool)      { return m.m.ReadByte(off) }
+func (m *memory) WriteUint8(off uint32, v byte) bool     { return m.m.WriteByte(off, v) }
 func (m *memory) ReadUint32Le(off uint32) (uint32, bool) { return m.m.ReadUint32Le(off) }
-func (m *memory) WriteUint32Le(off, v uint32) bool      { return m.m.WriteUint32Le(off, v) }
+func (m *memory) WriteUint32Le(off, v uint32) bool       { return m.m.WriteUint32Le(off, v) }
 func (m *memory) ReadUint64Le(off uint32) (uint64, bool) { return m.m.ReadUint64Le(off) }
 func (m *memory) WriteUint64Le(off uint32, v uint64) bool {
 	return m.m.WriteUint64Le(off, v)
