@@ -1,0 +1,87 @@
+// Package wasmer is anywasm's backend on Wasmer 2.0, through Wasmer's C API
+// (wasm.h and wasmer.h) as shipped in github.com/wasmerio/wasmer-go v1.0.4,
+// whose libwasmer.so it links. Importing it registers the runtime "wasmer"
+// with package engine. It needs cgo (build tag cgo): with CGO_ENABLED=0 the
+// package is empty and "wasmer" is not registered.
+//
+// It must never be linked into a binary that also links engine/wasmtime:
+// both libraries define the standard wasm_* C symbols and the linker would
+// silently bind one runtime's calls to the other. Open therefore refuses to
+// start ("wasmer: refusing to run: the C symbol wasm_engine_new resolves
+// to ...") unless dladdr reports that wasm_engine_new and wasmer_version are
+// defined by a shared object named libwasmer.* and wasmer_version() says
+// 2.x. With Wasmtime's static library linked in, wasm_engine_new would be
+// defined by the main executable, so dladdr would name the executable and
+// Open would fail. (That case cannot be tested: no binary may link both.)
+//
+// # Capabilities
+//
+// Fuel (Config.WithFuel) and the compilation cache. Wasmer 2.0's C API can
+// neither interrupt a running guest nor cap its memory, so Open refuses
+// WithInterruptOnContextDone and WithMemoryLimitPages with
+// engine.ErrNotSupported; an infinite loop can only be stopped with fuel.
+//
+// Fuel uses Wasmer's metering middleware: every operator costs one point,
+// and each call of an exported function gets the configured points (a call
+// made from a host function gets its own points; the outer call's remaining
+// points are restored afterwards). Running out traps with TrapOutOfFuel. A
+// start function runs with the same points; if it runs out, the trap cannot
+// be told apart from an unreachable instruction (Wasmer reports both as
+// "unreachable" and the instance that would say which does not exist), so
+// it is reported as TrapUnreachable.
+//
+// # Engines and compiled code
+//
+// Wasmer 2.0 keeps the executable mapping of every module it compiles or
+// deserializes until its engine is freed (about 30,000 such mappings abort
+// the process). This package therefore keeps one engine (and store) per
+// fuel setting for the life of the process and interns compiled modules
+// process-wide by the SHA-256 of their bytes: the same bytes are compiled
+// (or loaded from the disk cache) at most once per process, whatever the
+// number of Runtimes. Module.Close frees nothing: the code could not be
+// freed anyway, and compiling it again would map it again.
+//
+// # Compilation cache
+//
+// With Config.WithCompilationCache(dir), a compiled module is serialized to
+// dir/<key>.wasmer, key = SHA-256 over the wasm bytes' SHA-256, the Wasmer
+// version, GOARCH and the fuel setting (metering changes the code); files
+// are written to a temporary file and renamed. The files are native code
+// that is loaded and run without verification by Wasmer: this package loads
+// only files that carry its own header, the expected key and a matching
+// SHA-256 of the payload, so corrupt, truncated or foreign files are
+// ignored (the module is compiled and the file rewritten). That does not
+// protect against someone able to write to dir: only use a directory that
+// is as trusted as the program itself.
+//
+// # Native objects
+//
+// Runtime.As, Module.As and Instance.As accept a *unsafe.Pointer and set it
+// to the wasm_store_t*, wasm_module_t* and wasm_instance_t* respectively.
+// They stay owned by this package: the store and modules live as long as
+// the process, an instance until Close. Use them with Wasmer's C API from
+// your own cgo code.
+//
+// # Calls
+//
+// Function.Call crosses cgo once: arguments are written to C buffers
+// preallocated per function, and one C helper calls wasm_func_call and
+// refreshes the cached base and size of the guest memory. Host functions are
+// created per instance with wasm_func_new_with_env; their env carries the
+// instance's registry slot and the import index, and a C trampoline calls
+// one exported Go function, which finds the instance by index (no map, no
+// cgo.Handle), runs the function through engine.CallHost and writes the
+// results. Neither direction allocates.
+//
+// # linux/arm64
+//
+// wasmer-go v1.0.4 ships packaged/lib/linux-aarch64/libwasmer.so but leaves
+// its linux/arm64 linker flags commented out, so the link flags must be given
+// explicitly. See the arm64 notes in the repository's build docs or, in
+// short, with W=$(go env GOMODCACHE)/github.com/wasmerio/wasmer-go@v1.0.4/wasmer/packaged/lib/linux-aarch64:
+//
+//	CGO_ENABLED=1 GOARCH=arm64 CC=aarch64-linux-gnu-gcc \
+//	  CGO_LDFLAGS="-L$W -Wl,-rpath,$W" go test -c -o wasmer-arm64.test ./engine/wasmer
+//
+// (arm64 status: being verified.)
+package wasmer

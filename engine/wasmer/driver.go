@@ -1,0 +1,452 @@
+//go:build cgo
+
+package wasmer
+
+/*
+#cgo linux LDFLAGS: -ldl
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"unsafe"
+
+	// Linked for its cgo flags only: it links libwasmer.so (with an rpath
+	// into the module cache on linux/amd64). Its Go API is not used.
+	_ "github.com/wasmerio/wasmer-go/wasmer"
+
+	"github.com/anywasm/anywasm/engine"
+)
+
+// Name is the runtime name this package registers.
+const Name = "wasmer"
+
+func init() { engine.Register(driver{}) }
+
+type driver struct{}
+
+func (driver) Name() string { return Name }
+
+// Version returns what libwasmer's wasmer_version() reports, e.g. "2.0.0".
+func (driver) Version() string { return version() }
+
+var version = sync.OnceValue(func() string { return C.GoString(C.wasmer_version()) })
+
+func (driver) Capabilities() engine.Capabilities {
+	return engine.CapFuel | engine.CapCompilationCache
+}
+
+// libraryCheck verifies, once, that the wasm_* symbols this package calls are
+// Wasmer's. See the package documentation.
+var libraryCheck = sync.OnceValue(func() error {
+	return checkLibrary(C.GoString(C.aw_symbol_path(0)), C.GoString(C.aw_symbol_path(1)), version())
+})
+
+// checkLibrary refuses a process where wasm_engine_new or wasmer_version is
+// not defined by a shared object named libwasmer (for instance because
+// Wasmtime's static library, which defines the same wasm_* symbols, is linked
+// into the executable), or where the library is not Wasmer 2.
+func checkLibrary(enginePath, versionPath, ver string) error {
+	for _, s := range []struct{ sym, path string }{{"wasm_engine_new", enginePath}, {"wasmer_version", versionPath}} {
+		base := filepath.Base(s.path)
+		if s.path == "" || !strings.HasPrefix(base, "libwasmer.") {
+			where := s.path
+			if where == "" {
+				where = "an unknown object"
+			}
+			return fmt.Errorf("wasmer: refusing to run: the C symbol %s resolves to %s, not to libwasmer "+
+				"(is another runtime's C API, such as Wasmtime's, linked into this binary? "+
+				"engine/wasmer and engine/wasmtime must never be linked together)", s.sym, where)
+		}
+	}
+	if !strings.HasPrefix(ver, "2.") {
+		return fmt.Errorf("wasmer: refusing to run: libwasmer reports version %q, want 2.x", ver)
+	}
+	return nil
+}
+
+// An engineState is the process-wide home of the compiled modules of one
+// fuel setting. Wasmer 2.0 never frees the executable code of a compiled or
+// deserialized module before its engine (the engine keeps every code
+// mapping), so engines live as long as the process and each distinct module
+// is compiled (or loaded) at most once per fuel setting and then kept:
+// freeing it would free nothing of its code, and compiling it again would
+// map its code a second time.
+//
+// Without fuel, one engine and store serve every module. With fuel, every
+// module gets an engine (and store) of its own: Wasmer 2.0's metering
+// middleware can instrument only one module (a second one panics, aborting
+// the process), and a middleware is fixed when its engine is made.
+type engineState struct {
+	fuel   uint64
+	engine *C.wasm_engine_t // fuel == 0 only
+	store  *C.wasm_store_t  // fuel == 0 only
+
+	mu      sync.Mutex
+	modules map[[32]byte]*cmodule
+	pending map[[32]byte]*sync.WaitGroup
+	onDisk  map[string]bool // cache files known to be valid
+}
+
+// cmodule is a compiled module, interned for the life of the process, with
+// the store its instances are made in.
+type cmodule struct {
+	key   [32]byte // sha256 of the wasm bytes
+	m     *C.wasm_module_t
+	store *C.wasm_store_t
+}
+
+var (
+	enginesMu sync.Mutex
+	engines   = map[uint64]*engineState{}
+)
+
+// engineFor returns the process-wide engine state for a fuel setting.
+func engineFor(fuel uint64) (*engineState, error) {
+	enginesMu.Lock()
+	defer enginesMu.Unlock()
+	if e := engines[fuel]; e != nil {
+		return e, nil
+	}
+	e := &engineState{fuel: fuel,
+		modules: map[[32]byte]*cmodule{}, pending: map[[32]byte]*sync.WaitGroup{}, onDisk: map[string]bool{}}
+	if fuel == 0 {
+		var err error
+		if e.engine, e.store, err = newEngine(0); err != nil {
+			return nil, err
+		}
+	}
+	engines[fuel] = e
+	return e, nil
+}
+
+func newEngine(fuel uint64) (*C.wasm_engine_t, *C.wasm_store_t, error) {
+	eng := C.aw_engine_new(C.uint64_t(fuel))
+	if eng == nil {
+		return nil, nil, errors.New("wasmer: cannot create an engine")
+	}
+	st := C.wasm_store_new(eng)
+	if st == nil {
+		return nil, nil, errors.New("wasmer: cannot create a store")
+	}
+	return eng, st, nil
+}
+
+// storeFor returns the store to compile a new module in.
+func (e *engineState) storeFor() (*C.wasm_store_t, error) {
+	if e.fuel == 0 {
+		return e.store, nil
+	}
+	_, st, err := newEngine(e.fuel)
+	return st, err
+}
+
+func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
+	if err := libraryCheck(); err != nil {
+		return nil, err
+	}
+	e, err := engineFor(cfg.Fuel())
+	if err != nil {
+		return nil, err
+	}
+	return &wasmerRuntime{eng: e, fuel: cfg.Fuel(), cacheDir: cfg.CompilationCacheDir(), instances: map[*instState]struct{}{}}, nil
+}
+
+// wasmerRuntime is a Runtime: a view of the process-wide engine for its fuel
+// setting, with its own disk cache directory and its own instances.
+type wasmerRuntime struct {
+	eng      *engineState
+	fuel     uint64
+	cacheDir string
+
+	mu        sync.Mutex
+	closed    bool
+	instances map[*instState]struct{}
+}
+
+// As accepts *unsafe.Pointer and sets it to the wasm_store_t* shared by
+// every Runtime without fuel (do not delete it). With fuel every module has a
+// store of its own and As reports false.
+func (r *wasmerRuntime) As(target any) bool {
+	if p, ok := target.(*unsafe.Pointer); ok && r.eng.store != nil {
+		*p = unsafe.Pointer(r.eng.store)
+		return true
+	}
+	return false
+}
+
+// Close closes every instance the runtime made. The engine, its store and
+// the compiled modules are process-wide and stay.
+func (r *wasmerRuntime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	insts := r.instances
+	r.instances = nil
+	r.mu.Unlock()
+	for st := range insts {
+		st.close()
+	}
+	return nil
+}
+
+func (r *wasmerRuntime) forget(st *instState) {
+	r.mu.Lock()
+	delete(r.instances, st)
+	r.mu.Unlock()
+}
+
+// module is a handle to an interned compiled module.
+type module struct {
+	cm   *cmodule
+	info *engine.ModuleInfo
+}
+
+func (m *module) Close(context.Context) error { return nil }
+
+// As accepts *unsafe.Pointer and sets it to the wasm_module_t* (owned by
+// this package; do not delete it).
+func (m *module) As(target any) bool {
+	if p, ok := target.(*unsafe.Pointer); ok {
+		*p = unsafe.Pointer(m.cm.m)
+		return true
+	}
+	return false
+}
+
+func (r *wasmerRuntime) Compile(ctx context.Context, wasm []byte, info *engine.ModuleInfo) (engine.DriverModule, error) {
+	cm, err := r.eng.module(wasm, r.cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	return &module{cm: cm, info: info}, nil
+}
+
+// module returns the interned module for wasm, compiling or loading it from
+// the disk cache in dir if this engine has not seen these bytes yet.
+// Concurrent compilations of the same bytes wait for the first.
+func (e *engineState) module(wasm []byte, dir string) (*cmodule, error) {
+	key := sha256.Sum256(wasm)
+	for {
+		e.mu.Lock()
+		if cm := e.modules[key]; cm != nil {
+			e.mu.Unlock()
+			if dir != "" {
+				e.store2disk(cm, dir)
+			}
+			return cm, nil
+		}
+		if wg := e.pending[key]; wg != nil {
+			e.mu.Unlock()
+			wg.Wait()
+			continue
+		}
+		wg := new(sync.WaitGroup)
+		wg.Add(1)
+		e.pending[key] = wg
+		e.mu.Unlock()
+
+		cm, err := e.load(key, wasm, dir)
+		e.mu.Lock()
+		delete(e.pending, key)
+		if err == nil {
+			e.modules[key] = cm
+		}
+		e.mu.Unlock()
+		wg.Done()
+		return cm, err
+	}
+}
+
+func (e *engineState) load(key [32]byte, wasm []byte, dir string) (*cmodule, error) {
+	store, err := e.storeFor()
+	if err != nil {
+		return nil, err
+	}
+	if dir != "" {
+		if m := e.loadDisk(store, key, dir); m != nil {
+			return &cmodule{key: key, m: m, store: store}, nil
+		}
+	}
+	if len(wasm) == 0 {
+		return nil, errors.New("wasmer: empty module")
+	}
+	var cerr *C.char
+	m := C.aw_compile(store, (*C.char)(unsafe.Pointer(&wasm[0])), C.size_t(len(wasm)), &cerr)
+	goruntime.KeepAlive(wasm)
+	if m == nil {
+		return nil, fmt.Errorf("wasmer: %s", takeCString(cerr))
+	}
+	cm := &cmodule{key: key, m: m, store: store}
+	if dir != "" {
+		e.store2disk(cm, dir)
+	}
+	return cm, nil
+}
+
+func takeCString(s *C.char) string {
+	if s == nil {
+		return "unknown error"
+	}
+	defer C.free(unsafe.Pointer(s))
+	return C.GoString(s)
+}
+
+// The disk cache.
+//
+// A file holds a module that Wasmer compiled to native code: loading it runs
+// that code, so a file is loaded only if it carries this cache's header, is
+// named for these exact wasm bytes, Wasmer version, GOARCH and fuel setting,
+// and its payload matches the SHA-256 in its header. This detects corrupt,
+// truncated and foreign files (they are ignored and the module is compiled
+// again, then the file is rewritten), but not a file forged by someone who can
+// write to the directory: the directory must be as trusted as the binary.
+
+const cacheMagic = "anywasm wasmer module cache v1\n\x00"
+
+// cacheKey names the cache entry of a module for this engine.
+func (e *engineState) cacheKey(key [32]byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(cacheMagic))
+	h.Write(key[:])
+	fmt.Fprintf(h, "\x00wasmer %s\x00%s\x00fuel=%d\x00", version(), goruntime.GOARCH, e.fuel)
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func (e *engineState) cachePath(key [32]byte, dir string) ([32]byte, string) {
+	k := e.cacheKey(key)
+	return k, filepath.Join(dir, hex.EncodeToString(k[:])+".wasmer")
+}
+
+// loadDisk returns the module from the disk cache, or nil.
+func (e *engineState) loadDisk(store *C.wasm_store_t, key [32]byte, dir string) *C.wasm_module_t {
+	k, path := e.cachePath(key, dir)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	payload, ok := parseCacheFile(b, k)
+	if !ok || len(payload) == 0 {
+		return nil
+	}
+	e.mu.Lock()
+	e.onDisk[path] = true
+	e.mu.Unlock()
+	var cerr *C.char
+	m := C.aw_deserialize(store, (*C.char)(unsafe.Pointer(&payload[0])), C.size_t(len(payload)), &cerr)
+	goruntime.KeepAlive(payload)
+	if m == nil {
+		C.free(unsafe.Pointer(cerr))
+		return nil
+	}
+	return m
+}
+
+// parseCacheFile checks a cache file's header and returns its payload.
+// Layout: magic, cache key (32 bytes), payload length (8 bytes, little
+// endian), SHA-256 of the payload (32 bytes), payload.
+func parseCacheFile(b []byte, key [32]byte) ([]byte, bool) {
+	const hdr = len(cacheMagic) + 32 + 8 + 32
+	if len(b) < hdr || string(b[:len(cacheMagic)]) != cacheMagic {
+		return nil, false
+	}
+	b = b[len(cacheMagic):]
+	if [32]byte(b[:32]) != key {
+		return nil, false
+	}
+	n := binary.LittleEndian.Uint64(b[32:40])
+	sum := [32]byte(b[40:72])
+	payload := b[72:]
+	if uint64(len(payload)) != n || sha256.Sum256(payload) != sum {
+		return nil, false
+	}
+	return payload, true
+}
+
+// store2disk writes the module to the disk cache unless a valid file is
+// there. Errors are ignored: the cache is an optimization.
+func (e *engineState) store2disk(cm *cmodule, dir string) {
+	k, path := e.cachePath(cm.key, dir)
+	e.mu.Lock()
+	known := e.onDisk[path]
+	e.mu.Unlock()
+	if known {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+	} else if b, err := os.ReadFile(path); err == nil {
+		if _, ok := parseCacheFile(b, k); ok {
+			e.mu.Lock()
+			e.onDisk[path] = true
+			e.mu.Unlock()
+			return
+		}
+	}
+	var out C.wasm_byte_vec_t
+	C.aw_serialize(cm.m, &out)
+	if out.data == nil || out.size == 0 {
+		return
+	}
+	payload := C.GoBytes(unsafe.Pointer(out.data), C.int(out.size))
+	C.wasm_byte_vec_delete(&out)
+	if writeCacheFile(dir, path, k, payload) == nil {
+		e.mu.Lock()
+		e.onDisk[path] = true
+		e.mu.Unlock()
+	}
+}
+
+func writeCacheFile(dir, path string, key [32]byte, payload []byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-*.wasmer")
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(payload)
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(payload)))
+	var buf []byte
+	buf = append(buf, cacheMagic...)
+	buf = append(buf, key[:]...)
+	buf = append(buf, n[:]...)
+	buf = append(buf, sum[:]...)
+	buf = append(buf, payload...)
+	_, werr := f.Write(buf)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+// host is the driver's view of prepared host modules: nothing to prepare,
+// the host functions are created per instance (their env names it).
+type host struct{}
+
+func (host) Close(context.Context) error { return nil }
+
+func (r *wasmerRuntime) NewHost([]*engine.HostModule) (engine.DriverHost, error) { return host{}, nil }

@@ -1,0 +1,291 @@
+//go:build cgo
+
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+#include "_cgo_export.h"
+
+// aw_symbol_path returns the file that defines wasm_engine_new (which 0) or
+// wasmer_version (which 1), as the dynamic linker resolved them.
+const char *aw_symbol_path(int which) {
+  void *p = which == 0 ? (void *)&wasm_engine_new : (void *)&wasmer_version;
+  Dl_info info;
+  if (dladdr(p, &info) == 0 || info.dli_fname == NULL) {
+    return "";
+  }
+  return info.dli_fname;
+}
+
+static uint64_t aw_cost(int op) {
+  (void)op;
+  return 1;
+}
+
+// aw_engine_new returns an engine; with fuel > 0 it meters every operator at
+// one point, starting instances (and their start function) with fuel points.
+wasm_engine_t *aw_engine_new(uint64_t fuel) {
+  if (fuel == 0) {
+    return wasm_engine_new();
+  }
+  wasm_config_t *cfg = wasm_config_new();
+  wasmer_metering_t *m = wasmer_metering_new(fuel, aw_cost);
+  wasm_config_push_middleware(cfg, wasmer_metering_as_middleware(m));
+  return wasm_engine_new_with_config(cfg);
+}
+
+// aw_last_error returns Wasmer's last error on this thread (malloc'd).
+char *aw_last_error(void) {
+  int n = wasmer_last_error_length();
+  if (n <= 0) {
+    return strdup("unknown error");
+  }
+  char *buf = malloc((size_t)n + 1);
+  if (buf == NULL) {
+    return NULL;
+  }
+  int got = wasmer_last_error_message(buf, n + 1);
+  buf[got > 0 && got <= n ? got : n] = 0;
+  return buf;
+}
+
+wasm_module_t *aw_compile(wasm_store_t *store, const char *wasm, size_t n, char **err) {
+  wasm_byte_vec_t v = {n, (wasm_byte_t *)wasm};
+  wasm_module_t *m = wasm_module_new(store, &v);
+  if (m == NULL) {
+    *err = aw_last_error();
+  }
+  return m;
+}
+
+wasm_module_t *aw_deserialize(wasm_store_t *store, const char *b, size_t n, char **err) {
+  wasm_byte_vec_t v = {n, (wasm_byte_t *)b};
+  wasm_module_t *m = wasm_module_deserialize(store, &v);
+  if (m == NULL) {
+    *err = aw_last_error();
+  }
+  return m;
+}
+
+void aw_serialize(const wasm_module_t *m, wasm_byte_vec_t *out) {
+  out->size = 0;
+  out->data = NULL;
+  wasm_module_serialize(m, out);
+}
+
+static wasm_trap_t *aw_trampoline(void *env, const wasm_val_vec_t *args, wasm_val_vec_t *results) {
+  aw_hostenv *e = env;
+  aw_inst *in = e->inst;
+  if (in->memory != NULL) {
+    in->mem_base = wasm_memory_data(in->memory);
+    in->mem_size = wasm_memory_data_size(in->memory);
+  }
+  if (awHostCall(in->id, e->index, args->data, results->data) != 0) {
+    static const char msg[] = "anywasm: host function failed";
+    wasm_message_t m = {sizeof msg, (wasm_byte_t *)msg};
+    return wasm_trap_new(in->store, &m);
+  }
+  return NULL;
+}
+
+static wasm_valtype_vec_t aw_valtypes(size_t n, const uint8_t *kinds) {
+  wasm_valtype_t *ts[n > 0 ? n : 1];
+  for (size_t i = 0; i < n; i++) {
+    ts[i] = wasm_valtype_new(kinds[i]);
+  }
+  wasm_valtype_vec_t v;
+  wasm_valtype_vec_new(&v, n, ts);
+  return v;
+}
+
+// aw_inst_new creates the host functions of an instance. sigs holds, for each
+// import in order: the parameter count, the parameter kinds, the result count,
+// the result kinds.
+aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const uint8_t *sigs) {
+  aw_inst *in = calloc(1, sizeof *in);
+  if (in == NULL) {
+    return NULL;
+  }
+  in->store = store;
+  in->id = id;
+  in->nimports = nimports;
+  in->imports = calloc(nimports > 0 ? nimports : 1, sizeof *in->imports);
+  in->envs = calloc(nimports > 0 ? nimports : 1, sizeof *in->envs);
+  if (in->imports == NULL || in->envs == NULL) {
+    aw_inst_delete(in);
+    return NULL;
+  }
+  for (size_t i = 0; i < nimports; i++) {
+    size_t np = *sigs++;
+    wasm_valtype_vec_t params = aw_valtypes(np, sigs);
+    sigs += np;
+    size_t nr = *sigs++;
+    wasm_valtype_vec_t results = aw_valtypes(nr, sigs);
+    sigs += nr;
+    wasm_functype_t *ft = wasm_functype_new(&params, &results);
+    in->envs[i].inst = in;
+    in->envs[i].index = (uint32_t)i;
+    in->imports[i] = wasm_func_new_with_env(store, ft, aw_trampoline, &in->envs[i], NULL);
+    wasm_functype_delete(ft);
+    if (in->imports[i] == NULL) {
+      aw_inst_delete(in);
+      return NULL;
+    }
+  }
+  return in;
+}
+
+static void aw_refresh(aw_inst *in) {
+  if (in->memory != NULL) {
+    in->mem_base = wasm_memory_data(in->memory);
+    in->mem_size = wasm_memory_data_size(in->memory);
+  }
+}
+
+// aw_inst_start instantiates m (running its start function). It returns 0 on
+// success, 1 with *trap set if the start function trapped, 2 with *err set on
+// any other error.
+int aw_inst_start(aw_inst *in, const wasm_module_t *m, wasm_trap_t **trap, char **err) {
+  wasm_extern_t *ext[in->nimports > 0 ? in->nimports : 1];
+  for (size_t i = 0; i < in->nimports; i++) {
+    ext[i] = wasm_func_as_extern(in->imports[i]);
+  }
+  wasm_extern_vec_t imports = {in->nimports, ext};
+  *trap = NULL;
+  in->instance = wasm_instance_new(in->store, m, &imports, trap);
+  if (in->instance == NULL) {
+    if (*trap != NULL) {
+      return 1;
+    }
+    *err = aw_last_error();
+    return 2;
+  }
+  wasm_instance_exports(in->instance, &in->exports);
+  for (size_t i = 0; i < in->exports.size; i++) {
+    if (wasm_extern_kind(in->exports.data[i]) == WASM_EXTERN_MEMORY) {
+      in->memory = wasm_extern_as_memory(in->exports.data[i]);
+      break;
+    }
+  }
+  aw_refresh(in);
+  return 0;
+}
+
+void aw_inst_delete(aw_inst *in) {
+  if (in == NULL) {
+    return;
+  }
+  if (in->exports.data != NULL) {
+    wasm_extern_vec_delete(&in->exports);
+  }
+  if (in->instance != NULL) {
+    wasm_instance_delete(in->instance);
+  }
+  if (in->imports != NULL) {
+    for (size_t i = 0; i < in->nimports; i++) {
+      if (in->imports[i] != NULL) {
+        wasm_func_delete(in->imports[i]);
+      }
+    }
+  }
+  free(in->imports);
+  free(in->envs);
+  free(in);
+}
+
+// aw_call_new prepares calls of export export_index, which must be a function
+// of the given signature: the kinds of the values are filled in once.
+aw_call *aw_call_new(aw_inst *in, size_t export_index, size_t np, const uint8_t *pk, size_t nr, const uint8_t *rk) {
+  if (export_index >= in->exports.size) {
+    return NULL;
+  }
+  wasm_extern_t *e = in->exports.data[export_index];
+  if (wasm_extern_kind(e) != WASM_EXTERN_FUNC) {
+    return NULL;
+  }
+  aw_call *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    return NULL;
+  }
+  c->vals = calloc(np + nr > 0 ? np + nr : 1, sizeof(wasm_val_t));
+  if (c->vals == NULL) {
+    free(c);
+    return NULL;
+  }
+  c->func = wasm_extern_as_func(e);
+  for (size_t i = 0; i < np; i++) {
+    c->vals[i].kind = pk[i];
+  }
+  for (size_t i = 0; i < nr; i++) {
+    c->vals[np + i].kind = rk[i];
+  }
+  c->args.size = np;
+  c->args.data = c->vals;
+  c->results.size = nr;
+  c->results.data = c->vals + np;
+  return c;
+}
+
+void aw_call_delete(aw_call *c) {
+  if (c != NULL) {
+    free(c->vals);
+    free(c);
+  }
+}
+
+wasm_trap_t *aw_call_run(aw_inst *in, aw_call *c) {
+  wasm_trap_t *t = wasm_func_call(c->func, &c->args, &c->results);
+  aw_refresh(in);
+  return t;
+}
+
+// aw_call_fuel is aw_call_run with fuel points; a nested call (from a host
+// function) restores the outer call's remaining points when it returns.
+wasm_trap_t *aw_call_fuel(aw_inst *in, aw_call *c, uint64_t fuel, int nested) {
+  uint64_t outer = 0;
+  if (nested) {
+    outer = wasmer_metering_get_remaining_points(in->instance);
+  }
+  wasmer_metering_set_remaining_points(in->instance, fuel);
+  wasm_trap_t *t = wasm_func_call(c->func, &c->args, &c->results);
+  in->exhausted = t != NULL && wasmer_metering_points_are_exhausted(in->instance);
+  if (nested && !in->exhausted) {
+    wasmer_metering_set_remaining_points(in->instance, outer);
+  }
+  aw_refresh(in);
+  return t;
+}
+
+// aw_trap_take returns the trap's message (malloc'd, without a trailing NUL)
+// and deletes the trap.
+char *aw_trap_take(wasm_trap_t *t, size_t *n) {
+  wasm_message_t msg = {0, NULL};
+  wasm_trap_message(t, &msg);
+  size_t len = msg.size;
+  while (len > 0 && msg.data[len - 1] == 0) {
+    len--;
+  }
+  char *s = malloc(len + 1);
+  if (s != NULL) {
+    memcpy(s, msg.data, len);
+    s[len] = 0;
+  }
+  *n = s != NULL ? len : 0;
+  if (msg.data != NULL) {
+    wasm_byte_vec_delete(&msg);
+  }
+  wasm_trap_delete(t);
+  return s;
+}
+
+int aw_memory_grow(aw_inst *in, uint32_t delta, uint32_t *prev) {
+  if (in->memory == NULL) {
+    return 0;
+  }
+  *prev = wasm_memory_size(in->memory);
+  int ok = delta == 0 || wasm_memory_grow(in->memory, delta);
+  aw_refresh(in);
+  return ok;
+}

@@ -1,0 +1,59 @@
+//go:build cgo
+
+// The C side of the wasmer backend: small helpers so that each Go operation
+// crosses cgo once, and the trampoline of every host function.
+
+#ifndef ANYWASM_WASMER_SHIM_H
+#define ANYWASM_WASMER_SHIM_H
+
+#include "capi.h"
+
+struct aw_inst;
+
+// The env of one imported host function: its instance and import index.
+typedef struct aw_hostenv {
+  struct aw_inst *inst;
+  uint32_t index;
+} aw_hostenv;
+
+// An instance and everything it owns on the C side.
+typedef struct aw_inst {
+  wasm_store_t *store;          // borrowed: process-wide, never freed
+  wasm_instance_t *instance;    // owned
+  wasm_extern_vec_t exports;    // owned
+  wasm_memory_t *memory;        // borrowed from exports; NULL if none exported
+  byte_t *mem_base;             // refreshed after every call into the guest
+  size_t mem_size;              // and at the start of every host callback
+  uint32_t id;                  // registry slot of the Go instance
+  size_t nimports;
+  wasm_func_t **imports;        // owned
+  aw_hostenv *envs;             // owned
+  int exhausted;                // set by aw_call_fuel: the fuel ran out
+} aw_inst;
+
+// A call of one exported function with preallocated argument and result
+// buffers: vals[0:nparams] are the arguments, the rest the results.
+typedef struct aw_call {
+  wasm_func_t *func;            // borrowed from the instance's exports
+  wasm_val_vec_t args;
+  wasm_val_vec_t results;
+  wasm_val_t *vals;
+} aw_call;
+
+const char *aw_symbol_path(int which);
+wasm_engine_t *aw_engine_new(uint64_t fuel);
+char *aw_last_error(void);
+wasm_module_t *aw_compile(wasm_store_t *store, const char *wasm, size_t n, char **err);
+wasm_module_t *aw_deserialize(wasm_store_t *store, const char *b, size_t n, char **err);
+void aw_serialize(const wasm_module_t *m, wasm_byte_vec_t *out);
+aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const uint8_t *sigs);
+int aw_inst_start(aw_inst *in, const wasm_module_t *m, wasm_trap_t **trap, char **err);
+void aw_inst_delete(aw_inst *in);
+aw_call *aw_call_new(aw_inst *in, size_t export_index, size_t np, const uint8_t *pk, size_t nr, const uint8_t *rk);
+void aw_call_delete(aw_call *c);
+wasm_trap_t *aw_call_run(aw_inst *in, aw_call *c);
+wasm_trap_t *aw_call_fuel(aw_inst *in, aw_call *c, uint64_t fuel, int nested);
+char *aw_trap_take(wasm_trap_t *t, size_t *n);
+int aw_memory_grow(aw_inst *in, uint32_t delta, uint32_t *prev);
+
+#endif

@@ -1,0 +1,42 @@
+;; Host function round trips, re-entrancy and memory.
+(module
+  (import "env" "i32" (func $i32 (param i32) (result i32)))
+  (import "env" "i64" (func $i64 (param i64) (result i64)))
+  (import "env" "f32" (func $f32 (param f32) (result f32)))
+  (import "env" "f64" (func $f64 (param f64) (result f64)))
+  (import "env" "mixed" (func $mixed (param i32 i64 f32 f64) (result f64 f32 i64 i32)))
+  (import "env" "fail" (func $fail (param i32)))
+  (import "env" "reenter" (func $reenter (param i32) (result i32)))
+  (memory (export "memory") 1 10)
+  (export "mem2" (memory 0))
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "call_i32") (param i32) (result i32) (call $i32 (local.get 0)))
+  (func (export "call_i64") (param i64) (result i64) (call $i64 (local.get 0)))
+  (func (export "call_f32") (param f32) (result f32) (call $f32 (local.get 0)))
+  (func (export "call_f64") (param f64) (result f64) (call $f64 (local.get 0)))
+  (func (export "call_mixed") (param i32 i64 f32 f64) (result f64 f32 i64 i32)
+    (call $mixed (local.get 0) (local.get 1) (local.get 2) (local.get 3)))
+  (func (export "call_fail") (param i32) (call $fail (local.get 0)))
+  ;; returns x+1 from the host's re-entrant call, plus 1000
+  (func (export "call_reenter") (param i32) (result i32)
+    (i32.add (call $reenter (local.get 0)) (i32.const 1000)))
+  ;; malloc(n): bump allocator, returns the old heap top
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "load32") (param i32) (result i32) (i32.load (local.get 0)))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+  (func (export "add1") (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
+  (func (export "unreachable") unreachable)
+  ;; calls env.i32 n times
+  (func (export "loop_i32") (param $n i32) (result i32)
+    (local $acc i32)
+    (block $done
+      (loop $l
+        (br_if $done (i32.eqz (local.get $n)))
+        (local.set $acc (i32.add (local.get $acc) (call $i32 (local.get $n))))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $l)))
+    (local.get $acc)))

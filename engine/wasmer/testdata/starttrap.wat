@@ -1,0 +1,4 @@
+;; A start function that traps.
+(module
+  (func $start unreachable)
+  (start $start))

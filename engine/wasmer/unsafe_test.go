@@ -1,0 +1,7 @@
+//go:build cgo
+
+package wasmer
+
+import "unsafe"
+
+type unsafePointer = unsafe.Pointer
