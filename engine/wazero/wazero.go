@@ -247,9 +247,12 @@ func (r *runtime) Instantiate(ctx context.Context, m engine.DriverModule, dh eng
 		mods := in.host.mods
 		ctx = experimental.WithImportResolver(ctx, func(name string) api.Module { return mods[name] })
 	}
-	fr := in.push(ctx)
+	for i := range in.frames {
+		in.frames[i].inst = in
+	}
+	fr, _ := in.enter(ctx)
 	mod, err := r.r.InstantiateModule(fr, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
-	in.pop(fr)
+	in.leave(fr)
 	if err != nil {
 		if in.host != nil {
 			in.host.release(ctx)
@@ -270,7 +273,17 @@ func (r *runtime) Instantiate(ctx context.Context, m engine.DriverModule, dh eng
 // few frames inline for nested (re-entrant) calls, so calls do not allocate.
 type frame struct {
 	context.Context
-	inst *instance
+	inst       *instance
+	background bool // Context is context.Background() or TODO(): no values
+}
+
+// Value implements context.Context; wazero asks for its experimental keys on
+// every call, which the common background context answers without a call.
+func (f *frame) Value(key any) any {
+	if f.background {
+		return nil
+	}
+	return f.Context.Value(key)
 }
 
 const inlineFrames = 8
@@ -281,38 +294,41 @@ type instance struct {
 	mod  api.Module
 	host *host
 
-	frames   [inlineFrames]frame
-	overflow []*frame
-	depth    int
+	frames [inlineFrames]frame
+	depth  int
 
 	failed bool
 	closed bool
 	mem    *memory
 }
 
-func (in *instance) push(ctx context.Context) context.Context {
+// enter returns the frame for a call under ctx. A call with a context that
+// cannot be cancelled uses the instance's inline frame for its depth. wazero
+// watches a cancellable context from another goroutine that may outlive the
+// call, so such a call (and any nested deeper than inlineFrames) gets a frame
+// of its own, never reused.
+func (in *instance) enter(ctx context.Context) (fr *frame, cancellable bool) {
 	d := in.depth
 	in.depth++
-	// wazero watches a cancellable context from another goroutine that may
-	// outlive the call: such a call gets a frame of its own, never reused.
-	if d < inlineFrames && ctx.Done() == nil {
-		in.frames[d] = frame{Context: ctx, inst: in}
-		return &in.frames[d]
+	bg := ctx == background || ctx == todo
+	if !bg && ctx.Done() != nil {
+		return &frame{Context: ctx, inst: in}, true
 	}
-	fr := &frame{Context: ctx, inst: in}
-	in.overflow = append(in.overflow, fr)
-	return fr
+	if d < inlineFrames {
+		fr := &in.frames[d]
+		fr.Context, fr.background = ctx, bg
+		return fr, false
+	}
+	return &frame{Context: ctx, inst: in, background: bg}, false
 }
 
-func (in *instance) pop(fr context.Context) {
+var background, todo = context.Background(), context.TODO()
+
+// leave ends a call entered with enter.
+func (in *instance) leave(fr *frame) {
 	in.depth--
 	if d := in.depth; d < inlineFrames && fr == &in.frames[d] {
-		in.frames[d] = frame{}
-	} else if d >= inlineFrames || fr != &in.frames[d] {
-		if n := len(in.overflow); n > 0 && in.overflow[n-1] == fr {
-			in.overflow[n-1] = nil
-			in.overflow = in.overflow[:n-1]
-		}
+		fr.Context = nil // do not keep the caller's context alive
 	}
 }
 
@@ -408,14 +424,15 @@ func (f *function) Call(ctx context.Context, stack []uint64) error {
 	case len(stack) < f.stackSize:
 		return engine.ErrStackSize
 	}
-	if ctx.Done() != nil {
+	fr, cancellable := in.enter(ctx)
+	if cancellable {
 		if err := ctx.Err(); err != nil {
+			in.leave(fr)
 			return err
 		}
 	}
-	fr := in.push(ctx)
 	err := f.fn.CallWithStack(fr, stack)
-	in.pop(fr)
+	in.leave(fr)
 	if err != nil {
 		in.failed = true
 		return toTrap(ctx, err)

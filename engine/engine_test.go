@@ -1,0 +1,132 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestFuncTypeString(t *testing.T) {
+	ft := FuncType{Params: []ValueType{I32, I64}, Results: []ValueType{F32, F64}}
+	if s := ft.String(); s != "(i32, i64) -> (f32, f64)" {
+		t.Errorf("String() = %q", s)
+	}
+	if s := (FuncType{}).String(); s != "() -> ()" {
+		t.Errorf("empty String() = %q", s)
+	}
+	if !ft.Equal(FuncType{Params: []ValueType{I32, I64}, Results: []ValueType{F32, F64}}) || ft.Equal(FuncType{Params: []ValueType{I32}}) {
+		t.Error("Equal is wrong")
+	}
+	if ft.StackSize() != 2 || (FuncType{Results: []ValueType{I32, I32, I32}}).StackSize() != 3 {
+		t.Error("StackSize is wrong")
+	}
+}
+
+func TestEncoding(t *testing.T) {
+	if EncodeI32(-1) != 0xffffffff || DecodeI32(0xffffffff) != -1 {
+		t.Error("i32 encoding must zero-extend")
+	}
+	if DecodeF32(EncodeF32(1.5)) != 1.5 || DecodeF64(EncodeF64(-2.25)) != -2.25 {
+		t.Error("float round trip")
+	}
+}
+
+func TestConfig(t *testing.T) {
+	base := NewConfig()
+	c := base.WithMemoryLimitPages(10).WithInterruptOnContextDone(true).WithFuel(5).WithCompilationCache("/tmp/x")
+	if base.Required() != 0 {
+		t.Error("WithX modified the original")
+	}
+	if c.Required() != CapMemoryLimit|CapInterrupt|CapFuel|CapCompilationCache {
+		t.Errorf("Required() = %s", c.Required())
+	}
+	err := c.validate("x", CapMemoryLimit|CapInterrupt)
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "fuel,compilation-cache") {
+		t.Errorf("validate = %v", err)
+	}
+	if err := NewConfig().WithMemoryLimitPages(MaxPages+1).validate("x", CapMemoryLimit); err == nil {
+		t.Error("a limit over 65536 pages validated")
+	}
+}
+
+func TestTrapError(t *testing.T) {
+	cause := errors.New("cause")
+	for _, c := range []struct {
+		t    *Trap
+		want string
+	}{
+		{&Trap{Code: TrapUnreachable, Runtime: "r", Message: "unreachable"}, "engine: wasm trap: unreachable (r)"},
+		{&Trap{Code: TrapUnreachable, Runtime: "r", Message: "wasm `unreachable`"}, "engine: wasm trap: unreachable (r: wasm `unreachable`)"},
+		{&Trap{Code: TrapHostError, Runtime: "r", Cause: cause}, "engine: wasm trap: host function error: cause"},
+		{&Trap{Code: TrapExit, ExitCode: 7}, "engine: guest exited with code 7"},
+	} {
+		if got := c.t.Error(); got != c.want {
+			t.Errorf("Error() = %q, want %q", got, c.want)
+		}
+	}
+	tr := HostTrap("r", fmt.Errorf("wrapped: %w", cause))
+	if tr.Code != TrapHostError || !errors.Is(tr, cause) {
+		t.Errorf("HostTrap = %v", tr)
+	}
+	if tr := HostTrap("r", Exit(2)); tr.Code != TrapExit || tr.ExitCode != 2 {
+		t.Errorf("HostTrap(Exit) = %v", tr)
+	}
+	if TrapCode(200).String() != "TrapCode(200)" {
+		t.Error("unknown code string")
+	}
+}
+
+func TestCallHostRecovers(t *testing.T) {
+	f := &HostFunction{Name: "f", qualified: "m.f", Func: func(context.Context, Caller, []uint64) error { panic("oops") }}
+	err := CallHost(f, context.Background(), nil, nil)
+	var p *PanicError
+	if !errors.As(err, &p) || p.Value != "oops" || p.Function != "m.f" || len(p.Stack) == 0 {
+		t.Errorf("CallHost = %v", err)
+	}
+	if tr := HostTrap("r", err); tr.Code != TrapHostPanic {
+		t.Errorf("HostTrap(panic) = %s", tr.Code)
+	}
+}
+
+type fakeDriver struct{ name string }
+
+func (d fakeDriver) Name() string                           { return d.name }
+func (fakeDriver) Version() string                          { return "0" }
+func (fakeDriver) Capabilities() Capabilities               { return 0 }
+func (fakeDriver) NewRuntime(Config) (DriverRuntime, error) { return nil, errors.New("fake") }
+
+func TestRegistry(t *testing.T) {
+	Register(fakeDriver{"zz-fake"})
+	defer func() {
+		driversMu.Lock()
+		delete(drivers, "zz-fake")
+		driversMu.Unlock()
+	}()
+	names := Runtimes()
+	if names[len(names)-1] != "zz-fake" {
+		t.Errorf("Runtimes() = %v", names)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("duplicate Register did not panic")
+			}
+		}()
+		Register(fakeDriver{"zz-fake"})
+	}()
+	_, err := Open("nope", NewConfig())
+	if err == nil || !strings.Contains(err.Error(), "zz-fake") || !strings.Contains(err.Error(), "CGO_ENABLED=1") {
+		t.Errorf("Open(unknown) = %v", err)
+	}
+	if _, err := Open("zz-fake", NewConfig().WithFuel(1)); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("Open with fuel = %v", err)
+	}
+	if _, err := Open("zz-fake", NewConfig()); err == nil || !strings.Contains(err.Error(), "fake") {
+		t.Errorf("Open with a failing driver = %v", err)
+	}
+	if info, err := Lookup("zz-fake"); err != nil || info.Version != "0" {
+		t.Errorf("Lookup = %+v %v", info, err)
+	}
+}
