@@ -2,7 +2,8 @@
 
 // Declarations copied from the Wasmer 2.0 C API headers shipped by
 // github.com/wasmerio/wasmer-go v1.0.4 (wasmer/packaged/include/wasm.h and
-// wasmer.h); only what this package uses, with the same layouts.
+// wasmer.h); only what this package (and bench/internal/wasmerraw) uses, with the same
+// layouts.
 
 #ifndef ANYWASM_WASMER_CAPI_H
 #define ANYWASM_WASMER_CAPI_H
@@ -98,8 +99,12 @@ wasm_module_t *wasm_module_deserialize(wasm_store_t *, const wasm_byte_vec_t *);
 
 typedef struct wasm_func_t wasm_func_t;
 void wasm_func_delete(wasm_func_t *);
+typedef wasm_trap_t *(*wasm_func_callback_t)(
+  const wasm_val_vec_t *args, wasm_val_vec_t *results);
 typedef wasm_trap_t *(*wasm_func_callback_with_env_t)(
   void *env, const wasm_val_vec_t *args, wasm_val_vec_t *results);
+wasm_func_t *wasm_func_new(
+  wasm_store_t *, const wasm_functype_t *, wasm_func_callback_t);
 wasm_func_t *wasm_func_new_with_env(
   wasm_store_t *, const wasm_functype_t *type, wasm_func_callback_with_env_t,
   void *env, void (*finalizer)(void *));
@@ -140,15 +145,16 @@ typedef struct wasmer_middleware_t wasmer_middleware_t;
 // enum is declared as its int representation instead of being copied.
 typedef uint64_t (*wasmer_metering_cost_function_t)(int wasm_operator);
 
-void wasm_config_push_middleware(wasm_config_t *config, struct wasmer_middleware_t *middleware);
 int wasmer_last_error_length(void);
 int wasmer_last_error_message(char *buffer, int length);
-struct wasmer_middleware_t *wasmer_metering_as_middleware(struct wasmer_metering_t *metering);
-uint64_t wasmer_metering_get_remaining_points(const wasm_instance_t *instance);
-struct wasmer_metering_t *wasmer_metering_new(uint64_t initial_limit,
-                                              wasmer_metering_cost_function_t cost_function);
-bool wasmer_metering_points_are_exhausted(const wasm_instance_t *instance);
-void wasmer_metering_set_remaining_points(const wasm_instance_t *instance, uint64_t new_limit);
 const char *wasmer_version(void);
+// Looked up with dlsym (see shim.c), with these signatures:
+//   void wasm_config_push_middleware(wasm_config_t *config, struct wasmer_middleware_t *middleware);
+//   struct wasmer_middleware_t *wasmer_metering_as_middleware(struct wasmer_metering_t *metering);
+//   uint64_t wasmer_metering_get_remaining_points(const wasm_instance_t *instance);
+//   struct wasmer_metering_t *wasmer_metering_new(uint64_t initial_limit,
+//                                                 wasmer_metering_cost_function_t cost_function);
+//   bool wasmer_metering_points_are_exhausted(const wasm_instance_t *instance);
+//   void wasmer_metering_set_remaining_points(const wasm_instance_t *instance, uint64_t new_limit);
 
 #endif

@@ -21,6 +21,7 @@ import (
 	goruntime "runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	// Linked for its cgo flags only: it links libwasmer.so (with an rpath
@@ -44,9 +45,18 @@ func (driver) Version() string { return version() }
 
 var version = sync.OnceValue(func() string { return C.GoString(C.wasmer_version()) })
 
-func (driver) Capabilities() engine.Capabilities {
-	return engine.CapFuel | engine.CapCompilationCache
-}
+// Capabilities are the compilation cache, and fuel if the library has
+// Wasmer's metering middleware (the linux-aarch64 build shipped by
+// wasmer-go v1.0.4 does not).
+func (driver) Capabilities() engine.Capabilities { return capabilities() }
+
+var capabilities = sync.OnceValue(func() engine.Capabilities {
+	c := engine.CapCompilationCache
+	if C.aw_metering_init() != 0 {
+		c |= engine.CapFuel
+	}
+	return c
+})
 
 // libraryCheck verifies, once, that the wasm_* symbols this package calls are
 // Wasmer's. See the package documentation.
@@ -57,7 +67,8 @@ var libraryCheck = sync.OnceValue(func() error {
 // checkLibrary refuses a process where wasm_engine_new or wasmer_version is
 // not defined by a shared object named libwasmer (for instance because
 // Wasmtime's static library, which defines the same wasm_* symbols, is linked
-// into the executable), or where the library is not Wasmer 2.
+// into the executable), or where the library is neither Wasmer 2 nor the
+// Wasmer 1.0 that wasmer-go ships for linux/arm64.
 func checkLibrary(enginePath, versionPath, ver string) error {
 	for _, s := range []struct{ sym, path string }{{"wasm_engine_new", enginePath}, {"wasmer_version", versionPath}} {
 		base := filepath.Base(s.path)
@@ -71,8 +82,9 @@ func checkLibrary(enginePath, versionPath, ver string) error {
 				"engine/wasmer and engine/wasmtime must never be linked together)", s.sym, where)
 		}
 	}
-	if !strings.HasPrefix(ver, "2.") {
-		return fmt.Errorf("wasmer: refusing to run: libwasmer reports version %q, want 2.x", ver)
+	// 1.0.x is the linux-aarch64 build wasmer-go v1.0.4 ships (see doc.go).
+	if !strings.HasPrefix(ver, "2.") && !strings.HasPrefix(ver, "1.0.") {
+		return fmt.Errorf("wasmer: refusing to run: libwasmer reports version %q, want 2.x (or 1.0.x on linux/arm64)", ver)
 	}
 	return nil
 }
@@ -107,6 +119,9 @@ type cmodule struct {
 	m     *C.wasm_module_t
 	store *C.wasm_store_t
 }
+
+// stats counts compilations and disk cache loads, for tests.
+var stats struct{ compiled, loaded atomic.Int64 }
 
 var (
 	enginesMu sync.Mutex
@@ -156,6 +171,9 @@ func (e *engineState) storeFor() (*C.wasm_store_t, error) {
 func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 	if err := libraryCheck(); err != nil {
 		return nil, err
+	}
+	if cfg.Fuel() != 0 && !capabilities().Has(engine.CapFuel) {
+		return nil, engine.ErrNotSupported // Open checked; kept for safety
 	}
 	e, err := engineFor(cfg.Fuel())
 	if err != nil {
@@ -280,6 +298,7 @@ func (e *engineState) load(key [32]byte, wasm []byte, dir string) (*cmodule, err
 	}
 	if dir != "" {
 		if m := e.loadDisk(store, key, dir); m != nil {
+			stats.loaded.Add(1)
 			return &cmodule{key: key, m: m, store: store}, nil
 		}
 	}
@@ -292,6 +311,7 @@ func (e *engineState) load(key [32]byte, wasm []byte, dir string) (*cmodule, err
 	if m == nil {
 		return nil, fmt.Errorf("wasmer: %s", takeCString(cerr))
 	}
+	stats.compiled.Add(1)
 	cm := &cmodule{key: key, m: m, store: store}
 	if dir != "" {
 		e.store2disk(cm, dir)

@@ -19,6 +19,31 @@ const char *aw_symbol_path(int which) {
   return info.dli_fname;
 }
 
+// The metering functions are looked up at run time: the linux-aarch64
+// libwasmer.so that wasmer-go v1.0.4 ships is built without middlewares.
+static struct {
+  wasmer_metering_t *(*metering_new)(uint64_t, wasmer_metering_cost_function_t);
+  wasmer_middleware_t *(*metering_as_middleware)(wasmer_metering_t *);
+  void (*config_push_middleware)(wasm_config_t *, wasmer_middleware_t *);
+  uint64_t (*get_remaining_points)(const wasm_instance_t *);
+  bool (*points_are_exhausted)(const wasm_instance_t *);
+  void (*set_remaining_points)(const wasm_instance_t *, uint64_t);
+} metering;
+
+// aw_metering_init resolves the metering functions; it returns 1 if the
+// library has them all.
+int aw_metering_init(void) {
+  metering.metering_new = dlsym(RTLD_DEFAULT, "wasmer_metering_new");
+  metering.metering_as_middleware = dlsym(RTLD_DEFAULT, "wasmer_metering_as_middleware");
+  metering.config_push_middleware = dlsym(RTLD_DEFAULT, "wasm_config_push_middleware");
+  metering.get_remaining_points = dlsym(RTLD_DEFAULT, "wasmer_metering_get_remaining_points");
+  metering.points_are_exhausted = dlsym(RTLD_DEFAULT, "wasmer_metering_points_are_exhausted");
+  metering.set_remaining_points = dlsym(RTLD_DEFAULT, "wasmer_metering_set_remaining_points");
+  return metering.metering_new != NULL && metering.metering_as_middleware != NULL &&
+         metering.config_push_middleware != NULL && metering.get_remaining_points != NULL &&
+         metering.points_are_exhausted != NULL && metering.set_remaining_points != NULL;
+}
+
 static uint64_t aw_cost(int op) {
   (void)op;
   return 1;
@@ -30,9 +55,12 @@ wasm_engine_t *aw_engine_new(uint64_t fuel) {
   if (fuel == 0) {
     return wasm_engine_new();
   }
+  if (metering.metering_new == NULL) {
+    return NULL;
+  }
   wasm_config_t *cfg = wasm_config_new();
-  wasmer_metering_t *m = wasmer_metering_new(fuel, aw_cost);
-  wasm_config_push_middleware(cfg, wasmer_metering_as_middleware(m));
+  wasmer_metering_t *m = metering.metering_new(fuel, aw_cost);
+  metering.config_push_middleware(cfg, metering.metering_as_middleware(m));
   return wasm_engine_new_with_config(cfg);
 }
 
@@ -75,13 +103,23 @@ void aw_serialize(const wasm_module_t *m, wasm_byte_vec_t *out) {
   wasm_module_serialize(m, out);
 }
 
+// aw_refresh updates the cached base and size of the guest memory. Memory
+// only moves when it grows, so the base is read again only when the size
+// changed.
+static void aw_refresh(aw_inst *in) {
+  if (in->memory != NULL) {
+    size_t size = wasm_memory_data_size(in->memory);
+    if (size != in->mem_size || in->mem_base == NULL) {
+      in->mem_base = wasm_memory_data(in->memory);
+      in->mem_size = size;
+    }
+  }
+}
+
 static wasm_trap_t *aw_trampoline(void *env, const wasm_val_vec_t *args, wasm_val_vec_t *results) {
   aw_hostenv *e = env;
   aw_inst *in = e->inst;
-  if (in->memory != NULL) {
-    in->mem_base = wasm_memory_data(in->memory);
-    in->mem_size = wasm_memory_data_size(in->memory);
-  }
+  aw_refresh(in);
   if (awHostCall(in->id, e->index, args->data, results->data) != 0) {
     static const char msg[] = "anywasm: host function failed";
     wasm_message_t m = {sizeof msg, (wasm_byte_t *)msg};
@@ -137,12 +175,6 @@ aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const ui
   return in;
 }
 
-static void aw_refresh(aw_inst *in) {
-  if (in->memory != NULL) {
-    in->mem_base = wasm_memory_data(in->memory);
-    in->mem_size = wasm_memory_data_size(in->memory);
-  }
-}
 
 // aw_inst_start instantiates m (running its start function). It returns 0 on
 // success, 1 with *trap set if the start function trapped, 2 with *err set on
@@ -246,13 +278,13 @@ wasm_trap_t *aw_call_run(aw_inst *in, aw_call *c) {
 wasm_trap_t *aw_call_fuel(aw_inst *in, aw_call *c, uint64_t fuel, int nested) {
   uint64_t outer = 0;
   if (nested) {
-    outer = wasmer_metering_get_remaining_points(in->instance);
+    outer = metering.get_remaining_points(in->instance);
   }
-  wasmer_metering_set_remaining_points(in->instance, fuel);
+  metering.set_remaining_points(in->instance, fuel);
   wasm_trap_t *t = wasm_func_call(c->func, &c->args, &c->results);
-  in->exhausted = t != NULL && wasmer_metering_points_are_exhausted(in->instance);
+  in->exhausted = t != NULL && metering.points_are_exhausted(in->instance);
   if (nested && !in->exhausted) {
-    wasmer_metering_set_remaining_points(in->instance, outer);
+    metering.set_remaining_points(in->instance, outer);
   }
   aw_refresh(in);
   return t;
@@ -286,6 +318,7 @@ int aw_memory_grow(aw_inst *in, uint32_t delta, uint32_t *prev) {
   }
   *prev = wasm_memory_size(in->memory);
   int ok = delta == 0 || wasm_memory_grow(in->memory, delta);
-  aw_refresh(in);
+  in->mem_base = wasm_memory_data(in->memory);
+  in->mem_size = wasm_memory_data_size(in->memory);
   return ok;
 }
