@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/anywasm/anywasm/engine"
 )
@@ -705,4 +706,52 @@ func TestConcurrentInstances(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+func liveInstances() int {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	n := 0
+	if tab := registry.tab.Load(); tab != nil {
+		for _, st := range *tab {
+			if st != nil {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestCleanupBackstop drops instances without closing them: a cleanup frees
+// them once they are unreachable.
+func TestCleanupBackstop(t *testing.T) {
+	ctx := context.Background()
+	rt := open(t, engine.NewConfig())
+	mod, err := rt.Compile(ctx, readWasm(t, "traps"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveInstances()
+	func() {
+		for range 10 {
+			inst, err := rt.Instantiate(ctx, mod, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, _ := inst.Function("count")
+			if err := f.Call(ctx, []uint64{3}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}()
+	if got := liveInstances(); got != before+10 {
+		t.Fatalf("live instances %d, want %d", got, before+10)
+	}
+	for i := 0; i < 300 && liveInstances() > before; i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := liveInstances(); got != before {
+		t.Errorf("live instances after GC: %d, want %d", got, before)
+	}
 }
