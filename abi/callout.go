@@ -1,0 +1,160 @@
+package abi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// calloutResult is an HTTP call's response while proxy_on_http_call_response
+// runs: the call response header, trailer and body buffers point at it.
+type calloutResult struct {
+	headers, trailers Headers
+	body              []byte
+	statusCode        uint32
+	statusMessage     string
+}
+
+// maxCalloutBody bounds a callout response body held for the plugin.
+const maxCalloutBody = 16 << 20
+
+// hHTTPCall is proxy_http_call(upstream, headers, body, trailers,
+// timeout_ms, ret_token): it sends the request in the background and
+// answers the calling root context with proxy_on_http_call_response.
+func (v *vm) hHTTPCall(_ context.Context, s []uint64) Status {
+	cluster, ok1 := v.str(s[0], s[1])
+	hb, ok2 := v.bytes(s[2], s[3])
+	body, ok3 := v.bytes(s[4], s[5])
+	tb, ok4 := v.bytes(s[6], s[7])
+	if !ok1 || !ok2 || !ok3 || !ok4 || !v.writable(s[9]) {
+		return StatusInvalidMemoryAccess
+	}
+	up := v.group.host.opts.Upstreams
+	if up == nil {
+		v.logger().Warn("proxy_http_call refused: the host has no upstreams", "cluster", cluster)
+		return StatusBadArgument
+	}
+	limits := v.group.host.opts.Limits
+	headers, err := DecodeHeaders(hb, limits)
+	if err != nil {
+		return StatusSerializationFailure
+	}
+	trailers, err := DecodeHeaders(tb, limits)
+	if err != nil {
+		return StatusSerializationFailure
+	}
+	method, _ := headers.Get(":method")
+	path, _ := headers.Get(":path")
+	authority, _ := headers.Get(":authority")
+	if method == "" || path == "" || authority == "" {
+		return StatusBadArgument // Envoy requires the three pseudo-headers
+	}
+	u, err := url.ParseRequestURI(path)
+	if err != nil {
+		return StatusBadArgument
+	}
+	u.Scheme, u.Host = "http", authority
+	if v.cur == nil {
+		return StatusBadArgument
+	}
+	root := v.cur
+	if root.root != nil {
+		root = root.root
+	}
+	v.nextCall++
+	token := v.nextCall
+	v.putU32(s[9], token)
+	timeout := time.Duration(uint32(s[8])) * time.Millisecond
+	req := &http.Request{Method: method, URL: u, Host: authority, Header: http.Header{},
+		Body: io.NopCloser(strings.NewReader(string(body))), ContentLength: int64(len(body))}
+	for _, h := range headers {
+		if !strings.HasPrefix(h.Key, ":") {
+			req.Header.Add(h.Key, h.Value)
+		}
+	}
+	if len(trailers) > 0 {
+		req.Trailer = http.Header{}
+		for _, h := range trailers {
+			req.Trailer.Add(h.Key, h.Value)
+		}
+	}
+	go v.doCallout(cluster, req, timeout, root.id, token)
+	return StatusOK
+}
+
+func (v *vm) doCallout(cluster string, req *http.Request, timeout time.Duration, rootID, token uint32) {
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	res := &calloutResult{}
+	resp, err := v.group.host.opts.Upstreams.RoundTrip(ctx, cluster, req.WithContext(ctx))
+	if err == nil {
+		res.body, err = io.ReadAll(io.LimitReader(resp.Body, maxCalloutBody+1))
+		resp.Body.Close()
+		if err == nil && len(res.body) > maxCalloutBody {
+			err = fmt.Errorf("response body over %d bytes", maxCalloutBody)
+		}
+	}
+	if err != nil {
+		v.logger().Warn("HTTP callout failed", "cluster", cluster, "path", req.URL.Path, "err", err)
+		res = &calloutResult{statusCode: 1, statusMessage: err.Error()} // 0 headers: failed
+	} else {
+		res.headers = append(res.headers, Header{":status", strconv.Itoa(resp.StatusCode)})
+		for k, vs := range resp.Header {
+			for _, val := range vs {
+				res.headers = append(res.headers, Header{strings.ToLower(k), val})
+			}
+		}
+		for k, vs := range resp.Trailer {
+			for _, val := range vs {
+				res.trailers = append(res.trailers, Header{strings.ToLower(k), val})
+			}
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	root := v.ctxs[rootID]
+	if v.closed || v.failed.Load() || root == nil {
+		return
+	}
+	v.callout = res
+	_, _ = v.call(ctx, root, v.cb.httpCallResponse, "proxy_on_http_call_response",
+		uint64(rootID), uint64(token), uint64(len(res.headers)), uint64(len(res.body)), uint64(len(res.trailers)))
+	v.callout = nil
+}
+
+// HTTPUpstreams is an Upstreams over net/http: each cluster name maps to a
+// base URL ("http://127.0.0.1:8080"); the plugin's :path is resolved against it.
+type HTTPUpstreams struct {
+	Client   *http.Client
+	Clusters map[string]string
+}
+
+// RoundTrip implements Upstreams.
+func (u *HTTPUpstreams) RoundTrip(ctx context.Context, cluster string, req *http.Request) (*http.Response, error) {
+	base, ok := u.Clusters[cluster]
+	if !ok {
+		return nil, fmt.Errorf("unknown cluster %q", cluster)
+	}
+	b, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", cluster, err)
+	}
+	out := req.Clone(ctx)
+	out.URL.Scheme, out.URL.Host = b.Scheme, b.Host
+	out.RequestURI = ""
+	c := u.Client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	return c.Do(out)
+}
+

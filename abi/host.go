@@ -1,0 +1,243 @@
+package abi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/anywasm/anywasm/engine"
+)
+
+// ForeignFunc is a function the embedder offers plugins through
+// proxy_call_foreign_function.
+type ForeignFunc func(ctx context.Context, args []byte) ([]byte, error)
+
+// Options configure a Host. The zero value works: logs go to slog.Default(),
+// HTTP callouts are refused, no properties beyond the plugin's own.
+type Options struct {
+	// Logger receives plugin logs (proxy_log, and WASI stdout/stderr) with
+	// attributes plugin, root_id and vm_id. proxy_get_log_level reports the
+	// lowest Proxy-Wasm level its handler is enabled for (trace maps to
+	// slog.LevelDebug-4, critical to slog.LevelError+4).
+	Logger *slog.Logger
+	// Upstreams carries HTTP callouts (proxy_http_call). Nil refuses them.
+	// NewHTTPUpstreams gives a net/http implementation over named clusters.
+	Upstreams Upstreams
+	// Properties answers proxy_get_property for paths the host does not
+	// know itself (plugin_name, plugin_root_id, plugin_vm_id and what the
+	// plugin set with proxy_set_property are answered first).
+	Properties func(path []string) ([]byte, bool)
+	// ForeignFunctions are callable by name from plugins.
+	ForeignFunctions map[string]ForeignFunc
+	// Limits bound what a plugin may hand the host.
+	Limits Limits
+	// Now is the clock of proxy_get_current_time_nanoseconds and WASI's
+	// realtime clock. Default time.Now.
+	Now func() time.Time
+	// Random fills random_get. Default crypto/rand.
+	Random io.Reader
+}
+
+// Host runs Proxy-Wasm plugins on one engine.Runtime. It holds what plugins
+// of one vm_id share: shared data, shared queues, and the metrics of every
+// plugin. It is safe for concurrent use.
+type Host struct {
+	rt       *engine.Runtime
+	opts     Options
+	log      *slog.Logger
+	logLevel LogLevel
+
+	metrics *Metrics
+
+	mu     sync.Mutex
+	shared map[string]*sharedStore // by vm_id
+	queues *queueRegistry
+	groups map[groupKey]*vmGroup
+	closed bool
+}
+
+// NewHost returns a host for plugins running on rt.
+func NewHost(rt *engine.Runtime, opts Options) *Host {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Random == nil {
+		opts.Random = rand.Reader
+	}
+	opts.Limits = opts.Limits.withDefaults()
+	level := LogCritical
+	for l := LogTrace; l < LogCritical; l++ {
+		if opts.Logger.Enabled(context.Background(), slogLevel(l)) {
+			level = l
+			break
+		}
+	}
+	return &Host{
+		rt: rt, opts: opts, log: opts.Logger, logLevel: level,
+		metrics: newMetrics(),
+		shared:  map[string]*sharedStore{},
+		queues:  newQueueRegistry(),
+		groups:  map[groupKey]*vmGroup{},
+	}
+}
+
+// Runtime returns the engine runtime plugins run on.
+func (h *Host) Runtime() *engine.Runtime { return h.rt }
+
+// Metrics returns the metrics every plugin of this host defined.
+func (h *Host) Metrics() *Metrics { return h.metrics }
+
+// Close closes every plugin loaded by the host.
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	groups := h.groups
+	h.groups = map[groupKey]*vmGroup{}
+	h.mu.Unlock()
+	var errs []error
+	for _, g := range groups {
+		errs = append(errs, g.close(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+func (h *Host) sharedFor(vmID string) *sharedStore {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.shared[vmID]
+	if s == nil {
+		s = newSharedStore()
+		h.shared[vmID] = s
+	}
+	return s
+}
+
+// FailurePolicy decides what happens to a stream whose plugin fails (traps,
+// exits, times out). Whatever the policy, a VM that failed is never used
+// again: it is closed and replaced.
+type FailurePolicy int
+
+// The failure policies.
+const (
+	// FailClosed answers the stream with a local 503 response (default).
+	FailClosed FailurePolicy = iota
+	// FailOpen lets the stream continue as if the plugin were absent.
+	FailOpen
+	// FailReload answers the stream with a local 503 like FailClosed and
+	// replaces the VM at once in the background, retrying with exponential
+	// backoff (100 ms doubling to 30 s) while creating a VM fails.
+	FailReload
+)
+
+func (f FailurePolicy) String() string {
+	switch f {
+	case FailClosed:
+		return "fail_closed"
+	case FailOpen:
+		return "fail_open"
+	case FailReload:
+		return "fail_reload"
+	}
+	return fmt.Sprintf("FailurePolicy(%d)", int(f))
+}
+
+// PluginConfig describes a plugin, in the shape of Envoy's Wasm filter
+// configuration.
+type PluginConfig struct {
+	// Name is answered for the property plugin_name and names the plugin in
+	// logs and errors.
+	Name string
+	// RootID selects the plugin's root context in the module (property
+	// plugin_root_id); plugins of one module may differ only by it.
+	RootID string
+	// VMID groups plugins: plugins with the same VMID and code share VMs
+	// (each has its own root context in them), shared data and queues.
+	VMID string
+	// Configuration is the plugin configuration (proxy_on_configure).
+	Configuration []byte
+	// VMConfiguration is the VM configuration (proxy_on_vm_start). Plugins
+	// sharing VMs must have the same.
+	VMConfiguration []byte
+	// Environment is what WASI environ_get shows; nothing else is visible.
+	Environment map[string]string
+	// FailurePolicy decides a stream's fate when the plugin fails.
+	FailurePolicy FailurePolicy
+	// PoolSize is the number of VMs streams are spread over (Envoy runs one
+	// per worker thread). Default 1; each VM runs one callback at a time.
+	PoolSize int
+	// CallTimeout bounds each callback. It needs a runtime opened with
+	// engine.Config.WithInterruptOnContextDone(true); Load refuses it on
+	// others. 0 means no bound.
+	CallTimeout time.Duration
+}
+
+type groupKey struct {
+	vmID string
+	code [32]byte
+}
+
+// Load compiles a plugin (or reuses the VMs of a plugin with the same VMID
+// and code), checks its ABI version, creates its first VM and runs
+// proxy_on_vm_start and proxy_on_configure, so that a broken plugin fails
+// here with a clear error rather than on the first request.
+func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin, error) {
+	if cfg.Name == "" {
+		cfg.Name = cfg.RootID
+	}
+	if cfg.PoolSize <= 0 {
+		cfg.PoolSize = 1
+	}
+	if cfg.CallTimeout > 0 && !h.rt.Config().InterruptOnContextDone() {
+		return nil, fmt.Errorf("abi: plugin %q: CallTimeout needs a runtime opened with WithInterruptOnContextDone(true) (%s offers: %s): %w",
+			cfg.Name, h.rt.Name(), h.rt.Capabilities(), engine.ErrNotSupported)
+	}
+	key := groupKey{vmID: cfg.VMID, code: sha256.Sum256(wasm)}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, engine.ErrClosed
+	}
+	g := h.groups[key]
+	h.mu.Unlock()
+	if g == nil {
+		var err error
+		if g, err = h.newGroup(ctx, key, wasm, cfg); err != nil {
+			return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
+		}
+		h.mu.Lock()
+		if other := h.groups[key]; other != nil { // loaded concurrently
+			h.mu.Unlock()
+			_ = g.close(ctx)
+			g = other
+		} else {
+			h.groups[key] = g
+			h.mu.Unlock()
+		}
+	}
+	p, err := g.addPlugin(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
+	}
+	return p, nil
+}
+
+// Upstreams carries HTTP callouts to named clusters.
+type Upstreams interface {
+	// RoundTrip sends req to cluster. The request's URL has the path,
+	// query and authority the plugin asked for; Host is the cluster's to set.
+	RoundTrip(ctx context.Context, cluster string, req *http.Request) (*http.Response, error)
+}

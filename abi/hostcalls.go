@@ -1,0 +1,840 @@
+package abi
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"github.com/anywasm/anywasm/engine"
+)
+
+// A hostcall reads its arguments from s and returns a status. v.eff is the
+// effective context (nil during the initializer). Pointers and lengths come
+// from the guest: every access is bounds-checked.
+type hostcallFunc func(v *vm, ctx context.Context, s []uint64) Status
+
+type hostcallDef struct {
+	typ engine.FuncType
+	fn  hostcallFunc
+}
+
+var (
+	i32 = engine.I32
+	i64 = engine.I64
+)
+
+func sig(params ...engine.ValueType) engine.FuncType {
+	return engine.FuncType{Params: params, Results: []engine.ValueType{i32}}
+}
+
+func i32s(n int) engine.FuncType {
+	p := make([]engine.ValueType, n)
+	for i := range p {
+		p[i] = i32
+	}
+	return sig(p...)
+}
+
+// hostcalls are the env imports anywasm implements, by name. A name may
+// have variants for the 0.1.0 shapes.
+var hostcalls = map[string][]hostcallDef{
+	"proxy_log":                          {{i32s(3), (*vm).hLog}},
+	"proxy_get_log_level":                {{i32s(1), (*vm).hGetLogLevel}},
+	"proxy_get_current_time_nanoseconds": {{i32s(1), (*vm).hGetCurrentTime}},
+	"proxy_set_tick_period_milliseconds": {{i32s(1), (*vm).hSetTickPeriod}},
+	"proxy_set_effective_context":        {{i32s(1), (*vm).hSetEffectiveContext}},
+	"proxy_done":                         {{i32s(0), (*vm).hDone}},
+	"proxy_get_buffer_bytes":             {{i32s(5), (*vm).hGetBufferBytes}},
+	"proxy_set_buffer_bytes":             {{i32s(5), (*vm).hSetBufferBytes}},
+	"proxy_get_buffer_status":            {{i32s(3), (*vm).hGetBufferStatus}},
+	"proxy_get_header_map_size":          {{i32s(2), (*vm).hGetHeaderMapSize}},
+	"proxy_get_header_map_pairs":         {{i32s(3), (*vm).hGetHeaderMapPairs}},
+	"proxy_set_header_map_pairs":         {{i32s(3), (*vm).hSetHeaderMapPairs}},
+	"proxy_get_header_map_value":         {{i32s(5), (*vm).hGetHeaderMapValue}},
+	"proxy_add_header_map_value":         {{i32s(5), (*vm).hAddHeaderMapValue}},
+	"proxy_replace_header_map_value":     {{i32s(5), (*vm).hReplaceHeaderMapValue}},
+	"proxy_remove_header_map_value":      {{i32s(3), (*vm).hRemoveHeaderMapValue}},
+	"proxy_continue_stream":              {{i32s(1), (*vm).hContinueStream}},
+	"proxy_close_stream":                 {{i32s(1), (*vm).hCloseStream}},
+	"proxy_continue_request":             {{i32s(0), (*vm).hContinueRequest}},
+	"proxy_continue_response":            {{i32s(0), (*vm).hContinueResponse}},
+	"proxy_clear_route_cache":            {{i32s(0), func(*vm, context.Context, []uint64) Status { return StatusOK }}},
+	"proxy_get_status":                   {{i32s(3), (*vm).hGetStatus}},
+	"proxy_send_local_response":          {{i32s(8), (*vm).hSendLocalResponse}},
+	"proxy_http_call":                    {{i32s(10), (*vm).hHTTPCall}},
+	"proxy_set_shared_data":              {{i32s(5), (*vm).hSetSharedData}},
+	"proxy_get_shared_data":              {{i32s(5), (*vm).hGetSharedData}},
+	"proxy_register_shared_queue":        {{i32s(3), (*vm).hRegisterSharedQueue}},
+	"proxy_resolve_shared_queue":         {{i32s(5), (*vm).hResolveSharedQueue}},
+	"proxy_enqueue_shared_queue":         {{i32s(3), (*vm).hEnqueueSharedQueue}},
+	"proxy_dequeue_shared_queue":         {{i32s(3), (*vm).hDequeueSharedQueue}},
+	"proxy_define_metric":                {{i32s(4), (*vm).hDefineMetric}},
+	"proxy_record_metric":                {{sig(i32, i64), (*vm).hRecordMetric}},
+	"proxy_increment_metric":             {{sig(i32, i64), (*vm).hIncrementMetric}},
+	"proxy_get_metric":                   {{i32s(2), (*vm).hGetMetric}},
+	"proxy_get_property":                 {{i32s(4), (*vm).hGetProperty}},
+	"proxy_set_property":                 {{i32s(4), (*vm).hSetProperty}},
+	"proxy_call_foreign_function":        {{i32s(6), (*vm).hCallForeignFunction}},
+	"proxy_get_configuration":            {{i32s(2), (*vm).hGetConfiguration}},
+}
+
+// Implemented returns the names of the env hostcalls anywasm implements;
+// any other proxy_* import is linked to a stub returning UNIMPLEMENTED.
+func Implemented() []string {
+	names := make([]string, 0, len(hostcalls))
+	for n := range hostcalls {
+		names = append(names, n)
+	}
+	return names
+}
+
+var errNoVM = errors.New("abi: hostcall made outside a Proxy-Wasm callback")
+
+func hostFunction(name string, d hostcallDef) engine.HostFunction {
+	fn := d.fn
+	return engine.HostFunction{Name: name, Type: d.typ, Func: func(ctx context.Context, _ engine.Caller, s []uint64) error {
+		v := vmOf(ctx)
+		if v == nil {
+			return errNoVM
+		}
+		s[0] = uint64(fn(v, ctx, s))
+		if v.fatal != nil {
+			err := v.fatal
+			v.fatal = nil
+			return err
+		}
+		return nil
+	}}
+}
+
+// stub is linked to a proxy_* (or WASI) import anywasm lacks: it returns
+// ret if the import returns an i32.
+func stub(name string, t engine.FuncType, ret uint64) engine.HostFunction {
+	return engine.HostFunction{Name: name, Type: t, Func: func(_ context.Context, _ engine.Caller, s []uint64) error {
+		if len(t.Results) > 0 {
+			clear(s[:len(t.Results)])
+			s[0] = ret
+		}
+		return nil
+	}}
+}
+
+// hostModules builds the host modules for a plugin's imports: hostcalls and
+// WASI where the signature matches, stubs for other proxy_* and WASI
+// imports; anything else stays missing, so instantiation names it.
+func (g *vmGroup) hostModules(imports []engine.Import) []engine.HostModule {
+	mods := map[string]*engine.HostModule{}
+	add := func(module string, f engine.HostFunction) {
+		m := mods[module]
+		if m == nil {
+			m = &engine.HostModule{Name: module}
+			mods[module] = m
+		}
+		m.Functions = append(m.Functions, f)
+	}
+	for _, im := range imports {
+		if im.Kind != engine.ExternFunc {
+			continue
+		}
+		switch im.Module {
+		case "env":
+			if d, ok := findDef(hostcalls[im.Name], im.Type); ok {
+				add(im.Module, hostFunction(im.Name, d))
+			} else if strings.HasPrefix(im.Name, "proxy_") {
+				g.log.Warn("plugin imports a hostcall anywasm does not implement with this signature; it returns UNIMPLEMENTED",
+					"import", im.Name, "signature", im.Type.String())
+				add(im.Module, stub(im.Name, im.Type, uint64(StatusUnimplemented)))
+			} else if im.Name == "emscripten_notify_memory_growth" {
+				add(im.Module, stub(im.Name, im.Type, 0))
+			}
+		case "wasi_snapshot_preview1", "wasi_unstable":
+			if d, ok := findDef(wasiCalls[im.Name], im.Type); ok {
+				add(im.Module, wasiFunction(im.Name, d))
+			} else {
+				add(im.Module, stub(im.Name, im.Type, errnoNosys))
+			}
+		}
+	}
+	out := make([]engine.HostModule, 0, len(mods))
+	for _, m := range mods {
+		out = append(out, *m)
+	}
+	return out
+}
+
+func findDef(defs []hostcallDef, t engine.FuncType) (hostcallDef, bool) {
+	for _, d := range defs {
+		if d.typ.Equal(t) {
+			return d, true
+		}
+	}
+	return hostcallDef{}, false
+}
+
+// Guest memory helpers. Each returns false when out of bounds.
+
+func (v *vm) bytes(ptr, n uint64) ([]byte, bool) { return v.mem.Read(uint32(ptr), uint32(n)) }
+
+func (v *vm) str(ptr, n uint64) (string, bool) {
+	b, ok := v.bytes(ptr, n)
+	return string(b), ok
+}
+
+func (v *vm) putU32(ptr uint64, x uint32) bool { return v.mem.WriteUint32Le(uint32(ptr), x) }
+
+func (v *vm) writable(ptrs ...uint64) bool {
+	for _, p := range ptrs {
+		if uint64(uint32(p))+4 > v.mem.Size() {
+			return false
+		}
+	}
+	return true
+}
+
+// copyOut hands data to the guest: allocates with the guest's allocator,
+// copies, and writes the pointer and size to *pPtr and *pSize.
+func (v *vm) copyOut(ctx context.Context, data []byte, pPtr, pSize uint64) Status {
+	if !v.writable(pPtr, pSize) {
+		return StatusInvalidMemoryAccess
+	}
+	if len(data) == 0 {
+		v.putU32(pPtr, 0)
+		v.putU32(pSize, 0)
+		return StatusOK
+	}
+	ptr, err := v.alloc(ctx, uint32(len(data)))
+	if err != nil {
+		v.fatal = err
+		return StatusInternalFailure
+	}
+	v.mem.Write(ptr, data)
+	v.putU32(pPtr, ptr)
+	v.putU32(pSize, uint32(len(data)))
+	return StatusOK
+}
+
+// --- logging, time, ticks, contexts
+
+func (v *vm) plugin() *Plugin {
+	if v.cur != nil && v.cur.plugin != nil {
+		return v.cur.plugin
+	}
+	if len(v.group.plugins) > 0 {
+		return v.group.plugins[0]
+	}
+	return nil
+}
+
+func slogLevel(l LogLevel) slog.Level {
+	switch l {
+	case LogTrace:
+		return slog.LevelDebug - 4
+	case LogDebug:
+		return slog.LevelDebug
+	case LogInfo:
+		return slog.LevelInfo
+	case LogWarn:
+		return slog.LevelWarn
+	case LogError:
+		return slog.LevelError
+	}
+	return slog.LevelError + 4
+}
+
+func (v *vm) logger() *slog.Logger {
+	if p := v.plugin(); p != nil {
+		return p.log
+	}
+	return v.group.log
+}
+
+func (v *vm) emit(ctx context.Context, level LogLevel, msg string) {
+	if level < v.group.host.logLevel {
+		return
+	}
+	v.logger().Log(ctx, slogLevel(level), msg)
+}
+
+func (v *vm) hLog(ctx context.Context, s []uint64) Status {
+	level := LogLevel(s[0])
+	if level > LogCritical {
+		return StatusBadArgument
+	}
+	msg, ok := v.bytes(s[1], s[2])
+	if !ok {
+		return StatusInvalidMemoryAccess
+	}
+	if level >= v.group.host.logLevel {
+		v.logger().Log(ctx, slogLevel(level), string(msg))
+	}
+	return StatusOK
+}
+
+func (v *vm) hGetLogLevel(_ context.Context, s []uint64) Status {
+	if !v.putU32(s[0], uint32(v.group.host.logLevel)) {
+		return StatusInvalidMemoryAccess
+	}
+	return StatusOK
+}
+
+func (v *vm) hGetCurrentTime(_ context.Context, s []uint64) Status {
+	if !v.mem.WriteUint64Le(uint32(s[0]), uint64(v.group.host.opts.Now().UnixNano())) {
+		return StatusInvalidMemoryAccess
+	}
+	return StatusOK
+}
+
+func (v *vm) hSetTickPeriod(_ context.Context, s []uint64) Status {
+	if v.cur == nil || v.cur.root != nil {
+		return StatusBadArgument // only root contexts tick
+	}
+	v.setTick(v.cur, uint32(s[0]))
+	return StatusOK
+}
+
+func (v *vm) hSetEffectiveContext(_ context.Context, s []uint64) Status {
+	c := v.ctxs[uint32(s[0])]
+	if c == nil {
+		return StatusBadArgument
+	}
+	v.eff = c
+	return StatusOK
+}
+
+func (v *vm) hDone(_ context.Context, _ []uint64) Status {
+	c := v.eff
+	if c == nil || c.root != nil {
+		return StatusNotFound
+	}
+	if c.doneCalled == nil {
+		c.doneCalled = make(chan struct{})
+		close(c.doneCalled)
+	}
+	return StatusOK
+}
+
+// --- buffers
+
+// buffer returns a pointer to the buffer a hostcall names in the effective
+// context, nil when there is none.
+func (v *vm) buffer(t BufferType) (*[]byte, bool) {
+	c := v.eff
+	switch t {
+	case BufferHTTPRequestBody, BufferHTTPResponseBody:
+		if c == nil || c.http == nil {
+			return nil, false
+		}
+		if t == BufferHTTPRequestBody {
+			return &c.http.reqBody, true
+		}
+		return &c.http.respBody, true
+	case BufferDownstreamData, BufferUpstreamData:
+		if c == nil || c.tcp == nil {
+			return nil, false
+		}
+		if t == BufferDownstreamData {
+			return &c.tcp.down, true
+		}
+		return &c.tcp.up, true
+	case BufferHTTPCallResponseBody:
+		if v.callout == nil {
+			return nil, false
+		}
+		return &v.callout.body, false
+	case BufferVMConfiguration:
+		b := v.group.vmConf
+		return &b, false
+	case BufferPluginConfiguration:
+		p := v.plugin()
+		if p == nil {
+			return nil, false
+		}
+		b := p.cfg.Configuration
+		return &b, false
+	}
+	return nil, false
+}
+
+func (v *vm) hGetBufferBytes(ctx context.Context, s []uint64) Status {
+	buf, _ := v.buffer(BufferType(s[0]))
+	if buf == nil {
+		return StatusNotFound
+	}
+	b := *buf
+	start, max := uint64(uint32(s[1])), uint64(uint32(s[2]))
+	if start > uint64(len(b)) {
+		return StatusBadArgument
+	}
+	end := min(start+max, uint64(len(b)))
+	return v.copyOut(ctx, b[start:end], s[3], s[4])
+}
+
+func (v *vm) hSetBufferBytes(_ context.Context, s []uint64) Status {
+	buf, writable := v.buffer(BufferType(s[0]))
+	if buf == nil {
+		return StatusNotFound
+	}
+	if !writable {
+		return StatusBadArgument
+	}
+	data, ok := v.bytes(s[3], s[4])
+	if !ok {
+		return StatusInvalidMemoryAccess
+	}
+	// Envoy's semantics: start 0 and size 0 prepends, start 0 and a size
+	// covering the buffer replaces it, a start at or past the end appends.
+	b := *buf
+	start, size := uint64(uint32(s[1])), uint64(uint32(s[2]))
+	switch {
+	case start == 0 && size == 0:
+		*buf = append(append(make([]byte, 0, len(data)+len(b)), data...), b...)
+	case start == 0 && size >= uint64(len(b)):
+		*buf = append(b[:0:0], data...)
+	case start >= uint64(len(b)):
+		*buf = append(b, data...)
+	default:
+		return StatusBadArgument
+	}
+	return StatusOK
+}
+
+func (v *vm) hGetBufferStatus(_ context.Context, s []uint64) Status {
+	buf, _ := v.buffer(BufferType(s[0]))
+	if buf == nil {
+		return StatusNotFound
+	}
+	if !v.writable(s[1], s[2]) {
+		return StatusInvalidMemoryAccess
+	}
+	v.putU32(s[1], uint32(len(*buf)))
+	v.putU32(s[2], 0)
+	return StatusOK
+}
+
+// --- header maps
+
+// headerMap returns the map a hostcall names in the effective context.
+func (v *vm) headerMap(t MapType) *Headers {
+	switch t {
+	case MapHTTPCallResponseHeaders:
+		if v.callout != nil {
+			return &v.callout.headers
+		}
+		return nil
+	case MapHTTPCallResponseTrailers:
+		if v.callout != nil {
+			return &v.callout.trailers
+		}
+		return nil
+	}
+	if v.eff == nil || v.eff.http == nil {
+		return nil
+	}
+	return v.eff.http.headerMap(t)
+}
+
+func (v *vm) hGetHeaderMapSize(_ context.Context, s []uint64) Status {
+	h := v.headerMap(MapType(s[0]))
+	if h == nil {
+		return StatusNotFound
+	}
+	if !v.putU32(s[1], uint32(h.SerializedSize())) {
+		return StatusInvalidMemoryAccess
+	}
+	return StatusOK
+}
+
+func (v *vm) hGetHeaderMapPairs(ctx context.Context, s []uint64) Status {
+	h := v.headerMap(MapType(s[0]))
+	if h == nil {
+		return StatusNotFound
+	}
+	if !v.writable(s[1], s[2]) {
+		return StatusInvalidMemoryAccess
+	}
+	// Serialize straight into guest memory: nothing is allocated in Go.
+	size := h.SerializedSize()
+	ptr, err := v.alloc(ctx, uint32(size))
+	if err != nil {
+		v.fatal = err
+		return StatusInternalFailure
+	}
+	dst, _ := v.mem.Read(ptr, uint32(size))
+	h.SerializeTo(dst)
+	v.putU32(s[1], ptr)
+	v.putU32(s[2], uint32(size))
+	return StatusOK
+}
+
+func (v *vm) hSetHeaderMapPairs(_ context.Context, s []uint64) Status {
+	h := v.headerMap(MapType(s[0]))
+	if h == nil {
+		return StatusNotFound
+	}
+	b, ok := v.bytes(s[1], s[2])
+	if !ok {
+		return StatusInvalidMemoryAccess
+	}
+	m, err := DecodeHeaders(b, v.group.host.opts.Limits)
+	if err != nil {
+		return StatusSerializationFailure
+	}
+	*h = m
+	return StatusOK
+}
+
+func (v *vm) hGetHeaderMapValue(ctx context.Context, s []uint64) Status {
+	h := v.headerMap(MapType(s[0]))
+	if h == nil {
+		return StatusNotFound
+	}
+	key, ok := v.bytes(s[1], s[2])
+	if !ok {
+		return StatusInvalidMemoryAccess
+	}
+	for i := range *h {
+		if keyEqual(key, (*h)[i].Key) {
+			return v.copyOutString(ctx, (*h)[i].Value, s[3], s[4])
+		}
+	}
+	if v.group.version == Version010 {
+		return v.copyOut(ctx, nil, s[3], s[4]) // 0.1.0: OK and empty
+	}
+	return StatusNotFound
+}
+
+// copyOutString is copyOut for a string, without converting it.
+func (v *vm) copyOutString(ctx context.Context, str string, pPtr, pSize uint64) Status {
+	if !v.writable(pPtr, pSize) {
+		return StatusInvalidMemoryAccess
+	}
+	if len(str) == 0 {
+		v.putU32(pPtr, 0)
+		v.putU32(pSize, 0)
+		return StatusOK
+	}
+	ptr, err := v.alloc(ctx, uint32(len(str)))
+	if err != nil {
+		v.fatal = err
+		return StatusInternalFailure
+	}
+	dst, _ := v.mem.Read(ptr, uint32(len(str)))
+	copy(dst, str)
+	v.putU32(pPtr, ptr)
+	v.putU32(pSize, uint32(len(str)))
+	return StatusOK
+}
+
+// keyEqual compares a header key from the guest with one of the host's,
+// ignoring ASCII case (HTTP header names are case-insensitive; Envoy keeps
+// them lower-case), without allocating.
+func keyEqual(guest []byte, key string) bool {
+	if len(guest) != len(key) {
+		return false
+	}
+	for i := range guest {
+		a, b := guest[i], key[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerKey returns the guest's header key lower-cased, as Envoy stores it.
+func lowerKey(b []byte) string { return strings.ToLower(string(b)) }
+
+func (v *vm) keyValue(s []uint64) (string, string, Status) {
+	kb, ok := v.bytes(s[1], s[2])
+	if !ok {
+		return "", "", StatusInvalidMemoryAccess
+	}
+	key := lowerKey(kb)
+	val, ok := v.str(s[3], s[4])
+	if !ok {
+		return "", "", StatusInvalidMemoryAccess
+	}
+	return key, val, StatusOK
+}
+
+func (v *vm) mutableMap(t MapType) (*Headers, Status) {
+	if t == MapHTTPCallResponseHeaders || t == MapHTTPCallResponseTrailers {
+		return nil, StatusBadArgument
+	}
+	h := v.headerMap(t)
+	if h == nil {
+		return nil, StatusNotFound
+	}
+	return h, StatusOK
+}
+
+func (v *vm) checkHeaderLimits(h Headers, extra int) Status {
+	l := v.group.host.opts.Limits
+	if len(h)+1 > l.MaxHeaderMapPairs || h.SerializedSize()+extra > l.MaxHeaderMapBytes {
+		return StatusBadArgument
+	}
+	return StatusOK
+}
+
+func (v *vm) hAddHeaderMapValue(_ context.Context, s []uint64) Status {
+	h, st := v.mutableMap(MapType(s[0]))
+	if st != StatusOK {
+		return st
+	}
+	k, val, st := v.keyValue(s)
+	if st != StatusOK {
+		return st
+	}
+	if st := v.checkHeaderLimits(*h, 10+len(k)+len(val)); st != StatusOK {
+		return st
+	}
+	h.Add(k, val)
+	return StatusOK
+}
+
+func (v *vm) hReplaceHeaderMapValue(_ context.Context, s []uint64) Status {
+	h, st := v.mutableMap(MapType(s[0]))
+	if st != StatusOK {
+		return st
+	}
+	k, val, st := v.keyValue(s)
+	if st != StatusOK {
+		return st
+	}
+	if st := v.checkHeaderLimits(*h, 10+len(k)+len(val)); st != StatusOK {
+		return st
+	}
+	h.setFold(k, val)
+	return StatusOK
+}
+
+func (v *vm) hRemoveHeaderMapValue(_ context.Context, s []uint64) Status {
+	h, st := v.mutableMap(MapType(s[0]))
+	if st != StatusOK {
+		return st
+	}
+	key, ok := v.bytes(s[1], s[2])
+	if !ok {
+		return StatusInvalidMemoryAccess
+	}
+	h.delFold(key)
+	return StatusOK
+}
+
+// --- stream control
+
+func (v *vm) hContinueStream(_ context.Context, s []uint64) Status {
+	return v.continueStream(StreamType(s[0]))
+}
+
+func (v *vm) hContinueRequest(context.Context, []uint64) Status {
+	return v.continueStream(StreamHTTPRequest)
+}
+
+func (v *vm) hContinueResponse(context.Context, []uint64) Status {
+	return v.continueStream(StreamHTTPResponse)
+}
+
+func (v *vm) continueStream(t StreamType) Status {
+	c := v.eff
+	if c == nil {
+		return StatusNotFound
+	}
+	switch {
+	case (t == StreamHTTPRequest || t == StreamHTTPResponse) && c.http != nil:
+		c.http.signal()
+	case (t == StreamDownstream || t == StreamUpstream) && c.tcp != nil:
+		c.tcp.signal()
+	default:
+		return StatusBadArgument
+	}
+	return StatusOK
+}
+
+func (v *vm) hCloseStream(_ context.Context, s []uint64) Status {
+	c := v.eff
+	if c == nil || (c.http == nil && c.tcp == nil) {
+		return StatusNotFound
+	}
+	if c.http != nil && c.http.local == nil {
+		c.http.local = &LocalResponse{Status: 503, Details: "closed_by_plugin", GRPCStatus: -1}
+	}
+	if c.http != nil {
+		c.http.signal()
+	} else {
+		c.tcp.signal()
+	}
+	return StatusOK
+}
+
+func (v *vm) hSendLocalResponse(_ context.Context, s []uint64) Status {
+	c := v.eff
+	if c == nil || c.http == nil {
+		return StatusNotFound
+	}
+	details, ok1 := v.str(s[1], s[2])
+	body, ok2 := v.bytes(s[3], s[4])
+	hb, ok3 := v.bytes(s[5], s[6])
+	if !ok1 || !ok2 || !ok3 {
+		return StatusInvalidMemoryAccess
+	}
+	headers, err := DecodeHeaders(hb, v.group.host.opts.Limits)
+	if err != nil {
+		return StatusSerializationFailure
+	}
+	status := int(uint32(s[0]))
+	if status < 100 || status > 999 {
+		return StatusBadArgument
+	}
+	c.http.local = &LocalResponse{Status: status, Details: details, Headers: headers,
+		Body: append([]byte(nil), body...), GRPCStatus: int32(uint32(s[7]))}
+	c.http.signal()
+	return StatusOK
+}
+
+func (v *vm) hGetStatus(ctx context.Context, s []uint64) Status {
+	if !v.writable(s[0]) {
+		return StatusInvalidMemoryAccess
+	}
+	code, msg := uint32(0), ""
+	if v.callout != nil {
+		code, msg = v.callout.statusCode, v.callout.statusMessage
+	}
+	v.putU32(s[0], code)
+	return v.copyOutString(ctx, msg, s[1], s[2])
+}
+
+// --- properties, configuration, foreign functions
+
+// splitPath splits a property path; segments are NUL-separated (a trailing
+// NUL is ignored).
+func splitPath(p []byte) []string {
+	s := strings.TrimSuffix(string(p), "\x00")
+	return strings.Split(s, "\x00")
+}
+
+func (v *vm) hGetProperty(ctx context.Context, s []uint64) Status {
+	raw, ok := v.bytes(s[0], s[1])
+	if !ok {
+		return StatusInvalidMemoryAccess
+	}
+	if !v.writable(s[2], s[3]) {
+		return StatusInvalidMemoryAccess
+	}
+	path := splitPath(raw)
+	key := strings.Join(path, "\x00")
+	for c := v.eff; c != nil; c = c.root {
+		if val, ok := c.props[key]; ok {
+			return v.copyOut(ctx, val, s[2], s[3])
+		}
+	}
+	if p := v.plugin(); p != nil && len(path) == 1 {
+		switch path[0] {
+		case "plugin_name":
+			return v.copyOutString(ctx, p.cfg.Name, s[2], s[3])
+		case "plugin_root_id":
+			return v.copyOutString(ctx, p.cfg.RootID, s[2], s[3])
+		case "plugin_vm_id":
+			return v.copyOutString(ctx, p.cfg.VMID, s[2], s[3])
+		}
+	}
+	if f := v.group.host.opts.Properties; f != nil {
+		if val, ok := f(path); ok {
+			return v.copyOut(ctx, val, s[2], s[3])
+		}
+	}
+	return StatusNotFound
+}
+
+func (v *vm) hSetProperty(_ context.Context, s []uint64) Status {
+	raw, ok1 := v.bytes(s[0], s[1])
+	val, ok2 := v.bytes(s[2], s[3])
+	if !ok1 || !ok2 {
+		return StatusInvalidMemoryAccess
+	}
+	c := v.eff
+	if c == nil {
+		return StatusNotFound
+	}
+	if c.props == nil {
+		c.props = map[string][]byte{}
+	}
+	c.props[strings.Join(splitPath(raw), "\x00")] = append([]byte(nil), val...)
+	return StatusOK
+}
+
+// hGetConfiguration is ABI 0.1.0's proxy_get_configuration(ret_ptr,
+// ret_size): the plugin configuration.
+func (v *vm) hGetConfiguration(ctx context.Context, s []uint64) Status {
+	p := v.plugin()
+	if p == nil {
+		return StatusNotFound
+	}
+	return v.copyOut(ctx, p.cfg.Configuration, s[0], s[1])
+}
+
+func (v *vm) hCallForeignFunction(ctx context.Context, s []uint64) Status {
+	name, ok1 := v.bytes(s[0], s[1])
+	args, ok2 := v.bytes(s[2], s[3])
+	if !ok1 || !ok2 || !v.writable(s[4], s[5]) {
+		return StatusInvalidMemoryAccess
+	}
+	f := v.group.host.opts.ForeignFunctions[string(name)]
+	if f == nil {
+		return StatusNotFound
+	}
+	out, err := f(ctx, append([]byte(nil), args...))
+	if err != nil {
+		v.logger().Warn("foreign function failed", "function", string(name), "err", err)
+		return StatusInternalFailure
+	}
+	return v.copyOut(ctx, out, s[4], s[5])
+}
+
+// --- metrics
+
+func (v *vm) hDefineMetric(_ context.Context, s []uint64) Status {
+	t := MetricType(s[0])
+	if t > MetricHistogram {
+		return StatusBadArgument
+	}
+	name, ok := v.str(s[1], s[2])
+	if !ok || !v.writable(s[3]) {
+		return StatusInvalidMemoryAccess
+	}
+	id, err := v.group.host.metrics.define(t, name)
+	if err != nil {
+		return StatusBadArgument
+	}
+	v.putU32(s[3], id)
+	return StatusOK
+}
+
+func (v *vm) hRecordMetric(_ context.Context, s []uint64) Status {
+	return v.group.host.metrics.record(uint32(s[0]), s[1])
+}
+
+func (v *vm) hIncrementMetric(_ context.Context, s []uint64) Status {
+	return v.group.host.metrics.increment(uint32(s[0]), int64(s[1]))
+}
+
+func (v *vm) hGetMetric(_ context.Context, s []uint64) Status {
+	val, st := v.group.host.metrics.get(uint32(s[0]))
+	if st != StatusOK {
+		return st
+	}
+	if !v.mem.WriteUint64Le(uint32(s[1]), val) {
+		return StatusInvalidMemoryAccess
+	}
+	return StatusOK
+}
+
+var le = binary.LittleEndian

@@ -1,0 +1,227 @@
+package abi
+
+import (
+	"context"
+	"fmt"
+)
+
+// HTTPStream is one HTTP request/response through a plugin: its stream
+// context in the plugin. Call the methods in the order the exchange
+// happens, from one goroutine; Close it at the end.
+//
+// A method returning ActionPause means: hold the data. Check LocalResponse
+// (the plugin answered, or failed closed) and otherwise call Wait until the
+// plugin continues the stream. What a callback changed is read back with
+// RequestHeaderMap, ResponseHeaderMap, the trailer getters and the bodies the
+// data methods return.
+type HTTPStream struct {
+	stream
+	reqHeaders, reqTrailers   Headers
+	respHeaders, respTrailers Headers
+	reqBody, respBody         []byte
+	local                     *LocalResponse
+}
+
+// NewHTTPStream creates a stream context (proxy_on_context_create) on one of
+// the plugin's VMs.
+func (p *Plugin) NewHTTPStream(ctx context.Context) (*HTTPStream, error) {
+	st, err := p.newStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &HTTPStream{stream: *st}
+	if s.c != nil {
+		s.c.http = s
+	}
+	return s, nil
+}
+
+// headersAction maps a headers callback's result: Envoy's
+// FilterHeadersStatus (Continue 0, StopIteration 1,
+// ContinueAndDontEndStream 2, StopAllIterationAndBuffer 3,
+// StopAllIterationAndWatermark 4) clamped, as proxy-wasm-cpp-host does, to
+// continue (0, 2) or pause (anything else: StopIteration is turned into
+// StopAllIteration, Envoy's default).
+func headersAction(r uint64) Action {
+	if uint32(r) == 0 || uint32(r) == 2 {
+		return ActionContinue
+	}
+	return ActionPause
+}
+
+// dataAction maps a data callback's result: Continue 0, anything else
+// (StopIterationAndBuffer, StopIterationAndWatermark, StopIterationNoBuffer)
+// pauses.
+func dataAction(r uint64) Action {
+	if uint32(r) == 0 {
+		return ActionContinue
+	}
+	return ActionPause
+}
+
+// run calls a stream callback and applies the failure policy.
+func (s *HTTPStream) run(ctx context.Context, cb func(v *vm) callback, name string, toAction func(uint64) Action, a, b uint64) (Action, error) {
+	if s.closed {
+		return ActionContinue, errStreamClosed
+	}
+	if s.local != nil {
+		return ActionPause, nil
+	}
+	if !s.enter() {
+		return s.failed(), nil
+	}
+	v := s.v
+	r, err := v.call(ctx, s.c, cb(v), name, uint64(s.c.id), a, b)
+	v.mu.Unlock()
+	if err != nil {
+		s.err = err
+		return s.failed(), nil
+	}
+	if s.local != nil {
+		return ActionPause, nil
+	}
+	if cb(v).f == nil {
+		return ActionContinue, nil
+	}
+	return toAction(r), nil
+}
+
+// failed applies the failure policy to a stream whose plugin failed.
+func (s *HTTPStream) failed() Action {
+	if s.p.cfg.FailurePolicy == FailOpen {
+		return ActionContinue
+	}
+	if s.local == nil {
+		s.local = &LocalResponse{Status: 503, Details: "wasm_plugin_failed", GRPCStatus: -1,
+			Headers: Headers{{"content-type", "text/plain"}},
+			Body:    fmt.Appendf(nil, "plugin %s failed\n", s.p.cfg.Name)}
+		s.signal()
+	}
+	return ActionPause
+}
+
+func boolArg(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// RequestHeaders runs proxy_on_request_headers on h, which the stream owns
+// from now on (RequestHeaderMap returns it as the plugin left it).
+func (s *HTTPStream) RequestHeaders(ctx context.Context, h Headers, endOfStream bool) (Action, error) {
+	s.reqHeaders = h
+	return s.run(ctx, func(v *vm) callback { return v.cb.requestHeaders }, "proxy_on_request_headers", headersAction,
+		uint64(len(h)), boolArg(endOfStream))
+}
+
+// RequestBody appends chunk to the buffered request body and runs
+// proxy_on_request_body with the buffered size. On ActionContinue it
+// returns the buffered body (as the plugin left it) to pass on, and the
+// buffer starts again empty; on ActionPause it keeps buffering.
+func (s *HTTPStream) RequestBody(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
+	s.reqBody = append(s.reqBody, chunk...)
+	a, err := s.run(ctx, func(v *vm) callback { return v.cb.requestBody }, "proxy_on_request_body", dataAction,
+		uint64(len(s.reqBody)), boolArg(endOfStream))
+	if a == ActionContinue && err == nil {
+		return s.TakeRequestBody(), a, nil
+	}
+	return nil, a, err
+}
+
+// RequestTrailers runs proxy_on_request_trailers.
+func (s *HTTPStream) RequestTrailers(ctx context.Context, h Headers) (Action, error) {
+	s.reqTrailers = h
+	return s.run(ctx, func(v *vm) callback { return v.cb.requestTrailers }, "proxy_on_request_trailers", headersAction, uint64(len(h)), 0)
+}
+
+// ResponseHeaders runs proxy_on_response_headers.
+func (s *HTTPStream) ResponseHeaders(ctx context.Context, h Headers, endOfStream bool) (Action, error) {
+	s.respHeaders = h
+	return s.run(ctx, func(v *vm) callback { return v.cb.responseHeaders }, "proxy_on_response_headers", headersAction,
+		uint64(len(h)), boolArg(endOfStream))
+}
+
+// ResponseBody is RequestBody for the response.
+func (s *HTTPStream) ResponseBody(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
+	s.respBody = append(s.respBody, chunk...)
+	a, err := s.run(ctx, func(v *vm) callback { return v.cb.responseBody }, "proxy_on_response_body", dataAction,
+		uint64(len(s.respBody)), boolArg(endOfStream))
+	if a == ActionContinue && err == nil {
+		return s.TakeResponseBody(), a, nil
+	}
+	return nil, a, err
+}
+
+// ResponseTrailers runs proxy_on_response_trailers.
+func (s *HTTPStream) ResponseTrailers(ctx context.Context, h Headers) (Action, error) {
+	s.respTrailers = h
+	return s.run(ctx, func(v *vm) callback { return v.cb.responseTrailers }, "proxy_on_response_trailers", headersAction, uint64(len(h)), 0)
+}
+
+// Wait blocks, after an ActionPause, until the plugin continues the stream
+// (proxy_continue_stream), answers it (LocalResponse) or closes it, or ctx
+// is done.
+func (s *HTTPStream) Wait(ctx context.Context) error {
+	if s.local != nil {
+		return nil
+	}
+	if err := s.wait(ctx); err != nil {
+		return err
+	}
+	if s.local == nil && s.v.failed.Load() {
+		s.err = s.v.failure()
+		s.failed()
+	}
+	return nil
+}
+
+// RequestHeaderMap returns the request headers as the plugin left them.
+func (s *HTTPStream) RequestHeaderMap() Headers { return s.reqHeaders }
+
+// ResponseHeaderMap returns the response headers as the plugin left them.
+func (s *HTTPStream) ResponseHeaderMap() Headers { return s.respHeaders }
+
+// RequestTrailerMap returns the request trailers as the plugin left them.
+func (s *HTTPStream) RequestTrailerMap() Headers { return s.reqTrailers }
+
+// ResponseTrailerMap returns the response trailers as the plugin left them.
+func (s *HTTPStream) ResponseTrailerMap() Headers { return s.respTrailers }
+
+// TakeRequestBody returns the buffered request body and empties the buffer
+// (after a paused body was continued).
+func (s *HTTPStream) TakeRequestBody() []byte {
+	b := s.reqBody
+	s.reqBody = nil
+	return b
+}
+
+// TakeResponseBody is TakeRequestBody for the response.
+func (s *HTTPStream) TakeResponseBody() []byte {
+	b := s.respBody
+	s.respBody = nil
+	return b
+}
+
+// LocalResponse returns the response the plugin sent instead of the
+// upstream's, or the 503 of a plugin that failed closed; nil if none.
+func (s *HTTPStream) LocalResponse() *LocalResponse { return s.local }
+
+// Close ends the stream context: proxy_on_done, proxy_on_log,
+// proxy_on_delete. It returns the plugin's failure, if any.
+func (s *HTTPStream) Close(ctx context.Context) error { return s.finish(ctx) }
+
+// headerMap returns the map a hostcall names, nil when this stream has none.
+func (s *HTTPStream) headerMap(t MapType) *Headers {
+	switch t {
+	case MapHTTPRequestHeaders:
+		return &s.reqHeaders
+	case MapHTTPRequestTrailers:
+		return &s.reqTrailers
+	case MapHTTPResponseHeaders:
+		return &s.respHeaders
+	case MapHTTPResponseTrailers:
+		return &s.respTrailers
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+package abi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+
+	"github.com/anywasm/anywasm/engine"
+)
+
+// Plugin is a loaded plugin: a root context in every VM of its group.
+// Streams are spread over up to PoolSize VMs; each stream stays on one VM.
+type Plugin struct {
+	group *vmGroup
+	cfg   PluginConfig
+	log   *slog.Logger
+}
+
+// Config returns the plugin's configuration.
+func (p *Plugin) Config() PluginConfig { return p.cfg }
+
+// ABIVersion returns the Proxy-Wasm ABI version the plugin declared.
+func (p *Plugin) ABIVersion() Version { return p.group.version }
+
+// Close removes the plugin's root context from its VMs (proxy_on_done,
+// proxy_on_delete) and closes the VMs when no plugin uses them.
+func (p *Plugin) Close(ctx context.Context) error {
+	g := p.group
+	g.mu.Lock()
+	i := slices.Index(g.plugins, p)
+	if i < 0 {
+		g.mu.Unlock()
+		return nil
+	}
+	g.plugins = slices.Delete(g.plugins, i, i+1)
+	last := len(g.plugins) == 0
+	vms := slices.Clone(g.vms)
+	g.mu.Unlock()
+	if last {
+		h := g.host
+		h.mu.Lock()
+		if h.groups[g.key] == g {
+			delete(h.groups, g.key)
+		}
+		h.mu.Unlock()
+		return g.close(ctx)
+	}
+	for _, v := range vms {
+		v.mu.Lock()
+		if root := v.roots[p]; root != nil && !v.failed.Load() && !v.closed {
+			if _, err := v.call(ctx, root, v.cb.done, "proxy_on_done", uint64(root.id)); err == nil {
+				_, _ = v.call(ctx, root, v.cb.delete, "proxy_on_delete", uint64(root.id))
+			}
+			delete(v.roots, p)
+			delete(v.ctxs, root.id)
+		}
+		v.mu.Unlock()
+	}
+	return nil
+}
+
+// LocalResponse is an answer the plugin sent instead of the upstream's
+// (proxy_send_local_response).
+type LocalResponse struct {
+	Status     int
+	Details    string
+	Headers    Headers
+	Body       []byte
+	GRPCStatus int32 // -1 when not a gRPC response
+}
+
+// stream is what HTTP and TCP streams share.
+type stream struct {
+	p   *Plugin
+	v   *vm
+	c   *contextState
+	err error // the plugin failed during this stream
+	// resume is signalled when the plugin continues, answers or closes a
+	// paused stream (from another callback, e.g. an HTTP callout's).
+	resume chan struct{}
+	closed bool
+}
+
+func (p *Plugin) newStream(ctx context.Context) (*stream, error) {
+	v, err := p.group.acquire(ctx)
+	if err != nil {
+		return nil, &PluginError{Plugin: p.cfg.Name, Callback: "proxy_on_context_create", Err: err}
+	}
+	s := &stream{p: p, v: v, resume: make(chan struct{}, 1)}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.failed.Load() {
+		s.err = v.failure()
+		return s, nil
+	}
+	s.c = v.newContext(p)
+	if _, err := v.call(ctx, s.c, v.cb.contextCreate, "proxy_on_context_create", uint64(s.c.id), uint64(s.c.root.id)); err != nil {
+		s.err = err
+	}
+	return s, nil
+}
+
+func (s *stream) signal() {
+	select {
+	case s.resume <- struct{}{}:
+	default:
+	}
+}
+
+// enter locks the VM for a callback of this stream; ok is false when the
+// stream cannot run callbacks any more (closed, or the plugin failed).
+func (s *stream) enter() bool {
+	if s.closed || s.err != nil {
+		return false
+	}
+	s.v.mu.Lock()
+	if s.v.failed.Load() {
+		s.err = s.v.failure()
+		s.v.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// finish ends the stream's context: proxy_on_done, proxy_on_log,
+// proxy_on_delete (the SDKs run their per-stream cleanup in these).
+func (s *stream) finish(ctx context.Context) error {
+	if s.closed {
+		return nil
+	}
+	defer func() {
+		s.closed = true
+		s.v.streams.Add(-1)
+	}()
+	if s.c == nil || s.err != nil {
+		return s.err
+	}
+	v := s.v
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	defer delete(v.ctxs, s.c.id)
+	if v.failed.Load() {
+		return nil
+	}
+	id := uint64(s.c.id)
+	for _, x := range []struct {
+		cb   callback
+		name string
+	}{{v.cb.done, "proxy_on_done"}, {v.cb.log, "proxy_on_log"}, {v.cb.delete, "proxy_on_delete"}} {
+		if _, err := v.call(ctx, s.c, x.cb, x.name, id); err != nil {
+			s.err = err
+			return err
+		}
+	}
+	return nil
+}
+
+// Err returns why the plugin failed during this stream, or nil.
+func (s *stream) Err() error { return s.err }
+
+// wait blocks until the plugin resumes the stream or ctx is done.
+func (s *stream) wait(ctx context.Context) error {
+	select {
+	case <-s.resume:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// errStreamClosed is returned by callbacks of a closed stream.
+var errStreamClosed = errors.New("abi: stream is closed")
+
+var _ = engine.ErrClosed

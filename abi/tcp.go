@@ -1,0 +1,115 @@
+package abi
+
+import "context"
+
+// TCPStream is one TCP connection through a network plugin. Use it from one
+// goroutine; Close it when the connection ends.
+//
+// On ActionPause from a data method, hold the data (the buffer keeps
+// growing with later chunks); a failed plugin under FailClosed or FailReload
+// makes every method return ActionPause with Err set: close the connection.
+type TCPStream struct {
+	stream
+	down, up []byte
+}
+
+// NewTCPStream creates a stream context and runs proxy_on_new_connection.
+func (p *Plugin) NewTCPStream(ctx context.Context) (*TCPStream, Action, error) {
+	st, err := p.newStream(ctx)
+	if err != nil {
+		return nil, ActionPause, err
+	}
+	s := &TCPStream{stream: *st}
+	if s.c != nil {
+		s.c.tcp = s
+	}
+	a, err := s.run(ctx, func(v *vm) callback { return v.cb.newConnection }, "proxy_on_new_connection", 0, 0)
+	return s, a, err
+}
+
+func (s *TCPStream) run(ctx context.Context, cb func(v *vm) callback, name string, a, b uint64) (Action, error) {
+	if s.closed {
+		return ActionPause, errStreamClosed
+	}
+	if !s.enter() {
+		return s.failed(), nil
+	}
+	v := s.v
+	r, err := v.call(ctx, s.c, cb(v), name, uint64(s.c.id), a, b)
+	v.mu.Unlock()
+	if err != nil {
+		s.err = err
+		return s.failed(), nil
+	}
+	if cb(v).f == nil {
+		return ActionContinue, nil
+	}
+	return dataAction(r), nil
+}
+
+func (s *TCPStream) failed() Action {
+	if s.p.cfg.FailurePolicy == FailOpen {
+		return ActionContinue
+	}
+	return ActionPause
+}
+
+// DownstreamData appends chunk to the downstream buffer and runs
+// proxy_on_downstream_data; on ActionContinue it returns the buffer (as the
+// plugin left it) to send upstream and empties it.
+func (s *TCPStream) DownstreamData(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
+	s.down = append(s.down, chunk...)
+	a, err := s.run(ctx, func(v *vm) callback { return v.cb.downstreamData }, "proxy_on_downstream_data", uint64(len(s.down)), boolArg(endOfStream))
+	if a == ActionContinue && err == nil {
+		out := s.down
+		s.down = nil
+		return out, a, nil
+	}
+	return nil, a, err
+}
+
+// UpstreamData is DownstreamData for data from the upstream.
+func (s *TCPStream) UpstreamData(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
+	s.up = append(s.up, chunk...)
+	a, err := s.run(ctx, func(v *vm) callback { return v.cb.upstreamData }, "proxy_on_upstream_data", uint64(len(s.up)), boolArg(endOfStream))
+	if a == ActionContinue && err == nil {
+		out := s.up
+		s.up = nil
+		return out, a, nil
+	}
+	return nil, a, err
+}
+
+// DownstreamClose runs proxy_on_downstream_connection_close.
+func (s *TCPStream) DownstreamClose(ctx context.Context, peer PeerType) error {
+	_, err := s.run(ctx, func(v *vm) callback { return v.cb.downstreamClose }, "proxy_on_downstream_connection_close", uint64(peer), 0)
+	return err
+}
+
+// UpstreamClose runs proxy_on_upstream_connection_close.
+func (s *TCPStream) UpstreamClose(ctx context.Context, peer PeerType) error {
+	_, err := s.run(ctx, func(v *vm) callback { return v.cb.upstreamClose }, "proxy_on_upstream_connection_close", uint64(peer), 0)
+	return err
+}
+
+// Wait blocks, after an ActionPause, until the plugin continues the stream,
+// or ctx is done.
+func (s *TCPStream) Wait(ctx context.Context) error { return s.wait(ctx) }
+
+// TakeDownstream returns and empties the downstream buffer.
+func (s *TCPStream) TakeDownstream() []byte {
+	b := s.down
+	s.down = nil
+	return b
+}
+
+// TakeUpstream returns and empties the upstream buffer.
+func (s *TCPStream) TakeUpstream() []byte {
+	b := s.up
+	s.up = nil
+	return b
+}
+
+// Close ends the stream context (proxy_on_done, proxy_on_log,
+// proxy_on_delete) and returns the plugin's failure, if any.
+func (s *TCPStream) Close(ctx context.Context) error { return s.finish(ctx) }

@@ -1,0 +1,643 @@
+package abi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anywasm/anywasm/engine"
+)
+
+// vmGroup is the VMs of one module and vm_id, shared by the plugins loaded
+// with them.
+type vmGroup struct {
+	host    *Host
+	key     groupKey
+	mod     *engine.Module
+	imports *engine.Imports
+	version Version
+	vmConf  []byte
+	env     map[string]string
+	shared  *sharedStore
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	plugins []*Plugin
+	vms     []*vm // live VMs, at most the largest PoolSize of the plugins
+	next    int
+	closed  bool
+
+	// crash-loop protection: consecutive failures to create a VM
+	failures  int
+	notBefore time.Time
+}
+
+func (h *Host) newGroup(ctx context.Context, key groupKey, wasm []byte, cfg PluginConfig) (*vmGroup, error) {
+	mod, err := h.rt.Compile(ctx, wasm)
+	if err != nil {
+		return nil, err
+	}
+	version, err := detectVersion(mod.Info())
+	if err != nil {
+		_ = mod.Close(ctx)
+		return nil, err
+	}
+	g := &vmGroup{
+		host: h, key: key, mod: mod, version: version,
+		vmConf: cfg.VMConfiguration, env: cfg.Environment,
+		shared: h.sharedFor(key.vmID),
+		log:    h.log.With("vm_id", key.vmID),
+	}
+	if err := g.checkExports(); err != nil {
+		_ = mod.Close(ctx)
+		return nil, err
+	}
+	imports, err := h.rt.NewImports(g.hostModules(mod.Imports())...)
+	if err != nil {
+		_ = mod.Close(ctx)
+		return nil, err
+	}
+	g.imports = imports
+	return g, nil
+}
+
+// detectVersion reads the ABI version from the marker export.
+func detectVersion(info *engine.ModuleInfo) (Version, error) {
+	var found []string
+	v := VersionUnknown
+	for _, e := range info.Exports {
+		if !strings.HasPrefix(e.Name, "proxy_abi_version_") || e.Kind != engine.ExternFunc {
+			continue
+		}
+		found = append(found, e.Name)
+		switch e.Name {
+		case "proxy_abi_version_0_1_0":
+			v = max(v, Version010)
+		case "proxy_abi_version_0_2_0":
+			v = max(v, Version020)
+		case "proxy_abi_version_0_2_1":
+			v = max(v, Version021)
+		}
+	}
+	if v == VersionUnknown {
+		if len(found) > 0 {
+			return 0, fmt.Errorf("unsupported Proxy-Wasm ABI version %s (supported: 0.1.0, 0.2.0, 0.2.1)", strings.Join(found, ", "))
+		}
+		return 0, errors.New("the module exports no Proxy-Wasm ABI version marker (proxy_abi_version_0_1_0, _0_2_0 or _0_2_1): not a Proxy-Wasm plugin, or built by an SDK too old to say which ABI it speaks")
+	}
+	return v, nil
+}
+
+func (g *vmGroup) checkExports() error {
+	info := g.mod.Info()
+	if _, ok := info.ExportedFunction("proxy_on_memory_allocate"); !ok {
+		if _, ok := info.ExportedFunction("malloc"); !ok {
+			return errors.New("the module exports neither proxy_on_memory_allocate nor malloc: the host cannot hand it data")
+		}
+	}
+	if !info.HasExport("memory", engine.ExternMemory) {
+		return errors.New(`the module exports no memory named "memory"`)
+	}
+	return nil
+}
+
+func (g *vmGroup) addPlugin(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
+	p := &Plugin{group: g, cfg: cfg,
+		log: g.host.log.With("plugin", cfg.Name, "root_id", cfg.RootID, "vm_id", cfg.VMID)}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, engine.ErrClosed
+	}
+	for _, o := range g.plugins {
+		if o.cfg.RootID == cfg.RootID {
+			return nil, fmt.Errorf("a plugin with root_id %q is already loaded in vm_id %q", cfg.RootID, cfg.VMID)
+		}
+	}
+	if len(g.plugins) > 0 && string(g.vmConf) != string(cfg.VMConfiguration) {
+		return nil, fmt.Errorf("plugins sharing vm_id %q must have the same VM configuration", cfg.VMID)
+	}
+	// Start the plugin's root context on every live VM; with none, make one
+	// now, so a broken plugin fails at load.
+	if len(g.vms) == 0 {
+		g.plugins = append(g.plugins, p)
+		v, err := g.newVM(ctx)
+		if err != nil {
+			g.plugins = g.plugins[:len(g.plugins)-1]
+			return nil, err
+		}
+		g.vms = append(g.vms, v)
+		return p, nil
+	}
+	for _, v := range g.vms {
+		v.mu.Lock()
+		err := v.startRoot(ctx, p)
+		v.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+	g.plugins = append(g.plugins, p)
+	return p, nil
+}
+
+// poolSize is the largest pool any plugin of the group asked for.
+func (g *vmGroup) poolSize() int {
+	n := 1
+	for _, p := range g.plugins {
+		n = max(n, p.cfg.PoolSize)
+	}
+	return n
+}
+
+// acquire picks the VM for a new stream: a new one while the pool is not
+// full, else the live VM with the fewest streams. g.mu must not be held.
+func (g *vmGroup) acquire(ctx context.Context) (*vm, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, engine.ErrClosed
+	}
+	// Drop failed VMs.
+	live := g.vms[:0]
+	for _, v := range g.vms {
+		if v.failed.Load() {
+			go v.close(context.Background())
+			continue
+		}
+		live = append(live, v)
+	}
+	clear(g.vms[len(live):])
+	g.vms = live
+	if len(g.vms) < g.poolSize() {
+		if now := time.Now(); now.Before(g.notBefore) {
+			if len(g.vms) == 0 {
+				return nil, fmt.Errorf("no VM: creating one failed %d times, next attempt in %s", g.failures, g.notBefore.Sub(now).Round(time.Millisecond))
+			}
+		} else {
+			v, err := g.newVM(ctx)
+			if err != nil {
+				g.failures++
+				g.notBefore = time.Now().Add(backoff(g.failures))
+				if len(g.vms) == 0 {
+					return nil, err
+				}
+				g.log.Error("creating a VM failed; using the live ones", "err", err)
+			} else {
+				g.failures = 0
+				g.vms = append(g.vms, v)
+				v.streams.Add(1)
+				return v, nil
+			}
+		}
+	}
+	best := g.vms[0]
+	for _, v := range g.vms[1:] {
+		if v.streams.Load() < best.streams.Load() {
+			best = v
+		}
+	}
+	best.streams.Add(1)
+	return best, nil
+}
+
+// backoff is 100 ms doubling per consecutive failure, at most 30 s.
+func backoff(failures int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < failures && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}
+
+// replaceSoon creates a VM in the background to replace a failed one, for
+// FailReload, retrying with backoff.
+func (g *vmGroup) replaceSoon() {
+	go func() {
+		for attempt := 1; ; attempt++ {
+			g.mu.Lock()
+			if g.closed {
+				g.mu.Unlock()
+				return
+			}
+			live := 0
+			for _, v := range g.vms {
+				if !v.failed.Load() {
+					live++
+				}
+			}
+			if live > 0 {
+				g.mu.Unlock()
+				return
+			}
+			v, err := g.newVM(context.Background())
+			if err == nil {
+				g.vms = append(g.vms, v)
+				g.failures = 0
+				g.mu.Unlock()
+				return
+			}
+			g.failures++
+			wait := backoff(g.failures)
+			g.notBefore = time.Now().Add(wait)
+			g.mu.Unlock()
+			g.log.Error("reloading the VM failed", "attempt", attempt, "retry_in", wait, "err", err)
+			time.Sleep(wait)
+		}
+	}()
+}
+
+func (g *vmGroup) close(ctx context.Context) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	vms := g.vms
+	g.vms = nil
+	g.mu.Unlock()
+	var errs []error
+	for _, v := range vms {
+		errs = append(errs, v.close(ctx))
+	}
+	errs = append(errs, g.imports.Close(ctx), g.mod.Close(ctx))
+	return errors.Join(errs...)
+}
+
+// callback is an exported Proxy-Wasm callback and its parameter count.
+type callback struct {
+	f engine.Function
+	n int
+}
+
+// callbacks are the exports the host calls; f is nil when absent.
+type callbacks struct {
+	malloc                                       engine.Function
+	contextCreate, vmStart, configure, tick      callback
+	done, log, delete                            callback
+	newConnection, downstreamData, upstreamData  callback
+	downstreamClose, upstreamClose               callback
+	requestHeaders, requestBody, requestTrailers callback
+	responseHeaders, responseBody                callback
+	responseTrailers, httpCallResponse           callback
+	queueReady, foreignFunction                  callback
+	grpcInitialMetadata, grpcTrailingMetadata    callback
+	grpcReceive, grpcClose                       callback
+}
+
+// vm is one instance of a plugin module with the root contexts of the
+// plugins sharing it. One callback runs at a time (mu).
+type vm struct {
+	group *vmGroup
+	inst  engine.Instance
+	mem   engine.Memory
+	cb    callbacks
+	cc    callCtx // the context of calls made without a timeout
+
+	mu      sync.Mutex
+	stack   [8]uint64 // callback arguments and results
+	aStack  [1]uint64 // the allocator's
+	inAlloc bool
+	nextID  uint32
+	roots   map[*Plugin]*contextState
+	ctxs    map[uint32]*contextState
+	cur     *contextState // the context of the running callback
+	eff     *contextState // the effective context (proxy_set_effective_context)
+	fatal   error         // a host-side error that must end the guest call
+
+	streams atomic.Int64
+	failed  atomic.Bool
+	err     error // why it failed
+	closed  bool
+	ticks   map[uint32]*ticker
+
+	callout  *calloutResult // during proxy_on_http_call_response
+	nextCall uint32
+}
+
+// callCtx is the context.Context guest calls run under; host functions find
+// their VM in it with one type assertion.
+type callCtx struct {
+	context.Context
+	vm *vm
+}
+
+func vmOf(ctx context.Context) *vm {
+	if c, ok := ctx.(*callCtx); ok {
+		return c.vm
+	}
+	return nil
+}
+
+// contextState is a root or stream context inside a VM.
+type contextState struct {
+	id     uint32
+	plugin *Plugin
+	root   *contextState // nil for a root context
+	http   *HTTPStream
+	tcp    *TCPStream
+	props  map[string][]byte // proxy_set_property
+	// root contexts: proxy_done was called after proxy_on_done said false
+	doneCalled chan struct{}
+}
+
+func lookupFn(inst engine.Instance, name string) callback {
+	f, err := inst.Function(name)
+	if err != nil {
+		return callback{}
+	}
+	return callback{f: f, n: len(f.Type().Params)}
+}
+
+// newVM instantiates the module, runs its initializer and starts the root
+// context of every plugin of the group. g.mu is held.
+func (g *vmGroup) newVM(ctx context.Context) (*vm, error) {
+	v := &vm{group: g, roots: map[*Plugin]*contextState{}, ctxs: map[uint32]*contextState{}}
+	v.cc = callCtx{Context: context.Background(), vm: v}
+	inst, err := g.host.rt.Instantiate(&v.cc, g.mod, g.imports)
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	v.inst = inst
+	v.mem = inst.Memory()
+	if v.mem == nil {
+		_ = inst.Close(ctx)
+		return nil, errors.New(`the module exports no memory named "memory"`)
+	}
+	if f, err := inst.Function("proxy_on_memory_allocate"); err == nil {
+		v.cb.malloc = f
+	} else if f, err := inst.Function("malloc"); err == nil {
+		v.cb.malloc = f
+	}
+	if v.cb.malloc == nil || len(v.cb.malloc.Type().Params) != 1 || len(v.cb.malloc.Type().Results) != 1 {
+		_ = inst.Close(ctx)
+		return nil, errors.New("the allocator (proxy_on_memory_allocate or malloc) is missing or not (i32) -> i32")
+	}
+	c := &v.cb
+	for _, x := range []struct {
+		p    *callback
+		name string
+	}{
+		{&c.contextCreate, "proxy_on_context_create"}, {&c.vmStart, "proxy_on_vm_start"},
+		{&c.configure, "proxy_on_configure"}, {&c.tick, "proxy_on_tick"},
+		{&c.done, "proxy_on_done"}, {&c.log, "proxy_on_log"}, {&c.delete, "proxy_on_delete"},
+		{&c.newConnection, "proxy_on_new_connection"}, {&c.downstreamData, "proxy_on_downstream_data"},
+		{&c.upstreamData, "proxy_on_upstream_data"}, {&c.downstreamClose, "proxy_on_downstream_connection_close"},
+		{&c.upstreamClose, "proxy_on_upstream_connection_close"},
+		{&c.requestHeaders, "proxy_on_request_headers"}, {&c.requestBody, "proxy_on_request_body"},
+		{&c.requestTrailers, "proxy_on_request_trailers"}, {&c.responseHeaders, "proxy_on_response_headers"},
+		{&c.responseBody, "proxy_on_response_body"}, {&c.responseTrailers, "proxy_on_response_trailers"},
+		{&c.httpCallResponse, "proxy_on_http_call_response"}, {&c.queueReady, "proxy_on_queue_ready"},
+		{&c.foreignFunction, "proxy_on_foreign_function"},
+		{&c.grpcInitialMetadata, "proxy_on_grpc_receive_initial_metadata"},
+		{&c.grpcTrailingMetadata, "proxy_on_grpc_receive_trailing_metadata"},
+		{&c.grpcReceive, "proxy_on_grpc_receive"}, {&c.grpcClose, "proxy_on_grpc_close"},
+	} {
+		*x.p = lookupFn(inst, x.name)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.initialize(ctx); err != nil {
+		v.closeLocked(ctx)
+		return nil, err
+	}
+	for _, p := range g.plugins {
+		if err := v.startRoot(ctx, p); err != nil {
+			v.closeLocked(ctx)
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// initialize runs the WASI initializer: _initialize (then main(0, 0) if
+// exported, as reactors built by some toolchains expect), else _start.
+func (v *vm) initialize(ctx context.Context) error {
+	if f, err := v.inst.Function("_initialize"); err == nil {
+		if err := v.callRaw(ctx, f, "_initialize", 0); err != nil {
+			return err
+		}
+		if m, err := v.inst.Function("main"); err == nil && len(m.Type().Params) == 2 {
+			return v.callRaw(ctx, m, "main", 2)
+		}
+		return nil
+	}
+	if f, err := v.inst.Function("_start"); err == nil {
+		err := v.callRaw(ctx, f, "_start", 0)
+		var t *engine.Trap
+		if errors.As(err, &t) && t.Code == engine.TrapExit && t.ExitCode == 0 && !v.inst.Failed() {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// startRoot creates p's root context and runs proxy_on_vm_start and
+// proxy_on_configure. v.mu is held.
+func (v *vm) startRoot(ctx context.Context, p *Plugin) error {
+	v.nextID++
+	root := &contextState{id: v.nextID, plugin: p}
+	v.ctxs[root.id] = root
+	v.roots[p] = root
+	if _, err := v.call(ctx, root, v.cb.contextCreate, "proxy_on_context_create", uint64(root.id), 0); err != nil {
+		return err
+	}
+	ok, err := v.call(ctx, root, v.cb.vmStart, "proxy_on_vm_start", uint64(root.id), uint64(len(v.group.vmConf)))
+	if err != nil {
+		return err
+	}
+	if v.cb.vmStart.f != nil && ok == 0 {
+		return errors.New("proxy_on_vm_start returned false: the plugin refused the VM configuration")
+	}
+	ok, err = v.call(ctx, root, v.cb.configure, "proxy_on_configure", uint64(root.id), uint64(len(p.cfg.Configuration)))
+	if err != nil {
+		return err
+	}
+	if v.cb.configure.f != nil && ok == 0 {
+		return errors.New("proxy_on_configure returned false: the plugin refused its configuration")
+	}
+	return nil
+}
+
+// callRaw calls an export with no Proxy-Wasm context.
+func (v *vm) callRaw(ctx context.Context, f engine.Function, name string, nargs int) error {
+	clear(v.stack[:])
+	_, err := v.call(ctx, nil, callback{f: f, n: nargs}, name)
+	return err
+}
+
+// call runs callback cb for context c with up to 5 arguments (extra ones are
+// dropped for callbacks of older ABI shapes) and returns its result, 0 when
+// the plugin does not export it. v.mu is held.
+func (v *vm) call(ctx context.Context, c *contextState, cb callback, name string, args ...uint64) (uint64, error) {
+	if cb.f == nil {
+		return 0, nil
+	}
+	if v.failed.Load() {
+		return 0, v.failure()
+	}
+	copy(v.stack[:], args[:min(len(args), cb.n)])
+	prevCur, prevEff := v.cur, v.eff
+	v.cur, v.eff = c, c
+	cc := &v.cc
+	var cancel context.CancelFunc
+	if t := v.timeout(c); t > 0 {
+		tctx, cf := context.WithTimeout(ctx, t)
+		cc, cancel = &callCtx{Context: tctx, vm: v}, cf
+	}
+	err := cb.f.Call(cc, v.stack[:])
+	if cancel != nil {
+		cancel()
+	}
+	v.cur, v.eff = prevCur, prevEff
+	if err == nil && v.fatal != nil {
+		err = v.fatal
+	}
+	if err != nil {
+		v.fail(c, name, err)
+		return 0, v.failure()
+	}
+	return v.stack[0], nil
+}
+
+func (v *vm) timeout(c *contextState) time.Duration {
+	if c != nil && c.plugin != nil {
+		return c.plugin.cfg.CallTimeout
+	}
+	var t time.Duration
+	for _, p := range v.group.plugins {
+		t = max(t, p.cfg.CallTimeout)
+	}
+	return t
+}
+
+// PluginError is the error of a stream or plugin whose callback failed.
+type PluginError struct {
+	Plugin   string
+	Callback string
+	// Err is the cause: usually an *engine.Trap, so errors.As reaches its
+	// Code and errors.Is(err, context.DeadlineExceeded) works.
+	Err error
+}
+
+func (e *PluginError) Error() string {
+	code := ""
+	var t *engine.Trap
+	if errors.As(e.Err, &t) {
+		code = " [" + t.Code.String() + "]"
+	}
+	return fmt.Sprintf("abi: plugin %q failed in %s%s: %v", e.Plugin, e.Callback, code, e.Err)
+}
+
+func (e *PluginError) Unwrap() error { return e.Err }
+
+// fail marks the VM failed: it is never entered again.
+func (v *vm) fail(c *contextState, callback string, err error) {
+	if v.failed.Load() {
+		return
+	}
+	name := ""
+	if c != nil && c.plugin != nil {
+		name = c.plugin.cfg.Name
+	} else if len(v.group.plugins) > 0 {
+		name = v.group.plugins[0].cfg.Name
+	}
+	v.err = &PluginError{Plugin: name, Callback: callback, Err: err}
+	v.failed.Store(true)
+	v.group.log.Error("plugin failed; its VM will be replaced", "plugin", name, "callback", callback, "err", err)
+	for _, t := range v.ticks {
+		t.stop()
+	}
+	// Wake the streams waiting for this VM: they fail by their policy.
+	for _, sc := range v.ctxs {
+		if sc.http != nil {
+			sc.http.signal()
+		} else if sc.tcp != nil {
+			sc.tcp.signal()
+		}
+	}
+	if c != nil && c.plugin != nil && c.plugin.cfg.FailurePolicy == FailReload {
+		v.group.replaceSoon()
+	}
+}
+
+func (v *vm) failure() error {
+	if v.err != nil {
+		return v.err
+	}
+	return errors.New("abi: VM failed")
+}
+
+// alloc allocates size bytes in the guest through its allocator and returns
+// a pointer that was checked to lie inside guest memory. v.mu is held and a
+// callback is running (this is called from hostcalls).
+func (v *vm) alloc(ctx context.Context, size uint32) (uint32, error) {
+	if v.inAlloc {
+		return 0, errors.New("the guest's allocator called a hostcall that allocates")
+	}
+	v.inAlloc = true
+	v.aStack[0] = uint64(size)
+	err := v.cb.malloc.Call(ctx, v.aStack[:])
+	v.inAlloc = false
+	if err != nil {
+		return 0, err
+	}
+	ptr := uint32(v.aStack[0])
+	if ptr == 0 {
+		return 0, fmt.Errorf("the guest's allocator returned 0 for %d bytes", size)
+	}
+	if uint64(ptr)+uint64(size) > v.mem.Size() {
+		return 0, fmt.Errorf("the guest's allocator returned %#x for %d bytes, outside its %d bytes of memory", ptr, size, v.mem.Size())
+	}
+	return ptr, nil
+}
+
+func (v *vm) close(ctx context.Context) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.closeLocked(ctx)
+}
+
+// closeLocked ends every root context (proxy_on_done, then proxy_on_delete)
+// and closes the instance. v.mu is held.
+func (v *vm) closeLocked(ctx context.Context) error {
+	if v.closed {
+		return nil
+	}
+	v.closed = true
+	for _, t := range v.ticks {
+		t.stop()
+	}
+	if !v.failed.Load() {
+		for _, root := range v.roots {
+			ok, err := v.call(ctx, root, v.cb.done, "proxy_on_done", uint64(root.id))
+			if err != nil {
+				break
+			}
+			if v.cb.done.f != nil && ok == 0 && root.doneCalled == nil {
+				// The plugin will call proxy_done; Envoy waits for it. We give
+				// it no more callbacks to do so in, so we do not wait.
+				v.group.log.Debug("proxy_on_done returned false at shutdown", "plugin", root.plugin.cfg.Name)
+			}
+			if _, err := v.call(ctx, root, v.cb.delete, "proxy_on_delete", uint64(root.id)); err != nil {
+				break
+			}
+		}
+	}
+	return v.inst.Close(ctx)
+}
+
+// newContext makes a stream context under p's root context. v.mu is held.
+func (v *vm) newContext(p *Plugin) *contextState {
+	v.nextID++
+	c := &contextState{id: v.nextID, plugin: p, root: v.roots[p]}
+	v.ctxs[c.id] = c
+	return c
+}
