@@ -157,4 +157,3 @@ func (u *HTTPUpstreams) RoundTrip(ctx context.Context, cluster string, req *http
 	}
 	return c.Do(out)
 }
-
