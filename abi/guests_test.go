@@ -256,3 +256,7 @@ func TestNoABIMarker(t *testing.T) {
 }
 
 var _ = bytes.Equal
+
+type slogLoggerT = slog.Logger
+
+func newSlog(s *logSink) *slog.Logger { return slog.New(s) }

@@ -126,7 +126,12 @@ func stub(name string, t engine.FuncType, ret uint64) engine.HostFunction {
 // imports; anything else stays missing, so instantiation names it.
 func (g *vmGroup) hostModules(imports []engine.Import) []engine.HostModule {
 	mods := map[string]*engine.HostModule{}
+	seen := map[[2]string]bool{} // a module may import one function twice
 	add := func(module string, f engine.HostFunction) {
+		if seen[[2]string{module, f.Name}] {
+			return
+		}
+		seen[[2]string{module, f.Name}] = true
 		m := mods[module]
 		if m == nil {
 			m = &engine.HostModule{Name: module}

@@ -319,6 +319,7 @@ type vm struct {
 
 	callout  *calloutResult // during proxy_on_http_call_response
 	nextCall uint32
+	out      [2][]byte // stdout and stderr not yet logged
 }
 
 // callCtx is the context.Context guest calls run under; host functions find
@@ -551,6 +552,7 @@ func (v *vm) fail(c *contextState, callback string, err error) {
 	}
 	v.err = &PluginError{Plugin: name, Callback: callback, Err: err}
 	v.failed.Store(true)
+	v.flushOutput(context.Background(), true)
 	v.group.log.Error("plugin failed; its VM will be replaced", "plugin", name, "callback", callback, "err", err)
 	for _, t := range v.ticks {
 		t.stop()
@@ -612,6 +614,7 @@ func (v *vm) closeLocked(ctx context.Context) error {
 		return nil
 	}
 	v.closed = true
+	defer v.flushOutput(ctx, true)
 	for _, t := range v.ticks {
 		t.stop()
 	}

@@ -1,10 +1,10 @@
 package abi
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/anywasm/anywasm/engine"
@@ -128,12 +128,14 @@ func (v *vm) wClockTime(_ context.Context, s []uint64) Status {
 	return errnoSuccess
 }
 
+// maxLine bounds a buffered stdout or stderr line.
+const maxLine = 16 << 10
+
 func (v *vm) wFdWrite(ctx context.Context, s []uint64) Status {
 	fd, iovs, n := uint32(s[0]), uint32(s[1]), uint32(s[2])
 	if fd != 1 && fd != 2 {
 		return errnoBadf
 	}
-	var b strings.Builder
 	total := uint32(0)
 	for i := uint32(0); i < n; i++ {
 		ptr, ok1 := v.mem.ReadUint32Le(iovs + 8*i)
@@ -142,20 +144,40 @@ func (v *vm) wFdWrite(ctx context.Context, s []uint64) Status {
 		if !ok1 || !ok2 || !ok3 {
 			return errnoFault
 		}
-		b.Write(data)
+		v.out[fd-1] = append(v.out[fd-1], data...)
 		total += size
 	}
 	if !v.putU32(s[3], total) {
 		return errnoFault
 	}
-	level := LogInfo
-	if fd == 2 {
-		level = LogError
-	}
-	for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
-		v.emit(ctx, level, line)
-	}
+	v.flushOutput(ctx, false)
 	return errnoSuccess
+}
+
+// flushOutput logs the complete lines written to stdout (info) and stderr
+// (error): guests write a line in many pieces. all flushes partial lines
+// too, when the VM fails or closes.
+func (v *vm) flushOutput(ctx context.Context, all bool) {
+	for i := range v.out {
+		level := LogInfo
+		if i == 1 {
+			level = LogError
+		}
+		b := v.out[i]
+		for {
+			nl := bytes.IndexByte(b, '\n')
+			if nl < 0 {
+				if (all && len(b) > 0) || len(b) > maxLine {
+					v.emit(ctx, level, string(b))
+					b = b[:0]
+				}
+				break
+			}
+			v.emit(ctx, level, string(b[:nl]))
+			b = b[nl+1:]
+		}
+		v.out[i] = append(v.out[i][:0], b...)
+	}
 }
 
 func (v *vm) wFdRead(_ context.Context, s []uint64) Status {
