@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 
@@ -92,12 +93,24 @@ func Implemented() []string {
 
 var errNoVM = errors.New("abi: hostcall made outside a Proxy-Wasm callback")
 
+// allowedInInitializer are the hostcalls a module may make from its
+// initializer (_initialize, main, _start), as in proxy-wasm-cpp-host; others
+// fail the VM. anywasm allows all of its WASI subset there.
+var allowedInInitializer = map[string]bool{"proxy_log": true}
+
 func hostFunction(name string, d hostcallDef) engine.HostFunction {
+	return newHostFunction(name, d, !allowedInInitializer[name])
+}
+
+func newHostFunction(name string, d hostcallDef, restricted bool) engine.HostFunction {
 	fn := d.fn
 	return engine.HostFunction{Name: name, Type: d.typ, Func: func(ctx context.Context, _ engine.Caller, s []uint64) error {
 		v := vmOf(ctx)
 		if v == nil {
 			return errNoVM
+		}
+		if restricted && v.initializing {
+			return fmt.Errorf("abi: %s called from the module's initializer, where only proxy_log and WASI are allowed", name)
 		}
 		s[0] = uint64(fn(v, ctx, s))
 		if v.fatal != nil {
@@ -151,8 +164,13 @@ func (g *vmGroup) hostModules(imports []engine.Import) []engine.HostModule {
 				g.log.Warn("plugin imports a hostcall anywasm does not implement with this signature; it returns UNIMPLEMENTED",
 					"import", im.Name, "signature", im.Type.String())
 				add(im.Module, stub(im.Name, im.Type, uint64(StatusUnimplemented)))
-			} else if im.Name == "emscripten_notify_memory_growth" {
+			} else if im.Name == "emscripten_notify_memory_growth" && len(im.Type.Results) == 0 {
 				add(im.Module, stub(im.Name, im.Type, 0))
+			} else if im.Name == "pthread_equal" && im.Type.Equal(i32s(2)) {
+				add(im.Module, engine.HostFunction{Name: im.Name, Type: im.Type, Func: func(_ context.Context, _ engine.Caller, s []uint64) error {
+					s[0] = boolArg(uint32(s[0]) == uint32(s[1]))
+					return nil
+				}})
 			}
 		case "wasi_snapshot_preview1", "wasi_unstable":
 			if d, ok := findDef(wasiCalls[im.Name], im.Type); ok {
@@ -496,7 +514,7 @@ func (v *vm) hGetHeaderMapValue(ctx context.Context, s []uint64) Status {
 		return StatusNotFound
 	}
 	key, ok := v.bytes(s[1], s[2])
-	if !ok {
+	if !ok || !v.writable(s[3], s[4]) {
 		return StatusInvalidMemoryAccess
 	}
 	for i := range *h {

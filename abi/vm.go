@@ -310,6 +310,8 @@ type vm struct {
 	cur     *contextState // the context of the running callback
 	eff     *contextState // the effective context (proxy_set_effective_context)
 	fatal   error         // a host-side error that must end the guest call
+	// initializing: the module's initializer runs; hostcalls are restricted
+	initializing bool
 
 	streams atomic.Int64
 	failed  atomic.Bool
@@ -420,6 +422,8 @@ func (g *vmGroup) newVM(ctx context.Context) (*vm, error) {
 // initialize runs the WASI initializer: _initialize (then main(0, 0) if
 // exported, as reactors built by some toolchains expect), else _start.
 func (v *vm) initialize(ctx context.Context) error {
+	v.initializing = true
+	defer func() { v.initializing = false }()
 	if f, err := v.inst.Function("_initialize"); err == nil {
 		if err := v.callRaw(ctx, f, "_initialize", 0); err != nil {
 			return err

@@ -54,7 +54,7 @@ func wasiFunction(name string, d hostcallDef) engine.HostFunction {
 			return engine.Exit(uint32(s[0]))
 		}}
 	}
-	return hostFunction(name, d)
+	return newHostFunction(name, d, false)
 }
 
 var start = time.Now()
