@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"unsafe"
 
 	"github.com/anywasm/anywasm/engine"
 )
@@ -572,20 +573,24 @@ func keyEqual(guest []byte, key string) bool {
 	return true
 }
 
-// lowerKey returns the guest's header key lower-cased, as Envoy stores it.
-func lowerKey(b []byte) string { return strings.ToLower(string(b)) }
-
+// keyValue copies a header key (lower-cased, as Envoy stores it) and value
+// from the guest, in one allocation.
 func (v *vm) keyValue(s []uint64) (string, string, Status) {
-	kb, ok := v.bytes(s[1], s[2])
-	if !ok {
+	kb, ok1 := v.bytes(s[1], s[2])
+	vb, ok2 := v.bytes(s[3], s[4])
+	if !ok1 || !ok2 {
 		return "", "", StatusInvalidMemoryAccess
 	}
-	key := lowerKey(kb)
-	val, ok := v.str(s[3], s[4])
-	if !ok {
-		return "", "", StatusInvalidMemoryAccess
+	buf := make([]byte, len(kb)+len(vb))
+	n := copy(buf, kb)
+	copy(buf[n:], vb)
+	for i, c := range buf[:n] {
+		if 'A' <= c && c <= 'Z' {
+			buf[i] = c + 'a' - 'A'
+		}
 	}
-	return key, val, StatusOK
+	both := unsafe.String(unsafe.SliceData(buf), len(buf))
+	return both[:n], both[n:], StatusOK
 }
 
 func (v *vm) mutableMap(t MapType) (*Headers, Status) {

@@ -25,11 +25,14 @@ type HTTPStream struct {
 // NewHTTPStream creates a stream context (proxy_on_context_create) on one of
 // the plugin's VMs.
 func (p *Plugin) NewHTTPStream(ctx context.Context) (*HTTPStream, error) {
-	st, err := p.newStream(ctx)
-	if err != nil {
+	s, _ := p.httpStreams.Get().(*HTTPStream)
+	if s == nil {
+		s = &HTTPStream{}
+	}
+	if err := s.start(ctx, p); err != nil {
+		p.httpStreams.Put(s)
 		return nil, err
 	}
-	s := &HTTPStream{stream: *st}
 	if s.c != nil {
 		s.c.http = s
 	}
@@ -208,8 +211,19 @@ func (s *HTTPStream) TakeResponseBody() []byte {
 func (s *HTTPStream) LocalResponse() *LocalResponse { return s.local }
 
 // Close ends the stream context: proxy_on_done, proxy_on_log,
-// proxy_on_delete. It returns the plugin's failure, if any.
-func (s *HTTPStream) Close(ctx context.Context) error { return s.finish(ctx) }
+// proxy_on_delete. It returns the plugin's failure, if any. The stream must
+// not be used after Close (it is reused for a later stream), nor the header
+// maps and bodies it returned.
+func (s *HTTPStream) Close(ctx context.Context) error {
+	if s.closed {
+		return nil
+	}
+	err := s.finish(ctx)
+	p := s.p
+	*s = HTTPStream{stream: stream{resume: s.resume, closed: true}}
+	p.httpStreams.Put(s)
+	return err
+}
 
 // headerMap returns the map a hostcall names, nil when this stream has none.
 func (s *HTTPStream) headerMap(t MapType) *Headers {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync"
 
 	"github.com/anywasm/anywasm/engine"
 )
@@ -15,6 +16,8 @@ type Plugin struct {
 	group *vmGroup
 	cfg   PluginConfig
 	log   *slog.Logger
+
+	httpStreams sync.Pool // *HTTPStream, reused after Close
 }
 
 // Config returns the plugin's configuration.
@@ -74,7 +77,8 @@ type LocalResponse struct {
 type stream struct {
 	p   *Plugin
 	v   *vm
-	c   *contextState
+	c   *contextState // &cs once the context exists
+	cs  contextState
 	err error // the plugin failed during this stream
 	// resume is signalled when the plugin continues, answers or closes a
 	// paused stream (from another callback, e.g. an HTTP callout's).
@@ -82,23 +86,37 @@ type stream struct {
 	closed bool
 }
 
-func (p *Plugin) newStream(ctx context.Context) (*stream, error) {
+// start picks a VM and creates the stream context
+// (proxy_on_context_create). A stream struct is reused after Close (streams
+// are pooled so that a request allocates nothing of the host's own): only
+// the VM's context table refers to it, and Close removes it from there.
+func (s *stream) start(ctx context.Context, p *Plugin) error {
 	v, err := p.group.acquire(ctx)
 	if err != nil {
-		return nil, &PluginError{Plugin: p.cfg.Name, Callback: "proxy_on_context_create", Err: err}
+		return &PluginError{Plugin: p.cfg.Name, Callback: "proxy_on_context_create", Err: err}
 	}
-	s := &stream{p: p, v: v, resume: make(chan struct{}, 1)}
+	if s.resume == nil {
+		s.resume = make(chan struct{}, 1)
+	}
+	select { // a signal left from the previous use
+	case <-s.resume:
+	default:
+	}
+	s.p, s.v, s.c, s.err, s.closed = p, v, nil, nil, false
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.failed.Load() {
 		s.err = v.failure()
-		return s, nil
+		return nil
 	}
-	s.c = v.newContext(p)
+	v.nextID++
+	s.cs = contextState{id: v.nextID, plugin: p, root: v.roots[p]}
+	s.c = &s.cs
+	v.ctxs[s.c.id] = s.c
 	if _, err := v.call(ctx, s.c, v.cb.contextCreate, "proxy_on_context_create", uint64(s.c.id), uint64(s.c.root.id)); err != nil {
 		s.err = err
 	}
-	return s, nil
+	return nil
 }
 
 func (s *stream) signal() {

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/anywasm/anywasm/abi"
-	"github.com/anywasm/anywasm/abi/internal/plugins"
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/internal/plugins"
 )
 
 // fixture is a host and one loaded Go-SDK plugin on one runtime.

@@ -15,11 +15,10 @@ type TCPStream struct {
 
 // NewTCPStream creates a stream context and runs proxy_on_new_connection.
 func (p *Plugin) NewTCPStream(ctx context.Context) (*TCPStream, Action, error) {
-	st, err := p.newStream(ctx)
-	if err != nil {
+	s := &TCPStream{}
+	if err := s.start(ctx, p); err != nil {
 		return nil, ActionPause, err
 	}
-	s := &TCPStream{stream: *st}
 	if s.c != nil {
 		s.c.tcp = s
 	}

@@ -640,11 +640,3 @@ func (v *vm) closeLocked(ctx context.Context) error {
 	}
 	return v.inst.Close(ctx)
 }
-
-// newContext makes a stream context under p's root context. v.mu is held.
-func (v *vm) newContext(p *Plugin) *contextState {
-	v.nextID++
-	c := &contextState{id: v.nextID, plugin: p, root: v.roots[p]}
-	v.ctxs[c.id] = c
-	return c
-}

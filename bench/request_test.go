@@ -1,0 +1,118 @@
+package bench_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/anywasm/anywasm/abi"
+	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/internal/plugins"
+)
+
+// requestHeaders is a typical request: the pseudo-headers and seven others.
+var requestHeaders = abi.Headers{
+	{Key: ":method", Value: "GET"}, {Key: ":path", Value: "/api/v1/items?limit=10"}, {Key: ":authority", Value: "example.com"},
+	{Key: "user-agent", Value: "anywasm-bench/1.0"}, {Key: "accept", Value: "application/json"},
+	{Key: "accept-encoding", Value: "gzip, br"}, {Key: "x-request-id", Value: "5f1c7f04-3a51-4f6e-9a4c-3c8f2b7f7d10"},
+	{Key: "x-forwarded-for", Value: "192.0.2.10"}, {Key: "cookie", Value: "session=abcdef0123456789"}, {Key: "te", Value: "trailers"},
+}
+
+var responseHeaders = abi.Headers{{Key: ":status", Value: "200"}, {Key: "content-type", Value: "application/json"}}
+
+// quietLogger drops the plugin's per-request info log, as a production
+// proxy at level warn would.
+var quietLogger = slog.New(slog.DiscardHandler)
+
+// requestEnv is the headers plugin loaded on one runtime.
+func requestEnv(b testing.TB, name string, pool int) *abi.Plugin {
+	ctx := context.Background()
+	rt, err := engine.Open(name, engine.NewConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = rt.Close(ctx) })
+	h := abi.NewHost(rt, abi.Options{Logger: quietLogger})
+	b.Cleanup(func() { _ = h.Close(ctx) })
+	p, err := h.Load(ctx, plugins.Build(b, "headers"), abi.PluginConfig{Name: "headers", VMID: "bench", PoolSize: pool})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// oneRequest is the whole plugin request path: context create, request
+// headers (the plugin reads the 10 headers and adds one), response headers,
+// done, log, delete. req and resp are reused by the caller, as a proxy
+// reuses its buffers; their capacity leaves room for the header the plugin
+// adds.
+func oneRequest(b testing.TB, ctx context.Context, p *abi.Plugin, req, resp abi.Headers) {
+	s, err := p.NewHTTPStream(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req = append(req[:0], requestHeaders...)
+	if a, err := s.RequestHeaders(ctx, req, true); err != nil || a != abi.ActionContinue {
+		b.Fatalf("request headers: %v %v", a, err)
+	}
+	resp = append(resp[:0], responseHeaders...)
+	if _, err := s.ResponseHeaders(ctx, resp, true); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkRequest is one HTTP request through the Go-SDK headers plugin,
+// serially on one VM and in parallel over GOMAXPROCS VMs.
+func BenchmarkRequest(b *testing.B) {
+	for _, name := range engine.Runtimes() {
+		b.Run("runtime="+name+"/plugin=headers/mode=serial", func(b *testing.B) {
+			p := requestEnv(b, name, 1)
+			ctx := context.Background()
+			req, resp := make(abi.Headers, 0, 16), make(abi.Headers, 0, 8)
+			b.ReportAllocs()
+			for b.Loop() {
+				oneRequest(b, ctx, p, req, resp)
+			}
+		})
+		b.Run("runtime="+name+"/plugin=headers/mode=parallel", func(b *testing.B) {
+			p := requestEnv(b, name, 0) // PoolSize 0: one VM per GOMAXPROCS
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				req, resp := make(abi.Headers, 0, 16), make(abi.Headers, 0, 8)
+				for pb.Next() {
+					oneRequest(b, ctx, p, req, resp)
+				}
+			})
+		})
+	}
+}
+
+// TestRequestAllocs asserts what a request through the headers plugin
+// allocates on the Go heap: the two headers the plugin adds (one allocation
+// each, holding key and value) and nothing of the host's own. wazero's guest
+// memory lives on the Go heap, so its rare growth is allowed for by
+// averaging over many requests after a warm-up.
+func TestRequestAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the Go-SDK plugin")
+	}
+	for _, name := range engine.Runtimes() {
+		t.Run(name, func(t *testing.T) {
+			p := requestEnv(t, name, 1)
+			ctx := context.Background()
+			req, resp := make(abi.Headers, 0, 16), make(abi.Headers, 0, 8)
+			for i := 0; i < 2000; i++ {
+				oneRequest(t, ctx, p, req, resp)
+			}
+			allocs := testing.AllocsPerRun(500, func() { oneRequest(t, ctx, p, req, resp) })
+			if allocs > 2.2 {
+				t.Errorf("%.2f allocations per request, want 2 (the plugin's two headers)", allocs)
+			}
+		})
+	}
+}
