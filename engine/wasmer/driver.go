@@ -118,6 +118,54 @@ type cmodule struct {
 	key   [32]byte // sha256 of the wasm bytes
 	m     *C.wasm_module_t
 	store *C.wasm_store_t
+	// mayGrow is false if the code has no memory.grow: its memory then
+	// changes size only through Memory.Grow, and transitions need not ask
+	// Wasmer for the memory's size.
+	mayGrow bool
+}
+
+// mayGrowMemory reports whether the code section of wasm may contain a
+// memory.grow instruction (opcode 0x40, then the memory index 0x00 or a
+// longer LEB128). It scans bytes, not instructions, so it errs towards
+// true (0x40 0x00 also occurs as other instructions' immediates); any
+// malformed input answers true.
+func mayGrowMemory(wasm []byte) bool {
+	if len(wasm) < 8 {
+		return true
+	}
+	b := wasm[8:]
+	for len(b) > 0 {
+		id := b[0]
+		b = b[1:]
+		var size uint64
+		var shift uint
+		for i := 0; ; i++ {
+			if i == 5 || len(b) == 0 {
+				return true
+			}
+			c := b[0]
+			b = b[1:]
+			size |= uint64(c&0x7f) << shift
+			shift += 7
+			if c < 0x80 {
+				break
+			}
+		}
+		if size > uint64(len(b)) {
+			return true
+		}
+		if id == 10 {
+			code := b[:size]
+			for i := 0; i+1 < len(code); i++ {
+				if code[i] == 0x40 && (code[i+1] == 0x00 || code[i+1] >= 0x80) {
+					return true
+				}
+			}
+			return false
+		}
+		b = b[size:]
+	}
+	return false
 }
 
 // stats counts compilations and disk cache loads, for tests.
@@ -299,7 +347,7 @@ func (e *engineState) load(key [32]byte, wasm []byte, dir string) (*cmodule, err
 	if dir != "" {
 		if m := e.loadDisk(store, key, dir); m != nil {
 			stats.loaded.Add(1)
-			return &cmodule{key: key, m: m, store: store}, nil
+			return &cmodule{key: key, m: m, store: store, mayGrow: mayGrowMemory(wasm)}, nil
 		}
 	}
 	if len(wasm) == 0 {
@@ -312,7 +360,7 @@ func (e *engineState) load(key [32]byte, wasm []byte, dir string) (*cmodule, err
 		return nil, fmt.Errorf("wasmer: %s", takeCString(cerr))
 	}
 	stats.compiled.Add(1)
-	cm := &cmodule{key: key, m: m, store: store}
+	cm := &cmodule{key: key, m: m, store: store, mayGrow: mayGrowMemory(wasm)}
 	if dir != "" {
 		e.store2disk(cm, dir)
 	}

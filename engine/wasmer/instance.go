@@ -135,6 +135,7 @@ type instance struct {
 type instState struct {
 	rt    *wasmerRuntime
 	c     *C.aw_inst
+	cp    C.uintptr_t // c as an integer, for calls (see shim.h)
 	id    uint32
 	info  *engine.ModuleInfo
 	fuel  uint64
@@ -194,11 +195,16 @@ func (r *wasmerRuntime) Instantiate(ctx context.Context, dm engine.DriverModule,
 		unregister(st.id)
 		return nil, errors.New("wasmer: cannot create the host functions")
 	}
+	st.cp = C.uintptr_t(uintptr(unsafe.Pointer(st.c)))
 	in := &instance{st: st}
 	st.ctx, st.caller, st.depth = ctx, in, 1
 	var trap *C.wasm_trap_t
 	var cerr *C.char
-	rc := C.aw_inst_start(st.c, m.cm.m, &trap, &cerr)
+	mayGrow := C.int(0)
+	if m.cm.mayGrow {
+		mayGrow = 1
+	}
+	rc := C.aw_inst_start(st.c, m.cm.m, mayGrow, &trap, &cerr)
 	st.ctx, st.caller, st.depth = nil, nil, 0
 	goruntime.KeepAlive(m)
 	switch rc {
@@ -367,6 +373,7 @@ func (in *instance) Function(name string) (engine.Function, error) {
 	if f.c == nil {
 		return nil, fmt.Errorf("wasmer: export %q is not a function of this instance", name)
 	}
+	f.cp = C.uintptr_t(uintptr(unsafe.Pointer(f.c)))
 	f.vals = unsafe.Slice((*cval)(unsafe.Pointer(f.c.vals)), f.np+f.nr)
 	st.calls = append(st.calls, f.c)
 	return f, nil
@@ -377,6 +384,7 @@ type function struct {
 	inst      *instance
 	st        *instState
 	c         *C.aw_call
+	cp        C.uintptr_t // c as an integer
 	vals      []cval // C memory: arguments, then results
 	rmask     []uint64
 	name      string
@@ -412,13 +420,13 @@ func (f *function) Call(ctx context.Context, stack []uint64) error {
 	var t *C.wasm_trap_t
 	exhausted := false
 	if st.fuel == 0 {
-		t = C.aw_call_run(st.c, f.c)
+		t = C.aw_call_run(st.cp, f.cp)
 	} else {
 		nested := C.int(0)
 		if st.depth > 1 {
 			nested = 1
 		}
-		t = C.aw_call_fuel(st.c, f.c, C.uint64_t(st.fuel), nested)
+		t = C.aw_call_fuel(st.cp, f.cp, C.uint64_t(st.fuel), nested)
 		exhausted = t != nil && st.c.exhausted != 0
 	}
 	st.depth--

@@ -105,9 +105,10 @@ void aw_serialize(const wasm_module_t *m, wasm_byte_vec_t *out) {
 
 // aw_refresh updates the cached base and size of the guest memory. Memory
 // only moves when it grows, so the base is read again only when the size
-// changed.
+// changed; and a module without memory.grow cannot change its memory's size
+// (aw_memory_grow refreshes itself).
 static void aw_refresh(aw_inst *in) {
-  if (in->memory != NULL) {
+  if (in->may_grow && in->memory != NULL) {
     size_t size = wasm_memory_data_size(in->memory);
     if (size != in->mem_size || in->mem_base == NULL) {
       in->mem_base = wasm_memory_data(in->memory);
@@ -179,13 +180,14 @@ aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const ui
 // aw_inst_start instantiates m (running its start function). It returns 0 on
 // success, 1 with *trap set if the start function trapped, 2 with *err set on
 // any other error.
-int aw_inst_start(aw_inst *in, const wasm_module_t *m, wasm_trap_t **trap, char **err) {
+int aw_inst_start(aw_inst *in, const wasm_module_t *m, int may_grow, wasm_trap_t **trap, char **err) {
   wasm_extern_t *ext[in->nimports > 0 ? in->nimports : 1];
   for (size_t i = 0; i < in->nimports; i++) {
     ext[i] = wasm_func_as_extern(in->imports[i]);
   }
   wasm_extern_vec_t imports = {in->nimports, ext};
   *trap = NULL;
+  in->may_grow = 1; // until the memory is known
   in->instance = wasm_instance_new(in->store, m, &imports, trap);
   if (in->instance == NULL) {
     if (*trap != NULL) {
@@ -202,6 +204,7 @@ int aw_inst_start(aw_inst *in, const wasm_module_t *m, wasm_trap_t **trap, char 
     }
   }
   aw_refresh(in);
+  in->may_grow = may_grow;
   return 0;
 }
 
@@ -267,7 +270,9 @@ void aw_call_delete(aw_call *c) {
   }
 }
 
-wasm_trap_t *aw_call_run(aw_inst *in, aw_call *c) {
+wasm_trap_t *aw_call_run(uintptr_t inp, uintptr_t cp) {
+  aw_inst *in = (aw_inst *)inp;
+  aw_call *c = (aw_call *)cp;
   wasm_trap_t *t = wasm_func_call(c->func, &c->args, &c->results);
   aw_refresh(in);
   return t;
@@ -275,7 +280,9 @@ wasm_trap_t *aw_call_run(aw_inst *in, aw_call *c) {
 
 // aw_call_fuel is aw_call_run with fuel points; a nested call (from a host
 // function) restores the outer call's remaining points when it returns.
-wasm_trap_t *aw_call_fuel(aw_inst *in, aw_call *c, uint64_t fuel, int nested) {
+wasm_trap_t *aw_call_fuel(uintptr_t inp, uintptr_t cp, uint64_t fuel, int nested) {
+  aw_inst *in = (aw_inst *)inp;
+  aw_call *c = (aw_call *)cp;
   uint64_t outer = 0;
   if (nested) {
     outer = metering.get_remaining_points(in->instance);

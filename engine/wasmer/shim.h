@@ -29,6 +29,7 @@ typedef struct aw_inst {
   wasm_func_t **imports;        // owned
   aw_hostenv *envs;             // owned
   int exhausted;                // set by aw_call_fuel: the fuel ran out
+  int may_grow;                 // 0 if the code has no memory.grow
 } aw_inst;
 
 // A call of one exported function with preallocated argument and result
@@ -48,12 +49,14 @@ wasm_module_t *aw_compile(wasm_store_t *store, const char *wasm, size_t n, char 
 wasm_module_t *aw_deserialize(wasm_store_t *store, const char *b, size_t n, char **err);
 void aw_serialize(const wasm_module_t *m, wasm_byte_vec_t *out);
 aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const uint8_t *sigs);
-int aw_inst_start(aw_inst *in, const wasm_module_t *m, wasm_trap_t **trap, char **err);
+int aw_inst_start(aw_inst *in, const wasm_module_t *m, int may_grow, wasm_trap_t **trap, char **err);
 void aw_inst_delete(aw_inst *in);
 aw_call *aw_call_new(aw_inst *in, size_t export_index, size_t np, const uint8_t *pk, size_t nr, const uint8_t *rk);
 void aw_call_delete(aw_call *c);
-wasm_trap_t *aw_call_run(aw_inst *in, aw_call *c);
-wasm_trap_t *aw_call_fuel(aw_inst *in, aw_call *c, uint64_t fuel, int nested);
+// The call functions take their pointers as integers so that cgo does not
+// check them (they point to C memory) on every call.
+wasm_trap_t *aw_call_run(uintptr_t in, uintptr_t c);
+wasm_trap_t *aw_call_fuel(uintptr_t in, uintptr_t c, uint64_t fuel, int nested);
 char *aw_trap_take(wasm_trap_t *t, size_t *n);
 int aw_memory_grow(aw_inst *in, uint32_t delta, uint32_t *prev);
 

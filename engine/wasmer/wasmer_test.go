@@ -755,3 +755,42 @@ func TestCleanupBackstop(t *testing.T) {
 		t.Errorf("live instances after GC: %d, want %d", got, before)
 	}
 }
+
+func TestMayGrowMemory(t *testing.T) {
+	calls, err := os.ReadFile("../../bench/testdata/calls.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		wasm []byte
+		want bool
+	}{
+		{"traps", readWasm(t, "traps"), false},
+		{"calls", calls, false},
+		{"host", readWasm(t, "host"), true}, // has memory.grow
+		{"truncated", readWasm(t, "host")[:20], true},
+		{"garbage", []byte("\x00asm\x01\x00\x00\x00\x0a\xff\xff\xff\xff\xff"), true},
+	} {
+		if got := mayGrowMemory(c.wasm); got != c.want {
+			t.Errorf("%s: mayGrowMemory = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestGrowWithoutMemoryGrow: a module without memory.grow skips the size
+// refresh on transitions; Memory.Grow must still keep the view right.
+func TestGrowWithoutMemoryGrow(t *testing.T) {
+	rt := open(t, engine.NewConfig())
+	inst := instantiate(t, rt, "traps", nil)
+	mem := inst.Memory()
+	if prev, ok := mem.Grow(2); !ok || prev != 1 || mem.Size() != 3*engine.PageSize {
+		t.Fatalf("Grow: %d %v %d", prev, ok, mem.Size())
+	}
+	if err := fn(t, inst, "count").Call(context.Background(), []uint64{5}); err != nil {
+		t.Fatal(err)
+	}
+	if !mem.WriteUint32Le(3*engine.PageSize-4, 1) || mem.Pages() != 3 {
+		t.Errorf("view after a call: %d pages", mem.Pages())
+	}
+}
