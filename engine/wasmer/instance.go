@@ -385,7 +385,7 @@ type function struct {
 	st        *instState
 	c         *C.aw_call
 	cp        C.uintptr_t // c as an integer
-	vals      []cval // C memory: arguments, then results
+	vals      []cval      // C memory: arguments, then results
 	rmask     []uint64
 	name      string
 	typ       engine.FuncType
