@@ -2,6 +2,7 @@ package abi
 
 import (
 	"context"
+	"log/slog"
 	"fmt"
 	"io"
 	"net/http"
@@ -83,11 +84,11 @@ func (v *vm) hHTTPCall(_ context.Context, s []uint64) Status {
 			req.Trailer.Add(h.Key, h.Value)
 		}
 	}
-	go v.doCallout(cluster, req, timeout, root.id, token)
+	go v.doCallout(v.logger(), cluster, req, timeout, root.id, token)
 	return StatusOK
 }
 
-func (v *vm) doCallout(cluster string, req *http.Request, timeout time.Duration, rootID, token uint32) {
+func (v *vm) doCallout(log *slog.Logger, cluster string, req *http.Request, timeout time.Duration, rootID, token uint32) {
 	ctx := context.Background()
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -104,7 +105,7 @@ func (v *vm) doCallout(cluster string, req *http.Request, timeout time.Duration,
 		}
 	}
 	if err != nil {
-		v.logger().Warn("HTTP callout failed", "cluster", cluster, "path", req.URL.Path, "err", err)
+		log.Warn("HTTP callout failed", "cluster", cluster, "path", req.URL.Path, "err", err)
 		res = &calloutResult{statusCode: 1, statusMessage: err.Error()} // 0 headers: failed
 	} else {
 		res.headers = append(res.headers, Header{":status", strconv.Itoa(resp.StatusCode)})

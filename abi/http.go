@@ -62,20 +62,27 @@ func dataAction(r uint64) Action {
 	return ActionPause
 }
 
-// run calls a stream callback and applies the failure policy.
+// run calls a stream callback and applies the failure policy. The stream's
+// state is only touched under the VM's lock: callbacks of other goroutines
+// (HTTP callout responses, queue deliveries) may reach this stream through
+// the effective context.
 func (s *HTTPStream) run(ctx context.Context, cb func(v *vm) callback, name string, toAction func(uint64) Action, a, b uint64) (Action, error) {
 	if s.closed {
 		return ActionContinue, errStreamClosed
 	}
+	v := s.v
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	if s.local != nil {
 		return ActionPause, nil
 	}
-	if !s.enter() {
+	if s.err == nil && v.failed.Load() {
+		s.err = v.failure()
+	}
+	if s.err != nil {
 		return s.failed(), nil
 	}
-	v := s.v
 	r, err := v.call(ctx, s.c, cb(v), name, uint64(s.c.id), a, b)
-	v.mu.Unlock()
 	if err != nil {
 		s.err = err
 		return s.failed(), nil
@@ -89,7 +96,8 @@ func (s *HTTPStream) run(ctx context.Context, cb func(v *vm) callback, name stri
 	return toAction(r), nil
 }
 
-// failed applies the failure policy to a stream whose plugin failed.
+// failed applies the failure policy to a stream whose plugin failed. The
+// VM's lock is held.
 func (s *HTTPStream) failed() Action {
 	if s.p.cfg.FailurePolicy == FailOpen {
 		return ActionContinue
@@ -113,7 +121,7 @@ func boolArg(b bool) uint64 {
 // RequestHeaders runs proxy_on_request_headers on h, which the stream owns
 // from now on (RequestHeaderMap returns it as the plugin left it).
 func (s *HTTPStream) RequestHeaders(ctx context.Context, h Headers, endOfStream bool) (Action, error) {
-	s.reqHeaders = h
+	s.locked(func() { s.reqHeaders = h })
 	return s.run(ctx, func(v *vm) callback { return v.cb.requestHeaders }, "proxy_on_request_headers", headersAction,
 		uint64(len(h)), boolArg(endOfStream))
 }
@@ -123,7 +131,7 @@ func (s *HTTPStream) RequestHeaders(ctx context.Context, h Headers, endOfStream 
 // returns the buffered body (as the plugin left it) to pass on, and the
 // buffer starts again empty; on ActionPause it keeps buffering.
 func (s *HTTPStream) RequestBody(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
-	s.reqBody = append(s.reqBody, chunk...)
+	s.locked(func() { s.reqBody = append(s.reqBody, chunk...) })
 	a, err := s.run(ctx, func(v *vm) callback { return v.cb.requestBody }, "proxy_on_request_body", dataAction,
 		uint64(len(s.reqBody)), boolArg(endOfStream))
 	if a == ActionContinue && err == nil {
@@ -134,20 +142,20 @@ func (s *HTTPStream) RequestBody(ctx context.Context, chunk []byte, endOfStream 
 
 // RequestTrailers runs proxy_on_request_trailers.
 func (s *HTTPStream) RequestTrailers(ctx context.Context, h Headers) (Action, error) {
-	s.reqTrailers = h
+	s.locked(func() { s.reqTrailers = h })
 	return s.run(ctx, func(v *vm) callback { return v.cb.requestTrailers }, "proxy_on_request_trailers", headersAction, uint64(len(h)), 0)
 }
 
 // ResponseHeaders runs proxy_on_response_headers.
 func (s *HTTPStream) ResponseHeaders(ctx context.Context, h Headers, endOfStream bool) (Action, error) {
-	s.respHeaders = h
+	s.locked(func() { s.respHeaders = h })
 	return s.run(ctx, func(v *vm) callback { return v.cb.responseHeaders }, "proxy_on_response_headers", headersAction,
 		uint64(len(h)), boolArg(endOfStream))
 }
 
 // ResponseBody is RequestBody for the response.
 func (s *HTTPStream) ResponseBody(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
-	s.respBody = append(s.respBody, chunk...)
+	s.locked(func() { s.respBody = append(s.respBody, chunk...) })
 	a, err := s.run(ctx, func(v *vm) callback { return v.cb.responseBody }, "proxy_on_response_body", dataAction,
 		uint64(len(s.respBody)), boolArg(endOfStream))
 	if a == ActionContinue && err == nil {
@@ -158,7 +166,7 @@ func (s *HTTPStream) ResponseBody(ctx context.Context, chunk []byte, endOfStream
 
 // ResponseTrailers runs proxy_on_response_trailers.
 func (s *HTTPStream) ResponseTrailers(ctx context.Context, h Headers) (Action, error) {
-	s.respTrailers = h
+	s.locked(func() { s.respTrailers = h })
 	return s.run(ctx, func(v *vm) callback { return v.cb.responseTrailers }, "proxy_on_response_trailers", headersAction, uint64(len(h)), 0)
 }
 
@@ -166,49 +174,74 @@ func (s *HTTPStream) ResponseTrailers(ctx context.Context, h Headers) (Action, e
 // (proxy_continue_stream), answers it (LocalResponse) or closes it, or ctx
 // is done.
 func (s *HTTPStream) Wait(ctx context.Context) error {
-	if s.local != nil {
+	v := s.v
+	v.mu.Lock()
+	answered := s.local != nil
+	v.mu.Unlock()
+	if answered {
 		return nil
 	}
 	if err := s.wait(ctx); err != nil {
 		return err
 	}
-	if s.local == nil && s.v.failed.Load() {
-		s.err = s.v.failure()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if s.local == nil && v.failed.Load() {
+		s.err = v.failure()
 		s.failed()
 	}
 	return nil
 }
 
 // RequestHeaderMap returns the request headers as the plugin left them.
-func (s *HTTPStream) RequestHeaderMap() Headers { return s.reqHeaders }
+func (s *HTTPStream) RequestHeaderMap() (h Headers) {
+	s.locked(func() { h = s.reqHeaders })
+	return h
+}
 
 // ResponseHeaderMap returns the response headers as the plugin left them.
-func (s *HTTPStream) ResponseHeaderMap() Headers { return s.respHeaders }
+func (s *HTTPStream) ResponseHeaderMap() (h Headers) {
+	s.locked(func() { h = s.respHeaders })
+	return h
+}
 
 // RequestTrailerMap returns the request trailers as the plugin left them.
-func (s *HTTPStream) RequestTrailerMap() Headers { return s.reqTrailers }
+func (s *HTTPStream) RequestTrailerMap() (h Headers) {
+	s.locked(func() { h = s.reqTrailers })
+	return h
+}
 
 // ResponseTrailerMap returns the response trailers as the plugin left them.
-func (s *HTTPStream) ResponseTrailerMap() Headers { return s.respTrailers }
+func (s *HTTPStream) ResponseTrailerMap() (h Headers) {
+	s.locked(func() { h = s.respTrailers })
+	return h
+}
 
 // TakeRequestBody returns the buffered request body and empties the buffer
 // (after a paused body was continued).
-func (s *HTTPStream) TakeRequestBody() []byte {
-	b := s.reqBody
-	s.reqBody = nil
+func (s *HTTPStream) TakeRequestBody() (b []byte) {
+	s.locked(func() { b, s.reqBody = s.reqBody, nil })
 	return b
 }
 
 // TakeResponseBody is TakeRequestBody for the response.
-func (s *HTTPStream) TakeResponseBody() []byte {
-	b := s.respBody
-	s.respBody = nil
+func (s *HTTPStream) TakeResponseBody() (b []byte) {
+	s.locked(func() { b, s.respBody = s.respBody, nil })
 	return b
 }
 
 // LocalResponse returns the response the plugin sent instead of the
 // upstream's, or the 503 of a plugin that failed closed; nil if none.
-func (s *HTTPStream) LocalResponse() *LocalResponse { return s.local }
+func (s *HTTPStream) LocalResponse() (lr *LocalResponse) {
+	s.locked(func() { lr = s.local })
+	return lr
+}
+
+// Err returns why the plugin failed during this stream, or nil.
+func (s *HTTPStream) Err() (err error) {
+	s.locked(func() { err = s.err })
+	return err
+}
 
 // Close ends the stream context: proxy_on_done, proxy_on_log,
 // proxy_on_delete. It returns the plugin's failure, if any. The stream must

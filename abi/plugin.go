@@ -126,19 +126,12 @@ func (s *stream) signal() {
 	}
 }
 
-// enter locks the VM for a callback of this stream; ok is false when the
-// stream cannot run callbacks any more (closed, or the plugin failed).
-func (s *stream) enter() bool {
-	if s.closed || s.err != nil {
-		return false
-	}
+// locked runs f under the VM's lock: the plugin may change the stream from
+// another goroutine's callback.
+func (s *stream) locked(f func()) {
 	s.v.mu.Lock()
-	if s.v.failed.Load() {
-		s.err = s.v.failure()
-		s.v.mu.Unlock()
-		return false
-	}
-	return true
+	defer s.v.mu.Unlock()
+	f()
 }
 
 // finish ends the stream's context: proxy_on_done, proxy_on_log,
@@ -173,9 +166,6 @@ func (s *stream) finish(ctx context.Context) error {
 	}
 	return nil
 }
-
-// Err returns why the plugin failed during this stream, or nil.
-func (s *stream) Err() error { return s.err }
 
 // wait blocks until the plugin resumes the stream or ctx is done.
 func (s *stream) wait(ctx context.Context) error {

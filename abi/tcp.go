@@ -30,12 +30,16 @@ func (s *TCPStream) run(ctx context.Context, cb func(v *vm) callback, name strin
 	if s.closed {
 		return ActionPause, errStreamClosed
 	}
-	if !s.enter() {
+	v := s.v
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if s.err == nil && v.failed.Load() {
+		s.err = v.failure()
+	}
+	if s.err != nil {
 		return s.failed(), nil
 	}
-	v := s.v
 	r, err := v.call(ctx, s.c, cb(v), name, uint64(s.c.id), a, b)
-	v.mu.Unlock()
 	if err != nil {
 		s.err = err
 		return s.failed(), nil
@@ -57,24 +61,20 @@ func (s *TCPStream) failed() Action {
 // proxy_on_downstream_data; on ActionContinue it returns the buffer (as the
 // plugin left it) to send upstream and empties it.
 func (s *TCPStream) DownstreamData(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
-	s.down = append(s.down, chunk...)
+	s.locked(func() { s.down = append(s.down, chunk...) })
 	a, err := s.run(ctx, func(v *vm) callback { return v.cb.downstreamData }, "proxy_on_downstream_data", uint64(len(s.down)), boolArg(endOfStream))
 	if a == ActionContinue && err == nil {
-		out := s.down
-		s.down = nil
-		return out, a, nil
+		return s.TakeDownstream(), a, nil
 	}
 	return nil, a, err
 }
 
 // UpstreamData is DownstreamData for data from the upstream.
 func (s *TCPStream) UpstreamData(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
-	s.up = append(s.up, chunk...)
+	s.locked(func() { s.up = append(s.up, chunk...) })
 	a, err := s.run(ctx, func(v *vm) callback { return v.cb.upstreamData }, "proxy_on_upstream_data", uint64(len(s.up)), boolArg(endOfStream))
 	if a == ActionContinue && err == nil {
-		out := s.up
-		s.up = nil
-		return out, a, nil
+		return s.TakeUpstream(), a, nil
 	}
 	return nil, a, err
 }
@@ -96,17 +96,21 @@ func (s *TCPStream) UpstreamClose(ctx context.Context, peer PeerType) error {
 func (s *TCPStream) Wait(ctx context.Context) error { return s.wait(ctx) }
 
 // TakeDownstream returns and empties the downstream buffer.
-func (s *TCPStream) TakeDownstream() []byte {
-	b := s.down
-	s.down = nil
+func (s *TCPStream) TakeDownstream() (b []byte) {
+	s.locked(func() { b, s.down = s.down, nil })
 	return b
 }
 
 // TakeUpstream returns and empties the upstream buffer.
-func (s *TCPStream) TakeUpstream() []byte {
-	b := s.up
-	s.up = nil
+func (s *TCPStream) TakeUpstream() (b []byte) {
+	s.locked(func() { b, s.up = s.up, nil })
 	return b
+}
+
+// Err returns why the plugin failed during this stream, or nil.
+func (s *TCPStream) Err() (err error) {
+	s.locked(func() { err = s.err })
+	return err
 }
 
 // Close ends the stream context (proxy_on_done, proxy_on_log,
