@@ -2,9 +2,9 @@ package abi
 
 import (
 	"context"
-	"log/slog"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"

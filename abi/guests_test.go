@@ -230,11 +230,11 @@ func TestMosnPlugins(t *testing.T) {
 				if _, _, err := s.RequestBody(ctx, []byte("body"), true); err != nil {
 					t.Fatal(err)
 				}
-				if err := s.Close(ctx); err != nil {
-					t.Fatalf("close: %v\nlogs:\n%s", err, logs)
-				}
 				if s.Err() != nil {
 					t.Errorf("plugin failed: %v\nlogs:\n%s", s.Err(), logs)
+				}
+				if err := s.Close(ctx); err != nil {
+					t.Fatalf("close: %v\nlogs:\n%s", err, logs)
 				}
 			})
 		})

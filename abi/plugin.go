@@ -129,6 +129,10 @@ func (s *stream) signal() {
 // locked runs f under the VM's lock: the plugin may change the stream from
 // another goroutine's callback.
 func (s *stream) locked(f func()) {
+	if s.v == nil { // closed: only zero values are left
+		f()
+		return
+	}
 	s.v.mu.Lock()
 	defer s.v.mu.Unlock()
 	f()
