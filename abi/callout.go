@@ -19,6 +19,7 @@ type calloutResult struct {
 	body              []byte
 	statusCode        uint32
 	statusMessage     string
+	grpc              bool // a gRPC call's: metadata and message buffer types
 }
 
 // maxCalloutBody bounds a callout response body held for the plugin.

@@ -30,6 +30,9 @@ type Options struct {
 	// Upstreams carries HTTP callouts (proxy_http_call). Nil refuses them.
 	// NewHTTPUpstreams gives a net/http implementation over named clusters.
 	Upstreams Upstreams
+	// GRPCUpstreams carries unary gRPC callouts (proxy_grpc_call). Nil
+	// refuses them.
+	GRPCUpstreams GRPCUpstreams
 	// Properties answers proxy_get_property for paths the host does not
 	// know itself (plugin_name, plugin_root_id, plugin_vm_id and what the
 	// plugin set with proxy_set_property are answered first).

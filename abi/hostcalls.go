@@ -66,6 +66,7 @@ var hostcalls = map[string][]hostcallDef{
 	"proxy_get_status":                   {{i32s(3), (*vm).hGetStatus}},
 	"proxy_send_local_response":          {{i32s(8), (*vm).hSendLocalResponse}},
 	"proxy_http_call":                    {{i32s(10), (*vm).hHTTPCall}},
+	"proxy_grpc_call":                    {{i32s(12), (*vm).hGRPCCall}},
 	"proxy_set_shared_data":              {{i32s(5), (*vm).hSetSharedData}},
 	"proxy_get_shared_data":              {{i32s(5), (*vm).hGetSharedData}},
 	"proxy_register_shared_queue":        {{i32s(3), (*vm).hRegisterSharedQueue}},
@@ -363,7 +364,12 @@ func (v *vm) buffer(t BufferType) (*[]byte, bool) {
 		}
 		return &c.tcp.up, true
 	case BufferHTTPCallResponseBody:
-		if v.callout == nil {
+		if v.callout == nil || v.callout.grpc {
+			return nil, false
+		}
+		return &v.callout.body, false
+	case BufferGRPCReceiveBuffer:
+		if v.callout == nil || !v.callout.grpc {
 			return nil, false
 		}
 		return &v.callout.body, false
@@ -442,13 +448,13 @@ func (v *vm) hGetBufferStatus(_ context.Context, s []uint64) Status {
 // headerMap returns the map a hostcall names in the effective context.
 func (v *vm) headerMap(t MapType) *Headers {
 	switch t {
-	case MapHTTPCallResponseHeaders:
-		if v.callout != nil {
+	case MapHTTPCallResponseHeaders, MapGRPCInitialMetadata:
+		if v.callout != nil && v.callout.grpc == (t == MapGRPCInitialMetadata) {
 			return &v.callout.headers
 		}
 		return nil
-	case MapHTTPCallResponseTrailers:
-		if v.callout != nil {
+	case MapHTTPCallResponseTrailers, MapGRPCTrailingMetadata:
+		if v.callout != nil && v.callout.grpc == (t == MapGRPCTrailingMetadata) {
 			return &v.callout.trailers
 		}
 		return nil
@@ -594,8 +600,8 @@ func (v *vm) keyValue(s []uint64) (string, string, Status) {
 }
 
 func (v *vm) mutableMap(t MapType) (*Headers, Status) {
-	if t == MapHTTPCallResponseHeaders || t == MapHTTPCallResponseTrailers {
-		return nil, StatusBadArgument
+	if t >= MapGRPCInitialMetadata {
+		return nil, StatusBadArgument // responses from upstreams are read-only
 	}
 	h := v.headerMap(t)
 	if h == nil {

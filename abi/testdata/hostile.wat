@@ -27,7 +27,7 @@
   (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_define_metric" (func $mdef (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_call_foreign_function" (func $foreign (param i32 i32 i32 i32 i32 i32) (result i32)))
-  (import "env" "proxy_grpc_call" (func $grpc (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_grpc_cancel" (func $grpc_cancel (param i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (global $mode (mut i32) (i32.const 0))
@@ -88,7 +88,7 @@
     (call $record (call $mdef (i32.const 0) (local.get $bad) (i32.const 5) (i32.const 0x100)))
     (call $record (call $foreign (local.get $bad) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 0x100) (i32.const 0x104)))
     ;; not implemented: UNIMPLEMENTED (12), whatever the arguments
-    (call $record (call $grpc (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
+    (call $record (call $grpc_cancel (i32.const 1)))
     ;; WASI: EFAULT (21)
     (call $record (call $fd_write (i32.const 1) (local.get $bad) (i32.const 1) (i32.const 0x100)))
     (drop (call $log (i32.const 2) (i32.const 0x200) (global.get $n)))
