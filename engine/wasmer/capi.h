@@ -85,6 +85,7 @@ typedef struct wasm_val_vec_t {
   size_t size;
   wasm_val_t *data;
 } wasm_val_vec_t;
+void wasm_val_vec_delete(wasm_val_vec_t *);
 
 typedef struct wasm_trap_t wasm_trap_t;
 void wasm_trap_delete(wasm_trap_t *);

@@ -114,6 +114,40 @@ func lookup(id uint32) *instState {
 	return nil
 }
 
+// functypes interns function types for the life of the process: Wasmer
+// 2.0 leaks about 40 bytes per value type each time a wasm_functype_t is made
+// and deleted, which per instance would add up.
+var functypes struct {
+	mu sync.Mutex
+	m  map[string]*C.wasm_functype_t
+}
+
+func functype(t engine.FuncType) (*C.wasm_functype_t, error) {
+	sig := make([]byte, 0, 2+len(t.Params)+len(t.Results))
+	sig = append(sig, byte(len(t.Params)))
+	for _, v := range t.Params {
+		sig = append(sig, valKind(v))
+	}
+	sig = append(sig, byte(len(t.Results)))
+	for _, v := range t.Results {
+		sig = append(sig, valKind(v))
+	}
+	functypes.mu.Lock()
+	defer functypes.mu.Unlock()
+	if ft := functypes.m[string(sig)]; ft != nil {
+		return ft, nil
+	}
+	ft := C.aw_functype_new((*C.uint8_t)(unsafe.Pointer(&sig[0])))
+	if ft == nil {
+		return nil, fmt.Errorf("wasmer: cannot make the function type %s", t)
+	}
+	if functypes.m == nil {
+		functypes.m = map[string]*C.wasm_functype_t{}
+	}
+	functypes.m[string(sig)] = ft
+	return ft, nil
+}
+
 // hostFn is an imported host function as one instance calls it.
 type hostFn struct {
 	fn        *engine.HostFunction
@@ -170,27 +204,29 @@ func (r *wasmerRuntime) Instantiate(ctx context.Context, dm engine.DriverModule,
 		return nil, engine.ErrClosed
 	}
 	st := &instState{rt: r, info: m.info, fuel: r.fuel, hosts: make([]hostFn, len(imports))}
-	var sigs []byte
+	types := make([]C.uintptr_t, len(imports)+1) // never empty
+	nresults := make([]C.uint8_t, len(imports)+1)
 	for i, f := range imports {
 		h := hostFn{fn: f, np: len(f.Type.Params), nr: len(f.Type.Results), stackSize: f.Type.StackSize()}
-		sigs = append(sigs, byte(h.np))
-		for _, t := range f.Type.Params {
-			h.pmask = append(h.pmask, valMask(t))
-			sigs = append(sigs, valKind(t))
-		}
-		sigs = append(sigs, byte(h.nr))
-		for _, t := range f.Type.Results {
-			h.rkind = append(h.rkind, valKind(t))
-			sigs = append(sigs, valKind(t))
-		}
 		if h.np > 255 || h.nr > 255 {
 			return nil, fmt.Errorf("wasmer: host function %s has too many parameters or results", f.QualifiedName())
 		}
+		for _, t := range f.Type.Params {
+			h.pmask = append(h.pmask, valMask(t))
+		}
+		for _, t := range f.Type.Results {
+			h.rkind = append(h.rkind, valKind(t))
+		}
+		ft, err := functype(f.Type)
+		if err != nil {
+			return nil, err
+		}
+		types[i] = C.uintptr_t(uintptr(unsafe.Pointer(ft)))
+		nresults[i] = C.uint8_t(h.nr)
 		st.hosts[i] = h
 	}
-	sigs = append(sigs, 0) // never empty
 	st.id = register(st)
-	st.c = C.aw_inst_new(m.cm.store, C.uint32_t(st.id), C.size_t(len(imports)), (*C.uint8_t)(unsafe.Pointer(&sigs[0])))
+	st.c = C.aw_inst_new(m.cm.store, C.uint32_t(st.id), C.size_t(len(imports)), &types[0], &nresults[0])
 	if st.c == nil {
 		unregister(st.id)
 		return nil, errors.New("wasmer: cannot create the host functions")

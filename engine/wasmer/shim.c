@@ -117,14 +117,34 @@ static void aw_refresh(aw_inst *in) {
   }
 }
 
+// aw_trampoline is the C function of every host function.
+//
+// Wasmer 2.0's host function wrapper allocates the args and results vectors
+// of every call and never frees them (its wasm_val_vec_t has no destructor):
+// ~80 bytes per call of a function with two parameters and a result. So
+// the trampoline frees the args, and returns the results in the env's own
+// buffer after freeing Wasmer's (Wasmer reads them from results->data right
+// after the callback returns, before any other call can reuse the buffer).
 static wasm_trap_t *aw_trampoline(void *env, const wasm_val_vec_t *args, wasm_val_vec_t *results) {
   aw_hostenv *e = env;
   aw_inst *in = e->inst;
   aw_refresh(in);
-  if (awHostCall(in->id, e->index, args->data, results->data) != 0) {
+  int failed = awHostCall(in->id, e->index, args->data, results->data);
+  if (args->size > 0) {
+    wasm_val_vec_delete((wasm_val_vec_t *)args);
+  }
+  if (failed) {
     static const char msg[] = "anywasm: host function failed";
     wasm_message_t m = {sizeof msg, (wasm_byte_t *)msg};
     return wasm_trap_new(in->store, &m);
+  }
+  if (results->size > 0 && results->size == e->nresults) {
+    for (size_t i = 0; i < e->nresults; i++) {
+      e->results[i] = results->data[i];
+    }
+    wasm_val_vec_delete(results);
+    results->size = e->nresults;
+    results->data = e->results;
   }
   return NULL;
 }
@@ -139,10 +159,20 @@ static wasm_valtype_vec_t aw_valtypes(size_t n, const uint8_t *kinds) {
   return v;
 }
 
-// aw_inst_new creates the host functions of an instance. sigs holds, for each
-// import in order: the parameter count, the parameter kinds, the result count,
-// the result kinds.
-aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const uint8_t *sigs) {
+// aw_functype_new makes a function type from its parameter count, the
+// parameter kinds, its result count and the result kinds.
+wasm_functype_t *aw_functype_new(const uint8_t *sig) {
+  size_t np = *sig++;
+  wasm_valtype_vec_t params = aw_valtypes(np, sig);
+  sig += np;
+  size_t nr = *sig++;
+  wasm_valtype_vec_t results = aw_valtypes(nr, sig);
+  return wasm_functype_new(&params, &results);
+}
+
+// aw_inst_new creates the host functions of an instance, one per import,
+// of the given types (wasm_functype_t pointers).
+aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const uintptr_t *types, const uint8_t *nresults) {
   aw_inst *in = calloc(1, sizeof *in);
   if (in == NULL) {
     return NULL;
@@ -157,17 +187,17 @@ aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const ui
     return NULL;
   }
   for (size_t i = 0; i < nimports; i++) {
-    size_t np = *sigs++;
-    wasm_valtype_vec_t params = aw_valtypes(np, sigs);
-    sigs += np;
-    size_t nr = *sigs++;
-    wasm_valtype_vec_t results = aw_valtypes(nr, sigs);
-    sigs += nr;
-    wasm_functype_t *ft = wasm_functype_new(&params, &results);
     in->envs[i].inst = in;
     in->envs[i].index = (uint32_t)i;
-    in->imports[i] = wasm_func_new_with_env(store, ft, aw_trampoline, &in->envs[i], NULL);
-    wasm_functype_delete(ft);
+    in->envs[i].nresults = nresults[i];
+    if (nresults[i] > 0) {
+      in->envs[i].results = calloc(nresults[i], sizeof(wasm_val_t));
+      if (in->envs[i].results == NULL) {
+        aw_inst_delete(in);
+        return NULL;
+      }
+    }
+    in->imports[i] = wasm_func_new_with_env(store, (const wasm_functype_t *)types[i], aw_trampoline, &in->envs[i], NULL);
     if (in->imports[i] == NULL) {
       aw_inst_delete(in);
       return NULL;
@@ -175,7 +205,6 @@ aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const ui
   }
   return in;
 }
-
 
 // aw_inst_start instantiates m (running its start function). It returns 0 on
 // success, 1 with *trap set if the start function trapped, 2 with *err set on
@@ -226,6 +255,11 @@ void aw_inst_delete(aw_inst *in) {
     }
   }
   free(in->imports);
+  if (in->envs != NULL) {
+    for (size_t i = 0; i < in->nimports; i++) {
+      free(in->envs[i].results);
+    }
+  }
   free(in->envs);
   free(in);
 }

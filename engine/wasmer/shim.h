@@ -10,10 +10,13 @@
 
 struct aw_inst;
 
-// The env of one imported host function: its instance and import index.
+// The env of one imported host function: its instance and import index,
+// and the buffer its results are returned in (see aw_trampoline).
 typedef struct aw_hostenv {
   struct aw_inst *inst;
   uint32_t index;
+  uint32_t nresults;
+  wasm_val_t *results;
 } aw_hostenv;
 
 // An instance and everything it owns on the C side.
@@ -48,7 +51,8 @@ char *aw_last_error(void);
 wasm_module_t *aw_compile(wasm_store_t *store, const char *wasm, size_t n, char **err);
 wasm_module_t *aw_deserialize(wasm_store_t *store, const char *b, size_t n, char **err);
 void aw_serialize(const wasm_module_t *m, wasm_byte_vec_t *out);
-aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const uint8_t *sigs);
+wasm_functype_t *aw_functype_new(const uint8_t *sig);
+aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const uintptr_t *types, const uint8_t *nresults);
 int aw_inst_start(aw_inst *in, const wasm_module_t *m, int may_grow, wasm_trap_t **trap, char **err);
 void aw_inst_delete(aw_inst *in);
 aw_call *aw_call_new(aw_inst *in, size_t export_index, size_t np, const uint8_t *pk, size_t nr, const uint8_t *rk);
