@@ -1,0 +1,297 @@
+//go:build cgo
+
+// Package wasmtime is anywasm's Wasmtime backend. Importing it registers the
+// runtime "wasmtime" with package engine. It needs cgo and links Wasmtime's
+// static C library through github.com/bytecodealliance/wasmtime-go/v44, but
+// calls Wasmtime's C API directly from its own C code: wasmtime-go's Go API
+// boxes every value and allocates on every call, which this package does not.
+//
+// A binary must not link this package and engine/wasmer together: both
+// libraries define the standard wasm_* C symbols (use engine/all).
+//
+// Capabilities: memory limit (a store limiter), interrupt (epoch
+// interruption: while a call with a cancellable context runs, a goroutine
+// advances the engine's epoch every millisecond and the store checks the
+// call's context), fuel, and a compilation cache on disk.
+//
+// As accepts *EnginePtr (Runtime.As), *ModulePtr (Module.As), and *StorePtr,
+// *ContextPtr or *InstancePtr (Instance.As): the C pointers of Wasmtime's C
+// API. They stay owned by anywasm: do not free them, and do not use them
+// after the owning object is closed.
+//
+// Implementation notes. Each instance has its own wasmtime_store_t. Calls use
+// wasmtime_func_call_unchecked with a per-instance C buffer; host functions
+// are created per store with wasmtime_func_new_unchecked and a C trampoline
+// whose env identifies the instance and the import, so a host call reaches
+// the Go function through one exported Go function and a slice index: no
+// maps, no cgo.Handle, no allocation. Memories never move (the engine sets
+// memory_may_move to false; 32-bit memories fit Wasmtime's 4 GiB
+// reservation), and the C side refreshes the size of the exported memories
+// after every guest call and before every host callback, so Memory accessors
+// read plain C fields and never cross cgo. Go panics in host functions are
+// recovered by engine.CallHost before they reach Wasmtime's frames.
+//
+// Instances not closed are freed by Runtime.Close; this package sets no
+// finalizers (the table the trampoline uses to find instances keeps them
+// reachable, so a finalizer could never run).
+package wasmtime
+
+/*
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+	"unsafe"
+
+	// Link flags (libwasmtime.a) and headers' version; see shim.h.
+	_ "github.com/bytecodealliance/wasmtime-go/v44"
+
+	"github.com/anywasm/anywasm/engine"
+)
+
+// Name is the runtime name this package registers.
+const Name = "wasmtime"
+
+// Version is the version of Wasmtime this package runs: WASMTIME_VERSION of
+// the C library linked through github.com/bytecodealliance/wasmtime-go/v44
+// v44.0.0 (the library has no function that reports it; a test checks this
+// constant against the header the library ships with).
+const Version = "44.0.0"
+
+// headerVersion is WASMTIME_VERSION as compiled into shim.c.
+func headerVersion() string { return C.GoString(C.aw_version()) }
+
+// Native C pointers, for As. They are owned by anywasm.
+type (
+	// EnginePtr is a *wasm_engine_t (Runtime.As).
+	EnginePtr unsafe.Pointer
+	// ModulePtr is a *wasmtime_module_t (Module.As).
+	ModulePtr unsafe.Pointer
+	// StorePtr is the instance's *wasmtime_store_t (Instance.As).
+	StorePtr unsafe.Pointer
+	// ContextPtr is the instance's *wasmtime_context_t (Instance.As).
+	ContextPtr unsafe.Pointer
+	// InstancePtr is a *wasmtime_instance_t, valid with the instance's
+	// context (Instance.As).
+	InstancePtr unsafe.Pointer
+)
+
+func init() { engine.Register(driver{}) }
+
+type driver struct{}
+
+func (driver) Name() string    { return Name }
+func (driver) Version() string { return Version }
+func (driver) Capabilities() engine.Capabilities {
+	return engine.CapMemoryLimit | engine.CapInterrupt | engine.CapFuel | engine.CapCompilationCache
+}
+
+func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
+	c := C.wasm_config_new()
+	if c == nil {
+		return nil, errors.New("wasmtime: wasm_config_new failed")
+	}
+	// Both change the generated code: the cache key includes them.
+	if cfg.InterruptOnContextDone() {
+		C.wasmtime_config_epoch_interruption_set(c, true)
+	}
+	if cfg.Fuel() > 0 {
+		C.wasmtime_config_consume_fuel_set(c, true)
+	}
+	// Memories never move (32-bit memories fit Wasmtime's default 4 GiB
+	// reservation): C refreshes only their size on transitions.
+	C.wasmtime_config_memory_may_move_set(c, false)
+	e := C.wasm_engine_new_with_config(c) // takes c
+	if e == nil {
+		return nil, errors.New("wasmtime: wasm_engine_new_with_config failed")
+	}
+	r := &runtime{
+		engine:    e,
+		interrupt: cfg.InterruptOnContextDone(),
+		fuel:      cfg.Fuel(),
+		memLimit:  -1,
+		cacheDir:  cfg.CompilationCacheDir(),
+		instances: map[*instance]struct{}{},
+	}
+	if p := cfg.MemoryLimitPages(); p != 0 {
+		r.memLimit = int64(p) * engine.PageSize
+	}
+	return r, nil
+}
+
+// runtime is a DriverRuntime: one wasm_engine_t.
+type runtime struct {
+	engine    *C.wasm_engine_t
+	interrupt bool
+	fuel      uint64
+	memLimit  int64 // bytes, -1 for none
+	cacheDir  string
+
+	mu        sync.Mutex
+	closed    bool
+	users     int // Compile and Instantiate calls using engine
+	instances map[*instance]struct{}
+
+	// The epoch ticker runs while armed > 0.
+	tmu     sync.Mutex
+	armed   int
+	ticking bool
+	tdone   chan struct{} // closed when the running ticker exits
+}
+
+// acquire keeps the engine alive for a Compile or Instantiate.
+func (r *runtime) acquire() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return engine.ErrClosed
+	}
+	r.users++
+	return nil
+}
+
+func (r *runtime) release() {
+	r.mu.Lock()
+	r.users--
+	free := r.closed && r.users == 0 && r.engine != nil
+	e := r.engine
+	if free {
+		r.engine = nil
+	}
+	r.mu.Unlock()
+	if free {
+		C.wasm_engine_delete(e)
+	}
+}
+
+func (r *runtime) As(target any) bool {
+	if p, ok := target.(*EnginePtr); ok {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.engine == nil {
+			return false
+		}
+		*p = EnginePtr(unsafe.Pointer(r.engine))
+		return true
+	}
+	return false
+}
+
+// Close closes every instance of the runtime, stops the ticker and frees the
+// engine (at once, or when the last Compile or Instantiate still running
+// returns).
+func (r *runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	insts := make([]*instance, 0, len(r.instances))
+	for in := range r.instances {
+		insts = append(insts, in)
+	}
+	r.mu.Unlock()
+	for _, in := range insts {
+		_ = in.Close(ctx)
+	}
+	r.tmu.Lock()
+	done := r.tdone
+	ticking := r.ticking
+	r.tmu.Unlock()
+	if ticking {
+		<-done // the ticker sees closed within a tick
+	}
+	r.mu.Lock()
+	free := r.users == 0 && r.engine != nil
+	e := r.engine
+	if free {
+		r.engine = nil
+	}
+	r.mu.Unlock()
+	if free {
+		C.wasm_engine_delete(e)
+	}
+	return nil
+}
+
+func (r *runtime) forget(in *instance) {
+	r.mu.Lock()
+	delete(r.instances, in)
+	r.mu.Unlock()
+}
+
+// arm registers a running call with a cancellable context: the ticker runs
+// while there is one. The ticker holds the engine like a Compile does.
+func (r *runtime) arm() {
+	r.tmu.Lock()
+	r.armed++
+	if !r.ticking && r.acquire() == nil {
+		r.ticking = true
+		r.tdone = make(chan struct{})
+		go r.tick(r.engine, r.tdone)
+	}
+	r.tmu.Unlock()
+}
+
+func (r *runtime) disarm() {
+	r.tmu.Lock()
+	r.armed--
+	r.tmu.Unlock()
+}
+
+// tick advances the engine's epoch every millisecond while calls are armed;
+// each armed store's deadline callback then checks its call's context.
+func (r *runtime) tick(e *C.wasm_engine_t, done chan struct{}) {
+	defer close(done)
+	defer r.release()
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for range t.C {
+		r.mu.Lock()
+		closed := r.closed
+		r.mu.Unlock()
+		r.tmu.Lock()
+		if r.armed == 0 || closed {
+			r.ticking = false
+			r.tmu.Unlock()
+			return
+		}
+		r.tmu.Unlock()
+		C.wasmtime_engine_increment_epoch(e)
+	}
+}
+
+// host is the DriverHost: host functions are bound per instance (see
+// Instantiate), so there is nothing to prepare or free.
+type host struct{}
+
+func (host) Close(context.Context) error { return nil }
+
+func (r *runtime) NewHost([]*engine.HostModule) (engine.DriverHost, error) { return host{}, nil }
+
+// message converts a wasm_byte_vec_t message to a string, without its
+// trailing NUL, and deletes the vector.
+func message(v *C.wasm_byte_vec_t) string {
+	if v.data == nil {
+		return ""
+	}
+	s := C.GoStringN(v.data, C.int(v.size))
+	C.wasm_byte_vec_delete(v)
+	for len(s) > 0 && s[len(s)-1] == 0 {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// errorText returns err's message and deletes err.
+func errorText(err *C.wasmtime_error_t) string {
+	var v C.wasm_byte_vec_t
+	C.aw_error_message(err, &v)
+	return message(&v)
+}
