@@ -322,6 +322,11 @@ func (in *instance) Memory() engine.Memory { return in.ExportedMemory("memory") 
 func (in *instance) ExportedMemory(name string) engine.Memory {
 	for _, m := range in.mems {
 		if m.name == name {
+			if !m.watched && in.c != nil {
+				// From now on, C keeps the size current.
+				m.watched = true
+				C.aw_watch(in.c, m.idx)
+			}
 			return m
 		}
 	}
@@ -460,10 +465,11 @@ func epochDue(slot uint32) bool {
 // keeps current.
 type memory struct {
 	seal.Marker
-	in   *instance
-	name string
-	idx  C.size_t
-	cm   *C.aw_mem
+	in      *instance
+	name    string
+	idx     C.size_t
+	cm      *C.aw_mem
+	watched bool // handed out: C keeps cm.size current
 }
 
 // view returns the memory as a slice. It is current until the guest runs

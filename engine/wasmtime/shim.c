@@ -112,15 +112,22 @@ static void aw_resolve(aw_inst *in, wasmtime_caller_t *caller) {
   }
 }
 
-// aw_refresh updates the size of the exported memories: the guest may have
+// aw_refresh updates the size of the watched memories: the guest may have
 // grown them. Their base does not move (memory_may_move is off).
 void aw_refresh(aw_inst *in) {
   for (size_t i = 0; i < in->nmems; i++) {
     aw_mem *m = &in->mems[i];
-    if (m->resolved) {
+    if (m->resolved && m->watched) {
       m->size = wasmtime_memory_data_size(in->ctx, &m->mem);
     }
   }
+}
+
+// aw_watch starts keeping memory i's size current.
+void aw_watch(aw_inst *in, size_t i) {
+  in->mems[i].watched = true;
+  in->watched = true;
+  aw_refresh(in);
 }
 
 static wasm_trap_t *aw_trampoline(void *env, wasmtime_caller_t *caller,
@@ -132,7 +139,9 @@ static wasm_trap_t *aw_trampoline(void *env, wasmtime_caller_t *caller,
   if (!in->ready) {
     aw_resolve(in, caller);
   }
-  aw_refresh(in);
+  if (in->watched) {
+    aw_refresh(in);
+  }
   int rc = awHostCall(in->slot, e->index, args);
   in->caller = prev;
   if (rc != 0) {
@@ -214,7 +223,9 @@ int aw_call(uintptr_t inp, size_t func, size_t n, unsigned flags) {
                                            n, &in->trap);
     aw_leave(in, flags);
   }
-  aw_refresh(in);
+  if (in->watched) {
+    aw_refresh(in);
+  }
   return aw_status(in);
 }
 

@@ -266,8 +266,10 @@ bool wasmtime_trap_code(const wasm_trap_t *, wasmtime_trap_code_t *code);
 
 // aw_mem is one exported memory of an instance. base is set when the export
 // is resolved and never changes (the engine is configured with
-// memory_may_move false); size is refreshed by C after every guest call and
-// before every host callback, so Go reads both without crossing cgo.
+// memory_may_move false). Once Go has handed out the memory (watched), C
+// refreshes size after every guest call and before every host callback, so
+// Go reads both without crossing cgo; until then nothing reads size and it
+// is not kept current.
 typedef struct aw_mem {
   wasmtime_memory_t mem;
   uint8_t *base;
@@ -275,6 +277,7 @@ typedef struct aw_mem {
   const char *name; // owned (malloc)
   size_t name_len;
   bool resolved;
+  bool watched;
 } aw_mem;
 
 // aw_env is the env of one imported host function: its instance and its
@@ -306,6 +309,7 @@ struct aw_inst {
 
   aw_mem *mems;
   size_t nmems;
+  bool watched; // some memory is watched: refresh on transitions
 
   wasmtime_func_t *funcs; // one per exported function, filled on lookup
   size_t nfuncs;
@@ -338,6 +342,7 @@ int aw_call(uintptr_t in, size_t func, size_t n, unsigned flags);
 int aw_lookup_func(aw_inst *in, size_t k, const char *name, size_t len);
 int64_t aw_mem_grow(aw_inst *in, size_t i, uint64_t delta);
 void aw_refresh(aw_inst *in);
+void aw_watch(aw_inst *in, size_t i);
 wasm_functype_t *aw_functype(const uint8_t *params, size_t np,
                              const uint8_t *results, size_t nr);
 int aw_take_message(aw_inst *in, wasm_byte_vec_t *out);
