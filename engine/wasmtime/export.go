@@ -20,7 +20,7 @@ import "unsafe"
 //
 //export awHostCall
 func awHostCall(slot, index C.uint32_t, raw unsafe.Pointer) C.int {
-	return C.int(hostCall(uint32(slot), uint32(index), (*rawVals)(raw)))
+	return C.int(hostCall(uint32(slot), uint32(index), raw))
 }
 
 // awEpoch is called when an armed store reaches its epoch deadline; nonzero

@@ -85,8 +85,6 @@ type instance struct {
 	ctx     context.Context // the ctx of the innermost call
 	depth   int             // guest calls in progress, instantiation included
 	hdepth  int             // host calls in progress
-	scratch []uint64        // host call stacks
-	sp      int             // scratch in use by the host calls in progress
 	armed   bool            // a call in progress armed the epoch deadline
 	pending *engine.Trap    // why the innermost call is ending, set by Go callbacks
 
@@ -258,7 +256,7 @@ func (in *instance) free() {
 	in.c = nil
 	in.buf = nil
 	slotFree(in.slot)
-	in.hosts, in.scratch = nil, nil
+	in.hosts = nil
 }
 
 // Close frees the instance; called from one of its host functions, it frees
@@ -407,42 +405,39 @@ func (in *instance) maybeFree() {
 	}
 }
 
-// rawVals is Wasmtime's args_and_results buffer: 16-byte wasmtime_val_raw_t
-// values whose first 8 bytes hold an i32, i64, f32 or f64 (the upper half
-// of an i32 or f32 slot is not defined).
-type rawVals [1 << 24][2]uint64
-
-// hostCall runs import index of the instance in slot. It returns 1 when the
-// call must trap (the trap is then in in.pending), else 0. It is the hot
-// path of every guest -> host call: keep it lean.
-func hostCall(slot, index uint32, vals *rawVals) int {
+// hostCall runs import index of the instance in slot; raw is Wasmtime's
+// args_and_results buffer: as many 16-byte wasmtime_val_raw_t as the larger
+// of the import's parameter and result counts, each holding an i32, i64,
+// f32 or f64 in its first 8 bytes (the upper half of an i32 or f32 is not
+// defined). It returns 1 when the call must trap (the trap is then in
+// in.pending), else 0. It is the hot path of every guest -> host call: keep
+// it lean.
+//
+// The host function's stack is Wasmtime's own buffer, compacted in place
+// from 16-byte values to words (value i moves from word 2i to word i, in
+// increasing i, so no value is overwritten before it is read) and expanded
+// back afterwards in decreasing i. Nested calls get their own buffers from
+// Wasmtime, so nothing needs saving.
+func hostCall(slot, index uint32, raw unsafe.Pointer) int {
 	in := (*slots.tab.Load())[slot]
 	h := &in.hosts[index]
-	// The stack is taken from the instance's scratch buffer, above the stacks
-	// of the host calls this one is nested in.
-	sp := in.sp
-	end := sp + h.size
-	if end > len(in.scratch) {
-		in.scratch = make([]uint64, 2*end) // outer calls keep the old one
-	}
-	stack := in.scratch[sp:end:end]
+	w := unsafe.Slice((*uint64)(raw), 2*h.size)
 	for i, mask := range h.mask {
-		stack[i] = vals[i][0] & mask
+		w[i] = w[2*i] & mask
 	}
+	stack := w[:h.size:h.size]
 	for i := len(h.mask); i < len(stack); i++ {
 		stack[i] = 0
 	}
-	in.sp = end
 	in.hdepth++
 	err := engine.CallHost(h.f, in.ctx, in, stack)
 	in.hdepth--
-	in.sp = sp
 	if err != nil {
 		in.pending = engine.HostTrap(Name, err)
 		return 1
 	}
-	for i := range h.results {
-		vals[i][0] = stack[i]
+	for i := h.results - 1; i > 0; i-- {
+		w[2*i] = w[i]
 	}
 	return 0
 }
