@@ -4,7 +4,8 @@
 // guest driven through Wasmer's C API straight from Go, with nothing of
 // anywasm. Each call is one cgo call into a C function that calls
 // wasm_func_call with arguments on the C stack; host functions are
-// wasm_func_new callbacks that call one exported Go function each.
+// wasm_func_new callbacks that call one exported Go function each (and free
+// the vectors Wasmer 2.0 leaks, as any long-running program must).
 package wasmerraw
 
 /*
