@@ -202,18 +202,26 @@ func newEngine(fuel uint64) (*C.wasm_engine_t, *C.wasm_store_t, error) {
 	}
 	st := C.wasm_store_new(eng)
 	if st == nil {
+		C.wasm_engine_delete(eng)
 		return nil, nil, errors.New("wasmer: cannot create a store")
 	}
 	return eng, st, nil
 }
 
-// storeFor returns the store to compile a new module in.
-func (e *engineState) storeFor() (*C.wasm_store_t, error) {
+// storeFor returns the store to compile a new module in, and a function to
+// call if no module is made in it.
+func (e *engineState) storeFor() (*C.wasm_store_t, func(), error) {
 	if e.fuel == 0 {
-		return e.store, nil
+		return e.store, func() {}, nil
 	}
-	_, st, err := newEngine(e.fuel)
-	return st, err
+	eng, st, err := newEngine(e.fuel)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, func() {
+		C.wasm_store_delete(st)
+		C.wasm_engine_delete(eng)
+	}, nil
 }
 
 func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
@@ -340,7 +348,7 @@ func (e *engineState) module(wasm []byte, dir string) (*cmodule, error) {
 }
 
 func (e *engineState) load(key [32]byte, wasm []byte, dir string) (*cmodule, error) {
-	store, err := e.storeFor()
+	store, discard, err := e.storeFor()
 	if err != nil {
 		return nil, err
 	}
@@ -351,12 +359,14 @@ func (e *engineState) load(key [32]byte, wasm []byte, dir string) (*cmodule, err
 		}
 	}
 	if len(wasm) == 0 {
+		discard()
 		return nil, errors.New("wasmer: empty module")
 	}
 	var cerr *C.char
 	m := C.aw_compile(store, (*C.char)(unsafe.Pointer(&wasm[0])), C.size_t(len(wasm)), &cerr)
 	goruntime.KeepAlive(wasm)
 	if m == nil {
+		discard()
 		return nil, fmt.Errorf("wasmer: %s", takeCString(cerr))
 	}
 	stats.compiled.Add(1)

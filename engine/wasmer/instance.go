@@ -255,7 +255,7 @@ func (r *wasmerRuntime) Instantiate(ctx context.Context, dm engine.DriverModule,
 	}
 	st.sync()
 	r.mu.Lock()
-	if r.closed {
+	if r.closed || st.closed { // the runtime, or a host function in the start function, closed it
 		r.mu.Unlock()
 		st.free()
 		return nil, engine.ErrClosed

@@ -245,6 +245,10 @@ func TestFuel(t *testing.T) {
 	if tr := asTrap(t, fn(t, inst2, "loop").Call(ctx, nil)); tr.Code != engine.TrapOutOfFuel {
 		t.Errorf("loop: code = %v, want out of fuel", tr.Code)
 	}
+	// A module that does not compile frees the engine made for it.
+	if _, err := rt.Compile(ctx, []byte("\x00asm\x01\x00\x00\x00\x01\x02")); err == nil {
+		t.Error("malformed module compiled")
+	}
 	// A genuine unreachable is still unreachable.
 	inst3 := instantiate(t, rt, "traps", nil)
 	if tr := asTrap(t, fn(t, inst3, "unreachable").Call(ctx, nil)); tr.Code != engine.TrapUnreachable {
