@@ -310,7 +310,7 @@ func (in *instance) Function(name string) (engine.Function, error) {
 	if C.aw_lookup_func(in.c, C.size_t(k), cstr(name), C.size_t(len(name))) == 0 {
 		return nil, fmt.Errorf("wasmtime: exported function %q is not available yet", name)
 	}
-	f := &function{in: in, meta: fm, idx: C.size_t(k), params: len(fm.typ.Params), results: len(fm.typ.Results), size: fm.typ.StackSize()}
+	f := &function{in: in, meta: fm, idx: C.size_t(k), params: len(fm.typ.Params), size: fm.typ.StackSize()}
 	in.funcs[name] = f
 	return f, nil
 }
@@ -334,10 +334,10 @@ func (in *instance) ExportedMemory(name string) engine.Memory {
 // function is an engine.Function.
 type function struct {
 	seal.Marker
-	in                    *instance
-	meta                  *funcMeta
-	idx                   C.size_t
-	params, results, size int
+	in           *instance
+	meta         *funcMeta
+	idx          C.size_t
+	params, size int
 }
 
 func (f *function) Name() string          { return f.meta.name }
@@ -346,7 +346,7 @@ func (f *function) Type() engine.FuncType { return f.meta.typ }
 func (f *function) Call(ctx context.Context, stack []uint64) error {
 	in := f.in
 	if in.closed || in.failed || len(stack) < f.size {
-		return f.refuse(stack)
+		return f.refuse()
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -387,7 +387,7 @@ func (f *function) Call(ctx context.Context, stack []uint64) error {
 }
 
 // refuse returns why a call cannot start.
-func (f *function) refuse(stack []uint64) error {
+func (f *function) refuse() error {
 	switch {
 	case f.in.closed:
 		return engine.ErrClosed
