@@ -8,8 +8,10 @@ import (
 // ValueType is a WebAssembly value type, encoded as in the binary format.
 //
 // Values travel between the host and the guest as uint64 words on a stack
-// (see Function.Call and HostFunc): i32 is zero-extended, f32 and f64 are
-// their IEEE 754 bits. Use the Encode and Decode helpers to convert.
+// (see Function.Call and HostFunc): i64 and f64 use all 64 bits; i32 and f32
+// use the low 32 bits, and the high 32 bits of an i32 or f32 a runtime hands
+// back are undefined (wazero leaves old bits there, as its API documents):
+// always convert with the Encode and Decode helpers, which mask.
 type ValueType byte
 
 // The value types. Only the numeric types may appear in the signature of a

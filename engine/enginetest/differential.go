@@ -85,7 +85,13 @@ func runScript(rt *engine.Runtime) (outcome, error) {
 		case err != nil:
 			return o, err
 		default:
-			o.results = append(o.results, fmt.Sprintf("%s%x = %x", st.fn, st.args, stack[:len(f.Type().Results)]))
+			res := stack[:len(f.Type().Results)]
+			for i, t := range f.Type().Results {
+				if t == engine.I32 || t == engine.F32 {
+					res[i] = uint64(uint32(res[i])) // the high bits are undefined
+				}
+			}
+			o.results = append(o.results, fmt.Sprintf("%s%x = %x", st.fn, st.args, res))
 		}
 	}
 	mem := inst.Memory()

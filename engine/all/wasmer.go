@@ -1,0 +1,5 @@
+//go:build cgo && anywasm_wasmer
+
+package all
+
+import _ "github.com/anywasm/anywasm/engine/wasmer"
