@@ -83,7 +83,7 @@ type instance struct {
 	// State of the calls in progress (an instance is used by one goroutine
 	// at a time; nested calls come from host functions on that goroutine).
 	ctx     context.Context // the ctx of the innermost call
-	depth   int             // guest calls in progress, instantiation included
+	depth   int             // guest calls in progress if !plain, instantiation included
 	hdepth  int             // host calls in progress
 	armed   bool            // a call in progress armed the epoch deadline
 	pending *engine.Trap    // why the innermost call is ending, set by Go callbacks
@@ -310,7 +310,7 @@ func (in *instance) Function(name string) (engine.Function, error) {
 	if C.aw_lookup_func(in.c, C.size_t(k), cstr(name), C.size_t(len(name))) == 0 {
 		return nil, fmt.Errorf("wasmtime: exported function %q is not available yet", name)
 	}
-	f := &function{in: in, meta: fm, idx: C.size_t(k), params: len(fm.typ.Params), size: fm.typ.StackSize()}
+	f := &function{in: in, meta: fm, idx: C.size_t(k), params: len(fm.typ.Params), size: fm.typ.StackSize(), rmask: fm.rmask}
 	in.funcs[name] = f
 	return f, nil
 }
@@ -338,6 +338,7 @@ type function struct {
 	meta         *funcMeta
 	idx          C.size_t
 	params, size int
+	rmask        []uint64 // per result: the bits of its value
 }
 
 func (f *function) Name() string          { return f.meta.name }
@@ -359,9 +360,9 @@ func (f *function) Call(ctx context.Context, stack []uint64) error {
 	in.ctx = ctx
 	var rc C.int
 	if in.plain {
-		in.depth++
-		rc = C.aw_call(in.cp, f.idx, C.size_t(f.size), 0)
-		in.depth--
+		// No depth: only fuel (not plain) and Close from a host function
+		// (hdepth > 0 then) need it.
+		rc = C.aw_call_plain(in.cp, f.idx, C.size_t(f.size))
 	} else {
 		flags, arm := in.enter(ctx)
 		rc = C.aw_call(in.cp, f.idx, C.size_t(f.size), flags)
@@ -373,12 +374,8 @@ func (f *function) Call(ctx context.Context, stack []uint64) error {
 		in.maybeFree()
 		return t
 	}
-	for i, r32 := range f.meta.r32 {
-		v := buf[i][0]
-		if r32 {
-			v = uint64(uint32(v))
-		}
-		stack[i] = v
+	for i, mask := range f.rmask {
+		stack[i] = buf[i][0] & mask
 	}
 	if in.closed {
 		in.maybeFree()

@@ -51,10 +51,17 @@ type funcMeta struct {
 	name    string
 	typ     engine.FuncType
 	numeric bool
-	r32     []bool // result i is i32 or f32
+	rmask   []uint64 // per result: the bits of its value
 }
 
-func is32(v engine.ValueType) bool { return v == engine.I32 || v == engine.F32 }
+// valueMask returns the bits of a raw value that hold a value of type v:
+// Wasmtime leaves the upper half of an i32 or f32 undefined.
+func valueMask(v engine.ValueType) uint64 {
+	if v == engine.I32 || v == engine.F32 {
+		return 0xffffffff
+	}
+	return ^uint64(0)
+}
 
 func valkind(v engine.ValueType) (C.uint8_t, bool) {
 	switch v {
@@ -178,10 +185,7 @@ func (m *module) prepare() error {
 		h := hostMeta{results: len(im.Type.Results), size: im.Type.StackSize(), mask: make([]uint64, len(im.Type.Params))}
 		for k, v := range im.Type.Params {
 			ps[k], _ = valkind(v)
-			h.mask[k] = ^uint64(0)
-			if is32(v) {
-				h.mask[k] = 0xffffffff
-			}
+			h.mask[k] = valueMask(v)
 		}
 		for k, v := range im.Type.Results {
 			rs[k], _ = valkind(v)
@@ -197,7 +201,7 @@ func (m *module) prepare() error {
 		case engine.ExternFunc:
 			f := funcMeta{name: ex.Name, typ: ex.Type, numeric: numeric(ex.Type)}
 			for _, v := range ex.Type.Results {
-				f.r32 = append(f.r32, is32(v))
+				f.rmask = append(f.rmask, valueMask(v))
 			}
 			if f.numeric {
 				m.bufLen = max(m.bufLen, ex.Type.StackSize())

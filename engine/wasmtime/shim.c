@@ -212,13 +212,20 @@ int aw_instantiate(aw_inst *in, wasmtime_module_t *module,
   return aw_status(in);
 }
 
+int aw_call_plain(uintptr_t inp, size_t func, size_t n) {
+  aw_inst *in = (aw_inst *)inp;
+  in->trap = NULL;
+  in->err = wasmtime_func_call_unchecked(in->ctx, &in->funcs[func], in->buf, n,
+                                         &in->trap);
+  if (in->watched) {
+    aw_refresh(in);
+  }
+  return aw_status(in);
+}
+
 int aw_call(uintptr_t inp, size_t func, size_t n, unsigned flags) {
   aw_inst *in = (aw_inst *)inp;
-  if (flags == 0) {
-    in->trap = NULL;
-    in->err = wasmtime_func_call_unchecked(in->ctx, &in->funcs[func], in->buf,
-                                           n, &in->trap);
-  } else if (aw_enter(in, flags)) {
+  if (aw_enter(in, flags)) {
     in->err = wasmtime_func_call_unchecked(in->ctx, &in->funcs[func], in->buf,
                                            n, &in->trap);
     aw_leave(in, flags);

@@ -339,6 +339,7 @@ int aw_instantiate(aw_inst *in, wasmtime_module_t *module,
 // aw_call takes the instance as an integer: cgo checks every pointer
 // argument of a call, which costs more than the rest of the call's Go side.
 int aw_call(uintptr_t in, size_t func, size_t n, unsigned flags);
+int aw_call_plain(uintptr_t in, size_t func, size_t n); // aw_call, no flags
 int aw_lookup_func(aw_inst *in, size_t k, const char *name, size_t len);
 int64_t aw_mem_grow(aw_inst *in, size_t i, uint64_t delta);
 void aw_refresh(aw_inst *in);
