@@ -66,7 +66,7 @@ void aw_inst_delete(aw_inst *in) {
   if (in->store != NULL) {
     wasmtime_store_delete(in->store);
   }
-  for (size_t i = 0; i < in->nmems; i++) {
+  for (size_t i = 0; in->mems != NULL && i < in->nmems; i++) {
     free((void *)in->mems[i].name);
   }
   free(in->mems);
