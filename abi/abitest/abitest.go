@@ -1,0 +1,57 @@
+// Package abitest is a conformance kit for Proxy-Wasm plugins: it drives a
+// compiled plugin (.wasm) through scripted HTTP or TCP exchanges on every
+// runtime compiled into the binary, with the real host of package abi, and
+// checks that each runtime gives what the script expects and that all
+// runtimes give the same transcript (every step's action, headers, bodies,
+// local response, logs, foreign calls, callouts and metrics).
+//
+// From a plugin's Go test:
+//
+//	func TestPlugin(t *testing.T) {
+//		wasm, _ := os.ReadFile("plugin.wasm")
+//		script, err := abitest.LoadScript("testdata/plugin.json")
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		abitest.Run(t, wasm, script)
+//	}
+//
+// The command proxywasm-conformance runs the same checks outside go test.
+//
+// The host is deterministic: its clock is fixed (2025-01-01T00:00:00Z),
+// random_get yields the same bytes on every runtime, HTTP callouts are
+// answered in process from the script's canned upstreams, and logs are
+// recorded at every level. The package links every runtime the build can
+// have: wazero, plus wasmtime with cgo, or wasmer with cgo and
+// -tags anywasm_wasmer (the runtimes engine/all documents).
+package abitest
+
+import (
+	"testing"
+
+	_ "github.com/anywasm/anywasm/engine/all"
+)
+
+// Run checks the script with Check and reports through t: one subtest per
+// runtime with that runtime's failures (naming exchange and step), and the
+// differences between runtimes' transcripts in t itself.
+func Run(t *testing.T, wasm []byte, s *Script) {
+	t.Helper()
+	r, err := Check(t.Context(), wasm, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rr := range r.Runtimes {
+		t.Run(rr.Runtime, func(t *testing.T) {
+			for _, f := range rr.Failures {
+				t.Error(f)
+			}
+			if t.Failed() && rr.Transcript != nil {
+				t.Logf("%s transcript:\n%s", rr.Runtime, rr.Transcript)
+			}
+		})
+	}
+	for _, d := range r.Diffs {
+		t.Error(d)
+	}
+}

@@ -1,0 +1,70 @@
+// Command proxywasm-conformance runs a Proxy-Wasm plugin through a
+// conformance script (package abi/abitest) on every runtime compiled into
+// the command, checks the script's expectations and that all runtimes agree:
+//
+//	proxywasm-conformance [-v] -script s.json plugin.wasm
+//
+// It prints one line per runtime with its failures, the differences between
+// runtimes, and PASS or FAIL; -v adds each runtime's transcript. It exits 0
+// when every runtime passed and all agreed, 1 otherwise, 2 on usage errors
+// (bad flags or arguments, unreadable or invalid script or plugin).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/anywasm/anywasm/abi/abitest"
+	"github.com/anywasm/anywasm/engine"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("proxywasm-conformance", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scriptPath := fs.String("script", "", "the conformance script (JSON)")
+	verbose := fs.Bool("v", false, "print every runtime's transcript")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: proxywasm-conformance [-v] -script s.json plugin.wasm\n\n"+
+			"Runs the plugin through the script on every runtime compiled in (%v).\n\n", engine.Runtimes())
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *scriptPath == "" || fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	script, err := abitest.LoadScript(*scriptPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "proxywasm-conformance:", err)
+		return 2
+	}
+	wasm, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(stderr, "proxywasm-conformance:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	report, err := abitest.Check(ctx, wasm, script)
+	if err != nil {
+		fmt.Fprintln(stderr, "proxywasm-conformance:", err)
+		return 2
+	}
+	report.Write(stdout, *verbose)
+	if !report.OK() {
+		return 1
+	}
+	return 0
+}
