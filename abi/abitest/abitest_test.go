@@ -46,7 +46,7 @@ func TestGoSDKPlugins(t *testing.T) {
 		{"trap", "trap"},
 		{"trap_fail_open", "trap"},
 		{"metrics", "metrics"},
-		{"props_foreign", "props"},
+		{"props", "props"},
 		{"foreign", "foreign"},
 		{"shared", "shared"},
 		{"config", "config"},
