@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,16 +112,8 @@ func (v *vm) doCallout(log *slog.Logger, cluster string, req *http.Request, time
 		res = &calloutResult{statusCode: 1, statusMessage: err.Error()} // 0 headers: failed
 	} else {
 		res.headers = append(res.headers, Header{":status", strconv.Itoa(resp.StatusCode)})
-		for k, vs := range resp.Header {
-			for _, val := range vs {
-				res.headers = append(res.headers, Header{strings.ToLower(k), val})
-			}
-		}
-		for k, vs := range resp.Trailer {
-			for _, val := range vs {
-				res.trailers = append(res.trailers, Header{strings.ToLower(k), val})
-			}
-		}
+		res.headers = appendSorted(res.headers, resp.Header)
+		res.trailers = appendSorted(res.trailers, resp.Trailer)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -131,6 +125,17 @@ func (v *vm) doCallout(log *slog.Logger, cluster string, req *http.Request, time
 	_, _ = v.call(ctx, root, v.cb.httpCallResponse, "proxy_on_http_call_response",
 		uint64(rootID), uint64(token), uint64(len(res.headers)), uint64(len(res.body)), uint64(len(res.trailers)))
 	v.callout = nil
+}
+
+// appendSorted appends an http.Header with lower-case keys in key order (Go
+// maps have none; plugins must see the same order every time).
+func appendSorted(h Headers, from http.Header) Headers {
+	for _, k := range slices.Sorted(maps.Keys(from)) {
+		for _, val := range from[k] {
+			h = append(h, Header{strings.ToLower(k), val})
+		}
+	}
+	return h
 }
 
 // HTTPUpstreams is an Upstreams over net/http: each cluster name maps to a

@@ -173,7 +173,9 @@ func (v *vm) flushOutput(ctx context.Context, all bool) {
 				}
 				break
 			}
-			v.emit(ctx, level, string(b[:nl]))
+			if nl > 0 { // blank lines carry nothing
+				v.emit(ctx, level, string(b[:nl]))
+			}
 			b = b[nl+1:]
 		}
 		v.out[i] = append(v.out[i][:0], b...)

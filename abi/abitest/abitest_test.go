@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/anywasm/anywasm/abi"
-	"github.com/anywasm/anywasm/abi/internal/plugins"
+	"github.com/anywasm/anywasm/internal/plugins"
 )
 
 // script loads testdata/name.json.
