@@ -167,14 +167,17 @@ type instance struct {
 }
 
 type instState struct {
-	rt    *wasmerRuntime
-	c     *C.aw_inst
-	cp    C.uintptr_t // c as an integer, for calls (see shim.h)
-	id    uint32
-	info  *engine.ModuleInfo
-	fuel  uint64
-	hosts []hostFn
-	calls []*C.aw_call // freed with the instance
+	rt   *wasmerRuntime
+	c    *C.aw_inst
+	cp   C.uintptr_t // c as an integer, for calls (see shim.h)
+	id   uint32
+	info *engine.ModuleInfo
+	fuel uint64
+	// mayGrow: the code may grow the memory, so host functions must pick up
+	// the size the trampoline refreshed (see cmodule.mayGrow).
+	mayGrow bool
+	hosts   []hostFn
+	calls   []*C.aw_call // freed with the instance
 
 	// Per-call state, saved and restored around nested calls.
 	ctx    context.Context
@@ -203,7 +206,7 @@ func (r *wasmerRuntime) Instantiate(ctx context.Context, dm engine.DriverModule,
 	if closed {
 		return nil, engine.ErrClosed
 	}
-	st := &instState{rt: r, info: m.info, fuel: r.fuel, hosts: make([]hostFn, len(imports))}
+	st := &instState{rt: r, info: m.info, fuel: r.fuel, mayGrow: m.cm.mayGrow, hosts: make([]hostFn, len(imports))}
 	types := make([]C.uintptr_t, len(imports)+1) // never empty
 	nresults := make([]C.uint8_t, len(imports)+1)
 	for i, f := range imports {
@@ -490,8 +493,17 @@ func awHostCall(id, index C.uint32_t, args, results *C.wasm_val_t) C.int {
 	if st == nil || int(index) >= len(st.hosts) {
 		return 1
 	}
-	st.sync()
+	if st.mayGrow {
+		st.sync() // the trampoline refreshed the C side
+	}
 	h := &st.hosts[index]
+	if h.stackSize == 0 {
+		if err := engine.CallHost(h.fn, st.ctx, st.caller, nil); err != nil {
+			st.hostErr = err
+			return 1
+		}
+		return 0
+	}
 	sp := st.sp
 	top := sp + h.stackSize
 	if top > len(st.hostStack) {
@@ -502,8 +514,8 @@ func awHostCall(id, index C.uint32_t, args, results *C.wasm_val_t) C.int {
 	st.sp = top
 	if h.np > 0 {
 		in := unsafe.Slice((*cval)(unsafe.Pointer(args)), h.np)
-		for i := range in {
-			stack[i] = in[i].of & h.pmask[i]
+		for i, m := range h.pmask {
+			stack[i] = in[i].of & m
 		}
 	}
 	err := engine.CallHost(h.fn, st.ctx, st.caller, stack)
@@ -514,8 +526,8 @@ func awHostCall(id, index C.uint32_t, args, results *C.wasm_val_t) C.int {
 	}
 	if h.nr > 0 {
 		out := unsafe.Slice((*cval)(unsafe.Pointer(results)), h.nr)
-		for i := range out {
-			out[i].kind = h.rkind[i]
+		for i, k := range h.rkind {
+			out[i].kind = k
 			out[i].of = stack[i]
 		}
 	}
