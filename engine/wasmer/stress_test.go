@@ -306,8 +306,9 @@ func TestInstancesDoNotLeak(t *testing.T) {
 	first := round()
 	round()
 	last := round()
-	// The leak this guards against is ~12 MB per round.
-	if last-first > 6_000 {
+	// The leak this guards against is ~12 MB per round, 24 MB here; what is
+	// left (Wasmer's, or the C allocator's) is ~3 MB, plus noise.
+	if last-first > 12_000 {
 		t.Errorf("non-Go resident memory grew from %d kB to %d kB over 20,000 instances", first, last)
 	}
 	t.Logf("non-Go resident memory: %d kB, then %d kB", first, last)
