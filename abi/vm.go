@@ -156,24 +156,38 @@ func (g *vmGroup) poolSize() int {
 }
 
 // acquire picks the VM for a new stream: a new one while the pool is not
-// full, else the live VM with the fewest streams. g.mu must not be held.
+// full, else the live VM with the fewest streams. Failed VMs are dropped
+// from the pool and closed here. g.mu must not be held.
 func (g *vmGroup) acquire(ctx context.Context) (*vm, error) {
+	v, dead, err := g.acquireLocked(ctx)
+	for _, d := range dead {
+		_ = d.close(ctx)
+	}
+	return v, err
+}
+
+func (g *vmGroup) acquireLocked(ctx context.Context) (_ *vm, dead []*vm, _ error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
-		return nil, engine.ErrClosed
+		return nil, nil, engine.ErrClosed
 	}
-	// Drop failed VMs.
 	live := g.vms[:0]
 	for _, v := range g.vms {
 		if v.failed.Load() {
-			go v.close(context.Background())
+			dead = append(dead, v)
 			continue
 		}
 		live = append(live, v)
 	}
 	clear(g.vms[len(live):])
 	g.vms = live
+	v, err := g.pick(ctx)
+	return v, dead, err
+}
+
+// pick chooses or creates the VM of a new stream. g.mu is held.
+func (g *vmGroup) pick(ctx context.Context) (*vm, error) {
 	if len(g.vms) < g.poolSize() {
 		if now := time.Now(); now.Before(g.notBefore) {
 			if len(g.vms) == 0 {
@@ -239,6 +253,10 @@ func (g *vmGroup) replaceSoon() {
 			if err == nil {
 				g.vms = append(g.vms, v)
 				g.failures = 0
+				g.mu.Unlock()
+				return
+			}
+			if errors.Is(err, engine.ErrClosed) { // the runtime is gone
 				g.mu.Unlock()
 				return
 			}
