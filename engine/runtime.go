@@ -235,6 +235,12 @@ func (r *Runtime) Instantiate(ctx context.Context, m *Module, imports *Imports) 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	r.mu.Lock()
+	rtClosed := r.closed
+	r.mu.Unlock()
+	if rtClosed {
+		return nil, fmt.Errorf("engine: instantiate: runtime %w", ErrClosed)
+	}
 	m.mu.Lock()
 	closed := m.closed
 	m.mu.Unlock()

@@ -1014,6 +1014,9 @@ func (h *harness) testClose(t *testing.T) {
 	if _, err := rt.NewImports(); !errors.Is(err, engine.ErrClosed) {
 		t.Errorf("NewImports after Runtime.Close = %v", err)
 	}
+	if _, err := rt.Instantiate(ctx, m2, nil); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("Instantiate after Runtime.Close = %v", err)
+	}
 	_ = live.Close(ctx) // after the runtime: still must not crash
 	_ = i2.Close(ctx)
 	_ = m2.Close(ctx)
