@@ -174,6 +174,7 @@ func Run(t *testing.T, name string) {
 	t.Run("CallErrors", h.testCallErrors)
 	t.Run("Close", h.testClose)
 	t.Run("Concurrent", h.testConcurrent)
+	t.Run("CloseRace", h.testCloseRace)
 	t.Run("Cycles", h.testCycles)
 }
 
@@ -1072,6 +1073,37 @@ func (h *harness) testConcurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// testCloseRace closes instances on their own goroutines while another
+// closes the runtime: both close paths must be safe together (-race).
+func (h *harness) testCloseRace(t *testing.T) {
+	ctx := context.Background()
+	for round := 0; round < 5; round++ {
+		rt, err := engine.Open(h.name, engine.NewConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		var insts []engine.Instance
+		for i := 0; i < 8; i++ {
+			insts = append(insts, instantiate(t, rt, "values", env(&n)))
+		}
+		var wg sync.WaitGroup
+		for _, in := range insts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = in.Close(ctx)
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = rt.Close(ctx)
+		}()
+		wg.Wait()
 	}
 }
 

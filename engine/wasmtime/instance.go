@@ -90,6 +90,9 @@ type instance struct {
 
 	failed bool
 	closed bool
+	// closeMu orders Close against Runtime.Close from another goroutine
+	// (calls must not be in flight then; closing is what may race).
+	closeMu sync.Mutex
 
 	funcs map[string]*function
 	mems  []*memory
@@ -262,6 +265,8 @@ func (in *instance) free() {
 // Close frees the instance; called from one of its host functions, it frees
 // it when the outermost call returns.
 func (in *instance) Close(context.Context) error {
+	in.closeMu.Lock()
+	defer in.closeMu.Unlock()
 	if in.closed {
 		return nil
 	}
