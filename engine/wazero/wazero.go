@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -310,7 +311,8 @@ type instance struct {
 func (in *instance) enter(ctx context.Context) (fr *frame, cancellable bool) {
 	d := in.depth
 	in.depth++
-	bg := ctx == background || ctx == todo
+	t := ctxType(ctx)
+	bg := t == backgroundType || t == todoType
 	if !bg && ctx.Done() != nil {
 		return &frame{Context: ctx, inst: in}, true
 	}
@@ -322,7 +324,15 @@ func (in *instance) enter(ctx context.Context) (fr *frame, cancellable bool) {
 	return &frame{Context: ctx, inst: in, background: bg}, false
 }
 
-var background, todo = context.Background(), context.TODO()
+// ctxType returns the dynamic type word of a context. context.Background()
+// and context.TODO() are the only values of their (zero-size, unexported)
+// types, so the type word alone recognizes them; comparing the interfaces
+// with == would call into the runtime on every call.
+func ctxType(c context.Context) unsafe.Pointer {
+	return *(*unsafe.Pointer)(unsafe.Pointer(&c))
+}
+
+var backgroundType, todoType = ctxType(context.Background()), ctxType(context.TODO())
 
 // leave ends a call entered with enter.
 func (in *instance) leave(fr *frame) {
