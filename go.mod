@@ -4,6 +4,7 @@ go 1.26
 
 require (
 	github.com/bytecodealliance/wasmtime-go/v44 v44.0.0
+	github.com/klauspost/cpuid/v2 v2.4.2
 	github.com/tetratelabs/wazero v1.12.0
 	github.com/wasmerio/wasmer-go v1.0.4
 )

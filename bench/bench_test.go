@@ -102,7 +102,7 @@ func transitions(b *testing.B, f engine.Function) {
 // BenchmarkCall is host -> guest: an empty function, and one with two
 // arguments and a result.
 func BenchmarkCall(b *testing.B) {
-	for _, name := range engine.Runtimes() {
+	for _, name := range benchRuntimes() {
 		raw := raws[name]
 		b.Run("runtime="+name+"/impl=anywasm/op=empty", func(b *testing.B) {
 			callLoop(b, newAny(b, name).empty, make([]uint64, 1))
@@ -121,7 +121,7 @@ func BenchmarkCall(b *testing.B) {
 
 // BenchmarkHostCall is guest -> host, measured per transition.
 func BenchmarkHostCall(b *testing.B) {
-	for _, name := range engine.Runtimes() {
+	for _, name := range benchRuntimes() {
 		raw := raws[name]
 		b.Run("runtime="+name+"/impl=anywasm/op=nop", func(b *testing.B) {
 			transitions(b, newAny(b, name).loopNop)

@@ -67,7 +67,7 @@ func oneRequest(b testing.TB, ctx context.Context, p *abi.Plugin, req, resp abi.
 // BenchmarkRequest is one HTTP request through the Go-SDK headers plugin,
 // serially on one VM and in parallel over GOMAXPROCS VMs.
 func BenchmarkRequest(b *testing.B) {
-	for _, name := range engine.Runtimes() {
+	for _, name := range benchRuntimes() {
 		b.Run("runtime="+name+"/plugin=headers/mode=serial", func(b *testing.B) {
 			p := requestEnv(b, name, 1)
 			ctx := context.Background()
