@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -63,19 +64,14 @@ func (v *vm) hHTTPCall(_ context.Context, s []uint64) Status {
 		return StatusBadArgument
 	}
 	u.Scheme, u.Host = "http", authority
-	if v.cur == nil {
+	root, token, ok := v.newCall()
+	if !ok {
 		return StatusBadArgument
 	}
-	root := v.cur
-	if root.root != nil {
-		root = root.root
-	}
-	v.nextCall++
-	token := v.nextCall
 	v.putU32(s[9], token)
 	timeout := time.Duration(uint32(s[8])) * time.Millisecond
 	req := &http.Request{Method: method, URL: u, Host: authority, Header: http.Header{},
-		Body: io.NopCloser(strings.NewReader(string(body))), ContentLength: int64(len(body))}
+		Body: io.NopCloser(bytes.NewReader(bytes.Clone(body))), ContentLength: int64(len(body))}
 	for _, h := range headers {
 		if !strings.HasPrefix(h.Key, ":") {
 			req.Header.Add(h.Key, h.Value)
@@ -136,6 +132,20 @@ func appendSorted(h Headers, from http.Header) Headers {
 		}
 	}
 	return h
+}
+
+// newCall numbers a callout of the running callback and returns the root
+// context its answer goes to.
+func (v *vm) newCall() (root *contextState, token uint32, ok bool) {
+	if v.cur == nil {
+		return nil, 0, false
+	}
+	root = v.cur
+	if root.root != nil {
+		root = root.root
+	}
+	v.nextCall++
+	return root, v.nextCall, true
 }
 
 // HTTPUpstreams is an Upstreams over net/http: each cluster name maps to a

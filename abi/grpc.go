@@ -63,15 +63,10 @@ func (v *vm) hGRPCCall(_ context.Context, s []uint64) Status {
 	if err != nil {
 		return StatusSerializationFailure
 	}
-	if v.cur == nil {
+	root, token, ok := v.newCall()
+	if !ok {
 		return StatusBadArgument
 	}
-	root := v.cur
-	if root.root != nil {
-		root = root.root
-	}
-	v.nextCall++
-	token := v.nextCall
 	v.putU32(s[11], token)
 	req := &GRPCRequest{Cluster: cluster, Service: service, Method: method, Metadata: metadata,
 		Message: append([]byte(nil), msg...), Timeout: time.Duration(uint32(s[10])) * time.Millisecond}

@@ -618,23 +618,15 @@ func (v *vm) checkHeaderLimits(h Headers, extra int) Status {
 	return StatusOK
 }
 
-func (v *vm) hAddHeaderMapValue(_ context.Context, s []uint64) Status {
-	h, st := v.mutableMap(MapType(s[0]))
-	if st != StatusOK {
-		return st
-	}
-	k, val, st := v.keyValue(s)
-	if st != StatusOK {
-		return st
-	}
-	if st := v.checkHeaderLimits(*h, 10+len(k)+len(val)); st != StatusOK {
-		return st
-	}
-	h.Add(k, val)
-	return StatusOK
-}
+func (v *vm) hAddHeaderMapValue(_ context.Context, s []uint64) Status { return v.putHeader(s, false) }
 
 func (v *vm) hReplaceHeaderMapValue(_ context.Context, s []uint64) Status {
+	return v.putHeader(s, true)
+}
+
+// putHeader adds or (replace) sets the header of proxy_add_header_map_value
+// and proxy_replace_header_map_value.
+func (v *vm) putHeader(s []uint64, replace bool) Status {
 	h, st := v.mutableMap(MapType(s[0]))
 	if st != StatusOK {
 		return st
@@ -646,7 +638,11 @@ func (v *vm) hReplaceHeaderMapValue(_ context.Context, s []uint64) Status {
 	if st := v.checkHeaderLimits(*h, 10+len(k)+len(val)); st != StatusOK {
 		return st
 	}
-	h.setFold(k, val)
+	if replace {
+		h.setFold(k, val)
+	} else {
+		h.Add(k, val)
+	}
 	return StatusOK
 }
 
