@@ -167,7 +167,16 @@ func (h hostFunc) Call(ctx context.Context, _ api.Module, stack []uint64) {
 		panic(&engine.Trap{Code: engine.TrapHostError, Runtime: Name,
 			Cause: fmt.Errorf("host function %s called outside an anywasm call", h.f.QualifiedName())})
 	}
-	if err := engine.CallHost(h.f, fr.Context, fr.inst, stack); err != nil {
+	// No recover here: a panic unwinds to wazero, which recovers it, and
+	// toTrap makes it a TrapHostPanic naming in.hostFn. That saves the
+	// deferred recover engine.CallHost costs on every call; the cgo
+	// backends need it, wazero does not.
+	in := fr.inst
+	prev := in.hostFn
+	in.hostFn = h.f
+	err := h.f.Func(fr.Context, in, stack)
+	in.hostFn = prev
+	if err != nil {
 		panic(engine.HostTrap(Name, err))
 	}
 }
@@ -259,7 +268,7 @@ func (r *runtime) Instantiate(ctx context.Context, m engine.DriverModule, dh eng
 			in.host.release(ctx)
 		}
 		var t *engine.Trap
-		if t = toTrap(ctx, err); t.Code != engine.TrapUnknown || isWasmError(err) {
+		if t = in.toTrap(ctx, err); t.Code != engine.TrapUnknown || isWasmError(err) {
 			return nil, t
 		}
 		return nil, err
@@ -301,6 +310,7 @@ type instance struct {
 	failed bool
 	closed bool
 	mem    *memory
+	hostFn *engine.HostFunction // the host function running, if any
 }
 
 // enter returns the frame for a call under ctx. A call with a context that
@@ -445,7 +455,7 @@ func (f *function) Call(ctx context.Context, stack []uint64) error {
 	in.leave(fr)
 	if err != nil {
 		in.failed = true
-		return toTrap(ctx, err)
+		return in.toTrap(ctx, err)
 	}
 	return nil
 }
@@ -464,13 +474,30 @@ var wasmErrors = map[string]engine.TrapCode{
 
 const wasmErrorPrefix = "wasm error: "
 
+// recoveredSuffix is how wazero (internal/wasmdebug) marks a panic it
+// recovered from a host function: "<value> (recovered by wazero)\n..."; an
+// error value is wrapped with %w.
+const recoveredSuffix = " (recovered by wazero)"
+
 func isWasmError(err error) bool { return strings.Contains(err.Error(), wasmErrorPrefix) }
 
 // toTrap converts an error returned by wazero into a *engine.Trap.
-func toTrap(ctx context.Context, err error) *engine.Trap {
+func (in *instance) toTrap(ctx context.Context, err error) *engine.Trap {
 	var t *engine.Trap
 	if errors.As(err, &t) { // a host function's trap, re-raised through wazero
 		return t
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, recoveredSuffix); i >= 0 { // a host function panicked
+		p := &engine.PanicError{Value: msg[:i]}
+		if v := errors.Unwrap(err); v != nil { // the panic value was an error
+			p.Value = v
+		}
+		if in.hostFn != nil {
+			p.Function = in.hostFn.QualifiedName()
+		}
+		first, _, _ := strings.Cut(msg, "\n")
+		return &engine.Trap{Code: engine.TrapHostPanic, Runtime: Name, Message: first, Cause: p}
 	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
@@ -486,7 +513,7 @@ func toTrap(ctx context.Context, err error) *engine.Trap {
 		}
 		return &engine.Trap{Code: engine.TrapExit, Runtime: Name, Message: err.Error(), ExitCode: exit.ExitCode(), Cause: err}
 	}
-	msg := err.Error()
+	msg = err.Error()
 	if i := strings.Index(msg, wasmErrorPrefix); i >= 0 {
 		msg = msg[i+len(wasmErrorPrefix):]
 	}
