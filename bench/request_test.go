@@ -2,7 +2,9 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"runtime"
 	"testing"
 
 	"github.com/anywasm/anywasm/abi"
@@ -114,5 +116,103 @@ func TestRequestAllocs(t *testing.T) {
 				t.Errorf("%.2f allocations per request, want 2 (the plugin's two headers)", allocs)
 			}
 		})
+	}
+}
+
+// bodySize is the body of BenchmarkRequestBody.
+const bodySize = 64 << 10
+
+// bodyRequest is one request through the Go-SDK body plugin: headers, then
+// a 64 KiB request body in one chunk that the plugin reads, upper-cases
+// and writes back, then response headers, then close.
+func bodyRequest(b testing.TB, ctx context.Context, p *abi.Plugin, body []byte, req, resp abi.Headers) {
+	s, err := p.NewHTTPStream(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req = append(req[:0], requestHeaders...)
+	if _, err := s.RequestHeaders(ctx, req, false); err != nil {
+		b.Fatal(err)
+	}
+	out, a, err := s.RequestBody(ctx, body, true)
+	if err != nil || a != abi.ActionContinue || len(out) != len(body) {
+		b.Fatalf("request body: %v %v, %d bytes", a, err, len(out))
+	}
+	resp = append(resp[:0], responseHeaders...)
+	if _, err := s.ResponseHeaders(ctx, resp, true); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkRequestBody is one request with a 64 KiB body through the
+// Go-SDK body plugin, serially and in parallel over GOMAXPROCS VMs.
+func BenchmarkRequestBody(b *testing.B) {
+	body := make([]byte, bodySize)
+	for i := range body {
+		body[i] = 'a' + byte(i%26)
+	}
+	load := func(b *testing.B, name string, pool int) *abi.Plugin {
+		ctx := context.Background()
+		h := abi.NewHost(openRuntime(b, name, engine.NewConfig()), abi.Options{Logger: quietLogger})
+		b.Cleanup(func() { _ = h.Close(ctx) })
+		p, err := h.Load(ctx, plugins.Build(b, "body"), abi.PluginConfig{Name: "body", VMID: "bench", PoolSize: pool})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	for _, name := range benchRuntimes() {
+		b.Run("runtime="+name+"/plugin=body/body=64KiB/mode=serial", func(b *testing.B) {
+			p := load(b, name, 1)
+			ctx := context.Background()
+			req, resp := make(abi.Headers, 0, 16), make(abi.Headers, 0, 8)
+			b.SetBytes(bodySize)
+			b.ReportAllocs()
+			for b.Loop() {
+				bodyRequest(b, ctx, p, body, req, resp)
+			}
+		})
+		b.Run("runtime="+name+"/plugin=body/body=64KiB/mode=parallel", func(b *testing.B) {
+			p := load(b, name, 0)
+			ctx := context.Background()
+			b.SetBytes(bodySize)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				req, resp := make(abi.Headers, 0, 16), make(abi.Headers, 0, 8)
+				for pb.Next() {
+					bodyRequest(b, ctx, p, body, req, resp)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkThroughput is BenchmarkRequest's parallel mode against
+// GOMAXPROCS (procs=1, 2, 4, capped at twice the logical CPUs), one VM per
+// proc: with -cpu unset, ns/op falling as procs grows is the scaling.
+func BenchmarkThroughput(b *testing.B) {
+	for _, name := range benchRuntimes() {
+		for _, procs := range []int{1, 2, 4} {
+			if procs > 1 && procs > 2*runtime.NumCPU() {
+				continue
+			}
+			b.Run(fmt.Sprintf("runtime=%s/plugin=headers/procs=%d", name, procs), func(b *testing.B) {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+				p := requestEnv(b, name, procs)
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					req, resp := make(abi.Headers, 0, 16), make(abi.Headers, 0, 8)
+					for pb.Next() {
+						oneRequest(b, ctx, p, req, resp)
+					}
+				})
+			})
+		}
 	}
 }

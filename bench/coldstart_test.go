@@ -1,0 +1,293 @@
+package bench_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/anywasm/anywasm/abi"
+	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/internal/plugins"
+)
+
+// ccGuest is Envoy's C++ example plugin, built with Emscripten; benchmarks
+// that use it are skipped where ../shared/guests is absent.
+const ccGuest = "../../shared/guests/envoy-wasm-cc-example.wasm"
+
+// guest is a module for the cold-start and memory benchmarks.
+type guest struct {
+	name string
+	wasm func(testing.TB) []byte
+}
+
+var guests = []guest{
+	{"tiny", func(testing.TB) []byte { return callsWasm }},
+	{"go-headers", func(tb testing.TB) []byte { return plugins.Build(tb, "headers") }},
+	{"cc-envoy", func(tb testing.TB) []byte {
+		b, err := os.ReadFile(ccGuest)
+		if err != nil {
+			tb.Skipf("no C++ guest: %v", err)
+		}
+		return b
+	}},
+}
+
+var uniq atomic.Uint64
+
+// unique returns wasm with a custom section that makes its bytes (and so its
+// hash) new, so that engine.Runtime's per-runtime compile dedup does not
+// answer from memory.
+func unique(wasm []byte) []byte {
+	name := "anywasm-bench-" + strconv.FormatUint(uniq.Add(1), 10)
+	var body []byte
+	body = binary.AppendUvarint(body, uint64(len(name)))
+	body = append(body, name...)
+	body = append(body, 0) // a payload: wazero v1.12.0 refuses an empty one at the end of a module
+	out := append([]byte(nil), wasm...)
+	out = append(out, 0)
+	out = binary.AppendUvarint(out, uint64(len(body)))
+	return append(out, body...)
+}
+
+func openRuntime(tb testing.TB, name string, cfg engine.Config) *engine.Runtime {
+	rt, err := engine.Open(name, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = rt.Close(context.Background()) })
+	return rt
+}
+
+// BenchmarkCompile is a cold compile of each guest (cache=none), and a load
+// of the same guest from the runtime's disk compile cache in a fresh runtime
+// (cache=disk; the time includes opening that runtime).
+func BenchmarkCompile(b *testing.B) {
+	ctx := context.Background()
+	for _, name := range benchRuntimes() {
+		for _, g := range guests {
+			b.Run("runtime="+name+"/guest="+g.name+"/cache=none", func(b *testing.B) {
+				wasm := g.wasm(b)
+				rt := openRuntime(b, name, engine.NewConfig())
+				for b.Loop() {
+					m, err := rt.Compile(ctx, unique(wasm))
+					if err != nil {
+						b.Fatal(err)
+					}
+					_ = m.Close(ctx)
+				}
+			})
+			b.Run("runtime="+name+"/guest="+g.name+"/cache=disk", func(b *testing.B) {
+				wasm := g.wasm(b)
+				cfg := engine.NewConfig().WithCompilationCache(b.TempDir())
+				warm := openRuntime(b, name, cfg)
+				if _, err := warm.Compile(ctx, wasm); err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					rt, err := engine.Open(name, cfg)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := rt.Compile(ctx, wasm); err != nil {
+						b.Fatal(err)
+					}
+					_ = rt.Close(ctx)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkInstantiate is the tiny guest instantiated and closed
+// (op=instantiate); for the Go-SDK headers plugin, a plugin loaded into a
+// new abi.Host from an already compiled module, i.e. instantiate plus
+// _initialize, proxy_on_vm_start and proxy_on_configure
+// (op=instantiate+init); and a stream taking a VM from a loaded plugin's
+// pool and giving it back (op=pool-take: proxy_on_context_create, then
+// proxy_on_done, _log, _delete).
+func BenchmarkInstantiate(b *testing.B) {
+	ctx := context.Background()
+	for _, name := range benchRuntimes() {
+		b.Run("runtime="+name+"/guest=tiny/op=instantiate", func(b *testing.B) {
+			rt := openRuntime(b, name, engine.NewConfig())
+			m, err := rt.Compile(ctx, callsWasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			imp, err := rt.NewImports(hostEnv())
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				inst, err := rt.Instantiate(ctx, m, imp)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = inst.Close(ctx)
+			}
+		})
+		b.Run("runtime="+name+"/guest=go-headers/op=instantiate+init", func(b *testing.B) {
+			wasm := plugins.Build(b, "headers")
+			rt := openRuntime(b, name, engine.NewConfig())
+			m, err := rt.Compile(ctx, wasm) // held, so every Load reuses the compiled code
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close(ctx)
+			for b.Loop() {
+				h := abi.NewHost(rt, abi.Options{Logger: quietLogger})
+				if _, err := h.Load(ctx, wasm, abi.PluginConfig{Name: "headers", VMID: "bench"}); err != nil {
+					b.Fatal(err)
+				}
+				_ = h.Close(ctx)
+			}
+		})
+		b.Run("runtime="+name+"/guest=go-headers/op=pool-take", func(b *testing.B) {
+			p := requestEnv(b, name, 1)
+			b.ReportAllocs()
+			for b.Loop() {
+				s, err := p.NewHTTPStream(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Close(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// usage is the process's resident set and the Go heap in use.
+type usage struct{ rss, heap int64 }
+
+// measure collects garbage and reads RSS from /proc/self/statm (rss is -1
+// where there is none) and the Go heap from runtime.MemStats.
+func measure() usage {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	u := usage{rss: -1, heap: int64(ms.HeapAlloc)}
+	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 1 {
+			if pages, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				u.rss = pages * int64(os.Getpagesize())
+			}
+		}
+	}
+	return u
+}
+
+// BenchmarkMemory measures what one VM (per=vm: an instance of the tiny
+// guest; a loaded Go-SDK plugin VM, initialized) and one compiled module
+// (per=module) cost, directly: the growth of the process's RSS (C and
+// guest memory included) and of the Go heap, averaged over n of them,
+// reported as rss-B/vm (or /module) and goheap-B/... . -benchmem sees only
+// the Go heap, which misses Wasmtime's and Wasmer's native memory and
+// their guest memory; wazero's guest memory is on the Go heap. ns/op is
+// the time to make n of them.
+func BenchmarkMemory(b *testing.B) {
+	ctx := context.Background()
+	for _, name := range benchRuntimes() {
+		b.Run("runtime="+name+"/guest=tiny/per=vm", func(b *testing.B) {
+			const n = 50
+			rt := openRuntime(b, name, engine.NewConfig())
+			m, err := rt.Compile(ctx, callsWasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			imp, err := rt.NewImports(hostEnv())
+			if err != nil {
+				b.Fatal(err)
+			}
+			memoryLoop(b, n, "vm", func() func() {
+				insts := make([]engine.Instance, n)
+				for i := range insts {
+					if insts[i], err = rt.Instantiate(ctx, m, imp); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return func() {
+					for _, inst := range insts {
+						_ = inst.Close(ctx)
+					}
+				}
+			})
+		})
+		b.Run("runtime="+name+"/guest=go-headers/per=vm", func(b *testing.B) {
+			const n = 4
+			wasm := plugins.Build(b, "headers")
+			rt := openRuntime(b, name, engine.NewConfig())
+			m, err := rt.Compile(ctx, wasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close(ctx)
+			memoryLoop(b, n, "vm", func() func() {
+				h := abi.NewHost(rt, abi.Options{Logger: quietLogger})
+				for i := range n { // one VMID each: one VM each, sharing the code
+					if _, err := h.Load(ctx, wasm, abi.PluginConfig{Name: "headers", VMID: fmt.Sprint("vm", i)}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return func() { _ = h.Close(ctx) }
+			})
+		})
+		for _, g := range guests {
+			b.Run("runtime="+name+"/guest="+g.name+"/per=module", func(b *testing.B) {
+				n := 1
+				if g.name == "tiny" {
+					n = 20
+				}
+				wasm := g.wasm(b)
+				rt := openRuntime(b, name, engine.NewConfig())
+				memoryLoop(b, n, "module", func() func() {
+					mods := make([]*engine.Module, n)
+					for i := range mods {
+						var err error
+						if mods[i], err = rt.Compile(ctx, unique(wasm)); err != nil {
+							b.Fatal(err)
+						}
+					}
+					return func() {
+						for _, m := range mods {
+							_ = m.Close(ctx)
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+// memoryLoop runs make (which makes n objects and returns a function that
+// frees them) once per iteration and reports the mean growth per object.
+func memoryLoop(b *testing.B, n int, unit string, make func() (free func())) {
+	var rss, heap, iters int64
+	for b.Loop() {
+		b.StopTimer()
+		before := measure()
+		b.StartTimer()
+		free := make()
+		b.StopTimer()
+		after := measure()
+		free()
+		b.StartTimer()
+		rss += after.rss - before.rss
+		heap += after.heap - before.heap
+		iters++
+	}
+	per := float64(iters) * float64(n)
+	if rss >= 0 && runtime.GOOS == "linux" {
+		b.ReportMetric(float64(rss)/per, "rss-B/"+unit)
+	}
+	b.ReportMetric(float64(heap)/per, "goheap-B/"+unit)
+}
