@@ -46,6 +46,9 @@ type Options struct {
 	Now func() time.Time
 	// Random fills random_get. Default crypto/rand.
 	Random io.Reader
+	// DoneTimeout bounds the wait for proxy_done when a plugin's
+	// proxy_on_done answers false at shutdown. Default 5 s.
+	DoneTimeout time.Duration
 }
 
 // Host runs Proxy-Wasm plugins on one engine.Runtime. It holds what plugins
@@ -76,6 +79,9 @@ func NewHost(rt *engine.Runtime, opts Options) *Host {
 	}
 	if opts.Random == nil {
 		opts.Random = rand.Reader
+	}
+	if opts.DoneTimeout <= 0 {
+		opts.DoneTimeout = 5 * time.Second
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	level := LogCritical

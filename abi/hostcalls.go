@@ -333,9 +333,9 @@ func (v *vm) hDone(_ context.Context, _ []uint64) Status {
 	if c == nil || c.root != nil {
 		return StatusNotFound
 	}
-	if c.doneCalled == nil {
-		c.doneCalled = make(chan struct{})
-		close(c.doneCalled)
+	if !c.doneCalled {
+		c.doneCalled = true
+		close(c.done)
 	}
 	return StatusOK
 }

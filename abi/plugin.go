@@ -51,9 +51,11 @@ func (p *Plugin) Close(ctx context.Context) error {
 	}
 	for _, v := range vms {
 		v.mu.Lock()
-		if root := v.roots[p]; root != nil && !v.failed.Load() && !v.closed {
-			if _, err := v.call(ctx, root, v.cb.done, "proxy_on_done", uint64(root.id)); err == nil {
-				_, _ = v.call(ctx, root, v.cb.delete, "proxy_on_delete", uint64(root.id))
+		if root := v.roots[p]; root != nil && !v.failed.Load() && !v.closing {
+			_ = v.shutdownRoot(ctx, root)
+			if t := v.ticks[root.id]; t != nil {
+				t.stop()
+				delete(v.ticks, root.id)
 			}
 			delete(v.roots, p)
 			delete(v.ctxs, root.id)

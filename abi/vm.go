@@ -334,7 +334,8 @@ type vm struct {
 	streams atomic.Int64
 	failed  atomic.Bool
 	err     error // why it failed
-	closed  bool
+	closed  bool // no callback runs any more
+	closing bool // closeLocked started
 	ticks   map[uint32]*ticker
 
 	callout  *calloutResult // during proxy_on_http_call_response
@@ -364,8 +365,9 @@ type contextState struct {
 	http   *HTTPStream
 	tcp    *TCPStream
 	props  map[string][]byte // proxy_set_property
-	// root contexts: proxy_done was called after proxy_on_done said false
-	doneCalled chan struct{}
+	// root contexts: proxy_done closes done (once: doneCalled)
+	done       chan struct{}
+	doneCalled bool
 }
 
 func lookupFn(inst engine.Instance, name string) callback {
@@ -466,7 +468,7 @@ func (v *vm) initialize(ctx context.Context) error {
 // proxy_on_configure. v.mu is held.
 func (v *vm) startRoot(ctx context.Context, p *Plugin) error {
 	v.nextID++
-	root := &contextState{id: v.nextID, plugin: p}
+	root := &contextState{id: v.nextID, plugin: p, done: make(chan struct{})}
 	v.ctxs[root.id] = root
 	v.roots[p] = root
 	if _, err := v.call(ctx, root, v.cb.contextCreate, "proxy_on_context_create", uint64(root.id), 0); err != nil {
@@ -629,32 +631,54 @@ func (v *vm) close(ctx context.Context) error {
 	return v.closeLocked(ctx)
 }
 
-// closeLocked ends every root context (proxy_on_done, then proxy_on_delete)
-// and closes the instance. v.mu is held.
+// closeLocked ends every root context (see shutdownRoot) and closes the
+// instance. v.mu is held (and released while a plugin finishes its work).
 func (v *vm) closeLocked(ctx context.Context) error {
-	if v.closed {
+	if v.closing {
 		return nil
 	}
-	v.closed = true
+	v.closing = true
 	defer v.flushOutput(ctx, true)
-	for _, t := range v.ticks {
-		t.stop()
-	}
 	if !v.failed.Load() {
 		for _, root := range v.roots {
-			ok, err := v.call(ctx, root, v.cb.done, "proxy_on_done", uint64(root.id))
-			if err != nil {
-				break
-			}
-			if v.cb.done.f != nil && ok == 0 && root.doneCalled == nil {
-				// The plugin will call proxy_done; Envoy waits for it. We give
-				// it no more callbacks to do so in, so we do not wait.
-				v.group.log.Debug("proxy_on_done returned false at shutdown", "plugin", root.plugin.cfg.Name)
-			}
-			if _, err := v.call(ctx, root, v.cb.delete, "proxy_on_delete", uint64(root.id)); err != nil {
+			if err := v.shutdownRoot(ctx, root); err != nil {
 				break
 			}
 		}
 	}
+	v.closed = true
+	for _, t := range v.ticks {
+		t.stop()
+	}
 	return v.inst.Close(ctx)
+}
+
+// shutdownRoot ends a root context as Envoy does: proxy_on_done; if the
+// plugin answers false it has work to finish (callouts, queue items) and
+// will call proxy_done, which is waited for, up to Options.DoneTimeout,
+// while its ticks, callouts and queue deliveries go on; then
+// proxy_on_delete. v.mu is held, and released while waiting.
+func (v *vm) shutdownRoot(ctx context.Context, root *contextState) error {
+	ok, err := v.call(ctx, root, v.cb.done, "proxy_on_done", uint64(root.id))
+	if err != nil {
+		return err
+	}
+	if v.cb.done.f != nil && ok == 0 && !root.doneCalled {
+		wait := v.group.host.opts.DoneTimeout
+		timer := time.NewTimer(wait)
+		v.mu.Unlock()
+		select {
+		case <-root.done:
+		case <-timer.C:
+			v.logger().Warn("the plugin did not call proxy_done after proxy_on_done returned false", "waited", wait)
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		v.mu.Lock()
+		if v.failed.Load() {
+			return v.failure()
+		}
+	}
+	_, err = v.call(ctx, root, v.cb.delete, "proxy_on_delete", uint64(root.id))
+	return err
 }
