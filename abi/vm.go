@@ -334,8 +334,8 @@ type vm struct {
 	streams atomic.Int64
 	failed  atomic.Bool
 	err     error // why it failed
-	closed  bool // no callback runs any more
-	closing bool // closeLocked started
+	closed  bool  // no callback runs any more
+	closing bool  // closeLocked started
 	ticks   map[uint32]*ticker
 
 	callout  *calloutResult // during proxy_on_http_call_response
