@@ -79,18 +79,21 @@ func writeConfig(w io.Writer) {
 	line("hypervisor", hv)
 	line("go-version", runtime.Version())
 	line("gomaxprocs", runtime.GOMAXPROCS(0))
+	if *runtimeFlag != "" {
+		// One runtime per process: the same keys in every process, so that
+		// benchstat -col /runtime -ignore runtime,runtime-version compares
+		// processes in one table.
+		info, _ := engine.Lookup(*runtimeFlag)
+		line("runtime", *runtimeFlag)
+		line("runtime-version", strings.ReplaceAll(info.Version, " ", "_"))
+		return
+	}
 	names := engine.Runtimes()
+	line("runtimes", strings.Join(names, ","))
 	for _, name := range names {
 		if info, err := engine.Lookup(name); err == nil {
 			line("runtime-version-"+name, strings.ReplaceAll(info.Version, " ", "_"))
 		}
-	}
-	if *runtimeFlag != "" {
-		info, _ := engine.Lookup(*runtimeFlag)
-		line("runtime", *runtimeFlag)
-		line("runtime-version", strings.ReplaceAll(info.Version, " ", "_"))
-	} else {
-		line("runtimes", strings.Join(names, ","))
 	}
 }
 

@@ -1,0 +1,272 @@
+// Command bench runs anywasm's benchmarks (package bench) on every runtime,
+// each cgo runtime in its own test binary, interleaved, and writes the
+// results in the Go benchmark format, a benchstat comparison with runtimes
+// as columns, and the headline figures as a chart.
+//
+//	go run ./cmd/bench                       # main job: -count 10, about 10 minutes on 2 cores
+//	go run ./cmd/bench -full                 # every benchmark at the default -benchtime
+//	go run ./cmd/bench -short                # each benchmark once (a smoke run, as CI does)
+//	go run ./cmd/bench -runtime wazero,wasmtime -bench 'Request' -count 5
+//	go run ./cmd/bench compare A.txt B.txt   # two machines side by side, and their CPU features
+//
+// Output goes to results/<goos>-<goarch>-<cpu>-<date>.txt (and .svg, .png
+// beside it) unless -o names the .txt. Progress goes to stderr.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/klauspost/cpuid/v2"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// binaries are the test binaries by build tags; wasmtime and wasmer never
+// share one.
+var binaries = []struct {
+	tags     string
+	runtimes []string
+}{
+	{"", []string{"wazero", "wasmtime"}},
+	{"anywasm_wasmer", []string{"wasmer"}},
+}
+
+// profiles: the main job and the full run.
+const (
+	mainBench     = "."
+	mainBenchtime = "100ms"
+	fullBenchtime = "1s"
+)
+
+// benchstatArgs put runtimes in columns; runtime and runtime-version are
+// per process, so they are ignored as table keys.
+var benchstatArgs = []string{"-col", "/runtime", "-ignore", "runtime,runtime-version"}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "compare" {
+		return compare(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	runtimes := fs.String("runtime", "wazero,wasmtime,wasmer", "comma-separated runtimes to measure")
+	bench := fs.String("bench", mainBench, "benchmark filter (go test -bench)")
+	count := fs.Int("count", 10, "runs of each benchmark, interleaved across runtimes")
+	short := fs.Bool("short", false, "smoke run: each benchmark once (-benchtime 1x), -count 1 unless set")
+	full := fs.Bool("full", false, "full profile: -benchtime "+fullBenchtime+" instead of "+mainBenchtime)
+	benchtime := fs.String("benchtime", "", "override the profile's -benchtime")
+	out := fs.String("o", "", "results file (default results/<goos>-<goarch>-<cpu>-<date>.txt)")
+	noChart := fs.Bool("nochart", false, "do not draw the chart")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: bench [flags]\n       bench compare A.txt B.txt\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	bt := mainBenchtime
+	switch {
+	case *short:
+		bt = "1x"
+		countSet := false
+		fs.Visit(func(f *flag.Flag) { countSet = countSet || f.Name == "count" })
+		if !countSet {
+			*count = 1
+		}
+	case *full:
+		bt = fullBenchtime
+	}
+	if *benchtime != "" {
+		bt = *benchtime
+	}
+	if *count < 1 {
+		fmt.Fprintln(stderr, "bench: -count must be at least 1")
+		return 2
+	}
+	want := strings.Split(*runtimes, ",")
+	for _, r := range want {
+		if !slices.ContainsFunc(binaries, func(b struct {
+			tags     string
+			runtimes []string
+		}) bool {
+			return slices.Contains(b.runtimes, r)
+		}) {
+			fmt.Fprintf(stderr, "bench: unknown runtime %q (have wazero, wasmtime, wasmer)\n", r)
+			return 2
+		}
+	}
+	if *out == "" {
+		*out = filepath.Join("results", defaultName(time.Now()))
+	}
+	if err := measure(stderr, want, *bench, bt, *count, *out); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "bench: wrote %s\n", *out)
+	if err := benchstat(stdout, stderr, *out); err != nil {
+		fmt.Fprintln(stderr, "bench: benchstat:", err)
+		return 1
+	}
+	if !*noChart {
+		base := strings.TrimSuffix(*out, ".txt")
+		switch err := chart(*out, base+".svg", base+".png"); {
+		case errors.Is(err, errNoHeadlines):
+			fmt.Fprintln(stderr, "bench: no chart:", err)
+		case err != nil:
+			fmt.Fprintln(stderr, "bench: chart:", err)
+			return 1
+		default:
+			fmt.Fprintf(stderr, "bench: wrote %s.svg and %s.png\n", base, base)
+		}
+	}
+	return 0
+}
+
+// defaultName is <goos>-<goarch>-<cpu>-<date>.txt.
+func defaultName(now time.Time) string {
+	cpu := strings.ToLower(strings.TrimSpace(cpuid.CPU.BrandName))
+	cpu = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, cpu)
+	for strings.Contains(cpu, "--") {
+		cpu = strings.ReplaceAll(cpu, "--", "-")
+	}
+	cpu = strings.Trim(cpu, "-")
+	if cpu == "" {
+		cpu = "unknown"
+	}
+	return fmt.Sprintf("%s-%s-%s-%s.txt", runtime.GOOS, runtime.GOARCH, cpu, now.UTC().Format("2006-01-02"))
+}
+
+// moduleRoot is the directory of the main module's go.mod.
+func moduleRoot() (string, error) {
+	b, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(b))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the anywasm module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// measure builds the test binaries the runtimes need, runs them count
+// times, rotating the runtimes' order each round, and writes the results.
+func measure(stderr io.Writer, want []string, bench, benchtime string, count int, out string) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "anywasm-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	binOf := map[string]string{}
+	for i, b := range binaries {
+		var rts []string
+		for _, r := range b.runtimes {
+			if slices.Contains(want, r) {
+				rts = append(rts, r)
+			}
+		}
+		if len(rts) == 0 {
+			continue
+		}
+		bin := filepath.Join(tmp, fmt.Sprintf("bench%d.test", i))
+		args := []string{"test", "-c", "-o", bin}
+		if b.tags != "" {
+			args = append(args, "-tags", b.tags)
+		}
+		args = append(args, "./bench/")
+		fmt.Fprintf(stderr, "bench: go %s\n", strings.Join(args, " "))
+		cmd := exec.Command("go", args...)
+		cmd.Dir = root
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("building the %s test binary: %w", strings.Join(rts, "+"), err)
+		}
+		for _, r := range rts {
+			binOf[r] = bin
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "bench-profile: benchtime=%s,count=%d\n", benchtime, count)
+	fmt.Fprintf(f, "emulated: false\n")
+	start := time.Now()
+	for round := range count {
+		for i := range want {
+			r := want[(i+round)%len(want)] // rotate: no runtime always goes first
+			fmt.Fprintf(stderr, "bench: round %d/%d: %s (%s elapsed)\n", round+1, count, r, time.Since(start).Round(time.Second))
+			var buf bytes.Buffer
+			cmd := exec.Command(binOf[r], "-test.run", "^$", "-test.bench", bench, "-test.benchtime", benchtime,
+				"-test.count", "1", "-test.benchmem", "-runtime", r)
+			cmd.Dir = filepath.Join(root, "bench")
+			cmd.Stdout, cmd.Stderr = &buf, stderr
+			err := cmd.Run()
+			if _, werr := f.Write(buf.Bytes()); werr != nil {
+				return werr
+			}
+			if err != nil {
+				return fmt.Errorf("%s round %d: %w\n%s", r, round+1, err, tail(buf.String(), 20))
+			}
+		}
+	}
+	return f.Close()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// benchstat prints the comparison with runtimes as columns, through the
+// benchstat the module pins as a tool (go tool benchstat).
+func benchstat(stdout, stderr io.Writer, files ...string) error {
+	return benchstatWith(stdout, stderr, benchstatArgs, files...)
+}
+
+func benchstatWith(stdout, stderr io.Writer, args []string, files ...string) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	abs := make([]string, len(files))
+	for i, f := range files {
+		if abs[i], err = filepath.Abs(f); err != nil {
+			return err
+		}
+	}
+	cmd := exec.Command("go", append(append([]string{"tool", "benchstat"}, args...), abs...)...)
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	return cmd.Run()
+}
