@@ -32,8 +32,8 @@ var raws = map[string]rawImpl{}
 
 // anyEnv is the calls guest instantiated through anywasm.
 type anyEnv struct {
-	inst                         engine.Instance
-	empty, add, loopNop, loopAdd engine.Function
+	inst                                    engine.Instance
+	empty, add, loopNop, loopAdd, loopEmpty engine.Function
 }
 
 func hostEnv() engine.HostModule {
@@ -71,7 +71,7 @@ func newAny(tb testing.TB, name string) *anyEnv {
 	for _, f := range []struct {
 		p    *engine.Function
 		name string
-	}{{&e.empty, "empty"}, {&e.add, "add"}, {&e.loopNop, "loop_nop"}, {&e.loopAdd, "loop_add"}} {
+	}{{&e.empty, "empty"}, {&e.add, "add"}, {&e.loopNop, "loop_nop"}, {&e.loopAdd, "loop_add"}, {&e.loopEmpty, "loop_empty"}} {
 		if *f.p, err = inst.Function(f.name); err != nil {
 			tb.Fatal(err)
 		}
@@ -119,10 +119,14 @@ func BenchmarkCall(b *testing.B) {
 	}
 }
 
-// BenchmarkHostCall is guest -> host, measured per transition.
+// BenchmarkHostCall is guest -> host, measured per transition. op=none is
+// the guest's loop without a call: subtract it to isolate the transition.
 func BenchmarkHostCall(b *testing.B) {
 	for _, name := range benchRuntimes() {
 		raw := raws[name]
+		b.Run("runtime="+name+"/impl=anywasm/op=none", func(b *testing.B) {
+			transitions(b, newAny(b, name).loopEmpty)
+		})
 		b.Run("runtime="+name+"/impl=anywasm/op=nop", func(b *testing.B) {
 			transitions(b, newAny(b, name).loopNop)
 		})
