@@ -57,7 +57,10 @@ func forEachRuntime(t *testing.T, f func(t *testing.T, rt *engine.Runtime)) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer rt.Close(context.Background())
+			// A cleanup, not a defer: cleanups run last-in first-out, so
+			// hosts a test registers are closed before their runtime (a
+			// host's background deliveries may still be calling in).
+			t.Cleanup(func() { _ = rt.Close(context.Background()) })
 			f(t, rt)
 		})
 	}

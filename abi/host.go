@@ -106,7 +106,9 @@ func (h *Host) Runtime() *engine.Runtime { return h.rt }
 // Metrics returns the metrics every plugin of this host defined.
 func (h *Host) Metrics() *Metrics { return h.metrics }
 
-// Close closes every plugin loaded by the host.
+// Close closes every plugin loaded by the host, waiting for callbacks in
+// progress (ticks, callout answers, queue deliveries run on goroutines of
+// their own). Close the host before its engine.Runtime.
 func (h *Host) Close(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed {

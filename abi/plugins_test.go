@@ -459,7 +459,7 @@ func TestGoSDKInfiniteLoop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer rt.Close(context.Background())
+			t.Cleanup(func() { _ = rt.Close(context.Background()) }) // after the host's
 			f := load(t, rt, "trap", abi.PluginConfig{CallTimeout: 200 * time.Millisecond}, abi.Options{})
 			s := f.stream()
 			defer s.Close(f.ctx)
