@@ -398,6 +398,10 @@ func (h *harness) testMemory(t *testing.T) {
 	if inst.ExportedMemory("memory") == nil || inst.ExportedMemory("nope") != nil {
 		t.Error("ExportedMemory by name is wrong")
 	}
+	// The active data segment is in place.
+	if b, ok := mem.Read(1000, 7); !ok || string(b) != "anywasm" {
+		t.Errorf("data segment at 1000 = %q %v", b, ok)
+	}
 	// The host writes, the guest reads, and back.
 	if !mem.WriteUint32Le(100, 0xdeadbeef) {
 		t.Fatal("WriteUint32Le(100) failed")

@@ -6,6 +6,7 @@
   (import "env" "fail" (func $fail))
   (import "env" "reenter" (func $reenter (param i32) (result i32)))
   (memory (export "memory") 1 4)
+  (data (i32.const 1000) "anywasm")
   (table 2 funcref)
   (elem (i32.const 0) $double)
   (global $counter (mut i32) (i32.const 0))
