@@ -665,12 +665,13 @@ func (v *vm) shutdownRoot(ctx context.Context, root *contextState) error {
 	}
 	if v.cb.done.f != nil && ok == 0 && !root.doneCalled {
 		wait := v.group.host.opts.DoneTimeout
+		log := root.plugin.log
 		timer := time.NewTimer(wait)
-		v.mu.Unlock()
+		v.mu.Unlock() // nothing of the VM is touched until it is locked again
 		select {
 		case <-root.done:
 		case <-timer.C:
-			v.logger().Warn("the plugin did not call proxy_done after proxy_on_done returned false", "waited", wait)
+			log.Warn("the plugin did not call proxy_done after proxy_on_done returned false", "waited", wait)
 		case <-ctx.Done():
 		}
 		timer.Stop()
