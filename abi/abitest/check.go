@@ -268,7 +268,11 @@ func (rn *runner) http(e *Exchange) ([]StepRecord, error, bool) {
 		r.Action = a.String()
 		if a == abi.ActionPause && hostErr == nil && s.LocalResponse() == nil && s.Err() == nil && waits(st) {
 			rn.wait(&r, s.Wait)
-			if r.Resumed && s.LocalResponse() == nil && s.Err() == nil {
+			// Resumed means continued: an answer (local response) or a
+			// failure that ended the wait is recorded as such, whether it
+			// came before or during the wait.
+			r.Resumed = r.Resumed && s.LocalResponse() == nil && s.Err() == nil
+			if r.Resumed {
 				switch st.Call {
 				case RequestBody:
 					body = s.TakeRequestBody()
@@ -322,7 +326,8 @@ func (rn *runner) tcp(e *Exchange) ([]StepRecord, error, bool) {
 			r.Action = a.String()
 			if a == abi.ActionPause && hostErr == nil && s.Err() == nil && waits(st) {
 				rn.wait(&r, s.Wait)
-				if r.Resumed && s.Err() == nil {
+				r.Resumed = r.Resumed && s.Err() == nil
+				if r.Resumed {
 					switch st.Call {
 					case DownstreamData:
 						out = s.TakeDownstream()
