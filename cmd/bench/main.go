@@ -67,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	benchtime := fs.String("benchtime", "", "override the profile's -benchtime")
 	out := fs.String("o", "", "results file (default results/<goos>-<goarch>-<cpu>-<date>.txt)")
 	noChart := fs.Bool("nochart", false, "do not draw the chart")
+	arch := fs.String("arch", runtime.GOARCH, "GOARCH to measure; another than the host's is cross-built and run under qemu-user (linux/arm64 on amd64: Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user-static), and the results say emulated: true (correctness only, never performance)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: bench [flags]\n       bench compare A.txt B.txt\n\nflags:\n")
 		fs.PrintDefaults()
@@ -109,10 +110,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	if *out == "" {
-		*out = filepath.Join("results", defaultName(time.Now()))
+	var emu *emulation
+	if *arch != runtime.GOARCH {
+		if emu = emulationFor(*arch); emu == nil {
+			fmt.Fprintf(stderr, "bench: cannot emulate GOARCH=%s on %s/%s (have: arm64 on linux/amd64)\n", *arch, runtime.GOOS, runtime.GOARCH)
+			return 2
+		}
+		if slices.Contains(want, "wasmer") {
+			fmt.Fprintln(stderr, "bench: under emulation wasmer is left out (wasmer-go ships Wasmer 1.0.2 for arm64: see engine/wasmer/doc.go)")
+			want = slices.DeleteFunc(want, func(r string) bool { return r == "wasmer" })
+		}
 	}
-	if err := measure(stderr, want, *bench, bt, *count, *out); err != nil {
+	if *out == "" {
+		*out = filepath.Join("results", defaultName(time.Now(), emu))
+	}
+	if err := measure(stderr, want, *bench, bt, *count, *out, emu); err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
@@ -137,7 +149,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // defaultName is <goos>-<goarch>-<cpu>-<date>.txt.
-func defaultName(now time.Time) string {
+// emulation runs test binaries of another GOARCH under qemu-user.
+type emulation struct {
+	goarch string
+	env    []string // for go test -c
+	exec   []string // prefix of the command line
+}
+
+func emulationFor(goarch string) *emulation {
+	if goarch != "arm64" || runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		return nil
+	}
+	return &emulation{
+		goarch: "arm64",
+		env:    []string{"GOARCH=arm64", "CGO_ENABLED=1", "CC=aarch64-linux-gnu-gcc"},
+		exec:   []string{"qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu"},
+	}
+}
+
+// defaultName is <goos>-<goarch>-<cpu>-<date>.txt; emulated runs are named
+// <goos>-<goarch>-qemu-on-<host cpu>-<date>.txt.
+func defaultName(now time.Time, emu *emulation) string {
 	cpu := strings.ToLower(strings.TrimSpace(cpuid.CPU.BrandName))
 	cpu = strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
@@ -152,7 +184,11 @@ func defaultName(now time.Time) string {
 	if cpu == "" {
 		cpu = "unknown"
 	}
-	return fmt.Sprintf("%s-%s-%s-%s.txt", runtime.GOOS, runtime.GOARCH, cpu, now.UTC().Format("2006-01-02"))
+	arch := runtime.GOARCH
+	if emu != nil {
+		arch, cpu = emu.goarch, "qemu-on-"+cpu
+	}
+	return fmt.Sprintf("%s-%s-%s-%s.txt", runtime.GOOS, arch, cpu, now.UTC().Format("2006-01-02"))
 }
 
 // moduleRoot is the directory of the main module's go.mod.
@@ -170,7 +206,7 @@ func moduleRoot() (string, error) {
 
 // measure builds the test binaries the runtimes need, runs them count
 // times, rotating the runtimes' order each round, and writes the results.
-func measure(stderr io.Writer, want []string, bench, benchtime string, count int, out string) error {
+func measure(stderr io.Writer, want []string, bench, benchtime string, count int, out string, emu *emulation) error {
 	root, err := moduleRoot()
 	if err != nil {
 		return err
@@ -201,6 +237,9 @@ func measure(stderr io.Writer, want []string, bench, benchtime string, count int
 		cmd := exec.Command("go", args...)
 		cmd.Dir = root
 		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if emu != nil {
+			cmd.Env = append(os.Environ(), emu.env...)
+		}
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("building the %s test binary: %w", strings.Join(rts, "+"), err)
 		}
@@ -217,15 +256,22 @@ func measure(stderr io.Writer, want []string, bench, benchtime string, count int
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "bench-profile: benchtime=%s,count=%d\n", benchtime, count)
-	fmt.Fprintf(f, "emulated: false\n")
+	fmt.Fprintf(f, "emulated: %t\n", emu != nil)
+	if emu != nil {
+		fmt.Fprintf(f, "emulator: %s\n", emu.exec[0])
+	}
 	start := time.Now()
 	for round := range count {
 		for i := range want {
 			r := want[(i+round)%len(want)] // rotate: no runtime always goes first
 			fmt.Fprintf(stderr, "bench: round %d/%d: %s (%s elapsed)\n", round+1, count, r, time.Since(start).Round(time.Second))
 			var buf bytes.Buffer
-			cmd := exec.Command(binOf[r], "-test.run", "^$", "-test.bench", bench, "-test.benchtime", benchtime,
-				"-test.count", "1", "-test.benchmem", "-runtime", r)
+			argv := []string{binOf[r], "-test.run", "^$", "-test.bench", bench, "-test.benchtime", benchtime,
+				"-test.count", "1", "-test.benchmem", "-runtime", r}
+			if emu != nil {
+				argv = append(append([]string(nil), emu.exec...), argv...)
+			}
+			cmd := exec.Command(argv[0], argv[1:]...)
 			cmd.Dir = filepath.Join(root, "bench")
 			cmd.Stdout, cmd.Stderr = &buf, stderr
 			err := cmd.Run()

@@ -20,9 +20,18 @@ func TestRunUsage(t *testing.T) {
 }
 
 func TestDefaultName(t *testing.T) {
-	name := defaultName(time.Date(2026, 11, 21, 23, 0, 0, 0, time.UTC))
+	name := defaultName(time.Date(2026, 11, 21, 23, 0, 0, 0, time.UTC), nil)
 	if !strings.HasSuffix(name, "-2026-11-21.txt") || strings.ContainsAny(name, " /()") {
 		t.Errorf("defaultName = %q", name)
+	}
+	if emu := emulationFor("arm64"); emu != nil {
+		name := defaultName(time.Date(2026, 11, 21, 23, 0, 0, 0, time.UTC), emu)
+		if !strings.HasPrefix(name, "linux-arm64-qemu-on-") {
+			t.Errorf("emulated defaultName = %q", name)
+		}
+	}
+	if emulationFor("mips") != nil {
+		t.Error("emulationFor(mips) is not nil")
 	}
 }
 
