@@ -219,8 +219,18 @@ func (v *vm) writable(ptrs ...uint64) bool {
 }
 
 // copyOut hands data to the guest: allocates with the guest's allocator,
-// copies, and writes the pointer and size to *pPtr and *pSize.
+// copies, and writes the pointer and size to *pPtr and *pSize. Empty data
+// is pointer 0, size 0 (SDKs must never be asked to allocate 0 bytes).
 func (v *vm) copyOut(ctx context.Context, data []byte, pPtr, pSize uint64) Status {
+	return copyOut(v, ctx, data, pPtr, pSize)
+}
+
+// copyOutString is copyOut for a string, without converting it.
+func (v *vm) copyOutString(ctx context.Context, str string, pPtr, pSize uint64) Status {
+	return copyOut(v, ctx, str, pPtr, pSize)
+}
+
+func copyOut[T string | []byte](v *vm, ctx context.Context, data T, pPtr, pSize uint64) Status {
 	if !v.writable(pPtr, pSize) {
 		return StatusInvalidMemoryAccess
 	}
@@ -234,7 +244,8 @@ func (v *vm) copyOut(ctx context.Context, data []byte, pPtr, pSize uint64) Statu
 		v.fatal = err
 		return StatusInternalFailure
 	}
-	v.mem.Write(ptr, data)
+	dst, _ := v.mem.Read(ptr, uint32(len(data))) // alloc checked the range
+	copy(dst, data)
 	v.putU32(pPtr, ptr)
 	v.putU32(pSize, uint32(len(data)))
 	return StatusOK
@@ -533,28 +544,6 @@ func (v *vm) hGetHeaderMapValue(ctx context.Context, s []uint64) Status {
 		return v.copyOut(ctx, nil, s[3], s[4]) // 0.1.0: OK and empty
 	}
 	return StatusNotFound
-}
-
-// copyOutString is copyOut for a string, without converting it.
-func (v *vm) copyOutString(ctx context.Context, str string, pPtr, pSize uint64) Status {
-	if !v.writable(pPtr, pSize) {
-		return StatusInvalidMemoryAccess
-	}
-	if len(str) == 0 {
-		v.putU32(pPtr, 0)
-		v.putU32(pSize, 0)
-		return StatusOK
-	}
-	ptr, err := v.alloc(ctx, uint32(len(str)))
-	if err != nil {
-		v.fatal = err
-		return StatusInternalFailure
-	}
-	dst, _ := v.mem.Read(ptr, uint32(len(str)))
-	copy(dst, str)
-	v.putU32(pPtr, ptr)
-	v.putU32(pSize, uint32(len(str)))
-	return StatusOK
 }
 
 // keyEqual compares a header key from the guest with one of the host's,
