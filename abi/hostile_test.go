@@ -63,9 +63,10 @@ func TestHostilePointers(t *testing.T) {
 }
 
 // TestHostileAllocator: an allocator that returns 0 or a pointer outside
-// memory fails the plugin with an error that says so; nothing is written.
+// memory, or that calls a hostcall needing the allocator, fails the plugin
+// with an error that says so; nothing is written.
 func TestHostileAllocator(t *testing.T) {
-	for mode, want := range map[string]string{"x": "allocator returned 0", "xx": "outside its"} {
+	for mode, want := range map[string]string{"x": "allocator returned 0", "xx": "outside its", "xxx": "allocator called a hostcall that allocates"} {
 		forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
 			ctx := context.Background()
 			h := newHost(rt, &logSink{})

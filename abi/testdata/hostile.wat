@@ -2,7 +2,8 @@
 ;; hostcalls with pointers and lengths outside its memory, records each
 ;; status as one byte at 0x200 and logs those bytes. Its allocator misbehaves
 ;; on demand: the plugin configuration's length selects the mode (0 normal,
-;; 1 returns 0, 2 returns a pointer outside memory).
+;; 1 returns 0, 2 returns a pointer outside memory, 3 calls a hostcall that
+;; needs the allocator).
 (module
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (import "env" "proxy_get_log_level" (func $get_log_level (param i32) (result i32)))
@@ -39,6 +40,8 @@
     (local $p i32)
     (if (i32.eq (global.get $mode) (i32.const 1)) (then (return (i32.const 0))))
     (if (i32.eq (global.get $mode) (i32.const 2)) (then (return (i32.const 0xffffff00))))
+    (if (i32.eq (global.get $mode) (i32.const 3))
+      (then (drop (call $hpairs (i32.const 0) (i32.const 0x100) (i32.const 0x104)))))
     (local.set $p (global.get $heap))
     (global.set $heap (i32.add (global.get $heap) (local.get $size)))
     (if (i32.gt_u (global.get $heap) (i32.const 0xf000)) (then (global.set $heap (i32.const 0x8000))))
