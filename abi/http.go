@@ -76,15 +76,8 @@ func (s *HTTPStream) run(ctx context.Context, cb func(v *vm) callback, name stri
 	if s.local != nil {
 		return ActionPause, nil
 	}
-	if s.err == nil && v.failed.Load() {
-		s.err = v.failure()
-	}
-	if s.err != nil {
-		return s.failed(), nil
-	}
-	r, err := v.call(ctx, s.c, cb(v), name, uint64(s.c.id), a, b)
-	if err != nil {
-		s.err = err
+	r, ok := s.invoke(ctx, cb(v), name, a, b)
+	if !ok {
 		return s.failed(), nil
 	}
 	if s.local != nil {

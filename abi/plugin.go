@@ -128,6 +128,25 @@ func (s *stream) signal() {
 	}
 }
 
+// invoke runs a callback of the stream's context with (id, a, b); ok is
+// false when the plugin failed, in this call or before (s.err says why).
+// The VM's lock is held.
+func (s *stream) invoke(ctx context.Context, cb callback, name string, a, b uint64) (r uint64, ok bool) {
+	v := s.v
+	if s.err == nil && v.failed.Load() {
+		s.err = v.failure()
+	}
+	if s.err != nil {
+		return 0, false
+	}
+	r, err := v.call(ctx, s.c, cb, name, uint64(s.c.id), a, b)
+	if err != nil {
+		s.err = err
+		return 0, false
+	}
+	return r, true
+}
+
 // locked runs f under the VM's lock: the plugin may change the stream from
 // another goroutine's callback.
 func (s *stream) locked(f func()) {
