@@ -13,6 +13,13 @@
 // next chunk or at the end of the stream, where a paused plugin is waited for
 // (TCPStream.Wait) and its buffer passed on. Each direction may hold at most
 // Proxy.MaxBufferBytes in paused plugins.
+//
+// Limits: a plugin paused at the end of a stream (or in
+// proxy_on_new_connection) is waited for without a bound of its own (only
+// Serve's context ends the wait); a side that half-closed keeps the
+// connection open until the other side closes too, as a TCP proxy with
+// half-close does; and proxy_on_upstream_connection_close is only run when
+// the upstream was connected.
 package nettcp
 
 import (
