@@ -1,0 +1,120 @@
+// Command anywasm-proxy is a reverse proxy that runs Proxy-Wasm plugins on
+// the runtime a configuration file or the -runtime flag chooses.
+//
+//	anywasm-proxy -config proxy.yaml [-runtime wasmtime] [-log-level info] [-log-format text|json] [-check]
+//
+// The configuration (YAML or JSON) has HTTP and TCP listeners, named
+// clusters (upstreams of listeners and of plugin callouts) and, per
+// listener, a chain of plugins configured as Envoy's Wasm filters are; see
+// internal/proxy.Config and examples/proxy/proxy.yaml. The admin endpoint
+// serves /healthz, /metrics (Prometheus) and /plugins. A changed plugin
+// file is reloaded without dropping requests in flight (checked every
+// reload_interval and on SIGHUP); SIGINT or SIGTERM shut down gracefully.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/anywasm/anywasm/engine"
+	_ "github.com/anywasm/anywasm/engine/all"
+	"github.com/anywasm/anywasm/internal/proxy"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, nil))
+}
+
+// run runs the proxy until a signal, or until ctx is done. ready, when
+// non-nil, receives the proxy once it serves.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- *proxy.Proxy) int {
+	fs := flag.NewFlagSet("anywasm-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("config", "", "configuration file (YAML or JSON)")
+	runtime := fs.String("runtime", "", "runtime of every plugin, overriding the configuration (compiled in: "+strings.Join(engine.Runtimes(), ", ")+")")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *config == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: anywasm-proxy -config FILE [-runtime NAME] [-log-level LEVEL] [-log-format text|json] [-check]")
+		return 2
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "-log-level: %v\n", err)
+		return 2
+	}
+	hopts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
+	switch *format {
+	case "text":
+		h = slog.NewTextHandler(stderr, hopts)
+	case "json":
+		h = slog.NewJSONHandler(stderr, hopts)
+	default:
+		fmt.Fprintf(stderr, "-log-format: %q: want text or json\n", *format)
+		return 2
+	}
+	log := slog.New(h)
+	cfg, err := proxy.LoadConfig(*config)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: ok\n", *config)
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	p, err := proxy.Start(ctx, cfg, proxy.Options{Runtime: *runtime, Logger: log})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	for _, l := range cfg.Listeners {
+		log.Info("listening", "listener", l.Name, "address", p.Addr(l.Name).String())
+	}
+	if a := p.AdminAddr(); a != nil {
+		log.Info("admin", "address", a.String())
+	}
+	if ready != nil {
+		ready <- p
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: checking plugin files", "reloaded", p.Reload(ctx))
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	stop()
+	timeout := 10 * time.Second
+	if cfg.ShutdownTimeout != nil {
+		timeout = cfg.ShutdownTimeout.Duration
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	log.Info("shutting down", "timeout", timeout)
+	if err := p.Shutdown(sctx); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,415 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/anywasm/anywasm/abi"
+	"github.com/anywasm/anywasm/engine"
+)
+
+// Config is the proxy's configuration file (YAML or JSON: YAML is read as
+// JSON, with the same field names). Plugin entries have the shape of
+// Envoy's Wasm filter configuration (envoy.extensions.wasm.v3.PluginConfig).
+type Config struct {
+	// Runtime is the runtime of plugins whose vm_config names none.
+	// Default wazero.
+	Runtime string `json:"runtime,omitempty"`
+	// CacheDir, when set, keeps compiled plugins on disk across restarts.
+	CacheDir  string     `json:"cache_dir,omitempty"`
+	Admin     Admin      `json:"admin"`
+	Listeners []Listener `json:"listeners"`
+	Clusters  []Cluster  `json:"clusters,omitempty"`
+	// ReloadInterval is how often plugin files are checked for changes
+	// (a changed file is loaded and swapped in without dropping requests);
+	// "0s" checks only on SIGHUP. Default 1s.
+	ReloadInterval *Duration `json:"reload_interval,omitempty"`
+	// ShutdownTimeout bounds the graceful shutdown. Default 10s.
+	ShutdownTimeout *Duration `json:"shutdown_timeout,omitempty"`
+}
+
+// Admin is the admin endpoint: /healthz, /metrics (Prometheus text format)
+// and /plugins.
+type Admin struct {
+	Address string `json:"address"`
+}
+
+// Listener accepts downstream connections: HTTP, through HTTP plugins to an
+// HTTP cluster, or TCP, through network plugins to a TCP cluster.
+type Listener struct {
+	Name    string       `json:"name"`
+	Address string       `json:"address"`
+	HTTP    *HTTPOptions `json:"http,omitempty"`
+	TCP     *TCPOptions  `json:"tcp,omitempty"`
+}
+
+// HTTPOptions are an HTTP listener's.
+type HTTPOptions struct {
+	// Cluster receives the requests the plugins let through; "echo"
+	// answers instead with what it received (for examples and load tests)
+	// when no cluster of that name is defined.
+	Cluster string `json:"cluster"`
+	// MaxBufferBytes bounds the body a paused plugin may buffer (default
+	// 1 MiB): 413 for a request, 500 for a response.
+	MaxBufferBytes int      `json:"max_buffer_bytes,omitempty"`
+	Filters        []Plugin `json:"filters,omitempty"`
+}
+
+// TCPOptions are a TCP listener's.
+type TCPOptions struct {
+	Cluster        string   `json:"cluster"`
+	MaxBufferBytes int      `json:"max_buffer_bytes,omitempty"`
+	Filters        []Plugin `json:"filters,omitempty"`
+}
+
+// Cluster is a named upstream: of listeners (http, tcp) and of the plugins'
+// callouts (http: proxy_http_call; grpc: proxy_grpc_call).
+type Cluster struct {
+	Name string `json:"name"`
+	// Type is http (default), grpc or tcp.
+	Type string `json:"type,omitempty"`
+	// Address is host:port; for http a URL ("http://host:port") works too.
+	Address string `json:"address"`
+}
+
+// Plugin is one Wasm filter, in the shape of Envoy's PluginConfig.
+type Plugin struct {
+	Name          string   `json:"name"`
+	RootID        string   `json:"root_id,omitempty"`
+	VMConfig      VMConfig `json:"vm_config"`
+	Configuration Value    `json:"configuration,omitempty"`
+	// FailurePolicy is FAIL_CLOSED (default), FAIL_OPEN or FAIL_RELOAD.
+	FailurePolicy string `json:"failure_policy,omitempty"`
+	// FailOpen is Envoy's older boolean form of FAIL_OPEN.
+	FailOpen bool `json:"fail_open,omitempty"`
+	// PoolSize is the number of VMs requests are spread over (default 1).
+	PoolSize int `json:"pool_size,omitempty"`
+	// CallTimeout bounds each callback ("100ms"); needs a runtime that
+	// can interrupt a guest.
+	CallTimeout *Duration `json:"call_timeout,omitempty"`
+}
+
+// VMConfig is Envoy's VmConfig.
+type VMConfig struct {
+	VMID string `json:"vm_id,omitempty"`
+	// Runtime is wazero, wasmtime or wasmer; Envoy's
+	// "envoy.wasm.runtime.<name>" is accepted too.
+	Runtime              string       `json:"runtime,omitempty"`
+	Code                 Code         `json:"code"`
+	Configuration        Value        `json:"configuration,omitempty"`
+	EnvironmentVariables *Environment `json:"environment_variables,omitempty"`
+}
+
+// Code locates the module: Envoy's {local: {filename: ...}}.
+type Code struct {
+	Local struct {
+		Filename string `json:"filename"`
+	} `json:"local"`
+}
+
+// Environment is Envoy's EnvironmentVariables: host variables passed on by
+// name, and fixed values.
+type Environment struct {
+	HostEnvKeys []string          `json:"host_env_keys,omitempty"`
+	KeyValues   map[string]string `json:"key_values,omitempty"`
+}
+
+// Value is a configuration: a string, an Envoy Any holding a StringValue
+// ({"@type": "type.googleapis.com/google.protobuf.StringValue", "value":
+// "..."}), or any other JSON value, which the plugin gets serialized.
+type Value struct {
+	raw json.RawMessage
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (v *Value) UnmarshalJSON(b []byte) error {
+	v.raw = append(json.RawMessage(nil), b...)
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler.
+func (v Value) MarshalJSON() ([]byte, error) {
+	if v.raw == nil {
+		return []byte("null"), nil
+	}
+	return v.raw, nil
+}
+
+// Bytes returns what the plugin gets.
+func (v Value) Bytes() ([]byte, error) {
+	b := bytes.TrimSpace(v.raw)
+	if len(b) == 0 || string(b) == "null" {
+		return nil, nil
+	}
+	switch b[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, err
+		}
+		return []byte(s), nil
+	case '{':
+		var a struct {
+			Type  string          `json:"@type"`
+			Value json.RawMessage `json:"value"`
+		}
+		if err := json.Unmarshal(b, &a); err == nil && a.Type != "" {
+			if !strings.HasSuffix(a.Type, "google.protobuf.StringValue") {
+				return nil, fmt.Errorf("@type %q: only google.protobuf.StringValue is understood (or give a string or any JSON value)", a.Type)
+			}
+			var s string
+			if err := json.Unmarshal(a.Value, &s); err != nil {
+				return nil, fmt.Errorf("value of a StringValue: %w", err)
+			}
+			return []byte(s), nil
+		}
+	}
+	return b, nil
+}
+
+// Duration is a time.Duration written as "1.5s".
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"250ms\" or \"2s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %s", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// LoadConfig reads and validates a configuration file. Relative plugin
+// filenames are relative to the file's directory.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	for _, l := range c.Listeners {
+		for i := range l.filters() {
+			f := &l.filters()[i].VMConfig.Code.Local.Filename
+			if !filepath.IsAbs(*f) {
+				*f = filepath.Join(dir, *f)
+			}
+		}
+	}
+	if c.CacheDir != "" && !filepath.IsAbs(c.CacheDir) {
+		c.CacheDir = filepath.Join(dir, c.CacheDir)
+	}
+	return c, nil
+}
+
+// ParseConfig parses and validates a configuration (YAML or JSON). Unknown
+// fields are refused; every error names the field.
+func ParseConfig(b []byte) (*Config, error) {
+	var c Config
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (l *Listener) filters() []Plugin {
+	switch {
+	case l.HTTP != nil:
+		return l.HTTP.Filters
+	case l.TCP != nil:
+		return l.TCP.Filters
+	}
+	return nil
+}
+
+// RuntimeName maps a configured runtime name to an engine name.
+func RuntimeName(s string) string {
+	return strings.TrimPrefix(s, "envoy.wasm.runtime.")
+}
+
+// FailurePolicy returns the plugin's policy.
+func (p *Plugin) Policy() (abi.FailurePolicy, error) {
+	switch p.FailurePolicy {
+	case "":
+		if p.FailOpen {
+			return abi.FailOpen, nil
+		}
+		return abi.FailClosed, nil
+	case "FAIL_CLOSED", "UNSPECIFIED":
+		return abi.FailClosed, nil
+	case "FAIL_OPEN":
+		return abi.FailOpen, nil
+	case "FAIL_RELOAD":
+		return abi.FailReload, nil
+	}
+	return 0, fmt.Errorf("%q: want FAIL_CLOSED, FAIL_OPEN or FAIL_RELOAD", p.FailurePolicy)
+}
+
+// EchoCluster is the built-in HTTP upstream that answers with what it got.
+const EchoCluster = "echo"
+
+// Validate checks the configuration; the error names the field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	known := engine.Runtimes()
+	checkRuntime := func(field, name string) {
+		if name != "" && !slices.Contains(known, RuntimeName(name)) {
+			bad(field, "runtime %q is not in this binary (it has %s; wasmer needs -tags anywasm_wasmer, the cgo runtimes CGO_ENABLED=1)",
+				name, strings.Join(known, ", "))
+		}
+	}
+	checkRuntime("runtime", c.Runtime)
+	if c.Admin.Address != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Address); err != nil {
+			bad("admin.address", "%v", err)
+		}
+	}
+	clusters := map[string]*Cluster{}
+	for i := range c.Clusters {
+		cl := &c.Clusters[i]
+		f := fmt.Sprintf("clusters[%d]", i)
+		if cl.Name == "" {
+			bad(f+".name", "missing")
+		} else if clusters[cl.Name] != nil {
+			bad(f+".name", "duplicate cluster %q", cl.Name)
+		}
+		clusters[cl.Name] = cl
+		switch cl.Type {
+		case "":
+			cl.Type = "http"
+		case "http", "grpc", "tcp":
+		default:
+			bad(f+".type", "%q: want http, grpc or tcp", cl.Type)
+		}
+		switch {
+		case cl.Address == "":
+			bad(f+".address", "missing")
+		case cl.Type == "http" && strings.Contains(cl.Address, "://"):
+			if u, err := url.Parse(cl.Address); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+				bad(f+".address", "%q: want host:port or an http(s) URL", cl.Address)
+			}
+		default:
+			if _, _, err := net.SplitHostPort(cl.Address); err != nil {
+				bad(f+".address", "%v", err)
+			}
+		}
+	}
+	if len(c.Listeners) == 0 {
+		bad("listeners", "none: the proxy needs at least one")
+	}
+	names := map[string]bool{}
+	addrs := map[string]bool{c.Admin.Address: c.Admin.Address != ""}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		f := fmt.Sprintf("listeners[%d]", i)
+		if l.Name == "" {
+			l.Name = fmt.Sprintf("listener%d", i)
+		}
+		if names[l.Name] {
+			bad(f+".name", "duplicate listener %q", l.Name)
+		}
+		names[l.Name] = true
+		if _, _, err := net.SplitHostPort(l.Address); err != nil {
+			bad(f+".address", "%v", err)
+		} else if addrs[l.Address] && !strings.HasSuffix(l.Address, ":0") {
+			bad(f+".address", "%s is used twice", l.Address)
+		}
+		addrs[l.Address] = true
+		var cluster, want string
+		switch {
+		case l.HTTP != nil && l.TCP != nil:
+			bad(f, "both http and tcp: a listener is one or the other")
+			continue
+		case l.HTTP != nil:
+			f += ".http"
+			cluster, want = l.HTTP.Cluster, "http"
+			if l.HTTP.MaxBufferBytes < 0 {
+				bad(f+".max_buffer_bytes", "negative")
+			}
+		case l.TCP != nil:
+			f += ".tcp"
+			cluster, want = l.TCP.Cluster, "tcp"
+			if l.TCP.MaxBufferBytes < 0 {
+				bad(f+".max_buffer_bytes", "negative")
+			}
+		default:
+			bad(f, "neither http nor tcp")
+			continue
+		}
+		cl := clusters[cluster]
+		switch {
+		case cluster == "":
+			bad(f+".cluster", "missing")
+		case cl == nil && !(want == "http" && cluster == EchoCluster):
+			bad(f+".cluster", "unknown cluster %q (clusters: %s)", cluster, clusterNames(c.Clusters))
+		case cl != nil && cl.Type != want:
+			bad(f+".cluster", "cluster %q is of type %s, a %s listener needs %s", cluster, cl.Type, want, want)
+		}
+		for j := range l.filters() {
+			p := &l.filters()[j]
+			pf := fmt.Sprintf("%s.filters[%d]", f, j)
+			if p.Name == "" {
+				bad(pf+".name", "missing")
+			}
+			if p.VMConfig.Code.Local.Filename == "" {
+				bad(pf+".vm_config.code.local.filename", "missing")
+			}
+			checkRuntime(pf+".vm_config.runtime", p.VMConfig.Runtime)
+			if _, err := p.Policy(); err != nil {
+				bad(pf+".failure_policy", "%v", err)
+			}
+			if p.PoolSize < 0 {
+				bad(pf+".pool_size", "negative")
+			}
+			if _, err := p.Configuration.Bytes(); err != nil {
+				bad(pf+".configuration", "%v", err)
+			}
+			if _, err := p.VMConfig.Configuration.Bytes(); err != nil {
+				bad(pf+".vm_config.configuration", "%v", err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func clusterNames(cs []Cluster) string {
+	var s []string
+	for _, c := range cs {
+		s = append(s, c.Name)
+	}
+	if len(s) == 0 {
+		return "none defined"
+	}
+	return strings.Join(s, ", ")
+}

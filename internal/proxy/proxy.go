@@ -1,0 +1,498 @@
+// Package proxy is the reverse proxy of cmd/anywasm-proxy: HTTP and TCP
+// listeners whose traffic runs through Proxy-Wasm plugins (abi/nethttp,
+// abi/nettcp) on the runtime the configuration or the -runtime flag
+// chooses, with an admin endpoint for health and Prometheus metrics, plugin
+// files reloaded without dropping requests in flight, and graceful
+// shutdown.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/anywasm/anywasm/abi"
+	"github.com/anywasm/anywasm/abi/grpcupstream"
+	"github.com/anywasm/anywasm/abi/nethttp"
+	"github.com/anywasm/anywasm/abi/nettcp"
+	"github.com/anywasm/anywasm/abi/promcollector"
+	"github.com/anywasm/anywasm/engine"
+)
+
+// Options are what the command line adds to a configuration.
+type Options struct {
+	// Runtime, when set, overrides the runtime of every plugin.
+	Runtime string
+	// Logger receives the proxy's and the plugins' logs. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Proxy is a running proxy.
+type Proxy struct {
+	cfg       *Config
+	log       *slog.Logger
+	runtimes  map[string]*engine.Runtime
+	hosts     map[string]*abi.Host
+	interrupt map[string]bool
+	grpc      *grpcupstream.Clusters
+	slots     []*slot
+	http      []*httpListener
+	tcp       []*tcpListener
+	admin     *http.Server
+	adminLn   net.Listener
+	reg       *prometheus.Registry
+	metrics   *proxyMetrics
+	draining  atomic.Bool
+	stop      context.CancelFunc // the reload loop and TCP connections
+	ctx       context.Context
+	wg        sync.WaitGroup // reload loop, TCP connections, retired plugins
+	closed    sync.Once
+}
+
+type httpListener struct {
+	name string
+	ln   net.Listener
+	srv  *http.Server
+}
+
+type tcpListener struct {
+	name  string
+	ln    net.Listener
+	proxy nettcp.Proxy
+	chain *chain
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// Start opens the runtimes, loads every plugin (a plugin that fails to load
+// fails Start, naming it), binds the listeners and serves.
+func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Runtime != "" && !slices.Contains(engine.Runtimes(), RuntimeName(opts.Runtime)) {
+		return nil, fmt.Errorf("-runtime %s: not in this binary (it has %s)", opts.Runtime, strings.Join(engine.Runtimes(), ", "))
+	}
+	p := &Proxy{cfg: cfg, log: opts.Logger, runtimes: map[string]*engine.Runtime{}, hosts: map[string]*abi.Host{}}
+	p.ctx, p.stop = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			_ = p.Shutdown(context.Background())
+		}
+	}()
+	p.reg = prometheus.NewRegistry()
+	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p.metrics = newProxyMetrics(p.reg)
+
+	upstreams, err := p.upstreams()
+	if err != nil {
+		return nil, err
+	}
+	// A runtime is opened able to interrupt guests when one of its plugins
+	// has a call timeout.
+	p.interrupt = map[string]bool{}
+	for i := range cfg.Listeners {
+		for _, f := range cfg.Listeners[i].filters() {
+			if f.CallTimeout != nil && f.CallTimeout.Duration > 0 {
+				p.interrupt[p.runtimeOf(&f, opts.Runtime)] = true
+			}
+		}
+	}
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		kind := "http"
+		if l.TCP != nil {
+			kind = "tcp"
+		}
+		c := &chain{}
+		for j := range l.filters() {
+			field := fmt.Sprintf("listeners[%d].%s.filters[%d]", i, kind, j)
+			s, err := p.loadSlot(ctx, field, &l.filters()[j], opts.Runtime, upstreams)
+			if err != nil {
+				return nil, err
+			}
+			c.slots = append(c.slots, s)
+		}
+		if err := p.listen(l, c); err != nil {
+			return nil, fmt.Errorf("listeners[%d] (%s): %w", i, l.Name, err)
+		}
+	}
+	if cfg.Admin.Address != "" {
+		ln, err := net.Listen("tcp", cfg.Admin.Address)
+		if err != nil {
+			return nil, fmt.Errorf("admin.address: %w", err)
+		}
+		p.adminLn = ln
+		p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = p.admin.Serve(ln) }()
+	}
+	for _, h := range p.http {
+		go func() {
+			if err := h.srv.Serve(h.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				p.log.Error("listener stopped", "listener", h.name, "err", err)
+			}
+		}()
+	}
+	for _, t := range p.tcp {
+		p.wg.Go(func() { p.serveTCP(t) })
+	}
+	interval := time.Second
+	if cfg.ReloadInterval != nil {
+		interval = cfg.ReloadInterval.Duration
+	}
+	if interval > 0 && len(p.slots) > 0 {
+		p.wg.Go(func() { p.watch(interval) })
+	}
+	p.log.Info("proxy started", "listeners", len(p.http)+len(p.tcp), "plugins", len(p.slots), "runtimes", strings.Join(p.runtimeNames(), ","))
+	return p, nil
+}
+
+func (p *Proxy) runtimeNames() []string {
+	var s []string
+	for n := range p.runtimes {
+		s = append(s, n)
+	}
+	slices.Sort(s)
+	return s
+}
+
+// upstreams builds the callout upstreams of the clusters.
+func (p *Proxy) upstreams() (abi.Options, error) {
+	var o abi.Options
+	httpc := map[string]string{}
+	grpcc := map[string]string{}
+	for _, c := range p.cfg.Clusters {
+		switch c.Type {
+		case "http":
+			httpc[c.Name] = clusterURL(c.Address)
+		case "grpc":
+			grpcc[c.Name] = c.Address
+		}
+	}
+	if len(httpc) > 0 {
+		o.Upstreams = &abi.HTTPUpstreams{Clusters: httpc, Client: &http.Client{Timeout: 60 * time.Second}}
+	}
+	if len(grpcc) > 0 {
+		g, err := grpcupstream.New(grpcc)
+		if err != nil {
+			return o, fmt.Errorf("clusters: %w", err)
+		}
+		p.grpc = g
+		o.GRPCUpstreams = g
+	}
+	return o, nil
+}
+
+func clusterURL(addr string) string {
+	if strings.Contains(addr, "://") {
+		return addr
+	}
+	return "http://" + addr
+}
+
+// host returns the host of a runtime, opening the runtime the first time.
+func (p *Proxy) host(name string, o abi.Options) (*abi.Host, error) {
+	if h := p.hosts[name]; h != nil {
+		return h, nil
+	}
+	c := engine.NewConfig().WithInterruptOnContextDone(p.interrupt[name])
+	if p.cfg.CacheDir != "" {
+		c = c.WithCompilationCache(p.cfg.CacheDir)
+	}
+	rt, err := engine.Open(name, c)
+	if err != nil {
+		return nil, err
+	}
+	p.runtimes[name] = rt
+	o.Logger = p.log
+	h := abi.NewHost(rt, o)
+	p.hosts[name] = h
+	p.reg.MustRegister(promcollector.New(h.Metrics(), prometheus.Labels{"runtime": name}))
+	return h, nil
+}
+
+// pluginConfig converts a filter's configuration.
+func pluginConfig(f *Plugin) (abi.PluginConfig, error) {
+	policy, err := f.Policy()
+	if err != nil {
+		return abi.PluginConfig{}, fmt.Errorf("failure_policy: %w", err)
+	}
+	conf, err := f.Configuration.Bytes()
+	if err != nil {
+		return abi.PluginConfig{}, fmt.Errorf("configuration: %w", err)
+	}
+	vmConf, err := f.VMConfig.Configuration.Bytes()
+	if err != nil {
+		return abi.PluginConfig{}, fmt.Errorf("vm_config.configuration: %w", err)
+	}
+	env := map[string]string{}
+	if e := f.VMConfig.EnvironmentVariables; e != nil {
+		for _, k := range e.HostEnvKeys {
+			if v, ok := os.LookupEnv(k); ok {
+				env[k] = v
+			}
+		}
+		for k, v := range e.KeyValues {
+			env[k] = v
+		}
+	}
+	c := abi.PluginConfig{Name: f.Name, RootID: f.RootID, VMID: f.VMConfig.VMID, Configuration: conf,
+		VMConfiguration: vmConf, Environment: env, FailurePolicy: policy, PoolSize: f.PoolSize}
+	if f.CallTimeout != nil {
+		c.CallTimeout = f.CallTimeout.Duration
+	}
+	return c, nil
+}
+
+func (p *Proxy) runtimeOf(f *Plugin, override string) string {
+	for _, r := range []string{override, f.VMConfig.Runtime, p.cfg.Runtime} {
+		if r != "" {
+			return RuntimeName(r)
+		}
+	}
+	if rs := engine.Runtimes(); !slices.Contains(rs, "wazero") && len(rs) > 0 {
+		return rs[0]
+	}
+	return "wazero"
+}
+
+// loadSlot loads a filter's plugin into a reloadable slot.
+func (p *Proxy) loadSlot(ctx context.Context, field string, f *Plugin, override string, o abi.Options) (*slot, error) {
+	pc, err := pluginConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s.%w", field, err)
+	}
+	rt := p.runtimeOf(f, override)
+	h, err := p.host(rt, o)
+	if err != nil {
+		if pc.CallTimeout > 0 && errors.Is(err, engine.ErrNotSupported) {
+			return nil, fmt.Errorf("%s.call_timeout: runtime %s cannot interrupt a running guest: %w", field, rt, err)
+		}
+		return nil, fmt.Errorf("%s.vm_config.runtime: %w", field, err)
+	}
+	s := &slot{proxy: p, field: field, host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	p.slots = append(p.slots, s)
+	return s, nil
+}
+
+// listen binds a listener.
+func (p *Proxy) listen(l *Listener, c *chain) error {
+	ln, err := net.Listen("tcp", l.Address)
+	if err != nil {
+		return fmt.Errorf("address: %w", err)
+	}
+	if l.TCP != nil {
+		cl := p.cluster(l.TCP.Cluster)
+		t := &tcpListener{name: l.Name, ln: ln, chain: c, conns: map[net.Conn]struct{}{}}
+		t.proxy = nettcp.Proxy{Logger: p.log, MaxBufferBytes: l.TCP.MaxBufferBytes,
+			Dial: func(ctx context.Context) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", cl.Address)
+			}}
+		p.tcp = append(p.tcp, t)
+		return nil
+	}
+	var next http.Handler
+	if cl := p.cluster(l.HTTP.Cluster); cl != nil {
+		next = p.reverseProxy(l.Name, cl)
+	} else {
+		next = echoHandler{}
+	}
+	h := nethttp.New(next, c, nethttp.Options{MaxBufferBytes: l.HTTP.MaxBufferBytes, Logger: p.log})
+	h = p.metrics.instrument(l.Name, h)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
+	p.http = append(p.http, &httpListener{name: l.Name, ln: ln, srv: srv})
+	return nil
+}
+
+func (p *Proxy) cluster(name string) *Cluster {
+	for i := range p.cfg.Clusters {
+		if p.cfg.Clusters[i].Name == name {
+			return &p.cfg.Clusters[i]
+		}
+	}
+	return nil
+}
+
+// reverseProxy forwards to an HTTP cluster, keeping the request's
+// authority (as Envoy does without host_rewrite) and its trailers.
+func (p *Proxy) reverseProxy(listener string, cl *Cluster) http.Handler {
+	u, _ := url.Parse(clusterURL(cl.Address))
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 1024
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Host = pr.In.Host
+			pr.Out.Trailer = pr.In.Trailer
+			pr.SetXForwarded()
+		},
+		Transport: tr,
+		ErrorLog:  log.New(io.Discard, "", 0),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			p.log.Warn("upstream error", "listener", listener, "cluster", cl.Name, "err", err)
+			w.WriteHeader(http.StatusBadGateway)
+		},
+	}
+}
+
+// echoHandler is the built-in "echo" cluster: it answers with the request
+// line, the headers it received and the body.
+type echoHandler struct{}
+
+func (echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s\nhost: %s\n", r.Method, r.URL.RequestURI(), r.Proto, r.Host)
+	keys := make([]string, 0, len(r.Header))
+	for k := range r.Header {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range r.Header[k] {
+			fmt.Fprintf(&b, "%s: %s\n", strings.ToLower(k), v)
+		}
+	}
+	body, _ := io.ReadAll(r.Body)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()+1+len(body)))
+	_, _ = io.WriteString(w, b.String())
+	_, _ = io.WriteString(w, "\n")
+	_, _ = w.Write(body)
+}
+
+func (p *Proxy) serveTCP(t *tcpListener) {
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				p.log.Error("tcp listener stopped", "listener", t.name, "err", err)
+			}
+			return
+		}
+		t.mu.Lock()
+		t.conns[c] = struct{}{}
+		t.mu.Unlock()
+		p.metrics.tcpConns.WithLabelValues(t.name).Inc()
+		p.wg.Go(func() {
+			defer func() {
+				t.mu.Lock()
+				delete(t.conns, c)
+				t.mu.Unlock()
+			}()
+			plugins := t.chain.Acquire()
+			defer t.chain.Release(plugins)
+			px := t.proxy
+			px.Plugins = plugins
+			if err := px.Serve(p.ctx, c); err != nil && !errors.Is(err, context.Canceled) {
+				p.log.Debug("tcp connection ended", "listener", t.name, "err", err)
+			}
+		})
+	}
+}
+
+// Addr returns the address a listener is bound to (the configuration may
+// say port 0).
+func (p *Proxy) Addr(listener string) net.Addr {
+	for _, h := range p.http {
+		if h.name == listener {
+			return h.ln.Addr()
+		}
+	}
+	for _, t := range p.tcp {
+		if t.name == listener {
+			return t.ln.Addr()
+		}
+	}
+	return nil
+}
+
+// AdminAddr returns the admin endpoint's address, nil without one.
+func (p *Proxy) AdminAddr() net.Addr {
+	if p.adminLn == nil {
+		return nil
+	}
+	return p.adminLn.Addr()
+}
+
+// Shutdown stops accepting, reports unhealthy, waits for exchanges in
+// flight until ctx is done (then closes what is left), and closes plugins,
+// hosts and runtimes.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	var err error
+	p.closed.Do(func() {
+		p.draining.Store(true)
+		var wg sync.WaitGroup
+		for _, h := range p.http {
+			wg.Go(func() {
+				if e := h.srv.Shutdown(ctx); e != nil {
+					_ = h.srv.Close()
+				}
+			})
+		}
+		for _, t := range p.tcp {
+			_ = t.ln.Close()
+		}
+		wg.Wait()
+		// TCP connections get what is left of ctx to end by themselves.
+		for _, t := range p.tcp {
+			for !t.idle() && ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+		}
+		p.stop()
+		p.wg.Wait()
+		cctx := context.WithoutCancel(ctx)
+		for _, s := range p.slots {
+			s.close(cctx)
+		}
+		for _, h := range p.hosts {
+			err = errors.Join(err, h.Close(cctx))
+		}
+		for _, rt := range p.runtimes {
+			err = errors.Join(err, rt.Close(cctx))
+		}
+		if p.grpc != nil {
+			err = errors.Join(err, p.grpc.Close())
+		}
+		if p.admin != nil {
+			_ = p.admin.Close()
+		}
+		p.log.Info("proxy stopped")
+	})
+	return err
+}
+
+func (t *tcpListener) idle() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns) == 0
+}

@@ -1,0 +1,223 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anywasm/anywasm/abi"
+)
+
+// slot holds the current plugin of one filter. A changed plugin file is
+// loaded beside the running plugin and swapped in; the old plugin keeps the
+// exchanges it has and is closed when the last of them ends.
+type slot struct {
+	proxy   *Proxy
+	field   string // names the filter in errors: listeners[0].http.filters[1]
+	host    *abi.Host
+	runtime string
+	cfg     abi.PluginConfig
+	path    string
+
+	reloadMu sync.Mutex // one load at a time
+	mod      fileStamp  // the file as last loaded (or tried)
+
+	mu   sync.RWMutex
+	cur  *generation
+	gens map[*abi.Plugin]*generation // current and draining
+	n    int                         // generations loaded
+}
+
+type fileStamp struct {
+	size  int64
+	mtime time.Time
+	sum   [32]byte
+}
+
+type generation struct {
+	p        *abi.Plugin
+	n        int
+	sum      [32]byte
+	loadedAt time.Time
+	refs     atomic.Int64
+	retired  atomic.Bool
+	once     sync.Once
+}
+
+// load reads the file and loads it; on success the new plugin becomes the
+// current one.
+func (s *slot) load(ctx context.Context) error {
+	st, err := os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("%s.vm_config.code.local.filename: %w", s.field, err)
+	}
+	wasm, err := os.ReadFile(s.path)
+	if err != nil {
+		return fmt.Errorf("%s.vm_config.code.local.filename: %w", s.field, err)
+	}
+	sum := sha256.Sum256(wasm)
+	s.mod = fileStamp{size: st.Size(), mtime: st.ModTime(), sum: sum}
+	p, err := s.host.Load(ctx, wasm, s.cfg)
+	if err != nil {
+		return fmt.Errorf("%s (plugin %s, %s, runtime %s): %w", s.field, s.cfg.Name, s.path, s.runtime, err)
+	}
+	s.mu.Lock()
+	s.n++
+	g := &generation{p: p, n: s.n, sum: sum, loadedAt: time.Now()}
+	if s.gens == nil {
+		s.gens = map[*abi.Plugin]*generation{}
+	}
+	s.gens[p] = g
+	old := s.cur
+	s.cur = g
+	if old != nil {
+		old.retired.Store(true)
+	}
+	s.mu.Unlock()
+	if old != nil && old.refs.Load() == 0 {
+		s.retire(old)
+	}
+	return nil
+}
+
+// reload loads the file again if it changed; it reports whether a new
+// plugin was swapped in. A file that fails to load leaves the running
+// plugin in place.
+func (s *slot) reload(ctx context.Context) (bool, error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	st, err := os.Stat(s.path)
+	if err != nil {
+		return false, err
+	}
+	if st.Size() == s.mod.size && st.ModTime().Equal(s.mod.mtime) {
+		return false, nil
+	}
+	wasm, err := os.ReadFile(s.path)
+	if err != nil {
+		return false, err
+	}
+	if sha256.Sum256(wasm) == s.mod.sum {
+		s.mod.size, s.mod.mtime = st.Size(), st.ModTime()
+		return false, nil
+	}
+	if err := s.load(ctx); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (s *slot) acquire() *abi.Plugin {
+	s.mu.RLock()
+	g := s.cur
+	g.refs.Add(1)
+	s.mu.RUnlock()
+	return g.p
+}
+
+func (s *slot) release(p *abi.Plugin) {
+	s.mu.RLock()
+	g := s.gens[p]
+	s.mu.RUnlock()
+	if g != nil && g.refs.Add(-1) == 0 && g.retired.Load() {
+		s.retire(g)
+	}
+}
+
+// retire closes a generation that has no exchange left, in the background.
+func (s *slot) retire(g *generation) {
+	g.once.Do(func() {
+		s.proxy.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := g.p.Close(ctx); err != nil {
+				s.proxy.log.Warn("closing a replaced plugin", "plugin", s.cfg.Name, "generation", g.n, "err", err)
+			}
+			s.mu.Lock()
+			delete(s.gens, g.p)
+			s.mu.Unlock()
+		})
+	})
+}
+
+// close closes every generation (at shutdown, when no exchange is left).
+func (s *slot) close(ctx context.Context) {
+	s.mu.Lock()
+	gens := make([]*generation, 0, len(s.gens))
+	for _, g := range s.gens {
+		gens = append(gens, g)
+	}
+	s.mu.Unlock()
+	for _, g := range gens {
+		g.once.Do(func() { _ = g.p.Close(ctx) })
+	}
+}
+
+// status describes the current generation for /plugins.
+func (s *slot) status() map[string]any {
+	s.mu.RLock()
+	g := s.cur
+	draining := len(s.gens) - 1
+	s.mu.RUnlock()
+	return map[string]any{
+		"name": s.cfg.Name, "filter": s.field, "runtime": s.runtime, "root_id": s.cfg.RootID, "vm_id": s.cfg.VMID,
+		"file": s.path, "sha256": hex.EncodeToString(g.sum[:]), "generation": g.n, "loaded_at": g.loadedAt.Format(time.RFC3339Nano),
+		"abi_version": g.p.ABIVersion().String(), "failure_policy": s.cfg.FailurePolicy.String(), "draining": draining,
+	}
+}
+
+// chain is a listener's filters; it implements nethttp.Chain.
+type chain struct {
+	slots []*slot
+}
+
+func (c *chain) Acquire() []*abi.Plugin {
+	ps := make([]*abi.Plugin, len(c.slots))
+	for i, s := range c.slots {
+		ps[i] = s.acquire()
+	}
+	return ps
+}
+
+func (c *chain) Release(ps []*abi.Plugin) {
+	for i, s := range c.slots {
+		s.release(ps[i])
+	}
+}
+
+// Reload checks every plugin file now (what SIGHUP does) and returns the
+// number of plugins swapped.
+func (p *Proxy) Reload(ctx context.Context) int {
+	n := 0
+	for _, s := range p.slots {
+		ok, err := s.reload(ctx)
+		switch {
+		case err != nil:
+			p.metrics.reloads.WithLabelValues(s.cfg.Name, "failed").Inc()
+			p.log.Error("plugin reload failed; the running plugin stays", "plugin", s.cfg.Name, "file", s.path, "err", err)
+		case ok:
+			n++
+			p.metrics.reloads.WithLabelValues(s.cfg.Name, "ok").Inc()
+			p.log.Info("plugin reloaded", "plugin", s.cfg.Name, "file", s.path)
+		}
+	}
+	return n
+}
+
+func (p *Proxy) watch(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.C:
+			p.Reload(p.ctx)
+		}
+	}
+}
