@@ -802,6 +802,23 @@ func (h *harness) testInterrupt(t *testing.T) {
 			t.Fatalf("i32_add with a deadline = %v %d", err, s[0])
 		}
 	}
+	// Calls under contexts that cannot be cancelled, on a runtime that
+	// interrupts: a runtime may watch each call's context from another
+	// goroutine after the call returned (wazero does), so whatever the
+	// backend wraps the context in must stay valid (this crashed once).
+	type key struct{}
+	vctx := context.WithValue(context.Background(), key{}, 1)
+	for i := 0; i < 20000; i++ {
+		s := []uint64{1, 2}
+		g, _ := inst3.Function("i32_add")
+		c := context.Background()
+		if i%2 == 1 {
+			c = vctx
+		}
+		if err := g.Call(c, s); err != nil || s[0] != 3 {
+			t.Fatalf("i32_add without a deadline = %v %d", err, s[0])
+		}
+	}
 	// An already-cancelled context is refused before the call.
 	done, cancelDone := context.WithCancel(context.Background())
 	cancelDone()

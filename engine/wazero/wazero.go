@@ -67,13 +67,17 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 		rc = rc.WithCompilationCache(c)
 	}
 	ctx := context.Background()
-	return &runtime{r: wazero.NewRuntimeWithConfig(ctx, rc), cache: cache, cacheDir: cacheDir}, nil
+	return &runtime{r: wazero.NewRuntimeWithConfig(ctx, rc), cache: cache, cacheDir: cacheDir,
+		interrupt: cfg.InterruptOnContextDone()}, nil
 }
 
 type runtime struct {
 	r        wazero.Runtime
 	cache    wazero.CompilationCache
 	cacheDir string
+	// interrupt: wazero closes modules on context done, and so watches
+	// the context of every call from a goroutine that may outlive it.
+	interrupt bool
 
 	mu     sync.Mutex
 	closed bool
@@ -314,10 +318,11 @@ type instance struct {
 }
 
 // enter returns the frame for a call under ctx. A call with a context that
-// cannot be cancelled uses the instance's inline frame for its depth. wazero
-// watches a cancellable context from another goroutine that may outlive the
-// call, so such a call (and any nested deeper than inlineFrames) gets a frame
-// of its own, never reused.
+// cannot be cancelled uses the instance's inline frame for its depth. On a
+// runtime that interrupts, wazero watches the context of every call from
+// another goroutine that may outlive the call, so there every call (and
+// elsewhere any nested deeper than inlineFrames) gets a frame of its own,
+// never reused.
 func (in *instance) enter(ctx context.Context) (fr *frame, cancellable bool) {
 	d := in.depth
 	in.depth++
@@ -325,6 +330,9 @@ func (in *instance) enter(ctx context.Context) (fr *frame, cancellable bool) {
 	bg := t == backgroundType || t == todoType
 	if !bg && ctx.Done() != nil {
 		return &frame{Context: ctx, inst: in}, true
+	}
+	if in.rt.interrupt {
+		return &frame{Context: ctx, inst: in, background: bg}, false
 	}
 	if d < inlineFrames {
 		fr := &in.frames[d]
