@@ -199,7 +199,10 @@ func (x *exchange) finish() {
 	}
 }
 
-var errAnswered = errors.New("nethttp: the exchange was answered by a plugin")
+// ErrAnswered is the error a handler gets from the request body or the
+// response writer once a plugin answered the exchange itself (or failed
+// closed): the handler should stop; the middleware sends the answer.
+var ErrAnswered = errors.New("nethttp: the exchange was answered by a plugin")
 
 // order returns the stream index of the i-th step of a direction: chain
 // order for the request, reverse for the response.
@@ -318,7 +321,7 @@ func (x *exchange) data(resp bool, from int, chunk []byte, eos bool) ([]byte, er
 		k := x.order(resp, i)
 		s, ok := x.lock(k)
 		if !ok {
-			return nil, errAnswered
+			return nil, ErrAnswered
 		}
 		if s == nil {
 			x.mu.Unlock()
@@ -342,17 +345,17 @@ func (x *exchange) data(resp bool, from int, chunk []byte, eos bool) ([]byte, er
 		x.mu.Unlock()
 		if lr := s.LocalResponse(); lr != nil {
 			x.answer(lr)
-			return nil, errAnswered
+			return nil, ErrAnswered
 		}
 		if held > x.m.opts.MaxBufferBytes {
 			x.answer(tooLarge(resp, x.plugins[k], x.m.opts.MaxBufferBytes))
-			return nil, errAnswered
+			return nil, ErrAnswered
 		}
 		if !eos {
 			return nil, nil
 		}
 		if !x.wait(s) {
-			return nil, errAnswered
+			return nil, ErrAnswered
 		}
 		chunk = x.take(resp, k)
 	}
@@ -597,7 +600,7 @@ func (b *requestBody) fill() {
 	}
 	t, ok := x.headers(requestTrailers, appendHeader(nil, b.orig.Trailer), false)
 	if !ok {
-		b.err = errAnswered
+		b.err = ErrAnswered
 		return
 	}
 	clear(b.orig.Trailer)
@@ -671,7 +674,7 @@ func (w *responseWriter) startHeaders(eos bool) bool {
 	w.started = true
 	x := w.x
 	if x.localResponse() != nil { // answered while the request went on
-		w.err = errAnswered
+		w.err = ErrAnswered
 		return false
 	}
 	if w.status == 0 {
@@ -694,7 +697,7 @@ func (w *responseWriter) startHeaders(eos bool) bool {
 	h = append(h, abi.Header{Key: ":status", Value: strconv.Itoa(w.status)})
 	h, ok := x.headers(responseHeaders, appendHeader(h, w.header), eos)
 	if !ok {
-		w.err = errAnswered
+		w.err = ErrAnswered
 		return false
 	}
 	out := x.w.Header()

@@ -178,28 +178,33 @@ func (v Value) Bytes() ([]byte, error) {
 	return b, nil
 }
 
-// Duration is a time.Duration written as "1.5s".
-type Duration struct{ time.Duration }
+// Duration is a duration written as Go does ("250ms", "1.5s"); Validate
+// parses it, so that an error names the field.
+type Duration string
 
-// UnmarshalJSON implements json.Unmarshaler.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("a duration is a string such as \"250ms\" or \"2s\"")
+// Get returns the duration; 0 when empty or invalid (Validate refuses
+// those).
+func (d *Duration) Get() time.Duration {
+	if d == nil {
+		return 0
 	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	if v < 0 {
-		return fmt.Errorf("negative duration %s", s)
-	}
-	d.Duration = v
-	return nil
+	v, _ := time.ParseDuration(string(*d))
+	return v
 }
 
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+func (d *Duration) check() error {
+	if d == nil {
+		return nil
+	}
+	v, err := time.ParseDuration(string(*d))
+	if err != nil {
+		return fmt.Errorf("%q: want a duration such as \"250ms\" or \"2s\"", string(*d))
+	}
+	if v < 0 {
+		return fmt.Errorf("%q: negative", string(*d))
+	}
+	return nil
+}
 
 // LoadConfig reads and validates a configuration file. Relative plugin
 // filenames are relative to the file's directory.
@@ -290,6 +295,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkRuntime("runtime", c.Runtime)
+	if err := c.ReloadInterval.check(); err != nil {
+		bad("reload_interval", "%v", err)
+	}
+	if err := c.ShutdownTimeout.check(); err != nil {
+		bad("shutdown_timeout", "%v", err)
+	}
 	if c.Admin.Address != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Address); err != nil {
 			bad("admin.address", "%v", err)
@@ -388,6 +399,9 @@ func (c *Config) Validate() error {
 			checkRuntime(pf+".vm_config.runtime", p.VMConfig.Runtime)
 			if _, err := p.Policy(); err != nil {
 				bad(pf+".failure_policy", "%v", err)
+			}
+			if err := p.CallTimeout.check(); err != nil {
+				bad(pf+".call_timeout", "%v", err)
 			}
 			if p.PoolSize < 0 {
 				bad(pf+".pool_size", "negative")

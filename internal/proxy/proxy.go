@@ -8,6 +8,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -111,7 +112,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 	p.interrupt = map[string]bool{}
 	for i := range cfg.Listeners {
 		for _, f := range cfg.Listeners[i].filters() {
-			if f.CallTimeout != nil && f.CallTimeout.Duration > 0 {
+			if f.CallTimeout.Get() > 0 {
 				p.interrupt[p.runtimeOf(&f, opts.Runtime)] = true
 			}
 		}
@@ -156,7 +157,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 	}
 	interval := time.Second
 	if cfg.ReloadInterval != nil {
-		interval = cfg.ReloadInterval.Duration
+		interval = cfg.ReloadInterval.Get()
 	}
 	if interval > 0 && len(p.slots) > 0 {
 		p.wg.Go(func() { p.watch(interval) })
@@ -256,9 +257,7 @@ func pluginConfig(f *Plugin) (abi.PluginConfig, error) {
 	}
 	c := abi.PluginConfig{Name: f.Name, RootID: f.RootID, VMID: f.VMConfig.VMID, Configuration: conf,
 		VMConfiguration: vmConf, Environment: env, FailurePolicy: policy, PoolSize: f.PoolSize}
-	if f.CallTimeout != nil {
-		c.CallTimeout = f.CallTimeout.Duration
-	}
+	c.CallTimeout = f.CallTimeout.Get()
 	return c, nil
 }
 
@@ -274,13 +273,25 @@ func (p *Proxy) runtimeOf(f *Plugin, override string) string {
 	return "wazero"
 }
 
-// loadSlot loads a filter's plugin into a reloadable slot.
+// loadSlot loads a filter's plugin into a reloadable slot. A filter
+// configured exactly as an earlier one (the same plugin on two listeners)
+// shares its slot: one root context, as Envoy shares one for one plugin
+// configuration.
 func (p *Proxy) loadSlot(ctx context.Context, field string, f *Plugin, override string, o abi.Options) (*slot, error) {
 	pc, err := pluginConfig(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s.%w", field, err)
 	}
 	rt := p.runtimeOf(f, override)
+	key, _ := json.Marshal(struct {
+		Runtime string
+		Plugin  *Plugin
+	}{rt, f})
+	for _, s := range p.slots {
+		if s.key == string(key) {
+			return s, nil
+		}
+	}
 	h, err := p.host(rt, o)
 	if err != nil {
 		if pc.CallTimeout > 0 && errors.Is(err, engine.ErrNotSupported) {
@@ -288,7 +299,7 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, f *Plugin, override 
 		}
 		return nil, fmt.Errorf("%s.vm_config.runtime: %w", field, err)
 	}
-	s := &slot{proxy: p, field: field, host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename}
+	s := &slot{proxy: p, field: field, key: string(key), host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename}
 	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
@@ -352,7 +363,7 @@ func (p *Proxy) reverseProxy(listener string, cl *Cluster) http.Handler {
 		Transport: tr,
 		ErrorLog:  log.New(io.Discard, "", 0),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, nethttp.ErrAnswered) {
 				return
 			}
 			p.log.Warn("upstream error", "listener", listener, "cluster", cl.Name, "err", err)

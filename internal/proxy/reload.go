@@ -19,6 +19,7 @@ import (
 type slot struct {
 	proxy   *Proxy
 	field   string // names the filter in errors: listeners[0].http.filters[1]
+	key     string // the runtime and configuration: identical filters share a slot
 	host    *abi.Host
 	runtime string
 	cfg     abi.PluginConfig

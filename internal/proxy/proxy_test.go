@@ -1,0 +1,713 @@
+package proxy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anywasm/anywasm/engine"
+	_ "github.com/anywasm/anywasm/engine/all"
+	"github.com/anywasm/anywasm/internal/plugins"
+	"github.com/anywasm/anywasm/internal/proxy"
+)
+
+// logSink collects log messages.
+type logSink struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (s *logSink) Handle(_ context.Context, r slog.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	line := r.Level.String() + " " + r.Message
+	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+	s.lines = append(s.lines, line)
+	return nil
+}
+func (s *logSink) WithAttrs([]slog.Attr) slog.Handler { return s }
+func (s *logSink) WithGroup(string) slog.Handler      { return s }
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n")
+}
+func (s *logSink) count(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, l := range s.lines {
+		if strings.Contains(l, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// backend is the upstream of the HTTP listeners: it answers /info (the
+// callout plugin's call), holds /slow until released, and otherwise
+// answers "path=<path> body=<body>" with the request headers it got as
+// x-got-<name> response headers.
+type backend struct {
+	*httptest.Server
+	release chan struct{}
+	slow    chan struct{} // a /slow request arrived
+}
+
+func newBackend(t *testing.T) *backend {
+	b := &backend{release: make(chan struct{}), slow: make(chan struct{}, 10)}
+	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/info":
+			io.WriteString(w, "info")
+			return
+		case "/slow":
+			b.slow <- struct{}{}
+			<-b.release
+		}
+		for k, vs := range r.Header {
+			w.Header()["X-Got-"+k] = vs
+		}
+		fmt.Fprintf(w, "path=%s body=%s", r.URL.RequestURI(), body)
+	}))
+	t.Cleanup(b.Close)
+	return b
+}
+
+// echoTCP is a TCP upstream that echoes.
+func echoTCP(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// harness is a proxy started from a configuration on one runtime.
+type harness struct {
+	t    *testing.T
+	p    *proxy.Proxy
+	logs *logSink
+}
+
+func start(t *testing.T, runtime, config string) *harness {
+	t.Helper()
+	cfg, err := proxy.ParseConfig([]byte(config))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, config)
+	}
+	h := &harness{t: t, logs: &logSink{}}
+	p, err := proxy.Start(context.Background(), cfg, proxy.Options{Runtime: runtime, Logger: slog.New(h.logs)})
+	if err != nil {
+		t.Fatalf("start: %v\nlogs:\n%s", err, h.logs)
+	}
+	h.p = p
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return h
+}
+
+func (h *harness) url(listener, path string) string {
+	return "http://" + h.p.Addr(listener).String() + path
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (h *harness) do(method, url, body string, hdr ...string) reply {
+	h.t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if body == "" {
+		req.Body = http.NoBody
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v\nlogs:\n%s", method, url, err, h.logs)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, string(b)}
+}
+
+func forEachRuntime(t *testing.T, f func(t *testing.T, rt string)) {
+	for _, name := range engine.Runtimes() {
+		t.Run(name, func(t *testing.T) { f(t, name) })
+	}
+}
+
+// config is the configuration of most tests: one listener per behaviour.
+func config(t *testing.T, b *backend, tcpEcho string, interrupt bool) string {
+	p := func(name string) string { return plugins.Path(t, name) }
+	loop := ""
+	if interrupt {
+		loop = fmt.Sprintf(`
+  - name: loop
+    address: 127.0.0.1:0
+    http:
+      cluster: backend
+      filters:
+        - name: loop
+          call_timeout: 200ms
+          vm_config: {vm_id: loop, code: {local: {filename: %q}}}`, p("trap"))
+	}
+	return fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+reload_interval: 0s
+clusters:
+  - {name: backend, address: %q}
+  - {name: echo-tcp, type: tcp, address: %q}
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    http:
+      cluster: backend
+      max_buffer_bytes: 65536
+      filters:
+        - name: headers
+          vm_config: {vm_id: web, code: {local: {filename: %[3]q}}}
+        - name: body
+          vm_config: {vm_id: web-body, code: {local: {filename: %[4]q}}}
+        - name: deny
+          vm_config: {vm_id: web-deny, code: {local: {filename: %[5]q}}}
+  - name: callout
+    address: 127.0.0.1:0
+    http:
+      cluster: backend
+      filters:
+        - name: callout
+          vm_config: {vm_id: callout, code: {local: {filename: %[6]q}}}
+  - name: shared-a
+    address: 127.0.0.1:0
+    http:
+      cluster: backend
+      filters:
+        - name: shared-a
+          root_id: a
+          vm_config: {vm_id: shared, code: {local: {filename: %[7]q}}}
+  - name: shared-b
+    address: 127.0.0.1:0
+    http:
+      cluster: backend
+      filters:
+        - name: shared-b
+          root_id: b
+          vm_config: {vm_id: shared, code: {local: {filename: %[7]q}}}
+        - name: tick
+          vm_config: {vm_id: ticks, code: {local: {filename: %[8]q}}}
+  - name: trap-closed
+    address: 127.0.0.1:0
+    http:
+      cluster: backend
+      filters:
+        - name: trap-closed
+          failure_policy: FAIL_CLOSED
+          vm_config: {vm_id: trap-closed, code: {local: {filename: %[9]q}}}
+  - name: trap-open
+    address: 127.0.0.1:0
+    http:
+      cluster: backend
+      filters:
+        - name: trap-open
+          failure_policy: FAIL_OPEN
+          vm_config: {vm_id: trap-open, code: {local: {filename: %[9]q}}}
+        - name: headers
+          vm_config: {vm_id: web, code: {local: {filename: %[3]q}}}
+  - name: tcp
+    address: 127.0.0.1:0
+    tcp:
+      cluster: echo-tcp
+      filters:
+        - name: tcp
+          vm_config: {vm_id: tcp, code: {local: {filename: %[10]q}}}
+  - name: config
+    address: 127.0.0.1:0
+    http:
+      cluster: echo
+      filters:
+        - name: config
+          configuration: {"@type": type.googleapis.com/google.protobuf.StringValue, value: "plugin-conf"}
+          vm_config:
+            vm_id: config
+            configuration: vm-conf
+            environment_variables: {key_values: {A: b}}
+            code: {local: {filename: %[11]q}}
+%[12]s
+`, b.URL, tcpEcho, p("headers"), p("body"), p("local_response"), p("callout"), p("shared"), p("tick"), p("trap"), p("tcp"), p("config"), loop)
+}
+
+func interrupts(rt string) bool {
+	info, err := engine.Lookup(rt)
+	return err == nil && info.Capabilities.Has(engine.CapInterrupt)
+}
+
+// TestProxy sends real HTTP and TCP traffic through the proxy on every
+// runtime (chosen with Options.Runtime, the -runtime flag).
+func TestProxy(t *testing.T) {
+	b := newBackend(t)
+	tcpEcho := echoTCP(t)
+	forEachRuntime(t, func(t *testing.T, rt string) {
+		h := start(t, rt, config(t, b, tcpEcho, interrupts(rt)))
+
+		t.Run("headers and body", func(t *testing.T) {
+			r := h.do("POST", h.url("web", "/up?q=1"), "Hello Wasm")
+			if r.status != 200 || r.body != "path=/up?q=1 body=HELLO WASM\n-- anywasm" {
+				t.Errorf("%d %q", r.status, r.body)
+			}
+			if r.header.Get("X-Anywasm-Plugin") != "headers" || r.header.Get("X-Got-X-Anywasm-Seen") == "" {
+				t.Errorf("headers %v", r.header)
+			}
+		})
+		t.Run("local response", func(t *testing.T) {
+			r := h.do("GET", h.url("web", "/"), "", "X-Deny", "1")
+			if r.status != 403 || r.body != "denied\n" || r.header.Get("X-Denied-By") != "anywasm" {
+				t.Errorf("%d %q %v", r.status, r.body, r.header)
+			}
+		})
+		t.Run("buffer bound", func(t *testing.T) {
+			r := h.do("POST", h.url("web", "/"), strings.Repeat("x", 100<<10))
+			if r.status != 413 || !strings.Contains(r.body, "plugin body buffered more than 65536 bytes") {
+				t.Errorf("%d %q", r.status, r.body)
+			}
+		})
+		t.Run("callout", func(t *testing.T) {
+			r := h.do("GET", h.url("callout", "/"), "")
+			if r.status != 200 || r.header.Get("X-Got-X-Callout-Status") != "200" || r.header.Get("X-Got-X-Callout-Body") != "info" {
+				t.Errorf("%d %v", r.status, r.header)
+			}
+		})
+		t.Run("shared data between plugins", func(t *testing.T) {
+			a := h.do("GET", h.url("shared-a", "/a"), "")
+			bb := h.do("GET", h.url("shared-b", "/b"), "")
+			na, nb := a.header.Get("X-Got-X-Hits"), bb.header.Get("X-Got-X-Hits")
+			if na == "" || nb == "" || na == nb {
+				t.Errorf("hits %q then %q: two plugins of one vm_id share one counter", na, nb)
+			}
+			var x, y int
+			fmt.Sscan(na, &x)
+			fmt.Sscan(nb, &y)
+			if y != x+1 {
+				t.Errorf("hits %d then %d", x, y)
+			}
+		})
+		t.Run("ticks", func(t *testing.T) {
+			deadline := time.Now().Add(10 * time.Second)
+			for h.logs.count("tick 3") == 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if h.logs.count("tick 3") == 0 {
+				t.Errorf("no third tick:\n%s", h.logs)
+			}
+		})
+		t.Run("configuration", func(t *testing.T) {
+			r := h.do("GET", h.url("config", "/"), "")
+			if r.status != 200 || r.header.Get("X-Config") != "plugin-conf" {
+				t.Errorf("%d %v", r.status, r.header)
+			}
+			if h.logs.count(`config: vm configuration "vm-conf"`) == 0 {
+				t.Errorf("logs:\n%s", h.logs)
+			}
+		})
+		t.Run("trap fail closed", func(t *testing.T) {
+			r := h.do("GET", h.url("trap-closed", "/"), "", "X-Crash", "panic")
+			if r.status != 503 || !strings.Contains(r.body, "plugin trap-closed failed") {
+				t.Errorf("%d %q", r.status, r.body)
+			}
+			// The VM was replaced: the next request goes through.
+			if r := h.do("GET", h.url("trap-closed", "/next"), ""); r.status != 200 || r.body != "path=/next body=" {
+				t.Errorf("after the trap: %d %q", r.status, r.body)
+			}
+		})
+		t.Run("trap fail open", func(t *testing.T) {
+			r := h.do("GET", h.url("trap-open", "/"), "", "X-Crash", "panic")
+			if r.status != 200 || r.header.Get("X-Anywasm-Plugin") != "headers" {
+				t.Errorf("%d %q %v", r.status, r.body, r.header)
+			}
+			if r := h.do("GET", h.url("trap-open", "/next"), ""); r.status != 200 {
+				t.Errorf("after the trap: %d %q", r.status, r.body)
+			}
+		})
+		t.Run("infinite loop", func(t *testing.T) {
+			if !interrupts(rt) {
+				t.Skipf("%s cannot interrupt a guest (TestInterruptRefused checks the refusal)", rt)
+			}
+			r := h.do("GET", h.url("loop", "/"), "", "X-Crash", "loop")
+			if r.status != 503 {
+				t.Errorf("%d %q", r.status, r.body)
+			}
+			if r := h.do("GET", h.url("loop", "/next"), ""); r.status != 200 {
+				t.Errorf("after the loop: %d %q", r.status, r.body)
+			}
+		})
+		t.Run("tcp", func(t *testing.T) {
+			c, err := net.Dial("tcp", h.p.Addr("tcp").String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("ping"))
+			c.(*net.TCPConn).CloseWrite()
+			got, _ := io.ReadAll(c)
+			if string(got) != "ANYWASM:PING" {
+				t.Errorf("%q", got)
+			}
+		})
+		t.Run("concurrent", func(t *testing.T) {
+			var wg sync.WaitGroup
+			errs := make(chan error, 200)
+			for g := range 8 {
+				wg.Go(func() {
+					for i := range 15 {
+						body := fmt.Sprintf("g%d r%d", g, i)
+						req, _ := http.NewRequest("POST", h.url("web", "/c"), strings.NewReader(body))
+						resp, err := http.DefaultClient.Do(req)
+						if err != nil {
+							errs <- err
+							return
+						}
+						got, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						if want := "path=/c body=" + strings.ToUpper(body) + "\n-- anywasm"; resp.StatusCode != 200 || string(got) != want {
+							errs <- fmt.Errorf("%d %q, want %q", resp.StatusCode, got, want)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+		t.Run("admin", func(t *testing.T) {
+			admin := "http://" + h.p.AdminAddr().String()
+			if r := h.do("GET", admin+"/healthz", ""); r.status != 200 || r.body != "ok\n" {
+				t.Errorf("healthz %d %q", r.status, r.body)
+			}
+			m := h.do("GET", admin+"/metrics", "").body
+			for _, want := range []string{
+				`anywasm_proxy_http_requests_total{code="403",listener="web"} 1`,
+				`anywasm_proxy_http_requests_total{code="413",listener="web"} 1`,
+				`anywasm_proxy_tcp_connections_total{listener="tcp"} 1`,
+				"# TYPE anywasm_proxy_http_request_duration_seconds histogram",
+			} {
+				if !strings.Contains(m, want) {
+					t.Errorf("metrics lack %s", want)
+				}
+			}
+			var ps []map[string]any
+			if err := json.Unmarshal([]byte(h.do("GET", admin+"/plugins", "").body), &ps); err != nil || len(ps) < 10 {
+				t.Fatalf("plugins: %v %d", err, len(ps))
+			}
+			if ps[0]["runtime"] != rt || ps[0]["abi_version"] != "0.2.0" || ps[0]["filter"] != "listeners[0].http.filters[0]" {
+				t.Errorf("plugins[0] = %v", ps[0])
+			}
+		})
+	})
+}
+
+// TestPluginMetrics: the metrics plugins define reach /metrics with a
+// runtime label.
+func TestPluginMetrics(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt string) {
+		h := start(t, rt, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners:
+  - name: m
+    address: 127.0.0.1:0
+    http:
+      cluster: echo
+      filters:
+        - name: metrics
+          vm_config: {code: {local: {filename: %q}}}
+`, plugins.Path(t, "metrics")))
+		for range 3 {
+			h.do("GET", h.url("m", "/abc"), "")
+		}
+		m := h.do("GET", "http://"+h.p.AdminAddr().String()+"/metrics", "").body
+		for _, want := range []string{
+			fmt.Sprintf(`anywasm_requests_total{runtime=%q} 3`, rt),
+			fmt.Sprintf(`anywasm_last_path_len{runtime=%q} 4`, rt),
+			fmt.Sprintf(`anywasm_header_count_count{runtime=%q} 3`, rt),
+			"# TYPE anywasm_header_count histogram",
+		} {
+			if !strings.Contains(m, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+}
+
+// TestInterruptRefused: a call timeout on a runtime that cannot interrupt
+// is refused at start, naming the field.
+func TestInterruptRefused(t *testing.T) {
+	for _, rt := range engine.Runtimes() {
+		if interrupts(rt) {
+			continue
+		}
+		cfg, err := proxy.ParseConfig([]byte(fmt.Sprintf(`
+listeners:
+  - address: 127.0.0.1:0
+    http:
+      cluster: echo
+      filters:
+        - name: loop
+          call_timeout: 1s
+          vm_config: {code: {local: {filename: %q}}}
+`, plugins.Path(t, "trap"))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = proxy.Start(context.Background(), cfg, proxy.Options{Runtime: rt, Logger: slog.New(&logSink{})})
+		if err == nil || !strings.Contains(err.Error(), "listeners[0].http.filters[0].call_timeout") {
+			t.Errorf("%s: %v", rt, err)
+		}
+	}
+}
+
+// TestReload replaces a plugin file while a request is in flight: the
+// request ends on the old plugin, later ones run the new one; a broken file
+// leaves the running plugin in place.
+func TestReload(t *testing.T) {
+	b := newBackend(t)
+	forEachRuntime(t, func(t *testing.T, rt string) {
+		dir := t.TempDir()
+		file := filepath.Join(dir, "plugin.wasm")
+		copyFile(t, plugins.Path(t, "headers"), file)
+		h := start(t, rt, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+reload_interval: 0s
+clusters: [{name: backend, address: %q}]
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    http:
+      cluster: backend
+      filters:
+        - name: swap
+          vm_config: {code: {local: {filename: %q}}}
+`, b.URL, file))
+		inflight := make(chan reply)
+		go func() { inflight <- h.do("GET", h.url("web", "/slow"), "") }()
+		<-b.slow
+		copyFile(t, plugins.Path(t, "body"), file)
+		if n := h.p.Reload(context.Background()); n != 1 {
+			t.Fatalf("reloaded %d plugins\nlogs:\n%s", n, h.logs)
+		}
+		r := h.do("POST", h.url("web", "/new"), "new body")
+		if r.status != 200 || r.body != "path=/new body=NEW BODY\n-- anywasm" || r.header.Get("X-Anywasm-Plugin") != "" {
+			t.Errorf("after the reload: %d %q %v", r.status, r.body, r.header)
+		}
+		b.release <- struct{}{}
+		old := <-inflight
+		if old.status != 200 || old.header.Get("X-Anywasm-Plugin") != "headers" || old.body != "path=/slow body=" {
+			t.Errorf("the request in flight: %d %q %v", old.status, old.body, old.header)
+		}
+		// A broken file: the reload fails, the running plugin stays.
+		if err := os.WriteFile(file, []byte("\x00asm broken"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if n := h.p.Reload(context.Background()); n != 0 {
+			t.Errorf("a broken file was swapped in")
+		}
+		if r := h.do("POST", h.url("web", "/"), "x"); r.status != 200 || r.body != "path=/ body=X\n-- anywasm" {
+			t.Errorf("after a failed reload: %d %q", r.status, r.body)
+		}
+		m := h.do("GET", "http://"+h.p.AdminAddr().String()+"/metrics", "").body
+		for _, want := range []string{`anywasm_proxy_plugin_reloads_total{plugin="swap",result="ok"} 1`, `anywasm_proxy_plugin_reloads_total{plugin="swap",result="failed"} 1`} {
+			if !strings.Contains(m, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+}
+
+// TestReloadWatch: the reload_interval watcher picks up a changed file.
+func TestReloadWatch(t *testing.T) {
+	b := newBackend(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "plugin.wasm")
+	copyFile(t, plugins.Path(t, "headers"), file)
+	h := start(t, "", fmt.Sprintf(`
+reload_interval: 20ms
+clusters: [{name: backend, address: %q}]
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    http:
+      cluster: backend
+      filters:
+        - name: swap
+          vm_config: {code: {local: {filename: %q}}}
+`, b.URL, file))
+	if r := h.do("GET", h.url("web", "/"), ""); r.header.Get("X-Anywasm-Plugin") != "headers" {
+		t.Fatalf("%v", r.header)
+	}
+	copyFile(t, plugins.Path(t, "local_response"), file)
+	deadline := time.Now().Add(10 * time.Second)
+	for h.logs.count("plugin reloaded") == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := h.do("GET", h.url("web", "/"), "", "X-Deny", "1"); r.status != 403 {
+		t.Errorf("after the change: %d\nlogs:\n%s", r.status, h.logs)
+	}
+}
+
+// TestShutdown: a request in flight when the shutdown starts is answered;
+// health reports draining; later connections are refused.
+func TestShutdown(t *testing.T) {
+	b := newBackend(t)
+	cfg, err := proxy.ParseConfig([]byte(fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+clusters: [{name: backend, address: %q}]
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    http:
+      cluster: backend
+      filters:
+        - name: headers
+          vm_config: {code: {local: {filename: %q}}}
+`, b.URL, plugins.Path(t, "headers"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.Start(context.Background(), cfg, proxy.Options{Logger: slog.New(&logSink{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, admin := p.Addr("web").String(), p.AdminAddr().String()
+	inflight := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/slow")
+		if err != nil {
+			t.Error(err)
+		}
+		inflight <- resp
+	}()
+	<-b.slow
+	done := make(chan error)
+	go func() { done <- p.Shutdown(context.Background()) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get("http://" + admin + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 503 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("healthz never reported draining")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Error("a new connection was accepted during shutdown")
+	}
+	b.release <- struct{}{}
+	resp := <-inflight
+	if resp == nil || resp.StatusCode != 200 || resp.Header.Get("X-Anywasm-Plugin") != "headers" {
+		t.Errorf("request in flight: %v", resp)
+	} else {
+		resp.Body.Close()
+	}
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+}
+
+// TestBadConfig: every refusal names the field.
+func TestBadConfig(t *testing.T) {
+	for _, c := range []struct{ config, want string }{
+		{`listeners: []`, "listeners: none"},
+		{`listners: []`, `unknown field "listners"`},
+		{`listeners: [{address: "127.0.0.1:0"}]`, "listeners[0]: neither http nor tcp"},
+		{`listeners: [{address: "nope", http: {cluster: echo}}]`, "listeners[0].address"},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: nowhere}}]`, `listeners[0].http.cluster: unknown cluster "nowhere"`},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: t}}]
+clusters: [{name: t, type: tcp, address: "127.0.0.1:1"}]`, `listeners[0].http.cluster: cluster "t" is of type tcp`},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: x, vm_config: {code: {local: {filename: a.wasm}}}, failure_policy: SOMETIMES}]}}]`,
+			"listeners[0].http.filters[0].failure_policy"},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: x}]}}]`, "listeners[0].http.filters[0].vm_config.code.local.filename: missing"},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: x, vm_config: {runtime: v8, code: {local: {filename: a.wasm}}}}]}}]`,
+			`listeners[0].http.filters[0].vm_config.runtime: runtime "v8" is not in this binary`},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: x, call_timeout: soon, vm_config: {code: {local: {filename: a.wasm}}}}]}}]`,
+			"call_timeout"},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: x, configuration: {"@type": "type.googleapis.com/google.protobuf.Struct", value: {}}, vm_config: {code: {local: {filename: a.wasm}}}}]}}]`,
+			"listeners[0].http.filters[0].configuration: @type"},
+		{`clusters: [{name: a, address: "x:1"}, {name: a, type: grpc, address: "y:1"}]
+listeners: [{address: "127.0.0.1:0", tcp: {cluster: a}}]`, `clusters[1].name: duplicate cluster "a"`},
+	} {
+		_, err := proxy.ParseConfig([]byte(c.config))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s\n  got  %v\n  want %s", c.config, err, c.want)
+		}
+	}
+	// A plugin file that does not load fails Start, naming the filter.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "bad.wasm"), []byte("not wasm"), 0o644)
+	cfg, err := proxy.ParseConfig([]byte(`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: bad, vm_config: {code: {local: {filename: ` + filepath.Join(dir, "bad.wasm") + `}}}}]}}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proxy.Start(context.Background(), cfg, proxy.Options{Logger: slog.New(&logSink{})}); err == nil || !strings.Contains(err.Error(), "listeners[0].http.filters[0] (plugin bad") {
+		t.Errorf("bad plugin: %v", err)
+	}
+	if _, err := proxy.Start(context.Background(), cfg, proxy.Options{Runtime: "v8"}); err == nil || !strings.Contains(err.Error(), "-runtime v8") {
+		t.Errorf("bad -runtime: %v", err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Write beside and rename, as a deployment would, so that a reload
+	// never reads half a file.
+	tmp := to + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, to); err != nil {
+		t.Fatal(err)
+	}
+}
