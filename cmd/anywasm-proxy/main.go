@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	stop()
 	timeout := 10 * time.Second
 	if cfg.ShutdownTimeout != nil {
-		timeout = cfg.ShutdownTimeout.Duration
+		timeout = cfg.ShutdownTimeout.Get()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

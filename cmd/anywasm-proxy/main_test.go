@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anywasm/anywasm/internal/plugins"
+	"github.com/anywasm/anywasm/internal/proxy"
+)
+
+func TestUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), nil, &out, &errb, nil); code != 2 || !strings.Contains(errb.String(), "usage: anywasm-proxy -config FILE") {
+		t.Errorf("no args: %d %q", code, errb.String())
+	}
+	if code := run(context.Background(), []string{"-config", "x", "-log-format", "xml"}, &out, &errb, nil); code != 2 {
+		t.Errorf("bad -log-format: %d", code)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(f, []byte("listeners: [{address: \"127.0.0.1:0\", http: {cluster: nowhere}}]\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-config", f}, &out, &errb, nil); code != 1 || !strings.Contains(errb.String(), `listeners[0].http.cluster: unknown cluster "nowhere"`) {
+		t.Errorf("%d %q", code, errb.String())
+	}
+}
+
+// TestExample checks the example configuration the README starts, and runs
+// the proxy with it until its context ends.
+func TestExample(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile("../../examples/proxy/proxy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The example's fixed ports may be taken on a test machine.
+	cfg := strings.NewReplacer("127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:9901", "127.0.0.1:0").Replace(string(b))
+	os.WriteFile(filepath.Join(dir, "proxy.yaml"), []byte(cfg), 0o644)
+	for _, p := range []string{"headers", "local_response", "metrics"} {
+		w, _ := os.ReadFile(plugins.Path(t, p))
+		os.WriteFile(filepath.Join(dir, p+".wasm"), w, 0o644)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-config", filepath.Join(dir, "proxy.yaml"), "-check"}, &out, &errb, nil); code != 0 || !strings.HasSuffix(out.String(), ": ok\n") {
+		t.Fatalf("-check: %d %q %q", code, out.String(), errb.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *proxy.Proxy, 1)
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"-config", filepath.Join(dir, "proxy.yaml"), "-log-format", "json"}, &out, io.Discard, ready)
+	}()
+	var p *proxy.Proxy
+	select {
+	case p = <-ready:
+	case code := <-done:
+		t.Fatalf("exited %d", code)
+	case <-time.After(60 * time.Second):
+		t.Fatal("not ready")
+	}
+	resp, err := http.Get("http://" + p.Addr("ingress").String() + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Anywasm-Plugin") != "headers" || !strings.Contains(string(body), "GET /hello HTTP/1.1") || !strings.Contains(string(body), "x-anywasm-seen: ") {
+		t.Errorf("%d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	req, _ := http.NewRequest("GET", "http://"+p.Addr("ingress").String()+"/", nil)
+	req.Header.Set("X-Deny", "1")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("x-deny: %d", resp.StatusCode)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
