@@ -19,7 +19,7 @@ func TestGuestsUpToDate(t *testing.T) {
 		t.Skip("wat2wasm not installed (apt-get install wabt)")
 	}
 	var sources []string
-	for _, dir := range []string{"testdata", "../../bench/testdata", "../../abi/testdata"} {
+	for _, dir := range []string{"testdata", "../../bench/testdata", "../../abi/testdata", "../../abi/promcollector/testdata"} {
 		m, _ := filepath.Glob(filepath.Join(dir, "*.wat"))
 		sources = append(sources, m...)
 	}
