@@ -1,0 +1,657 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/klauspost/cpuid/v2"
+)
+
+// The load subcommand measures requests per second and latency through
+// cmd/anywasm-proxy with chains of 0, 1 and 3 plugins on each runtime:
+//
+//	go run ./cmd/bench load                          # -count 10 -duration 2s -conns 16, about 6 minutes
+//	go run ./cmd/bench load -short                   # one 300ms run of each (CI)
+//	go run ./cmd/bench load -runtime wazero -plugins 0,3 -count 5
+//
+// The proxy runs as a subprocess (wasmer through a binary built with
+// -tags anywasm_wasmer, as wasmtime and wasmer never share one); the
+// upstream backend and the closed-loop load generator run in this process,
+// all on loopback. Each line of the results is one run:
+//
+//	BenchmarkProxyLoad/plugins=N/runtime=R  <ok requests>  <mean latency> ns/op  <req/s>  <p50> p50-ns  <p99> p99-ns  <n> errors
+
+// loadChains are the plugin chains by length: the Go-SDK test plugins of
+// abi/testdata/plugins. local_response denies only requests carrying
+// x-deny, which the load generator never sends.
+var loadChains = map[int][]string{
+	0: nil,
+	1: {"headers"},
+	3: {"headers", "local_response", "metrics"},
+}
+
+// backendBody is what the upstream answers: 64 bytes.
+var backendBody = append(bytes.Repeat([]byte("a"), 63), '\n')
+
+const (
+	loadPath      = "/bench"
+	loadWarmup    = 200
+	healthTimeout = 60 * time.Second
+)
+
+// loadOptions are the flags of the load subcommand.
+type loadOptions struct {
+	runtimes []string
+	plugins  []int
+	count    int
+	duration time.Duration
+	conns    int
+	out      string
+}
+
+// sample is one measurement.
+type sample struct {
+	runtime  string
+	plugins  int
+	ok       int           // 200 responses
+	errs     int           // non-200 answers and transport errors
+	firstErr string        // the first error, for the report
+	wall     time.Duration // duration of the measurement
+	mean     time.Duration // mean latency of the 200s
+	p50, p99 time.Duration
+}
+
+func (s sample) rps() float64 { return float64(s.ok) / s.wall.Seconds() }
+
+func load(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	runtimes := fs.String("runtime", "wazero,wasmtime,wasmer", "comma-separated runtimes to measure")
+	plugins := fs.String("plugins", "0,1,3", "comma-separated plugin chain lengths: 0 (no filter), 1 (headers), 3 (headers, local_response, metrics)")
+	count := fs.Int("count", 10, "runs of each (runtime, plugins), interleaved across runtimes")
+	duration := fs.Duration("duration", 2*time.Second, "length of each run")
+	conns := fs.Int("conns", 16, "concurrent keep-alive connections of the closed-loop load generator")
+	out := fs.String("o", "", "results file (default results/<goos>-<goarch>-<cpu>-<date>-load.txt)")
+	short := fs.Bool("short", false, "smoke run: -count 1 -duration 300ms unless set")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: bench load [flags]\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	if *short {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["count"] {
+			*count = 1
+		}
+		if !set["duration"] {
+			*duration = 300 * time.Millisecond
+		}
+	}
+	o := loadOptions{count: *count, duration: *duration, conns: *conns, out: *out}
+	if o.count < 1 || o.conns < 1 || o.duration <= 0 {
+		fmt.Fprintln(stderr, "bench load: -count and -conns must be at least 1, -duration positive")
+		return 2
+	}
+	for _, r := range strings.Split(*runtimes, ",") {
+		if !slices.Contains([]string{"wazero", "wasmtime", "wasmer"}, r) {
+			fmt.Fprintf(stderr, "bench load: unknown runtime %q (have wazero, wasmtime, wasmer)\n", r)
+			return 2
+		}
+		if !slices.Contains(o.runtimes, r) {
+			o.runtimes = append(o.runtimes, r)
+		}
+	}
+	for _, p := range strings.Split(*plugins, ",") {
+		n, err := strconv.Atoi(p)
+		if _, ok := loadChains[n]; err != nil || !ok {
+			fmt.Fprintf(stderr, "bench load: -plugins %q: want 0, 1 or 3\n", p)
+			return 2
+		}
+		if !slices.Contains(o.plugins, n) {
+			o.plugins = append(o.plugins, n)
+		}
+	}
+	if o.out == "" {
+		name := strings.TrimSuffix(defaultName(time.Now(), nil), ".txt") + "-load.txt"
+		o.out = filepath.Join("results", name)
+	}
+	samples, err := measureLoad(stderr, o)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench load:", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "bench load: wrote %s\n", o.out)
+	base := strings.TrimSuffix(o.out, ".txt")
+	var bs bytes.Buffer
+	if err := benchstatWith(&bs, stderr, []string{"-col", "/runtime"}, o.out); err != nil {
+		fmt.Fprintln(stderr, "bench load: benchstat:", err)
+		return 1
+	}
+	if err := os.WriteFile(base+".benchstat", bs.Bytes(), 0o644); err != nil {
+		fmt.Fprintln(stderr, "bench load:", err)
+		return 1
+	}
+	summary := loadSummary(samples, o)
+	if err := os.WriteFile(base+".summary.md", []byte(summary), 0o644); err != nil {
+		fmt.Fprintln(stderr, "bench load:", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "bench load: wrote %s.benchstat and %s.summary.md\n", base, base)
+	fmt.Fprint(stdout, summary)
+	failed := 0
+	for _, s := range samples {
+		if s.errs > 0 {
+			failed++
+			fmt.Fprintf(stderr, "bench load: plugins=%d runtime=%s: %d errors (first: %s)\n", s.plugins, s.runtime, s.errs, s.firstErr)
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(stderr, "bench load: %d of %d runs had errors (their lines say how many)\n", failed, len(samples))
+		return 1
+	}
+	return 0
+}
+
+// measureLoad builds the proxy binaries and the plugins, starts the
+// backend, runs every (runtime, plugins) count times, interleaved, and
+// writes the results file.
+func measureLoad(stderr io.Writer, o loadOptions) ([]sample, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "anywasm-load-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+
+	bins := map[string]string{}
+	for _, r := range o.runtimes {
+		bin, tags := filepath.Join(tmp, "proxy"), ""
+		if r == "wasmer" {
+			bin, tags = filepath.Join(tmp, "proxy-wasmer"), "anywasm_wasmer"
+		}
+		bins[r] = bin
+		if _, err := os.Stat(bin); err == nil {
+			continue
+		}
+		args := []string{"build", "-o", bin}
+		if tags != "" {
+			args = append(args, "-tags", tags)
+		}
+		args = append(args, "./cmd/anywasm-proxy")
+		if err := goCmd(stderr, root, nil, args...); err != nil {
+			return nil, fmt.Errorf("building the proxy for %s: %w", r, err)
+		}
+	}
+	built := map[string]bool{}
+	for _, n := range o.plugins {
+		for _, p := range loadChains[n] {
+			if built[p] {
+				continue
+			}
+			built[p] = true
+			err := goCmd(stderr, filepath.Join(root, "abi", "testdata", "plugins"),
+				[]string{"GOOS=wasip1", "GOARCH=wasm", "GOWORK=off"},
+				"build", "-trimpath", "-buildmode=c-shared", "-o", filepath.Join(tmp, p+".wasm"), "./"+p)
+			if err != nil {
+				return nil, fmt.Errorf("building plugin %s: %w", p, err)
+			}
+		}
+	}
+
+	backend, err := startBackend()
+	if err != nil {
+		return nil, err
+	}
+	defer backend.Close()
+
+	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(o.out)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	writeLoadHeader(f, o)
+
+	var samples []sample
+	start := time.Now()
+	for round := range o.count {
+		for i := range o.runtimes {
+			r := o.runtimes[(i+round)%len(o.runtimes)] // rotate: no runtime always goes first
+			for _, n := range o.plugins {
+				fmt.Fprintf(stderr, "bench load: round %d/%d: %s, %d plugins (%s elapsed)\n",
+					round+1, o.count, r, n, time.Since(start).Round(time.Second))
+				s, err := loadRun(bins[r], tmp, backend.Addr().String(), r, n, o)
+				if err != nil {
+					return samples, fmt.Errorf("%s, %d plugins, round %d: %w", r, n, round+1, err)
+				}
+				samples = append(samples, s)
+				if _, err := fmt.Fprintln(f, s.line()); err != nil {
+					return samples, err
+				}
+			}
+		}
+	}
+	return samples, f.Close()
+}
+
+// goCmd runs the go command in dir with extra environment variables.
+func goCmd(stderr io.Writer, dir string, env []string, args ...string) error {
+	fmt.Fprintf(stderr, "bench load: %sgo %s\n", strings.Join(append(env, ""), " "), strings.Join(args, " "))
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	return cmd.Run()
+}
+
+func writeLoadHeader(w io.Writer, o loadOptions) {
+	cpu := strings.TrimSpace(cpuid.CPU.BrandName)
+	if cpu == "" {
+		cpu = "unknown"
+	}
+	fmt.Fprintf(w, "goos: %s\n", runtime.GOOS)
+	fmt.Fprintf(w, "goarch: %s\n", runtime.GOARCH)
+	fmt.Fprintf(w, "cpu: %s\n", cpu)
+	fmt.Fprintf(w, "cores-physical: %d\n", cpuid.CPU.PhysicalCores)
+	fmt.Fprintf(w, "cores-logical: %d\n", runtime.NumCPU())
+	if cpuid.CPU.VM() {
+		fmt.Fprintf(w, "hypervisor: true\n")
+	}
+	fmt.Fprintf(w, "go-version: %s\n", runtime.Version())
+	fmt.Fprintf(w, "load-generator: go closed-loop on loopback, same machine\n")
+	fmt.Fprintf(w, "load-backend: go net/http on 127.0.0.1 in the load generator's process, %d-byte body\n", len(backendBody))
+	fmt.Fprintf(w, "load-conns: %d\n", o.conns)
+	fmt.Fprintf(w, "load-duration: %s\n", o.duration)
+	fmt.Fprintf(w, "load-request: GET %s with %d headers, keep-alive\n", loadPath, len(loadHeaders))
+	fmt.Fprintf(w, "ns-op: mean latency of the 200 responses (req/s counts 200s per wall second)\n")
+}
+
+// line is the sample in the Go benchmark format.
+func (s sample) line() string {
+	return fmt.Sprintf("BenchmarkProxyLoad/plugins=%d/runtime=%s \t%9d\t%12d ns/op\t%10.1f req/s\t%10d p50-ns\t%10d p99-ns\t%6d errors",
+		s.plugins, s.runtime, s.ok, s.mean.Nanoseconds(), s.rps(), s.p50.Nanoseconds(), s.p99.Nanoseconds(), s.errs)
+}
+
+// startBackend serves the upstream on 127.0.0.1: 200 with backendBody,
+// after reading the request body.
+func startBackend() (*loadServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", strconv.Itoa(len(backendBody)))
+		w.Write(backendBody)
+	})}
+	go srv.Serve(ln)
+	return &loadServer{srv, ln}, nil
+}
+
+type loadServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+func (s *loadServer) Addr() net.Addr { return s.ln.Addr() }
+func (s *loadServer) Close() error   { return s.srv.Close() }
+
+// freePort returns a loopback port nothing listens on now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// proxyConfig is the proxy's configuration (JSON, which it reads as YAML)
+// for a chain of n plugins in dir in front of the backend.
+func proxyConfig(dir, backend string, n, port, adminPort int) ([]byte, error) {
+	type plugin struct {
+		Name          string `json:"name"`
+		VMConfig      any    `json:"vm_config"`
+		FailurePolicy string `json:"failure_policy"`
+	}
+	filters := []plugin{}
+	for _, p := range loadChains[n] {
+		filters = append(filters, plugin{
+			Name:          p,
+			VMConfig:      map[string]any{"vm_id": "bench-" + p, "code": map[string]any{"local": map[string]string{"filename": filepath.Join(dir, p+".wasm")}}},
+			FailurePolicy: "FAIL_CLOSED",
+		})
+	}
+	return json.MarshalIndent(map[string]any{
+		"admin": map[string]string{"address": fmt.Sprintf("127.0.0.1:%d", adminPort)},
+		"listeners": []any{map[string]any{
+			"name":    "bench",
+			"address": fmt.Sprintf("127.0.0.1:%d", port),
+			"http":    map[string]any{"cluster": "backend", "filters": filters},
+		}},
+		"clusters":        []any{map[string]string{"name": "backend", "type": "http", "address": "http://" + backend}},
+		"reload_interval": "0s",
+	}, "", "  ")
+}
+
+// liveProxies are the proxy processes running now; tests check that none
+// is left behind.
+var liveProxies sync.Map // *os.Process -> struct{}
+
+// loadRun starts the proxy for runtime r with n plugins, waits until it
+// serves, warms it up, measures and stops it.
+func loadRun(bin, dir, backend, r string, n int, o loadOptions) (sample, error) {
+	s := sample{runtime: r, plugins: n}
+	port, err := freePort()
+	if err != nil {
+		return s, err
+	}
+	adminPort, err := freePort()
+	if err != nil {
+		return s, err
+	}
+	cfg, err := proxyConfig(dir, backend, n, port, adminPort)
+	if err != nil {
+		return s, err
+	}
+	cfgPath := filepath.Join(dir, fmt.Sprintf("proxy-%d.yaml", n))
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+		return s, err
+	}
+	var logs tailBuffer
+	cmd := exec.Command(bin, "-config", cfgPath, "-runtime", r, "-log-level", "warn")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		return s, err
+	}
+	liveProxies.Store(cmd.Process, struct{}{})
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); liveProxies.Delete(cmd.Process) }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			return err
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			return errors.New("the proxy did not stop within 15s of SIGTERM: killed")
+		}
+	}
+	defer stop()
+	fail := func(err error) (sample, error) {
+		stop()
+		return s, fmt.Errorf("%w\nproxy output:\n%s", err, tail(logs.String(), 20))
+	}
+
+	tr := &http.Transport{
+		MaxIdleConns:        o.conns * 2,
+		MaxIdleConnsPerHost: o.conns * 2,
+		DisableCompression:  true,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+
+	if err := waitHealthy(client, fmt.Sprintf("http://127.0.0.1:%d/healthz", adminPort), exited); err != nil {
+		return fail(err)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, loadPath)
+	warm := loadGenerate(client, url, o.conns, 0, loadWarmup)
+	if warm.errs > 0 {
+		return fail(fmt.Errorf("warm-up: %d of %d requests failed (first: %s)", warm.errs, loadWarmup, warm.firstErr))
+	}
+	res := loadGenerate(client, url, o.conns, o.duration, 0)
+	if err := stop(); err != nil {
+		return s, fmt.Errorf("proxy exit: %w\nproxy output:\n%s", err, tail(logs.String(), 20))
+	}
+	s.ok, s.errs, s.firstErr, s.wall = len(res.lat), res.errs, res.firstErr, res.wall
+	if len(res.lat) == 0 {
+		return s, fmt.Errorf("no request succeeded (%d errors, first: %s)", res.errs, res.firstErr)
+	}
+	var sum time.Duration
+	for _, d := range res.lat {
+		sum += d
+	}
+	s.mean = sum / time.Duration(len(res.lat))
+	s.p50, s.p99 = percentile(res.lat, 50), percentile(res.lat, 99)
+	return s, nil
+}
+
+// waitHealthy polls url until it answers 200 or the proxy exits.
+func waitHealthy(client *http.Client, url string, exited <-chan error) error {
+	deadline := time.Now().Add(healthTimeout)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not healthy after %s: %w", url, healthTimeout, err)
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the proxy exited before serving: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// loadHeaders are the request's headers besides Host.
+var loadHeaders = [][2]string{
+	{"User-Agent", "anywasm-bench-load/1"},
+	{"Accept", "*/*"},
+	{"Accept-Language", "en"},
+	{"X-Request-Id", "0123456789abcdef"},
+	{"X-Forwarded-For", "192.0.2.1"},
+	{"Cookie", "session=abcdef0123456789"},
+}
+
+type loadResult struct {
+	lat      []time.Duration // of the 200s, sorted
+	errs     int
+	firstErr string
+	wall     time.Duration
+}
+
+// loadGenerate runs conns closed loops of GET url, each sending its next
+// request when the previous answer is read, for d, or until total
+// requests are done when d is 0.
+func loadGenerate(client *http.Client, url string, conns int, d time.Duration, total int) loadResult {
+	var (
+		mu     sync.Mutex
+		res    loadResult
+		wg     sync.WaitGroup
+		issued int
+	)
+	ctx := context.Background()
+	start := time.Now()
+	deadline := start.Add(d)
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, 1<<14)
+			var errs int
+			var firstErr string
+			noteErr := func(s string) {
+				errs++
+				if firstErr == "" {
+					firstErr = s
+				}
+			}
+			for {
+				if d > 0 {
+					if !time.Now().Before(deadline) {
+						break
+					}
+				} else {
+					mu.Lock()
+					more := issued < total
+					issued++
+					mu.Unlock()
+					if !more {
+						break
+					}
+				}
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				if err != nil {
+					noteErr(err.Error())
+					continue
+				}
+				for _, h := range loadHeaders {
+					req.Header.Set(h[0], h[1])
+				}
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					noteErr(err.Error())
+					continue
+				}
+				n, err := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				el := time.Since(t0)
+				switch {
+				case err != nil:
+					noteErr("reading the body: " + err.Error())
+				case resp.StatusCode != http.StatusOK:
+					noteErr(resp.Status)
+				case n != int64(len(backendBody)):
+					noteErr(fmt.Sprintf("body of %d bytes, want %d", n, len(backendBody)))
+				default:
+					lat = append(lat, el)
+				}
+			}
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			res.errs += errs
+			if res.firstErr == "" {
+				res.firstErr = firstErr
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.wall = time.Since(start)
+	slices.Sort(res.lat)
+	return res
+}
+
+// percentile is the nearest-rank p-th percentile of sorted durations.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100 // ceil(n*p/100)
+	return sorted[max(i-1, 0)]
+}
+
+// loadSummary is a markdown table of the medians over the runs of each
+// (runtime, plugins).
+func loadSummary(samples []sample, o loadOptions) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Medians of %d run(s) of %s each, %d connections, %s, %d logical cores (%s).\n\n",
+		o.count, o.duration, o.conns, strings.TrimSpace(cpuid.CPU.BrandName), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH)
+	fmt.Fprintln(&b, "| runtime | plugins | req/s | p50 | p99 | errors |")
+	fmt.Fprintln(&b, "|---|--:|--:|--:|--:|--:|")
+	for _, r := range o.runtimes {
+		for _, n := range o.plugins {
+			var rps, p50, p99 []float64
+			errs := 0
+			for _, s := range samples {
+				if s.runtime == r && s.plugins == n {
+					rps = append(rps, s.rps())
+					p50 = append(p50, float64(s.p50))
+					p99 = append(p99, float64(s.p99))
+					errs += s.errs
+				}
+			}
+			if len(rps) == 0 {
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %d |\n", r, n, median(rps),
+				fmtLatency(median(p50)), fmtLatency(median(p99)), errs)
+		}
+	}
+	return b.String()
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fmtLatency(ns float64) string {
+	switch {
+	case ns >= 1e6:
+		return fmt.Sprintf("%.2f ms", ns/1e6)
+	default:
+		return fmt.Sprintf("%.0f µs", ns/1e3)
+	}
+}
+
+// tailBuffer keeps the last 64 KiB written to it; safe for concurrent use.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - 64<<10; over > 0 {
+		t.buf = t.buf[over:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}

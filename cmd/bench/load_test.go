@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/perf/benchfmt"
+)
+
+func TestLoadUsage(t *testing.T) {
+	for _, args := range [][]string{{"load", "-nosuchflag"}, {"load", "extra"}, {"load", "-runtime", "v8"},
+		{"load", "-plugins", "2"}, {"load", "-count", "0"}, {"load", "-conns", "0"}} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 2 {
+			t.Errorf("run(%q) = %d, want 2; stderr:\n%s", args, code, errb.String())
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i))
+	}
+	if p50, p99 := percentile(d, 50), percentile(d, 99); p50 != 50 || p99 != 99 {
+		t.Errorf("p50, p99 = %d, %d; want 50, 99", p50, p99)
+	}
+	if p := percentile(d[:1], 99); p != 1 {
+		t.Errorf("p99 of one = %d", p)
+	}
+	if median([]float64{3, 1, 2, 10}) != 2.5 {
+		t.Error("median of 1,2,3,10 is not 2.5")
+	}
+}
+
+// TestLoad runs the load subcommand in -short mode on wazero with 0 and 1
+// plugins: it builds the proxy and the headers plugin (cached by go build
+// after the first time) and takes a few seconds.
+func TestLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the proxy and a plugin and runs them: not in -short")
+	}
+	t.Cleanup(func() {
+		liveProxies.Range(func(p, _ any) bool {
+			t.Errorf("proxy process %d left running: killing it", p.(*os.Process).Pid)
+			p.(*os.Process).Kill()
+			return true
+		})
+	})
+	out := filepath.Join(t.TempDir(), "load.txt")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"load", "-short", "-runtime", "wazero", "-plugins", "0,1", "-o", out}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("bench load = %d; stderr:\n%s", code, stderr.String())
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seen := map[string]bool{}
+	r := benchfmt.NewReader(f, out)
+	for r.Scan() {
+		res, ok := r.Result().(*benchfmt.Result)
+		if !ok {
+			if e, isErr := r.Result().(*benchfmt.SyntaxError); isErr {
+				t.Errorf("syntax error: %v", e)
+			}
+			continue
+		}
+		name := string(res.Name)
+		seen[name] = true
+		rps, _ := value(res, "req/s")
+		p50, _ := value(res, "p50-ns")
+		p99, _ := value(res, "p99-ns")
+		errs, hasErrs := value(res, "errors")
+		if res.Iters <= 0 || rps <= 0 || p50 <= 0 || p99 < p50 || !hasErrs || errs != 0 {
+			t.Errorf("%s: iters %d, req/s %v, p50 %v, p99 %v, errors %v (present %t)", name, res.Iters, rps, p50, p99, errs, hasErrs)
+		}
+		if v, _ := value(res, "ns/op"); v <= 0 {
+			t.Errorf("%s: ns/op %v", name, v)
+		}
+		if string(res.GetConfig("load-conns")) != "16" || res.GetConfig("cpu") == "" {
+			t.Errorf("%s: config load-conns %q, cpu %q", name, res.GetConfig("load-conns"), res.GetConfig("cpu"))
+		}
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ProxyLoad/plugins=0/runtime=wazero", "ProxyLoad/plugins=1/runtime=wazero"} {
+		if !seen[want] {
+			t.Errorf("no line for %s (have %v)", want, seen)
+		}
+	}
+	base := strings.TrimSuffix(out, ".txt")
+	for _, f := range []string{base + ".benchstat", base + ".summary.md"} {
+		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if !strings.Contains(stdout.String(), "| wazero | 1 |") {
+		t.Errorf("summary lacks the wazero, 1 plugin row:\n%s", stdout.String())
+	}
+}
+
+// value is a result's measurement in the unit of the file (benchfmt tidies
+// ns/op to sec/op and p50-ns to p50-sec).
+func value(res *benchfmt.Result, unit string) (float64, bool) {
+	for _, v := range res.Values {
+		switch {
+		case v.OrigUnit == unit:
+			return v.OrigValue, true
+		case v.OrigUnit == "" && v.Unit == unit:
+			return v.Value, true
+		}
+	}
+	return 0, false
+}
