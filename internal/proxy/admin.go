@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -13,8 +14,9 @@ import (
 
 // adminHandler serves /healthz (200 "ok", 503 "draining" during
 // shutdown), /metrics (Prometheus text format: the plugins' metrics with a
-// runtime label, the proxy's own, Go's and the process's) and /plugins
-// (JSON: the loaded plugins).
+// runtime label, the proxy's own, Go's and the process's), /plugins
+// (JSON: the loaded plugins) and, when admin.pprof is set, Go's profiles
+// under /debug/pprof/.
 func (p *Proxy) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -35,6 +37,13 @@ func (p *Proxy) adminHandler() http.Handler {
 		e.SetIndent("", "  ")
 		_ = e.Encode(out)
 	})
+	if p.cfg.Admin.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

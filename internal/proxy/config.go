@@ -43,6 +43,8 @@ type Config struct {
 // and /plugins.
 type Admin struct {
 	Address string `json:"address"`
+	// Pprof serves Go's profiles under /debug/pprof/ (net/http/pprof).
+	Pprof bool `json:"pprof,omitempty"`
 }
 
 // Listener accepts downstream connections: HTTP, through HTTP plugins to an

@@ -420,6 +420,9 @@ func TestProxy(t *testing.T) {
 			if r := h.do("GET", admin+"/healthz", ""); r.status != 200 || r.body != "ok\n" {
 				t.Errorf("healthz %d %q", r.status, r.body)
 			}
+			if r := h.do("GET", admin+"/debug/pprof/", ""); r.status != 404 {
+				t.Errorf("pprof without admin.pprof: %d", r.status)
+			}
 			m := h.do("GET", admin+"/metrics", "").body
 			for _, want := range []string{
 				`anywasm_proxy_http_requests_total{code="403",listener="web"} 1`,
@@ -447,7 +450,7 @@ func TestProxy(t *testing.T) {
 func TestPluginMetrics(t *testing.T) {
 	forEachRuntime(t, func(t *testing.T, rt string) {
 		h := start(t, rt, fmt.Sprintf(`
-admin: {address: 127.0.0.1:0}
+admin: {address: 127.0.0.1:0, pprof: true}
 listeners:
   - name: m
     address: 127.0.0.1:0
@@ -459,6 +462,9 @@ listeners:
 `, plugins.Path(t, "metrics")))
 		for range 3 {
 			h.do("GET", h.url("m", "/abc"), "")
+		}
+		if r := h.do("GET", "http://"+h.p.AdminAddr().String()+"/debug/pprof/", ""); r.status != 200 || !strings.Contains(r.body, "goroutine") {
+			t.Errorf("pprof: %d", r.status)
 		}
 		m := h.do("GET", "http://"+h.p.AdminAddr().String()+"/metrics", "").body
 		for _, want := range []string{
