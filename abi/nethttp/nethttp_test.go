@@ -24,28 +24,8 @@ import (
 	"github.com/anywasm/anywasm/engine"
 	_ "github.com/anywasm/anywasm/engine/all"
 	"github.com/anywasm/anywasm/internal/plugins"
+	"github.com/anywasm/anywasm/internal/testlog"
 )
-
-// logSink collects plugin logs.
-type logSink struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (s *logSink) Handle(_ context.Context, r slog.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lines = append(s.lines, r.Level.String()+" "+r.Message)
-	return nil
-}
-func (s *logSink) WithAttrs([]slog.Attr) slog.Handler { return s }
-func (s *logSink) WithGroup(string) slog.Handler      { return s }
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.lines, "\n")
-}
 
 // env is one runtime, one host and a backend the proxy in front of it
 // forwards to.
@@ -53,7 +33,7 @@ type env struct {
 	t       *testing.T
 	rt      *engine.Runtime
 	host    *abi.Host
-	logs    *logSink
+	logs    *testlog.Sink
 	backend *httptest.Server
 	seen    chan *seenRequest // what the backend received
 }
@@ -80,7 +60,7 @@ func forEachRuntime(t *testing.T, cfg *engine.Config, opts abi.Options, f func(t
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = rt.Close(context.Background()) })
-			e := &env{t: t, rt: rt, logs: &logSink{}, seen: make(chan *seenRequest, 1000)}
+			e := &env{t: t, rt: rt, logs: &testlog.Sink{}, seen: make(chan *seenRequest, 1000)}
 			o := opts
 			o.Logger = slog.New(e.logs)
 			e.host = abi.NewHost(rt, o)

@@ -19,51 +19,12 @@ import (
 	"github.com/anywasm/anywasm/engine"
 	_ "github.com/anywasm/anywasm/engine/all"
 	"github.com/anywasm/anywasm/internal/plugins"
+	"github.com/anywasm/anywasm/internal/testlog"
 )
-
-// logSink collects logs (the plugins' and the proxy's).
-type logSink struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (s *logSink) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		b.WriteString(" " + a.String())
-		return true
-	})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lines = append(s.lines, b.String())
-	return nil
-}
-func (s *logSink) WithAttrs([]slog.Attr) slog.Handler { return s }
-func (s *logSink) WithGroup(string) slog.Handler      { return s }
-
-func (s *logSink) count(sub string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, l := range s.lines {
-		if strings.Contains(l, sub) {
-			n++
-		}
-	}
-	return n
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.lines, "\n")
-}
 
 // forEachRuntime runs f once per runtime compiled into the test binary,
 // with a host logging to logs; the host is closed before the runtime.
-func forEachRuntime(t *testing.T, f func(t *testing.T, h *abi.Host, logs *logSink)) {
+func forEachRuntime(t *testing.T, f func(t *testing.T, h *abi.Host, logs *testlog.Sink)) {
 	for _, name := range engine.Runtimes() {
 		t.Run(name, func(t *testing.T) {
 			rt, err := engine.Open(name, engine.NewConfig())
@@ -71,7 +32,7 @@ func forEachRuntime(t *testing.T, f func(t *testing.T, h *abi.Host, logs *logSin
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = rt.Close(context.Background()) })
-			logs := &logSink{}
+			logs := &testlog.Sink{}
 			h := abi.NewHost(rt, abi.Options{Logger: slog.New(logs)})
 			t.Cleanup(func() { _ = h.Close(context.Background()) })
 			f(t, h, logs)
@@ -203,7 +164,7 @@ func exchange(t *testing.T, addr, msg string) string {
 // closes.
 func TestPing(t *testing.T) {
 	wasm := plugins.Build(t, "tcp")
-	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *logSink) {
+	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *testlog.Sink) {
 		up := newEcho(t)
 		p := &nettcp.Proxy{Plugins: []*abi.Plugin{load(t, h, wasm, "tcp")}, Dial: up.dial, Logger: slog.New(logs)}
 		addr, errs := front(t, context.Background(), p)
@@ -217,7 +178,7 @@ func TestPing(t *testing.T) {
 			t.Errorf("upstream received %q, want [anywasm:ping]", got)
 		}
 		for _, l := range []string{"tcp: downstream close peer=remote", "tcp: upstream close peer=remote"} {
-			if logs.count(l) != 1 {
+			if logs.Count(l) != 1 {
 				t.Errorf("log %q not seen once; logs:\n%s", l, logs)
 			}
 		}
@@ -228,7 +189,7 @@ func TestPing(t *testing.T) {
 // in reverse order, each plugin's output feeding the next.
 func TestChain(t *testing.T) {
 	wasm := plugins.Build(t, "tcp")
-	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *logSink) {
+	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *testlog.Sink) {
 		up := newEcho(t)
 		p := &nettcp.Proxy{Plugins: []*abi.Plugin{load(t, h, wasm, "tcp1"), load(t, h, wasm, "tcp2")}, Dial: up.dial, Logger: slog.New(logs)}
 		addr, errs := front(t, context.Background(), p)
@@ -242,7 +203,7 @@ func TestChain(t *testing.T) {
 			t.Errorf("upstream received %q, want [anywasm:anywasm:ping]", got)
 		}
 		for _, l := range []string{"tcp: downstream close peer=remote", "tcp: upstream close peer=remote"} {
-			if n := logs.count(l); n != 2 {
+			if n := logs.Count(l); n != 2 {
 				t.Errorf("log %q seen %d times, want 2; logs:\n%s", l, n, logs)
 			}
 		}
@@ -265,7 +226,7 @@ func TestNoPlugins(t *testing.T) {
 // plugin sees local closes.
 func TestShutdown(t *testing.T) {
 	wasm := plugins.Build(t, "tcp")
-	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *logSink) {
+	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *testlog.Sink) {
 		up := newEcho(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -292,7 +253,7 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("client read %d, %v after shutdown; want EOF", n, err)
 		}
 		for _, l := range []string{"tcp: downstream close peer=local", "tcp: upstream close peer=local"} {
-			if logs.count(l) != 1 {
+			if logs.Count(l) != 1 {
 				t.Errorf("log %q not seen once; logs:\n%s", l, logs)
 			}
 		}
@@ -302,7 +263,7 @@ func TestShutdown(t *testing.T) {
 // TestConcurrent runs many connections at once through one plugin.
 func TestConcurrent(t *testing.T) {
 	wasm := plugins.Build(t, "tcp")
-	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *logSink) {
+	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *testlog.Sink) {
 		up := newEcho(t)
 		pl, err := h.Load(context.Background(), wasm, abi.PluginConfig{Name: "tcp", VMID: "tcp", PoolSize: 4})
 		if err != nil {
@@ -331,7 +292,7 @@ func TestConcurrent(t *testing.T) {
 				t.Errorf("Serve: %v", err)
 			}
 		}
-		if n := logs.count("tcp: downstream close peer=remote"); n != 2*G*N {
+		if n := logs.Count("tcp: downstream close peer=remote"); n != 2*G*N {
 			t.Errorf("%d downstream closes logged, want %d", n, 2*G*N)
 		}
 	})
@@ -341,7 +302,7 @@ func TestConcurrent(t *testing.T) {
 // the plugin sees a local downstream close and no upstream close.
 func TestDialFailure(t *testing.T) {
 	wasm := plugins.Build(t, "tcp")
-	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *logSink) {
+	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *testlog.Sink) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -368,7 +329,7 @@ func TestDialFailure(t *testing.T) {
 		if err := result(t, errs); !errors.As(err, &oe) {
 			t.Errorf("Serve: %v, want the dial error", err)
 		}
-		if logs.count("tcp: downstream close peer=local") != 1 || logs.count("upstream close") != 0 {
+		if logs.Count("tcp: downstream close peer=local") != 1 || logs.Count("upstream close") != 0 {
 			t.Errorf("logs:\n%s", logs)
 		}
 	})
@@ -440,7 +401,7 @@ func module(cbs ...callback) []byte {
 func TestPauseUntilEnd(t *testing.T) {
 	tcp := plugins.Build(t, "tcp")
 	pause := module(callback{"proxy_on_downstream_data", 3, pauseUntilEnd})
-	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *logSink) {
+	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *testlog.Sink) {
 		up := newEcho(t)
 		p := &nettcp.Proxy{Plugins: []*abi.Plugin{load(t, h, pause, "pause"), load(t, h, tcp, "tcp")}, Dial: up.dial, Logger: slog.New(logs)}
 		addr, errs := front(t, context.Background(), p)
@@ -460,7 +421,7 @@ func TestPauseUntilEnd(t *testing.T) {
 // TestBufferLimit: a paused plugin may hold at most MaxBufferBytes.
 func TestBufferLimit(t *testing.T) {
 	pause := module(callback{"proxy_on_downstream_data", 3, pauseUntilEnd})
-	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *logSink) {
+	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *testlog.Sink) {
 		up := newEcho(t)
 		p := &nettcp.Proxy{Plugins: []*abi.Plugin{load(t, h, pause, "pause")}, Dial: up.dial, Logger: slog.New(logs), MaxBufferBytes: 1000}
 		addr, errs := front(t, context.Background(), p)
@@ -484,7 +445,7 @@ func TestBufferLimit(t *testing.T) {
 		if b, _ := io.ReadAll(c); len(b) != 0 {
 			t.Errorf("client read %q", b)
 		}
-		if logs.count("paused plugins hold too much data") != 1 {
+		if logs.Count("paused plugins hold too much data") != 1 {
 			t.Errorf("logs:\n%s", logs)
 		}
 	})
@@ -496,7 +457,7 @@ func TestBufferLimit(t *testing.T) {
 func TestPluginFailure(t *testing.T) {
 	onData := module(callback{"proxy_on_downstream_data", 3, unreachable})
 	onNew := module(callback{"proxy_on_new_connection", 1, unreachable})
-	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *logSink) {
+	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *testlog.Sink) {
 		up := newEcho(t)
 		var dials atomic.Int32
 		dial := func(ctx context.Context) (net.Conn, error) { dials.Add(1); return up.dial(ctx) }

@@ -20,41 +20,8 @@ import (
 	_ "github.com/anywasm/anywasm/engine/all"
 	"github.com/anywasm/anywasm/internal/plugins"
 	"github.com/anywasm/anywasm/internal/proxy"
+	"github.com/anywasm/anywasm/internal/testlog"
 )
-
-// logSink collects log messages.
-type logSink struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (s *logSink) Handle(_ context.Context, r slog.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	line := r.Level.String() + " " + r.Message
-	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
-	s.lines = append(s.lines, line)
-	return nil
-}
-func (s *logSink) WithAttrs([]slog.Attr) slog.Handler { return s }
-func (s *logSink) WithGroup(string) slog.Handler      { return s }
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.lines, "\n")
-}
-func (s *logSink) count(sub string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, l := range s.lines {
-		if strings.Contains(l, sub) {
-			n++
-		}
-	}
-	return n
-}
 
 // backend is the upstream of the HTTP listeners: it answers /info (the
 // callout plugin's call), holds /slow until released, and otherwise
@@ -113,7 +80,7 @@ func echoTCP(t *testing.T) string {
 type harness struct {
 	t    *testing.T
 	p    *proxy.Proxy
-	logs *logSink
+	logs *testlog.Sink
 }
 
 func start(t *testing.T, runtime, config string) *harness {
@@ -122,7 +89,7 @@ func start(t *testing.T, runtime, config string) *harness {
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, config)
 	}
-	h := &harness{t: t, logs: &logSink{}}
+	h := &harness{t: t, logs: &testlog.Sink{}}
 	p, err := proxy.Start(context.Background(), cfg, proxy.Options{Runtime: runtime, Logger: slog.New(h.logs)})
 	if err != nil {
 		t.Fatalf("start: %v\nlogs:\n%s", err, h.logs)
@@ -328,10 +295,10 @@ func TestProxy(t *testing.T) {
 		})
 		t.Run("ticks", func(t *testing.T) {
 			deadline := time.Now().Add(10 * time.Second)
-			for h.logs.count("tick 3") == 0 && time.Now().Before(deadline) {
+			for h.logs.Count("tick 3") == 0 && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
-			if h.logs.count("tick 3") == 0 {
+			if h.logs.Count("tick 3") == 0 {
 				t.Errorf("no third tick:\n%s", h.logs)
 			}
 		})
@@ -340,7 +307,7 @@ func TestProxy(t *testing.T) {
 			if r.status != 200 || r.header.Get("X-Config") != "plugin-conf" {
 				t.Errorf("%d %v", r.status, r.header)
 			}
-			if h.logs.count(`config: vm configuration "vm-conf"`) == 0 {
+			if h.logs.Count(`config: vm configuration "vm-conf"`) == 0 {
 				t.Errorf("logs:\n%s", h.logs)
 			}
 		})
@@ -500,7 +467,7 @@ listeners:
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = proxy.Start(context.Background(), cfg, proxy.Options{Runtime: rt, Logger: slog.New(&logSink{})})
+		_, err = proxy.Start(context.Background(), cfg, proxy.Options{Runtime: rt, Logger: slog.New(&testlog.Sink{})})
 		if err == nil || !strings.Contains(err.Error(), "listeners[0].http.filters[0].call_timeout") {
 			t.Errorf("%s: %v", rt, err)
 		}
@@ -587,7 +554,7 @@ listeners:
 	}
 	copyFile(t, plugins.Path(t, "local_response"), file)
 	deadline := time.Now().Add(10 * time.Second)
-	for h.logs.count("plugin reloaded") == 0 && time.Now().Before(deadline) {
+	for h.logs.Count("plugin reloaded") == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if r := h.do("GET", h.url("web", "/"), "", "X-Deny", "1"); r.status != 403 {
@@ -614,7 +581,7 @@ listeners:
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := proxy.Start(context.Background(), cfg, proxy.Options{Logger: slog.New(&logSink{})})
+	p, err := proxy.Start(context.Background(), cfg, proxy.Options{Logger: slog.New(&testlog.Sink{})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -693,7 +660,7 @@ listeners: [{address: "127.0.0.1:0", tcp: {cluster: a}}]`, `clusters[1].name: du
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := proxy.Start(context.Background(), cfg, proxy.Options{Logger: slog.New(&logSink{})}); err == nil || !strings.Contains(err.Error(), "listeners[0].http.filters[0] (plugin bad") {
+	if _, err := proxy.Start(context.Background(), cfg, proxy.Options{Logger: slog.New(&testlog.Sink{})}); err == nil || !strings.Contains(err.Error(), "listeners[0].http.filters[0] (plugin bad") {
 		t.Errorf("bad plugin: %v", err)
 	}
 	if _, err := proxy.Start(context.Background(), cfg, proxy.Options{Runtime: "v8"}); err == nil || !strings.Contains(err.Error(), "-runtime v8") {

@@ -1,0 +1,70 @@
+// Package testlog is a slog.Handler that keeps log lines for tests to
+// inspect.
+package testlog
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+)
+
+// Sink records each log record as one line: "LEVEL message k=v ...", with
+// the record's own attributes (those of Logger.With are dropped). It is
+// safe for concurrent use.
+type Sink struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// Logger returns a logger writing into a new Sink.
+func Logger() (*slog.Logger, *Sink) {
+	s := &Sink{}
+	return slog.New(s), s
+}
+
+// Enabled implements slog.Handler: every level is kept.
+func (s *Sink) Enabled(context.Context, slog.Level) bool { return true }
+
+// Handle implements slog.Handler.
+func (s *Sink) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		b.WriteString(" " + a.String())
+		return true
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, b.String())
+	return nil
+}
+
+// WithAttrs implements slog.Handler.
+func (s *Sink) WithAttrs([]slog.Attr) slog.Handler { return s }
+
+// WithGroup implements slog.Handler.
+func (s *Sink) WithGroup(string) slog.Handler { return s }
+
+// Count returns the number of lines containing sub.
+func (s *Sink) Count(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, l := range s.lines {
+		if strings.Contains(l, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// Has reports whether a line contains sub.
+func (s *Sink) Has(sub string) bool { return s.Count(sub) > 0 }
+
+// String returns the lines, one per line, for test failures.
+func (s *Sink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n")
+}
