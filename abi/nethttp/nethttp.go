@@ -13,8 +13,10 @@
 // bounded by Options.MaxBufferBytes (413 for a request body, 500 for a
 // response body whose headers have not been sent, a reset otherwise).
 //
-// Limits: local responses do not run through the response callbacks of the
-// chain; a handler that hijacks the connection (WebSocket upgrades through
+// Limits: a plugin that paused a body in the middle gets its buffer again
+// with the next chunk or at the end of the body, so a proxy_continue_stream
+// in between takes effect then; local responses do not run through the
+// response callbacks of the chain; a handler that hijacks the connection (WebSocket upgrades through
 // httputil.ReverseProxy) is refused by the response writer, which does not
 // implement http.Hijacker.
 package nethttp

@@ -464,6 +464,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 				if e := h.srv.Shutdown(ctx); e != nil {
 					_ = h.srv.Close()
 				}
+				_ = h.ln.Close() // when Start failed before serving it
 			})
 		}
 		for _, t := range p.tcp {
@@ -496,6 +497,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		}
 		if p.admin != nil {
 			_ = p.admin.Close()
+		}
+		if p.adminLn != nil {
+			_ = p.adminLn.Close()
 		}
 		p.log.Info("proxy stopped")
 	})
