@@ -27,10 +27,15 @@ type Config struct {
 	// Default wazero.
 	Runtime string `json:"runtime,omitempty"`
 	// CacheDir, when set, keeps compiled plugins on disk across restarts.
-	CacheDir  string     `json:"cache_dir,omitempty"`
-	Admin     Admin      `json:"admin"`
-	Listeners []Listener `json:"listeners"`
-	Clusters  []Cluster  `json:"clusters,omitempty"`
+	CacheDir string `json:"cache_dir,omitempty"`
+	// MemoryLimitMB caps each plugin VM's memory: a plugin that grows past
+	// it fails (its failure policy applies) instead of taking the host's
+	// memory. 0 means the module's own maximum (up to 4 GiB). Runtimes that
+	// cannot cap memory (wasmer) are refused when it is set.
+	MemoryLimitMB int        `json:"memory_limit_mb,omitempty"`
+	Admin         Admin      `json:"admin"`
+	Listeners     []Listener `json:"listeners"`
+	Clusters      []Cluster  `json:"clusters,omitempty"`
 	// ReloadInterval is how often plugin files are checked for changes
 	// (a changed file is loaded and swapped in without dropping requests);
 	// "0s" checks only on SIGHUP. Default 1s.
@@ -297,6 +302,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkRuntime("runtime", c.Runtime)
+	if c.MemoryLimitMB < 0 || c.MemoryLimitMB > 4096 {
+		bad("memory_limit_mb", "%d: want 1 to 4096 (or 0: no limit)", c.MemoryLimitMB)
+	}
 	if err := c.ReloadInterval.check(); err != nil {
 		bad("reload_interval", "%v", err)
 	}

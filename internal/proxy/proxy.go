@@ -215,6 +215,9 @@ func (p *Proxy) host(name string, o abi.Options) (*abi.Host, error) {
 		return h, nil
 	}
 	c := engine.NewConfig().WithInterruptOnContextDone(p.interrupt[name])
+	if mb := p.cfg.MemoryLimitMB; mb > 0 {
+		c = c.WithMemoryLimitPages(uint32(mb) * (1 << 20 / engine.PageSize))
+	}
 	if p.cfg.CacheDir != "" {
 		c = c.WithCompilationCache(p.cfg.CacheDir)
 	}
@@ -261,6 +264,11 @@ func pluginConfig(f *Plugin) (abi.PluginConfig, error) {
 	return c, nil
 }
 
+func (p *Proxy) runtimeCan(rt string, c engine.Capabilities) bool {
+	info, err := engine.Lookup(rt)
+	return err == nil && info.Capabilities.Has(c)
+}
+
 func (p *Proxy) runtimeOf(f *Plugin, override string) string {
 	for _, r := range []string{override, f.VMConfig.Runtime, p.cfg.Runtime} {
 		if r != "" {
@@ -294,8 +302,11 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, f *Plugin, override 
 	}
 	h, err := p.host(rt, o)
 	if err != nil {
-		if pc.CallTimeout > 0 && errors.Is(err, engine.ErrNotSupported) {
+		if pc.CallTimeout > 0 && errors.Is(err, engine.ErrNotSupported) && !p.runtimeCan(rt, engine.CapInterrupt) {
 			return nil, fmt.Errorf("%s.call_timeout: runtime %s cannot interrupt a running guest: %w", field, rt, err)
+		}
+		if p.cfg.MemoryLimitMB > 0 && errors.Is(err, engine.ErrNotSupported) && !p.runtimeCan(rt, engine.CapMemoryLimit) {
+			return nil, fmt.Errorf("memory_limit_mb: runtime %s (for %s) cannot cap guest memory: %w", rt, field, err)
 		}
 		return nil, fmt.Errorf("%s.vm_config.runtime: %w", field, err)
 	}

@@ -630,6 +630,7 @@ listeners:
 func TestBadConfig(t *testing.T) {
 	for _, c := range []struct{ config, want string }{
 		{`listeners: []`, "listeners: none"},
+		{"memory_limit_mb: -1\nlisteners: []", "memory_limit_mb: -1"},
 		{`listners: []`, `unknown field "listners"`},
 		{`listeners: [{address: "127.0.0.1:0"}]`, "listeners[0]: neither http nor tcp"},
 		{`listeners: [{address: "nope", http: {cluster: echo}}]`, "listeners[0].address"},
@@ -683,4 +684,44 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.Rename(tmp, to); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestMemoryLimit: a plugin that allocates without end fails against
+// memory_limit_mb (503, VM replaced) instead of taking the host's memory;
+// a runtime that cannot cap memory is refused at start.
+func TestMemoryLimit(t *testing.T) {
+	b := newBackend(t)
+	forEachRuntime(t, func(t *testing.T, rt string) {
+		config := fmt.Sprintf(`
+memory_limit_mb: 64
+clusters: [{name: backend, address: %q}]
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    http:
+      cluster: backend
+      filters:
+        - name: oom
+          vm_config: {code: {local: {filename: %q}}}
+`, b.URL, plugins.Path(t, "trap"))
+		info, _ := engine.Lookup(rt)
+		if !info.Capabilities.Has(engine.CapMemoryLimit) {
+			cfg, err := proxy.ParseConfig([]byte(config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = proxy.Start(context.Background(), cfg, proxy.Options{Runtime: rt, Logger: slog.New(&testlog.Sink{})})
+			if err == nil || !strings.Contains(err.Error(), "memory_limit_mb: runtime "+rt) {
+				t.Errorf("%s: %v", rt, err)
+			}
+			return
+		}
+		h := start(t, rt, config)
+		if r := h.do("GET", h.url("web", "/"), "", "X-Crash", "oom"); r.status != 503 || !strings.Contains(r.body, "plugin oom failed") {
+			t.Errorf("oom: %d %q", r.status, r.body)
+		}
+		if r := h.do("GET", h.url("web", "/after"), ""); r.status != 200 || r.body != "path=/after body=" {
+			t.Errorf("after: %d %q", r.status, r.body)
+		}
+	})
 }
