@@ -239,6 +239,26 @@ listeners:
 `, b.URL, tcpEcho, p("headers"), p("body"), p("local_response"), p("callout"), p("shared"), p("tick"), p("trap"), p("tcp"), p("config"), loop)
 }
 
+// oneFilter is a configuration with one HTTP listener, "web", through one
+// plugin to the backend at url ("" for the built-in echo); top is added at
+// the top level.
+func oneFilter(top, url, name, file string) string {
+	cluster, clusters := "echo", ""
+	if url != "" {
+		cluster, clusters = "backend", fmt.Sprintf("clusters: [{name: backend, address: %q}]\n", url)
+	}
+	return fmt.Sprintf(`%s
+%slisteners:
+  - name: web
+    address: 127.0.0.1:0
+    http:
+      cluster: %s
+      filters:
+        - name: %s
+          vm_config: {code: {local: {filename: %q}}}
+`, top, clusters, cluster, name, file)
+}
+
 func interrupts(rt string) bool {
 	info, err := engine.Lookup(rt)
 	return err == nil && info.Capabilities.Has(engine.CapInterrupt)
@@ -416,19 +436,9 @@ func TestProxy(t *testing.T) {
 // runtime label.
 func TestPluginMetrics(t *testing.T) {
 	forEachRuntime(t, func(t *testing.T, rt string) {
-		h := start(t, rt, fmt.Sprintf(`
-admin: {address: 127.0.0.1:0, pprof: true}
-listeners:
-  - name: m
-    address: 127.0.0.1:0
-    http:
-      cluster: echo
-      filters:
-        - name: metrics
-          vm_config: {code: {local: {filename: %q}}}
-`, plugins.Path(t, "metrics")))
+		h := start(t, rt, oneFilter("admin: {address: 127.0.0.1:0, pprof: true}", "", "metrics", plugins.Path(t, "metrics")))
 		for range 3 {
-			h.do("GET", h.url("m", "/abc"), "")
+			h.do("GET", h.url("web", "/abc"), "")
 		}
 		if r := h.do("GET", "http://"+h.p.AdminAddr().String()+"/debug/pprof/", ""); r.status != 200 || !strings.Contains(r.body, "goroutine") {
 			t.Errorf("pprof: %d", r.status)
@@ -483,19 +493,7 @@ func TestReload(t *testing.T) {
 		dir := t.TempDir()
 		file := filepath.Join(dir, "plugin.wasm")
 		copyFile(t, plugins.Path(t, "headers"), file)
-		h := start(t, rt, fmt.Sprintf(`
-admin: {address: 127.0.0.1:0}
-reload_interval: 0s
-clusters: [{name: backend, address: %q}]
-listeners:
-  - name: web
-    address: 127.0.0.1:0
-    http:
-      cluster: backend
-      filters:
-        - name: swap
-          vm_config: {code: {local: {filename: %q}}}
-`, b.URL, file))
+		h := start(t, rt, oneFilter("admin: {address: 127.0.0.1:0}\nreload_interval: 0s", b.URL, "swap", file))
 		inflight := make(chan reply)
 		go func() { inflight <- h.do("GET", h.url("web", "/slow"), "") }()
 		<-b.slow
@@ -537,18 +535,7 @@ func TestReloadWatch(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "plugin.wasm")
 	copyFile(t, plugins.Path(t, "headers"), file)
-	h := start(t, "", fmt.Sprintf(`
-reload_interval: 20ms
-clusters: [{name: backend, address: %q}]
-listeners:
-  - name: web
-    address: 127.0.0.1:0
-    http:
-      cluster: backend
-      filters:
-        - name: swap
-          vm_config: {code: {local: {filename: %q}}}
-`, b.URL, file))
+	h := start(t, "", oneFilter("reload_interval: 20ms", b.URL, "swap", file))
 	if r := h.do("GET", h.url("web", "/"), ""); r.header.Get("X-Anywasm-Plugin") != "headers" {
 		t.Fatalf("%v", r.header)
 	}
@@ -566,18 +553,7 @@ listeners:
 // health reports draining; later connections are refused.
 func TestShutdown(t *testing.T) {
 	b := newBackend(t)
-	cfg, err := proxy.ParseConfig([]byte(fmt.Sprintf(`
-admin: {address: 127.0.0.1:0}
-clusters: [{name: backend, address: %q}]
-listeners:
-  - name: web
-    address: 127.0.0.1:0
-    http:
-      cluster: backend
-      filters:
-        - name: headers
-          vm_config: {code: {local: {filename: %q}}}
-`, b.URL, plugins.Path(t, "headers"))))
+	cfg, err := proxy.ParseConfig([]byte(oneFilter("admin: {address: 127.0.0.1:0}", b.URL, "headers", plugins.Path(t, "headers"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -692,18 +668,7 @@ func copyFile(t *testing.T, from, to string) {
 func TestMemoryLimit(t *testing.T) {
 	b := newBackend(t)
 	forEachRuntime(t, func(t *testing.T, rt string) {
-		config := fmt.Sprintf(`
-memory_limit_mb: 64
-clusters: [{name: backend, address: %q}]
-listeners:
-  - name: web
-    address: 127.0.0.1:0
-    http:
-      cluster: backend
-      filters:
-        - name: oom
-          vm_config: {code: {local: {filename: %q}}}
-`, b.URL, plugins.Path(t, "trap"))
+		config := oneFilter("memory_limit_mb: 64", b.URL, "oom", plugins.Path(t, "trap"))
 		info, _ := engine.Lookup(rt)
 		if !info.Capabilities.Has(engine.CapMemoryLimit) {
 			cfg, err := proxy.ParseConfig([]byte(config))
