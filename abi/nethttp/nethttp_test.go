@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -332,9 +333,7 @@ func TestTrailers(t *testing.T) {
 		go func() { _, _ = pw.Write([]byte("data")); pw.Close() }()
 		req, _ := http.NewRequest("POST", srv.URL+"/t", pr)
 		req.Header.Set("X-Backend-Trailer", "1")
-		req.Trailer = http.Header{"X-Req-Sum": nil}
-		go func() {}()
-		req.Trailer.Set("X-Req-Sum", "r1")
+		req.Trailer = http.Header{"X-Req-Sum": []string{"r1"}}
 		r := e.do(req)
 		got := e.backendSaw()
 		if got.body != "data" || got.trailer.Get("X-Req-Sum") != "r1" {
@@ -342,6 +341,22 @@ func TestTrailers(t *testing.T) {
 		}
 		if r.status != 200 || r.body != "abc" || r.trailer.Get("X-Checksum") != "sum-1" {
 			t.Errorf("response %d %q trailer %v", r.status, r.body, r.trailer)
+		}
+
+		// Trailers end the stream: a plugin that holds a body until its
+		// end (body) never sees end_of_stream and passes the body on
+		// unchanged when the trailers come.
+		srv = e.proxy(nethttp.Options{}, e.load("body", abi.PluginConfig{}))
+		req, _ = http.NewRequest("POST", srv.URL+"/t", io.MultiReader(strings.NewReader("data")))
+		req.Header.Set("X-Backend-Trailer", "1")
+		req.Trailer = http.Header{"X-Req-Sum": []string{"r2"}}
+		r = e.do(req)
+		got = e.backendSaw()
+		if got.body != "data" || got.trailer.Get("X-Req-Sum") != "r2" {
+			t.Errorf("body plugin: backend saw %q trailer %v", got.body, got.trailer)
+		}
+		if r.status != 200 || r.body != "abc" || r.trailer.Get("X-Checksum") != "sum-1" {
+			t.Errorf("body plugin: response %d %q trailer %v", r.status, r.body, r.trailer)
 		}
 	})
 }
@@ -397,21 +412,24 @@ func TestInfiniteLoop(t *testing.T) {
 }
 
 // TestClientGone: a client that goes away while a plugin holds its request
-// leaves the plugin's VM healthy.
+// leaves the plugin's VM healthy, even on a runtime that interrupts guests
+// whose call context is done.
 func TestClientGone(t *testing.T) {
-	block := make(chan struct{})
+	var gate atomic.Pointer[chan struct{}] // the upstream answers when it is closed
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
-		case <-block:
+		case <-*gate.Load():
 		case <-time.After(10 * time.Second):
 		}
 		io.WriteString(w, "late")
 	}))
 	defer up.Close()
-	defer close(block)
 	opts := abi.Options{Upstreams: &abi.HTTPUpstreams{Clusters: map[string]string{"backend": up.URL}}}
-	forEachRuntime(t, nil, opts, func(t *testing.T, e *env) {
-		srv := e.proxy(nethttp.Options{}, e.load("callout", abi.PluginConfig{}))
+	cfg := engine.NewConfig().WithInterruptOnContextDone(true)
+	forEachRuntime(t, &cfg, opts, func(t *testing.T, e *env) {
+		ch := make(chan struct{})
+		gate.Store(&ch)
+		srv := e.proxy(nethttp.Options{}, e.load("callout", abi.PluginConfig{CallTimeout: 5 * time.Second}))
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/", nil)
 		if _, err := http.DefaultClient.Do(req); err == nil {
@@ -419,6 +437,16 @@ func TestClientGone(t *testing.T) {
 		}
 		cancel()
 		e.backendSawNothing()
+		// The callout answers late; the next request runs on a healthy VM.
+		close(ch)
+		r := e.get(srv, "/next")
+		got := e.backendSaw()
+		if r.status != 200 || got.header.Get("X-Callout-Body") != "late" {
+			t.Errorf("after the client went: %d %q; backend saw %v\nlogs:\n%s", r.status, r.body, got.header, e.logs)
+		}
+		if e.logs.Has("plugin failed") {
+			t.Errorf("the client's leaving failed the VM:\n%s", e.logs)
+		}
 	})
 }
 
