@@ -89,12 +89,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	if a := p.AdminAddr(); a != nil {
 		log.Info("admin", "address", a.String())
 	}
-	if ready != nil {
-		ready <- p
-	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	if ready != nil {
+		ready <- p
+	}
 	for {
 		select {
 		case <-hup:

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,7 +44,8 @@ func TestExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The example's fixed ports may be taken on a test machine.
-	cfg := strings.NewReplacer("127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:9901", "127.0.0.1:0").Replace(string(b))
+	// No reload timer: the test checks that SIGHUP reloads.
+	cfg := strings.NewReplacer("127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:9901", "127.0.0.1:0").Replace(string(b)) + "reload_interval: 0s\n"
 	os.WriteFile(filepath.Join(dir, "proxy.yaml"), []byte(cfg), 0o644)
 	for _, p := range []string{"headers", "local_response", "metrics"} {
 		w, _ := os.ReadFile(plugins.Path(t, p))
@@ -85,6 +87,29 @@ func TestExample(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 403 {
 		t.Errorf("x-deny: %d", resp.StatusCode)
+	}
+	// SIGHUP reloads a changed plugin file: headers.wasm becomes the body
+	// plugin, which adds no X-Anywasm-Plugin header.
+	w, _ := os.ReadFile(plugins.Path(t, "body"))
+	os.WriteFile(filepath.Join(dir, "headers.wasm.tmp"), w, 0o644)
+	os.Rename(filepath.Join(dir, "headers.wasm.tmp"), filepath.Join(dir, "headers.wasm"))
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.Addr("ingress").String() + "/after")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.Header.Get("X-Anywasm-Plugin") == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not reload the changed plugin")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
 	if code := <-done; code != 0 {
