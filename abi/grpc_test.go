@@ -56,7 +56,7 @@ func TestGRPCCallout(t *testing.T) {
 				}
 				wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				defer cancel()
-				if err := s.Wait(wctx); err != nil {
+				if err := s.Wait(wctx, abi.StreamHTTPRequest); err != nil {
 					t.Fatal(err)
 				}
 				g := c.fake.got

@@ -177,12 +177,17 @@ func (l Limits) withDefaults() Limits {
 
 var errSerialization = errors.New("malformed header map")
 
+// ErrHeaderLimit is wrapped by the errors of header maps over Limits: a map
+// DecodeHeaders refuses, and the cause of a stream failure when a plugin's
+// change to a header map was refused.
+var ErrHeaderLimit = errors.New("abi: header map limit")
+
 // DecodeHeaders parses a serialized header map, refusing maps over the
 // limits and any inconsistency.
 func DecodeHeaders(b []byte, l Limits) (Headers, error) {
 	l = l.withDefaults()
 	if len(b) > l.MaxHeaderMapBytes {
-		return nil, fmt.Errorf("header map of %d bytes exceeds the limit of %d", len(b), l.MaxHeaderMapBytes)
+		return nil, fmt.Errorf("%w: a map of %d bytes exceeds %d", ErrHeaderLimit, len(b), l.MaxHeaderMapBytes)
 	}
 	if len(b) == 0 || (len(b) == 1 && b[0] == 0) {
 		return nil, nil
@@ -192,7 +197,7 @@ func DecodeHeaders(b []byte, l Limits) (Headers, error) {
 	}
 	n := binary.LittleEndian.Uint32(b)
 	if uint64(n) > uint64(l.MaxHeaderMapPairs) {
-		return nil, fmt.Errorf("header map of %d pairs exceeds the limit of %d", n, l.MaxHeaderMapPairs)
+		return nil, fmt.Errorf("%w: a map of %d pairs exceeds %d", ErrHeaderLimit, n, l.MaxHeaderMapPairs)
 	}
 	if uint64(len(b)) < 4+8*uint64(n) {
 		return nil, errSerialization

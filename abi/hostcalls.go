@@ -520,7 +520,7 @@ func (v *vm) hSetHeaderMapPairs(_ context.Context, s []uint64) Status {
 	}
 	m, err := DecodeHeaders(b, v.group.host.opts.Limits)
 	if err != nil {
-		return StatusSerializationFailure
+		return v.refuseMutation(StatusSerializationFailure, fmt.Errorf("proxy_set_header_map_pairs: %w", err))
 	}
 	*h = m
 	return StatusOK
@@ -599,12 +599,29 @@ func (v *vm) mutableMap(t MapType) (*Headers, Status) {
 	return h, StatusOK
 }
 
-func (v *vm) checkHeaderLimits(h Headers, extra int) Status {
+// overLimits reports whether h with one more entry of extra bytes would
+// exceed the limits.
+func (v *vm) overLimits(h Headers, extra int) bool {
 	l := v.group.host.opts.Limits
-	if len(h)+1 > l.MaxHeaderMapPairs || h.SerializedSize()+extra > l.MaxHeaderMapBytes {
-		return StatusBadArgument
+	return len(h)+1 > l.MaxHeaderMapPairs || h.SerializedSize()+extra > l.MaxHeaderMapBytes
+}
+
+// refuseMutation fails the stream of the effective context (its failure
+// policy applies: a 503 under FAIL_CLOSED) because the host refused a change
+// the plugin asked for, and returns status for the hostcall: a refused
+// change must never pass silently (the request would go on without the
+// plugin's decision). The VM itself is sound and goes on.
+func (v *vm) refuseMutation(status Status, err error) Status {
+	c := v.eff
+	if c == nil || c.http == nil || c.http.err != nil {
+		return status
 	}
-	return StatusOK
+	s := c.http
+	s.err = &PluginError{Plugin: s.p.cfg.Name, Callback: v.curName, Err: err}
+	s.p.log.Error("the host refused a plugin's header change; the stream fails by its failure policy",
+		"callback", v.curName, "policy", s.p.cfg.FailurePolicy.String(), "err", err)
+	s.failed()
+	return status
 }
 
 func (v *vm) hAddHeaderMapValue(_ context.Context, s []uint64) Status { return v.putHeader(s, false) }
@@ -614,7 +631,10 @@ func (v *vm) hReplaceHeaderMapValue(_ context.Context, s []uint64) Status {
 }
 
 // putHeader adds or (replace) sets the header of proxy_add_header_map_value
-// and proxy_replace_header_map_value.
+// and proxy_replace_header_map_value. An add that would take the map over
+// the limits is refused and fails the stream; a replace is never refused
+// for size (it adds no entry, and a map over the limits, as a client sent
+// it, must still be correctable).
 func (v *vm) putHeader(s []uint64, replace bool) Status {
 	h, st := v.mutableMap(MapType(s[0]))
 	if st != StatusOK {
@@ -624,14 +644,16 @@ func (v *vm) putHeader(s []uint64, replace bool) Status {
 	if st != StatusOK {
 		return st
 	}
-	if st := v.checkHeaderLimits(*h, 10+len(k)+len(val)); st != StatusOK {
-		return st
-	}
 	if replace {
 		h.setFold(k, val)
-	} else {
-		h.Add(k, val)
+		return StatusOK
 	}
+	if v.overLimits(*h, 10+len(k)+len(val)) {
+		l := v.group.host.opts.Limits
+		return v.refuseMutation(StatusBadArgument, fmt.Errorf("%w: adding %q to a map of %d pairs, %d bytes would exceed %d pairs or %d bytes",
+			ErrHeaderLimit, k, len(*h), h.SerializedSize(), l.MaxHeaderMapPairs, l.MaxHeaderMapBytes))
+	}
+	h.Add(k, val)
 	return StatusOK
 }
 
@@ -669,9 +691,9 @@ func (v *vm) continueStream(t StreamType) Status {
 	}
 	switch {
 	case (t == StreamHTTPRequest || t == StreamHTTPResponse) && c.http != nil:
-		c.http.signal()
+		c.http.cont(dirOf(t))
 	case (t == StreamDownstream || t == StreamUpstream) && c.tcp != nil:
-		c.tcp.signal()
+		c.tcp.cont(dirOf(t))
 	default:
 		return StatusBadArgument
 	}
@@ -687,9 +709,10 @@ func (v *vm) hCloseStream(_ context.Context, s []uint64) Status {
 		c.http.local = &LocalResponse{Status: 503, Details: "closed_by_plugin", GRPCStatus: -1}
 	}
 	if c.http != nil {
-		c.http.signal()
+		c.http.wake()
 	} else {
-		c.tcp.signal()
+		c.tcp.closeReq = true
+		c.tcp.wake()
 	}
 	return StatusOK
 }
@@ -715,7 +738,7 @@ func (v *vm) hSendLocalResponse(_ context.Context, s []uint64) Status {
 	}
 	c.http.local = &LocalResponse{Status: status, Details: details, Headers: headers,
 		Body: append([]byte(nil), body...), GRPCStatus: int32(uint32(s[7]))}
-	c.http.signal()
+	c.http.wake()
 	return StatusOK
 }
 

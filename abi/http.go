@@ -62,11 +62,11 @@ func dataAction(r uint64) Action {
 	return ActionPause
 }
 
-// run calls a stream callback and applies the failure policy. The stream's
-// state is only touched under the VM's lock: callbacks of other goroutines
-// (HTTP callout responses, queue deliveries) may reach this stream through
-// the effective context.
-func (s *HTTPStream) run(ctx context.Context, cb func(v *vm) callback, name string, toAction func(uint64) Action, a, b uint64) (Action, error) {
+// run calls a stream callback of direction d (0 request, 1 response) and
+// applies the failure policy. The stream's state is only touched under the
+// VM's lock: callbacks of other goroutines (HTTP callout responses, queue
+// deliveries) may reach this stream through the effective context.
+func (s *HTTPStream) run(ctx context.Context, d int, cb func(v *vm) callback, name string, toAction func(uint64) Action, a, b uint64) (Action, error) {
 	if s.closed {
 		return ActionContinue, errStreamClosed
 	}
@@ -86,7 +86,11 @@ func (s *HTTPStream) run(ctx context.Context, cb func(v *vm) callback, name stri
 	if cb(v).f == nil {
 		return ActionContinue, nil
 	}
-	return toAction(r), nil
+	act := toAction(r)
+	if act == ActionPause {
+		s.pause(d)
+	}
+	return act, nil
 }
 
 // failed applies the failure policy to a stream whose plugin failed. The
@@ -99,7 +103,7 @@ func (s *HTTPStream) failed() Action {
 		s.local = &LocalResponse{Status: 503, Details: "wasm_plugin_failed", GRPCStatus: -1,
 			Headers: Headers{{"content-type", "text/plain"}},
 			Body:    fmt.Appendf(nil, "plugin %s failed\n", s.p.cfg.Name)}
-		s.signal()
+		s.wake()
 	}
 	return ActionPause
 }
@@ -115,7 +119,7 @@ func boolArg(b bool) uint64 {
 // from now on (RequestHeaderMap returns it as the plugin left it).
 func (s *HTTPStream) RequestHeaders(ctx context.Context, h Headers, endOfStream bool) (Action, error) {
 	s.locked(func() { s.reqHeaders = h })
-	return s.run(ctx, func(v *vm) callback { return v.cb.requestHeaders }, "proxy_on_request_headers", headersAction,
+	return s.run(ctx, 0, func(v *vm) callback { return v.cb.requestHeaders }, "proxy_on_request_headers", headersAction,
 		uint64(len(h)), boolArg(endOfStream))
 }
 
@@ -125,7 +129,7 @@ func (s *HTTPStream) RequestHeaders(ctx context.Context, h Headers, endOfStream 
 // buffer starts again empty; on ActionPause it keeps buffering.
 func (s *HTTPStream) RequestBody(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
 	s.locked(func() { s.reqBody = append(s.reqBody, chunk...) })
-	a, err := s.run(ctx, func(v *vm) callback { return v.cb.requestBody }, "proxy_on_request_body", dataAction,
+	a, err := s.run(ctx, 0, func(v *vm) callback { return v.cb.requestBody }, "proxy_on_request_body", dataAction,
 		uint64(len(s.reqBody)), boolArg(endOfStream))
 	if a == ActionContinue && err == nil {
 		return s.TakeRequestBody(), a, nil
@@ -136,20 +140,20 @@ func (s *HTTPStream) RequestBody(ctx context.Context, chunk []byte, endOfStream 
 // RequestTrailers runs proxy_on_request_trailers.
 func (s *HTTPStream) RequestTrailers(ctx context.Context, h Headers) (Action, error) {
 	s.locked(func() { s.reqTrailers = h })
-	return s.run(ctx, func(v *vm) callback { return v.cb.requestTrailers }, "proxy_on_request_trailers", headersAction, uint64(len(h)), 0)
+	return s.run(ctx, 0, func(v *vm) callback { return v.cb.requestTrailers }, "proxy_on_request_trailers", headersAction, uint64(len(h)), 0)
 }
 
 // ResponseHeaders runs proxy_on_response_headers.
 func (s *HTTPStream) ResponseHeaders(ctx context.Context, h Headers, endOfStream bool) (Action, error) {
 	s.locked(func() { s.respHeaders = h })
-	return s.run(ctx, func(v *vm) callback { return v.cb.responseHeaders }, "proxy_on_response_headers", headersAction,
+	return s.run(ctx, 1, func(v *vm) callback { return v.cb.responseHeaders }, "proxy_on_response_headers", headersAction,
 		uint64(len(h)), boolArg(endOfStream))
 }
 
 // ResponseBody is RequestBody for the response.
 func (s *HTTPStream) ResponseBody(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
 	s.locked(func() { s.respBody = append(s.respBody, chunk...) })
-	a, err := s.run(ctx, func(v *vm) callback { return v.cb.responseBody }, "proxy_on_response_body", dataAction,
+	a, err := s.run(ctx, 1, func(v *vm) callback { return v.cb.responseBody }, "proxy_on_response_body", dataAction,
 		uint64(len(s.respBody)), boolArg(endOfStream))
 	if a == ActionContinue && err == nil {
 		return s.TakeResponseBody(), a, nil
@@ -160,21 +164,20 @@ func (s *HTTPStream) ResponseBody(ctx context.Context, chunk []byte, endOfStream
 // ResponseTrailers runs proxy_on_response_trailers.
 func (s *HTTPStream) ResponseTrailers(ctx context.Context, h Headers) (Action, error) {
 	s.locked(func() { s.respTrailers = h })
-	return s.run(ctx, func(v *vm) callback { return v.cb.responseTrailers }, "proxy_on_response_trailers", headersAction, uint64(len(h)), 0)
+	return s.run(ctx, 1, func(v *vm) callback { return v.cb.responseTrailers }, "proxy_on_response_trailers", headersAction, uint64(len(h)), 0)
 }
 
-// Wait blocks, after an ActionPause, until the plugin continues the stream
-// (proxy_continue_stream), answers it (LocalResponse) or closes it, or ctx
-// is done.
-func (s *HTTPStream) Wait(ctx context.Context) error {
+// Wait blocks, after an ActionPause of direction dir (StreamHTTPRequest or
+// StreamHTTPResponse), until the plugin continues that direction
+// (proxy_continue_stream), answers the stream (LocalResponse) or fails, or
+// ctx is done. It returns at once if the direction is not paused.
+func (s *HTTPStream) Wait(ctx context.Context, dir StreamType) error {
 	v := s.v
-	v.mu.Lock()
-	answered := s.local != nil
-	v.mu.Unlock()
-	if answered {
-		return nil
+	if s.closed || v == nil {
+		return errStreamClosed
 	}
-	if err := s.wait(ctx); err != nil {
+	d := dirOf(dir)
+	if err := s.wait(ctx, d, func() bool { return s.local != nil || !s.paused[d] || v.failed.Load() }); err != nil {
 		return err
 	}
 	v.mu.Lock()

@@ -82,11 +82,23 @@ type stream struct {
 	c   *contextState // &cs once the context exists
 	cs  contextState
 	err error // the plugin failed during this stream
-	// resume is signalled when the plugin continues, answers or closes a
-	// paused stream (from another callback, e.g. an HTTP callout's).
-	resume chan struct{}
-	closed bool
+	// paused[d] is set when a callback of direction d (0: the request or
+	// downstream, 1: the response or upstream) answers pause, and cleared
+	// when the plugin continues that direction; resume[d] is signalled then,
+	// and when the plugin answers the stream or fails (from another
+	// callback, e.g. an HTTP callout's). A continue of a direction that is
+	// not paused does nothing, as Envoy's continueDecoding/continueEncoding
+	// of a filter that did not stop.
+	paused [2]bool
+	resume [2]chan struct{}
+	// closeReq: the plugin closed the stream (proxy_close_stream).
+	closeReq bool
+	closed   bool
 }
+
+// dirOf maps a stream type to the index of its direction in paused and
+// resume.
+func dirOf(t StreamType) int { return int(t) & 1 }
 
 // start picks a VM and creates the stream context
 // (proxy_on_context_create). A stream struct is reused after Close (streams
@@ -97,14 +109,13 @@ func (s *stream) start(ctx context.Context, p *Plugin) error {
 	if err != nil {
 		return &PluginError{Plugin: p.cfg.Name, Callback: "proxy_on_context_create", Err: err}
 	}
-	if s.resume == nil {
-		s.resume = make(chan struct{}, 1)
+	for d := range s.resume {
+		if s.resume[d] == nil {
+			s.resume[d] = make(chan struct{}, 1)
+		}
+		drain(s.resume[d]) // a signal left from the previous use
 	}
-	select { // a signal left from the previous use
-	case <-s.resume:
-	default:
-	}
-	s.p, s.v, s.c, s.err, s.closed = p, v, nil, nil, false
+	s.p, s.v, s.c, s.err, s.closed, s.paused, s.closeReq = p, v, nil, nil, false, [2]bool{}, false
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.failed.Load() {
@@ -121,11 +132,39 @@ func (s *stream) start(ctx context.Context, p *Plugin) error {
 	return nil
 }
 
-func (s *stream) signal() {
+func drain(c chan struct{}) {
 	select {
-	case s.resume <- struct{}{}:
+	case <-c:
 	default:
 	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// pause records that direction d is paused. The VM's lock is held.
+func (s *stream) pause(d int) {
+	s.paused[d] = true
+	drain(s.resume[d])
+}
+
+// cont continues direction d if it is paused. The VM's lock is held.
+func (s *stream) cont(d int) {
+	if s.paused[d] {
+		s.paused[d] = false
+		signal(s.resume[d])
+	}
+}
+
+// wake wakes whatever waits on the stream: it was answered or its plugin
+// failed. The VM's lock is held.
+func (s *stream) wake() {
+	signal(s.resume[0])
+	signal(s.resume[1])
 }
 
 // invoke runs a callback of the stream's context with (id, a, b); ok is
@@ -192,17 +231,30 @@ func (s *stream) finish(ctx context.Context) error {
 	return nil
 }
 
-// wait blocks until the plugin resumes the stream or ctx is done.
-func (s *stream) wait(ctx context.Context) error {
-	select {
-	case <-s.resume:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// wait blocks until settled, checked under the VM's lock, holds, or ctx is
+// done. settled is checked again after every wake-up of direction d.
+func (s *stream) wait(ctx context.Context, d int, settled func() bool) error {
+	v := s.v
+	for {
+		v.mu.Lock()
+		ok := settled()
+		v.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-s.resume[d]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
 // errStreamClosed is returned by callbacks of a closed stream.
 var errStreamClosed = errors.New("abi: stream is closed")
+
+// ErrClosedByPlugin is what TCPStream.Err returns once the plugin closed
+// the connection (proxy_close_stream): the embedder closes it.
+var ErrClosedByPlugin = errors.New("abi: the plugin closed the stream (proxy_close_stream)")
 
 var _ = engine.ErrClosed

@@ -219,7 +219,7 @@ func TestGoSDKCallout(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
 		defer cancel()
-		if err := s.Wait(ctx); err != nil {
+		if err := s.Wait(ctx, abi.StreamHTTPRequest); err != nil {
 			t.Fatalf("wait: %v\nlogs:\n%s", err, f.logs)
 		}
 		if s.LocalResponse() != nil {
@@ -238,7 +238,7 @@ func TestGoSDKCallout(t *testing.T) {
 		f.requestHeaders(s, abi.Headers{{":path", "/"}}, true)
 		ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
 		defer cancel()
-		if err := s.Wait(ctx); err != nil {
+		if err := s.Wait(ctx, abi.StreamHTTPRequest); err != nil {
 			t.Fatal(err)
 		}
 		if lr := s.LocalResponse(); lr == nil || lr.Status != 503 || string(lr.Body) != "callout failed\n" {

@@ -22,11 +22,12 @@ func (p *Plugin) NewTCPStream(ctx context.Context) (*TCPStream, Action, error) {
 	if s.c != nil {
 		s.c.tcp = s
 	}
-	a, err := s.run(ctx, func(v *vm) callback { return v.cb.newConnection }, "proxy_on_new_connection", 0, 0)
+	a, err := s.run(ctx, 0, func(v *vm) callback { return v.cb.newConnection }, "proxy_on_new_connection", 0, 0)
 	return s, a, err
 }
 
-func (s *TCPStream) run(ctx context.Context, cb func(v *vm) callback, name string, a, b uint64) (Action, error) {
+// run calls a callback of direction d (0 downstream, 1 upstream).
+func (s *TCPStream) run(ctx context.Context, d int, cb func(v *vm) callback, name string, a, b uint64) (Action, error) {
 	if s.closed {
 		return ActionPause, errStreamClosed
 	}
@@ -40,7 +41,11 @@ func (s *TCPStream) run(ctx context.Context, cb func(v *vm) callback, name strin
 	if cb(v).f == nil {
 		return ActionContinue, nil
 	}
-	return dataAction(r), nil
+	act := dataAction(r)
+	if act == ActionPause {
+		s.pause(d)
+	}
+	return act, nil
 }
 
 func (s *TCPStream) failed() Action {
@@ -55,7 +60,7 @@ func (s *TCPStream) failed() Action {
 // plugin left it) to send upstream and empties it.
 func (s *TCPStream) DownstreamData(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
 	s.locked(func() { s.down = append(s.down, chunk...) })
-	a, err := s.run(ctx, func(v *vm) callback { return v.cb.downstreamData }, "proxy_on_downstream_data", uint64(len(s.down)), boolArg(endOfStream))
+	a, err := s.run(ctx, 0, func(v *vm) callback { return v.cb.downstreamData }, "proxy_on_downstream_data", uint64(len(s.down)), boolArg(endOfStream))
 	if a == ActionContinue && err == nil {
 		return s.TakeDownstream(), a, nil
 	}
@@ -65,7 +70,7 @@ func (s *TCPStream) DownstreamData(ctx context.Context, chunk []byte, endOfStrea
 // UpstreamData is DownstreamData for data from the upstream.
 func (s *TCPStream) UpstreamData(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
 	s.locked(func() { s.up = append(s.up, chunk...) })
-	a, err := s.run(ctx, func(v *vm) callback { return v.cb.upstreamData }, "proxy_on_upstream_data", uint64(len(s.up)), boolArg(endOfStream))
+	a, err := s.run(ctx, 1, func(v *vm) callback { return v.cb.upstreamData }, "proxy_on_upstream_data", uint64(len(s.up)), boolArg(endOfStream))
 	if a == ActionContinue && err == nil {
 		return s.TakeUpstream(), a, nil
 	}
@@ -74,19 +79,27 @@ func (s *TCPStream) UpstreamData(ctx context.Context, chunk []byte, endOfStream 
 
 // DownstreamClose runs proxy_on_downstream_connection_close.
 func (s *TCPStream) DownstreamClose(ctx context.Context, peer PeerType) error {
-	_, err := s.run(ctx, func(v *vm) callback { return v.cb.downstreamClose }, "proxy_on_downstream_connection_close", uint64(peer), 0)
+	_, err := s.run(ctx, 0, func(v *vm) callback { return v.cb.downstreamClose }, "proxy_on_downstream_connection_close", uint64(peer), 0)
 	return err
 }
 
 // UpstreamClose runs proxy_on_upstream_connection_close.
 func (s *TCPStream) UpstreamClose(ctx context.Context, peer PeerType) error {
-	_, err := s.run(ctx, func(v *vm) callback { return v.cb.upstreamClose }, "proxy_on_upstream_connection_close", uint64(peer), 0)
+	_, err := s.run(ctx, 1, func(v *vm) callback { return v.cb.upstreamClose }, "proxy_on_upstream_connection_close", uint64(peer), 0)
 	return err
 }
 
-// Wait blocks, after an ActionPause, until the plugin continues the stream,
-// or ctx is done.
-func (s *TCPStream) Wait(ctx context.Context) error { return s.wait(ctx) }
+// Wait blocks, after an ActionPause of direction dir (StreamDownstream, for
+// proxy_on_new_connection too, or StreamUpstream), until the plugin
+// continues that direction or fails, or ctx is done. It returns at once if
+// the direction is not paused.
+func (s *TCPStream) Wait(ctx context.Context, dir StreamType) error {
+	if s.closed || s.v == nil {
+		return errStreamClosed
+	}
+	d, v := dirOf(dir), s.v
+	return s.wait(ctx, d, func() bool { return !s.paused[d] || v.failed.Load() || s.err != nil || s.closeReq })
+}
 
 // TakeDownstream returns and empties the downstream buffer.
 func (s *TCPStream) TakeDownstream() (b []byte) {
@@ -100,9 +113,15 @@ func (s *TCPStream) TakeUpstream() (b []byte) {
 	return b
 }
 
-// Err returns why the plugin failed during this stream, or nil.
+// Err returns why the plugin failed during this stream, ErrClosedByPlugin
+// if the plugin closed the connection, or nil.
 func (s *TCPStream) Err() (err error) {
-	s.locked(func() { err = s.err })
+	s.locked(func() {
+		err = s.err
+		if err == nil && s.closeReq {
+			err = ErrClosedByPlugin
+		}
+	})
 	return err
 }
 

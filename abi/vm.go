@@ -326,6 +326,7 @@ type vm struct {
 	roots   map[*Plugin]*contextState
 	ctxs    map[uint32]*contextState
 	cur     *contextState // the context of the running callback
+	curName string        // the running callback's export
 	eff     *contextState // the effective context (proxy_set_effective_context)
 	fatal   error         // a host-side error that must end the guest call
 	// initializing: the module's initializer runs; hostcalls are restricted
@@ -509,8 +510,8 @@ func (v *vm) call(ctx context.Context, c *contextState, cb callback, name string
 		return 0, v.failure()
 	}
 	copy(v.stack[:], args[:min(len(args), cb.n)])
-	prevCur, prevEff := v.cur, v.eff
-	v.cur, v.eff = c, c
+	prevCur, prevEff, prevName := v.cur, v.eff, v.curName
+	v.cur, v.eff, v.curName = c, c, name
 	cc := &v.cc
 	var cancel context.CancelFunc
 	if t := v.timeout(c); t > 0 {
@@ -521,7 +522,7 @@ func (v *vm) call(ctx context.Context, c *contextState, cb callback, name string
 	if cancel != nil {
 		cancel()
 	}
-	v.cur, v.eff = prevCur, prevEff
+	v.cur, v.eff, v.curName = prevCur, prevEff, prevName
 	if err == nil && v.fatal != nil {
 		err = v.fatal
 	}
@@ -584,9 +585,9 @@ func (v *vm) fail(c *contextState, callback string, err error) {
 	// Wake the streams waiting for this VM: they fail by their policy.
 	for _, sc := range v.ctxs {
 		if sc.http != nil {
-			sc.http.signal()
+			sc.http.wake()
 		} else if sc.tcp != nil {
-			sc.tcp.signal()
+			sc.tcp.wake()
 		}
 	}
 	if c != nil && c.plugin != nil && c.plugin.cfg.FailurePolicy == FailReload {

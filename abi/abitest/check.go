@@ -218,10 +218,23 @@ func (rn *runner) stepDone(e *Exchange, j int, st *Step, r *StepRecord, errBefor
 // callback again with the next one).
 func waits(st *Step) bool { return !isBody(st.Call) || st.EndOfStream }
 
-func (rn *runner) wait(r *StepRecord, waitFn func(context.Context) error) {
+// direction is the stream direction a step's call belongs to.
+func direction(call string) abi.StreamType {
+	switch call {
+	case ResponseHeaders, ResponseBody, ResponseTrailers:
+		return abi.StreamHTTPResponse
+	case NewConnection, DownstreamData, DownstreamClose:
+		return abi.StreamDownstream
+	case UpstreamData, UpstreamClose:
+		return abi.StreamUpstream
+	}
+	return abi.StreamHTTPRequest
+}
+
+func (rn *runner) wait(r *StepRecord, dir abi.StreamType, waitFn func(context.Context, abi.StreamType) error) {
 	ctx, cancel := context.WithTimeout(rn.ctx, ms(rn.s.WaitTimeoutMS, 5*time.Second))
 	defer cancel()
-	if err := waitFn(ctx); err != nil {
+	if err := waitFn(ctx, dir); err != nil {
 		r.TimedOut = true
 		return
 	}
@@ -267,7 +280,7 @@ func (rn *runner) http(e *Exchange) ([]StepRecord, error, bool) {
 		}
 		r.Action = a.String()
 		if a == abi.ActionPause && hostErr == nil && s.LocalResponse() == nil && s.Err() == nil && waits(st) {
-			rn.wait(&r, s.Wait)
+			rn.wait(&r, direction(st.Call), s.Wait)
 			// Resumed means continued: an answer (local response) or a
 			// failure that ended the wait is recorded as such, whether it
 			// came before or during the wait.
@@ -325,7 +338,7 @@ func (rn *runner) tcp(e *Exchange) ([]StepRecord, error, bool) {
 		if st.Call != DownstreamClose && st.Call != UpstreamClose {
 			r.Action = a.String()
 			if a == abi.ActionPause && hostErr == nil && s.Err() == nil && waits(st) {
-				rn.wait(&r, s.Wait)
+				rn.wait(&r, direction(st.Call), s.Wait)
 				r.Resumed = r.Resumed && s.Err() == nil
 				if r.Resumed {
 					switch st.Call {

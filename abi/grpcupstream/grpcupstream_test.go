@@ -258,7 +258,7 @@ func TestPlugin(t *testing.T) {
 					}
 					wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 					defer cancel()
-					if err := s.Wait(wctx); err != nil {
+					if err := s.Wait(wctx, abi.StreamHTTPRequest); err != nil {
 						t.Fatal(err)
 					}
 					hm := s.RequestHeaderMap()

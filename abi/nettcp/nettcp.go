@@ -176,7 +176,7 @@ func (c *conn) start() error {
 		if err := c.streamErr(s); err != nil {
 			return err
 		}
-		if err := s.Wait(c.ctx); err != nil {
+		if err := s.Wait(c.ctx, abi.StreamDownstream); err != nil {
 			return err
 		}
 		if err := c.streamErr(s); err != nil {
@@ -277,11 +277,13 @@ func (c *conn) chain(d direction, chunk []byte, eos bool, held []int) ([]byte, e
 		} else {
 			out, a, err = s.UpstreamData(c.pctx, chunk, eos)
 		}
-		if err == nil && a == abi.ActionPause {
-			if perr := s.Err(); perr != nil {
+		if err == nil {
+			// A plugin that failed (under FAIL_OPEN it continues) or
+			// closed the connection.
+			if perr := s.Err(); perr != nil && (a == abi.ActionPause || errors.Is(perr, abi.ErrClosedByPlugin)) {
 				err = fmt.Errorf("nettcp: plugin failed: %w", perr)
 			}
-		} else if err != nil {
+		} else {
 			err = fmt.Errorf("nettcp: plugin: %w", err)
 		}
 		c.mu.Unlock()
@@ -308,7 +310,11 @@ func (c *conn) chain(d direction, chunk []byte, eos bool, held []int) ([]byte, e
 		}
 		// Paused at the end of the stream: wait for the plugin, then pass on
 		// its buffer.
-		if err := s.Wait(c.ctx); err != nil {
+		dir := abi.StreamDownstream
+		if d == fromUpstream {
+			dir = abi.StreamUpstream
+		}
+		if err := s.Wait(c.ctx, dir); err != nil {
 			return nil, err
 		}
 		c.mu.Lock()
