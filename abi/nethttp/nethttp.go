@@ -27,8 +27,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,7 +105,9 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// An exchange is not pooled: a transport may still read the request
 	// body after the handler returned, and must find this exchange closed.
-	x := &exchange{m: m, ctx: context.WithoutCancel(r.Context()), wctx: r.Context(), w: w}
+	x := &exchange{m: m, ctx: context.WithoutCancel(r.Context()), w: w}
+	x.wctx, x.cancel = context.WithCancel(r.Context())
+	x.idle.L = &x.mu
 	x.rw = responseWriter{x: x, header: make(http.Header)}
 	defer func() {
 		v := recover()
@@ -134,24 +139,58 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.responseDone()
 }
 
-// exchange is one request/response through the chain. The request body may
-// be read on another goroutine than the handler's (the transport of
-// httputil.ReverseProxy writes it while the handler waits for the
-// response): mu serializes the calls into the streams and is never held
-// while waiting for a plugin.
+// The directions of an exchange, as indexes.
+const (
+	dirRequest  = 0
+	dirResponse = 1
+)
+
+func dirOf(resp bool) int {
+	if resp {
+		return dirResponse
+	}
+	return dirRequest
+}
+
+// streamType is the abi direction of d.
+func streamType(d int) abi.StreamType {
+	if d == dirResponse {
+		return abi.StreamHTTPResponse
+	}
+	return abi.StreamHTTPRequest
+}
+
+// exchange is one request/response through the chain.
+//
+// The streams are owned by the handler's goroutine, which creates them and,
+// in finish, closes them. The request body may be read on another goroutine
+// (the transport of httputil.ReverseProxy writes it while the handler waits
+// for the response, and may go on reading it after the handler returned):
+// that goroutine uses the streams only between enter and leave, and finish
+// first marks the exchange closed, wakes the waits and waits for it to
+// leave, so that no goroutine touches a closed stream. mu serializes the
+// calls into the streams and is never held while waiting for a plugin.
 type exchange struct {
 	m        *middleware
 	ctx      context.Context // callbacks: not cancelled when the client goes
-	wctx     context.Context // waits: cancelled when the client goes
+	wctx     context.Context // waits: cancelled when the client goes or the exchange ends
+	cancel   context.CancelFunc
 	w        http.ResponseWriter
 	rw       responseWriter
+	body     *requestBody // nil without a request body
 	plugins  []*abi.Plugin
 	answered bool // the local response was written
 	aborted  bool // the local response came too late: reset
 
 	mu      sync.Mutex
+	idle    sync.Cond         // signalled when active drops to 0
+	active  int               // goroutines other than the handler's inside enter/leave
 	streams []*abi.HTTPStream // nil where a fail-open plugin was unreachable
-	held    []int             // bytes a paused plugin holds, per stream
+	// held[d][k] are the bytes of direction d's body plugin k holds since
+	// it paused; holding[d][k] says it paused and has not let go yet (a
+	// pause at the end of a body may hold no bytes).
+	held    [2][]int
+	holding [2][]bool
 	local   *abi.LocalResponse
 	closed  bool
 }
@@ -161,7 +200,10 @@ type exchange struct {
 func (x *exchange) open(plugins []*abi.Plugin) bool {
 	x.plugins = plugins
 	x.streams = make([]*abi.HTTPStream, len(plugins))
-	x.held = make([]int, len(plugins))
+	for d := range x.held {
+		x.held[d] = make([]int, len(plugins))
+		x.holding[d] = make([]bool, len(plugins))
+	}
 	for i, p := range plugins {
 		s, err := p.NewHTTPStream(x.ctx)
 		if err != nil {
@@ -182,22 +224,51 @@ func unavailable(p *abi.Plugin) *abi.LocalResponse {
 		Body:    fmt.Appendf(nil, "plugin %s unavailable\n", p.Config().Name)}
 }
 
-// finish closes the streams (proxy_on_done, proxy_on_log, proxy_on_delete).
-func (x *exchange) finish() {
+// enter admits a goroutine other than the handler's to the streams; false
+// when the exchange is over. Every enter that returns true is matched by a
+// leave.
+func (x *exchange) enter() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.closed {
+		return false
+	}
+	x.active++
+	return true
+}
+
+func (x *exchange) leave() {
+	x.mu.Lock()
+	x.active--
+	if x.active == 0 {
+		x.idle.Broadcast()
+	}
+	x.mu.Unlock()
+}
+
+// finish ends the exchange: no goroutine enters any more, those inside are
+// woken from their waits and waited for, and the streams are closed
+// (proxy_on_done, proxy_on_log, proxy_on_delete).
+func (x *exchange) finish() {
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
 		return
 	}
 	x.closed = true
-	for i, s := range x.streams {
+	x.cancel()
+	for x.active > 0 {
+		x.idle.Wait()
+	}
+	streams := x.streams
+	x.mu.Unlock()
+	for i, s := range streams {
 		if s == nil {
 			continue
 		}
 		if err := s.Close(x.ctx); err != nil {
 			x.m.opts.Logger.Debug("nethttp: stream ended with a plugin failure", "plugin", x.plugins[i].Config().Name, "err", err)
 		}
-		x.streams[i] = nil
 	}
 }
 
@@ -260,7 +331,7 @@ func (x *exchange) headers(phase int, h abi.Headers, eos bool) (abi.Headers, boo
 			a, _ = s.ResponseTrailers(x.ctx, h)
 		}
 		x.mu.Unlock()
-		if a == abi.ActionPause && !x.wait(s) {
+		if a == abi.ActionPause && !x.wait(s, dirOf(resp)) {
 			return nil, false
 		}
 		// The next plugin gets a copy: a paused plugin's later callbacks
@@ -279,14 +350,15 @@ func (x *exchange) headers(phase int, h abi.Headers, eos bool) (abi.Headers, boo
 	return h, true
 }
 
-// wait waits for a paused stream; false when the exchange is answered (the
-// plugin's local response, a failure, or a client that went away).
-func (x *exchange) wait(s *abi.HTTPStream) bool {
+// wait waits for a stream paused in direction d; false when the exchange is
+// answered (the plugin's local response, a failure, or a client that went
+// away). The caller is the handler's goroutine or inside enter/leave.
+func (x *exchange) wait(s *abi.HTTPStream, d int) bool {
 	if lr := s.LocalResponse(); lr != nil {
 		x.answer(lr)
 		return false
 	}
-	if err := s.Wait(x.wctx); err != nil {
+	if err := s.Wait(x.wctx, streamType(d)); err != nil {
 		x.answer(&abi.LocalResponse{Status: statusClientGone, Details: "client_gone", GRPCStatus: -1})
 		return false
 	}
@@ -317,8 +389,10 @@ func (x *exchange) localResponse() *abi.LocalResponse {
 
 // data runs a body chunk through the chain from step from on and returns
 // what comes out of its end (nil while a plugin holds it). A plugin that
-// pauses at the end of the stream is waited for.
+// pauses at the end of the stream is waited for. The caller is the
+// handler's goroutine or inside enter/leave.
 func (x *exchange) data(resp bool, from int, chunk []byte, eos bool) ([]byte, error) {
+	d := dirOf(resp)
 	for i := from; i < len(x.streams); i++ {
 		k := x.order(resp, i)
 		s, ok := x.lock(k)
@@ -337,15 +411,17 @@ func (x *exchange) data(resp bool, from int, chunk []byte, eos bool) ([]byte, er
 			out, a, _ = s.RequestBody(x.ctx, chunk, eos)
 		}
 		if a == abi.ActionContinue {
-			x.held[k] = 0
+			x.held[d][k], x.holding[d][k] = 0, false
 			x.mu.Unlock()
 			chunk = out
 			continue
 		}
-		x.held[k] += len(chunk)
-		held := x.held[k]
+		x.held[d][k] += len(chunk)
+		x.holding[d][k] = true
+		held := x.held[d][k]
+		lr := s.LocalResponse()
 		x.mu.Unlock()
-		if lr := s.LocalResponse(); lr != nil {
+		if lr != nil {
 			x.answer(lr)
 			return nil, ErrAnswered
 		}
@@ -356,7 +432,7 @@ func (x *exchange) data(resp bool, from int, chunk []byte, eos bool) ([]byte, er
 		if !eos {
 			return nil, nil
 		}
-		if !x.wait(s) {
+		if !x.wait(s, d) {
 			return nil, ErrAnswered
 		}
 		chunk = x.take(resp, k)
@@ -366,17 +442,51 @@ func (x *exchange) data(resp bool, from int, chunk []byte, eos bool) ([]byte, er
 
 // take empties what stream k holds of a body.
 func (x *exchange) take(resp bool, k int) []byte {
+	d := dirOf(resp)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	s := x.streams[k]
-	if s == nil || x.held[k] == 0 {
+	if s == nil || x.closed || !x.holding[d][k] {
 		return nil
 	}
-	x.held[k] = 0
+	x.held[d][k], x.holding[d][k] = 0, false
 	if resp {
 		return s.TakeResponseBody()
 	}
 	return s.TakeRequestBody()
+}
+
+// holdsRequest reports whether, in an exchange not answered yet, a plugin
+// holds the request body (it paused it and has not let it go) or may still
+// hold it: no chunk has been through the chain yet (started false).
+func (x *exchange) holdsRequest(started bool) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed || x.local != nil {
+		return false
+	}
+	if !started {
+		return true
+	}
+	for _, h := range x.holding[dirRequest] {
+		if h {
+			return true
+		}
+	}
+	return false
+}
+
+// settleRequest runs before anything of the response reaches the client:
+// until the first chunk of the request body has been through the chain,
+// and then while a plugin holds the body, the body is read through the
+// chain here (whether or not the handler reads it: an upstream may answer
+// without reading), so that a plugin that holds it sees all of it and
+// decides (a local response replaces the handler's) before the client gets
+// an answer.
+func (x *exchange) settleRequest() {
+	if x.body != nil {
+		x.body.drain()
+	}
 }
 
 // flush passes on, before trailers, what paused plugins still hold of a
@@ -405,6 +515,25 @@ func tooLarge(resp bool, p *abi.Plugin, limit int) *abi.LocalResponse {
 	return &abi.LocalResponse{Status: status, Details: what + "_payload_too_large", GRPCStatus: -1,
 		Headers: abi.Headers{{Key: "content-type", Value: "text/plain"}},
 		Body:    fmt.Appendf(nil, "%s body too large: plugin %s buffered more than %d bytes\n", what, p.Config().Name, limit)}
+}
+
+// bodyFailure is the answer to an exchange whose request body could not be
+// read: 408 after a read timeout, 413 over a limit the server set, and
+// nothing at all (the client is gone or broke the framing) otherwise.
+func bodyFailure(err error) *abi.LocalResponse {
+	var ne net.Error
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return &abi.LocalResponse{Status: http.StatusRequestTimeout, Details: "request_body_timeout", GRPCStatus: -1,
+			Headers: abi.Headers{{Key: "content-type", Value: "text/plain"}, {Key: "connection", Value: "close"}},
+			Body:    []byte("request body timeout\n")}
+	case errors.As(err, &mbe):
+		return &abi.LocalResponse{Status: http.StatusRequestEntityTooLarge, Details: "request_payload_too_large", GRPCStatus: -1,
+			Headers: abi.Headers{{Key: "content-type", Value: "text/plain"}, {Key: "connection", Value: "close"}},
+			Body:    []byte("request body too large\n")}
+	}
+	return &abi.LocalResponse{Status: statusClientGone, Details: "downstream_remote_disconnect", GRPCStatus: -1}
 }
 
 // writeLocal sends the local response, if there is one, unless the
@@ -442,7 +571,35 @@ func (x *exchange) writeLocal() {
 	_, _ = x.w.Write(lr.Body)
 }
 
-// requestMap converts a request to a Proxy-Wasm header map.
+// hopByHop are the connection-level headers of RFC 9110 section 7.6.1 that
+// httputil.ReverseProxy removes; requestMap removes them, and the headers
+// the client's Connection header names, before the plugins see the
+// request, so that what a plugin sets is what the upstream gets (a client's
+// "Connection: x-user" must not remove the x-user a plugin set). "te:
+// trailers" stays: gRPC needs it.
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// isHopByHop reports whether the request header k (canonical) is one a proxy
+// does not forward.
+func isHopByHop(k string, hh http.Header) bool {
+	for _, h := range hopByHop {
+		if k == h {
+			return true
+		}
+	}
+	for _, v := range hh["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" && http.CanonicalHeaderKey(f) == k {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// requestMap converts a request to a Proxy-Wasm header map, without its
+// hop-by-hop headers.
 func requestMap(r *http.Request) abi.Headers {
 	scheme := "http"
 	if r.TLS != nil {
@@ -458,7 +615,19 @@ func requestMap(r *http.Request) abi.Headers {
 		abi.Header{Key: ":path", Value: path},
 		abi.Header{Key: ":method", Value: r.Method},
 		abi.Header{Key: ":scheme", Value: scheme})
-	return appendHeader(h, r.Header)
+	for k, vs := range r.Header {
+		if isHopByHop(k, r.Header) {
+			if k == "Te" && slices.ContainsFunc(vs, func(v string) bool { return strings.EqualFold(textproto.TrimString(v), "trailers") }) {
+				h = append(h, abi.Header{Key: "te", Value: "trailers"})
+			}
+			continue
+		}
+		lk := lower(k)
+		for _, v := range vs {
+			h = append(h, abi.Header{Key: lk, Value: v})
+		}
+	}
+	return h
 }
 
 func appendHeader(h abi.Headers, hh http.Header) abi.Headers {
@@ -528,30 +697,46 @@ func (x *exchange) request(r *http.Request, h abi.Headers, eos bool) *http.Reque
 		}
 	}
 	if !eos {
-		r2.Body = &requestBody{x: x, orig: r, src: r.Body, chunk: make([]byte, x.m.opts.ChunkSize), left: r.ContentLength}
+		x.body = &requestBody{x: x, orig: r, src: r.Body, chunk: make([]byte, x.m.opts.ChunkSize), left: r.ContentLength}
+		r2.Body = x.body
 	}
 	return r2
 }
 
-// requestBody feeds a request body through the chain as the handler reads
-// it. Trailers, which the server fills into the original request at the end
-// of the body, go through the chain before the reader reports io.EOF, and
-// are written back into the same map (r.Trailer of the request the handler
+// ErrClientAborted is wrapped by the error a handler gets from the request
+// body when reading the client's body failed (a reset, a timeout, broken
+// framing): the client, not the upstream, failed the exchange.
+var ErrClientAborted = errors.New("nethttp: reading the client's request body failed")
+
+// requestBody feeds a request body through the chain. The handler (or its
+// transport, on a goroutine of its own) reads it; the middleware itself
+// reads the rest of it, through the same chain, when the response is about
+// to start while a plugin holds the body (settleRequest). mu makes the two
+// take turns; what the chain lets through waits in out for the handler.
+// Trailers, which the server fills into the original request at the end of
+// the body, go through the chain before the reader reports io.EOF, and are
+// written back into the same map (r.Trailer of the request the handler
 // sees, when the client declared them).
 type requestBody struct {
 	x     *exchange
 	orig  *http.Request
 	src   io.ReadCloser
 	chunk []byte
-	out   []byte
-	off   int
-	eof   bool
-	err   error
-	left  int64 // bytes the body still has by its length; -1 unknown
+
+	mu      sync.Mutex
+	out     []byte // passed by the chain, not read yet
+	off     int
+	started bool // a chunk (or the end) has been through the chain
+	eof     bool
+	err     error
+	left    int64 // bytes the body still has by its length; -1 unknown
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for b.off == len(b.out) {
+		b.out, b.off = b.out[:0], 0
 		if b.err != nil {
 			return 0, b.err
 		}
@@ -565,15 +750,34 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (b *requestBody) Close() error { return b.src.Close() }
+// Close does not close the client's body: the server does, after the
+// handler returned, and the middleware may still have to read it for a
+// plugin (a transport closes the body it sends when the upstream answered
+// early).
+func (b *requestBody) Close() error { return nil }
 
+// drain reads the rest of the body through the chain while a plugin holds
+// it; see exchange.settleRequest.
+func (b *requestBody) drain() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !b.eof && b.err == nil && b.x.holdsRequest(b.started) {
+		b.fill()
+	}
+}
+
+// fill reads one chunk of the client's body and runs it through the chain.
+// b.mu is held.
 func (b *requestBody) fill() {
 	x := b.x
-	b.out, b.off = nil, 0
 	n, err := b.src.Read(b.chunk)
 	eos := errors.Is(err, io.EOF)
 	if err != nil && !eos {
-		b.err = err
+		// The exchange cannot complete: answer it (408, 413, or nothing
+		// for a client that went away) rather than let the handler blame
+		// its upstream.
+		x.answer(bodyFailure(err))
+		b.err = fmt.Errorf("%w: %w", ErrClientAborted, err)
 		return
 	}
 	if b.left >= 0 {
@@ -585,19 +789,30 @@ func (b *requestBody) fill() {
 	if n == 0 && !eos {
 		return
 	}
+	if !x.enter() {
+		b.err = ErrAnswered
+		return
+	}
+	defer x.leave()
+	b.started = true
 	trailer := eos && len(b.orig.Trailer) > 0
-	b.out, b.err = x.data(false, 0, b.chunk[:n], eos && !trailer)
-	if b.err != nil || !eos {
+	out, derr := x.data(false, 0, b.chunk[:n], eos && !trailer)
+	b.out = append(b.out, out...) // out may be b.chunk, which the next read reuses
+	if derr != nil {
+		b.err = derr
+		return
+	}
+	if !eos {
 		return
 	}
 	b.eof = true
 	if !trailer {
 		return
 	}
-	out, err := x.flush(false)
+	out, derr = x.flush(false)
 	b.out = append(b.out, out...)
-	if err != nil {
-		b.err = err
+	if derr != nil {
+		b.err = derr
 		return
 	}
 	t, ok := x.headers(requestTrailers, appendHeader(nil, b.orig.Trailer), false)
@@ -675,6 +890,7 @@ func (w *responseWriter) Flush() {
 func (w *responseWriter) startHeaders(eos bool) bool {
 	w.started = true
 	x := w.x
+	x.settleRequest()
 	if x.localResponse() != nil { // answered while the request went on
 		w.err = ErrAnswered
 		return false
@@ -753,6 +969,9 @@ func (x *exchange) responseDone() {
 	if w.ended {
 		return
 	}
+	// A plugin that holds the request body again decides before the
+	// response ends (too late to replace it: its answer resets it).
+	x.settleRequest()
 	out, err := x.data(true, 0, nil, eos)
 	if err == nil && !eos {
 		var more []byte

@@ -16,7 +16,7 @@ import (
 // wantNames is the plugin set README.md documents.
 var wantNames = []string{
 	"body", "callout", "config", "foreign", "headers", "local_response",
-	"metrics", "props", "shared", "tcp", "tick", "trap",
+	"metrics", "props", "shared", "tcp", "tick", "trap", "waf",
 }
 
 func TestNames(t *testing.T) {
@@ -38,6 +38,7 @@ var wantEnv = map[string]string{
 	"props":          "add_header_map_value get_property set_effective_context",
 	"shared":         "add_header_map_value dequeue_shared_queue enqueue_shared_queue get_header_map_value get_shared_data log register_shared_queue set_effective_context set_shared_data",
 	"tcp":            "get_buffer_bytes log set_buffer_bytes set_effective_context",
+	"waf":            "get_buffer_bytes log send_local_response set_effective_context",
 	"tick":           "get_shared_data log set_effective_context set_shared_data set_tick_period_milliseconds",
 	"trap":           "get_header_map_value set_effective_context",
 }

@@ -68,3 +68,11 @@ func (s *Sink) String() string {
 	defer s.mu.Unlock()
 	return strings.Join(s.lines, "\n")
 }
+
+// Tail returns the last n lines, one per line, for the failures of tests
+// that log a lot.
+func (s *Sink) Tail(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines[max(0, len(s.lines)-n):], "\n")
+}

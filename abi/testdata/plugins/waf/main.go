@@ -1,0 +1,71 @@
+// Command waf is an HTTP filter that inspects whole request bodies, as
+// body-inspecting filters (web application firewalls) do: it lets the
+// request headers through, holds the request body until its end, and
+// answers 403 itself if the body contains the configured pattern (default
+// "attack"), else lets the body through unchanged.
+package main
+
+import (
+	"bytes"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+func main() {}
+
+func init() {
+	proxywasm.SetVMContext(&vmContext{})
+}
+
+type vmContext struct{ types.DefaultVMContext }
+
+func (*vmContext) NewPluginContext(uint32) types.PluginContext {
+	return &pluginContext{pattern: []byte("attack")}
+}
+
+type pluginContext struct {
+	types.DefaultPluginContext
+	pattern []byte
+}
+
+// OnPluginStart takes the pattern from the plugin configuration, if any.
+func (p *pluginContext) OnPluginStart(size int) types.OnPluginStartStatus {
+	if size > 0 {
+		b, err := proxywasm.GetPluginConfiguration()
+		if err != nil {
+			proxywasm.LogError("waf: read configuration: " + err.Error())
+			return types.OnPluginStartStatusFailed
+		}
+		p.pattern = b
+	}
+	return types.OnPluginStartStatusOK
+}
+
+func (p *pluginContext) NewHttpContext(uint32) types.HttpContext {
+	return &httpContext{pattern: p.pattern}
+}
+
+type httpContext struct {
+	types.DefaultHttpContext
+	pattern []byte
+}
+
+// OnHttpRequestBody holds the body until its end, then decides.
+func (h *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) types.Action {
+	if !endOfStream {
+		return types.ActionPause
+	}
+	body, err := proxywasm.GetHttpRequestBody(0, bodySize)
+	if err != nil && bodySize > 0 {
+		proxywasm.LogError("waf: get request body: " + err.Error())
+		return types.ActionPause
+	}
+	if bytes.Contains(body, h.pattern) {
+		if err := proxywasm.SendHttpResponse(403, [][2]string{{"x-waf", "blocked"}}, []byte("blocked by waf\n"), -1); err != nil {
+			proxywasm.LogError("waf: send response: " + err.Error())
+		}
+		return types.ActionPause
+	}
+	return types.ActionContinue
+}
