@@ -51,7 +51,7 @@ func proxyTo(t *testing.T, up *httptest.Server, opts nethttp.Options, ps ...*abi
 // plugin must see every body to its end. 1,000 requests, 8 at a time.
 func TestBodyPluginDecidesBeforeEarlyUpstream(t *testing.T) {
 	forEachRuntime(t, nil, abi.Options{}, func(t *testing.T, e *env) {
-		srv := proxyTo(t, earlyUpstream(t), nethttp.Options{}, e.load("waf", abi.PluginConfig{PoolSize: 2}))
+		srv := proxyTo(t, earlyUpstream(t), nethttp.Options{}, e.load("guard", abi.PluginConfig{PoolSize: 2}))
 		n := 1000
 		if testing.Short() {
 			n = 100
@@ -85,7 +85,7 @@ func TestBodyPluginDecidesBeforeEarlyUpstream(t *testing.T) {
 						errs <- fmt.Errorf("request %d: read: %v", i, err)
 					case resp.StatusCode != want:
 						errs <- fmt.Errorf("request %d: status %d (%q, x-upstream %q), want %d", i, resp.StatusCode, b, resp.Header.Get("X-Upstream"), want)
-					case want == 403 && (string(b) != "blocked by waf\n" || resp.Header.Get("X-Waf") != "blocked"):
+					case want == 403 && (string(b) != "blocked by guard\n" || resp.Header.Get("X-Guard") != "blocked"):
 						errs <- fmt.Errorf("request %d: 403 %q %v, not the plugin's answer", i, b, resp.Header)
 					case want == 403:
 						blocked.Add(1)
@@ -120,7 +120,7 @@ func TestBodyPluginDecidesBeforeEarlyUpstream(t *testing.T) {
 // upstream answered first.
 func TestBodyPluginOverLimitEarlyUpstream(t *testing.T) {
 	forEachRuntime(t, nil, abi.Options{}, func(t *testing.T, e *env) {
-		srv := proxyTo(t, earlyUpstream(t), nethttp.Options{MaxBufferBytes: 64 << 10}, e.load("waf", abi.PluginConfig{}))
+		srv := proxyTo(t, earlyUpstream(t), nethttp.Options{MaxBufferBytes: 64 << 10}, e.load("guard", abi.PluginConfig{}))
 		resp, err := http.Post(srv.URL+"/", "text/plain", strings.NewReader(strings.Repeat("z", 200<<10)))
 		if err != nil {
 			// The middleware may answer before the client finished

@@ -550,6 +550,9 @@ func (x *exchange) writeLocal() {
 	}
 	x.answered, x.rw.sent = true, true
 	if lr.Status == statusClientGone {
+		// Nothing is written, and the server must not write its default
+		// 200 either: end the connection.
+		x.aborted = true
 		return
 	}
 	h := x.w.Header()
@@ -885,6 +888,13 @@ func (w *responseWriter) Flush() {
 	if f, ok := w.x.w.(http.Flusher); ok && w.err == nil {
 		f.Flush()
 	}
+}
+
+// EnableFullDuplex lets the handler read the request body after it started
+// the response (http.ResponseController.EnableFullDuplex on the server's
+// writer): an echo, say. The middleware needs nothing else for it.
+func (w *responseWriter) EnableFullDuplex() error {
+	return http.NewResponseController(w.x.w).EnableFullDuplex()
 }
 
 func (w *responseWriter) startHeaders(eos bool) bool {

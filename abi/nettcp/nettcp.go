@@ -30,6 +30,8 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/anywasm/anywasm/abi"
 )
@@ -59,7 +61,14 @@ type Proxy struct {
 	// (default DefaultMaxBufferBytes); going over it closes the connection
 	// with a logged error.
 	MaxBufferBytes int
+	// IdleTimeout closes a connection that carried no data in either
+	// direction for that long, and one whose peer does not take what is
+	// written to it for that long (ErrIdleTimeout). 0 means no timeout.
+	IdleTimeout time.Duration
 }
+
+// ErrIdleTimeout is the cause of a connection closed by Proxy.IdleTimeout.
+var ErrIdleTimeout = errors.New("nettcp: idle timeout")
 
 var bufPool = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 
@@ -80,7 +89,8 @@ var bufPool = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 // Serve returns nil when both sides ended with EOF; otherwise the first
 // cause of the close (ctx.Err() on a cancel).
 func (p *Proxy) Serve(ctx context.Context, down net.Conn) error {
-	c := &conn{p: p, down: down, log: p.Logger, max: p.MaxBufferBytes}
+	c := &conn{p: p, down: down, log: p.Logger, max: p.MaxBufferBytes, idle: p.IdleTimeout}
+	c.touch()
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -143,6 +153,8 @@ type conn struct {
 	p         *Proxy
 	log       *slog.Logger
 	max       int
+	idle      time.Duration
+	lastData  atomic.Int64    // unix nanoseconds of the last data read either way
 	pctx, ctx context.Context // pctx for plugin callbacks, ctx for waits
 	cancel    context.CancelFunc
 	down, up  net.Conn
@@ -208,23 +220,34 @@ func (c *conn) pump(d direction) {
 	defer bufPool.Put(buf)
 	held := make([]int, len(c.p.Plugins)) // bytes held by each paused plugin
 	for {
+		if c.idle > 0 {
+			_ = src.SetReadDeadline(time.Now().Add(c.idle))
+		}
 		n, rerr := src.Read(buf[:])
 		if n > 0 {
+			c.touch()
 			out, err := c.chain(d, buf[:n], false, held)
 			if err != nil {
 				c.abort(err)
 				return
 			}
 			if len(out) > 0 {
-				if _, err := dst.Write(out); err != nil {
+				if err := c.write(dst, out); err != nil {
 					c.closedBy(dstSide, abi.PeerRemote)
-					c.abort(fmt.Errorf("nettcp: write: %w", err))
+					c.abort(err)
 					return
 				}
 			}
 		}
 		if rerr == nil {
 			continue
+		}
+		if ne, ok := rerr.(net.Error); ok && ne.Timeout() && c.idle > 0 {
+			if time.Since(time.Unix(0, c.lastData.Load())) < c.idle {
+				continue // the other direction carried data meanwhile
+			}
+			c.abort(ErrIdleTimeout)
+			return
 		}
 		c.closedBy(srcSide, abi.PeerRemote)
 		if !errors.Is(rerr, io.EOF) {
@@ -237,9 +260,9 @@ func (c *conn) pump(d direction) {
 			return
 		}
 		if len(out) > 0 {
-			if _, err := dst.Write(out); err != nil {
+			if err := c.write(dst, out); err != nil {
 				c.closedBy(dstSide, abi.PeerRemote)
-				c.abort(fmt.Errorf("nettcp: write: %w", err))
+				c.abort(err)
 				return
 			}
 		}
@@ -333,6 +356,23 @@ func (c *conn) chain(d direction, chunk []byte, eos bool, held []int) ([]byte, e
 	return chunk, nil
 }
 
+// touch records data read.
+func (c *conn) touch() { c.lastData.Store(time.Now().UnixNano()) }
+
+// write writes b to dst, within the idle timeout.
+func (c *conn) write(dst net.Conn, b []byte) error {
+	if c.idle > 0 {
+		_ = dst.SetWriteDeadline(time.Now().Add(c.idle))
+	}
+	if _, err := dst.Write(b); err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() && c.idle > 0 {
+			return ErrIdleTimeout
+		}
+		return fmt.Errorf("nettcp: write: %w", err)
+	}
+	return nil
+}
+
 // closedBy records who closed a side first.
 func (c *conn) closedBy(s *side, peer abi.PeerType) {
 	c.mu.Lock()
@@ -351,7 +391,10 @@ func (c *conn) abort(err error) {
 	c.closing = true
 	if first && err != nil {
 		c.err = err
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, ErrIdleTimeout):
+			c.log.Debug("nettcp: closing an idle connection", "timeout", c.idle)
+		case !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
 			c.log.Error("nettcp: closing connection", "err", err)
 		}
 	}

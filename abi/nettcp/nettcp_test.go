@@ -489,3 +489,32 @@ func TestPluginFailure(t *testing.T) {
 		}
 	})
 }
+
+// TestIdleTimeout: a connection that carries no data for IdleTimeout is
+// closed (both sides), and Serve says why; what was sent before went
+// through.
+func TestIdleTimeout(t *testing.T) {
+	wasm := plugins.Build(t, "tcp")
+	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *testlog.Sink) {
+		e := newEcho(t)
+		p := &nettcp.Proxy{Plugins: []*abi.Plugin{load(t, h, wasm, "tcp")}, Dial: e.dial,
+			Logger: slog.New(logs), IdleTimeout: 100 * time.Millisecond}
+		addr, errs := front(t, context.Background(), p)
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second)) // a bound, not an expectation
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(c) // then nothing more: the proxy closes
+		if string(b) != "ANYWASM:PING" {
+			t.Errorf("client read %q", b)
+		}
+		if err := result(t, errs); !errors.Is(err, nettcp.ErrIdleTimeout) {
+			t.Errorf("Serve: %v, want ErrIdleTimeout", err)
+		}
+	})
+}

@@ -15,8 +15,8 @@ import (
 
 // wantNames is the plugin set README.md documents.
 var wantNames = []string{
-	"body", "callout", "config", "foreign", "headers", "local_response",
-	"metrics", "props", "shared", "tcp", "tick", "trap", "waf",
+	"body", "callout", "config", "foreign", "guard", "headers", "local_response",
+	"metrics", "props", "shared", "tcp", "tick", "trap",
 }
 
 func TestNames(t *testing.T) {
@@ -38,7 +38,7 @@ var wantEnv = map[string]string{
 	"props":          "add_header_map_value get_property set_effective_context",
 	"shared":         "add_header_map_value dequeue_shared_queue enqueue_shared_queue get_header_map_value get_shared_data log register_shared_queue set_effective_context set_shared_data",
 	"tcp":            "get_buffer_bytes log set_buffer_bytes set_effective_context",
-	"waf":            "get_buffer_bytes log send_local_response set_effective_context",
+	"guard":          "get_buffer_bytes log replace_header_map_value send_local_response set_effective_context",
 	"tick":           "get_shared_data log set_effective_context set_shared_data set_tick_period_milliseconds",
 	"trap":           "get_header_map_value set_effective_context",
 }

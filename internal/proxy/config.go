@@ -71,6 +71,34 @@ type HTTPOptions struct {
 	// 1 MiB): 413 for a request, 500 for a response.
 	MaxBufferBytes int      `json:"max_buffer_bytes,omitempty"`
 	Filters        []Plugin `json:"filters,omitempty"`
+
+	// The limits of Envoy's HttpConnectionManager, with its names; unset
+	// means the default (README, "Limits").
+
+	// MaxRequestHeadersKB bounds the request line and headers (431 above
+	// it; default 60, at most 8192).
+	MaxRequestHeadersKB *int `json:"max_request_headers_kb,omitempty"`
+	// MaxHeadersCount bounds the number of request headers (431 above it;
+	// default 100).
+	MaxHeadersCount *int `json:"max_headers_count,omitempty"`
+	// RequestHeadersTimeout bounds the time to receive the request headers
+	// (default 10s; "0s" disables).
+	RequestHeadersTimeout *Duration `json:"request_headers_timeout,omitempty"`
+	// RequestTimeout bounds the time to receive the whole request, body
+	// included (408; default 5m; "0s" disables).
+	RequestTimeout *Duration `json:"request_timeout,omitempty"`
+	// StreamIdleTimeout ends an exchange with no activity downstream or
+	// upstream for that long (408, or a reset once the response started;
+	// default 5m; "0s" disables).
+	StreamIdleTimeout *Duration `json:"stream_idle_timeout,omitempty"`
+	// IdleTimeout closes a keep-alive connection idle that long between
+	// requests (default 1h).
+	IdleTimeout *Duration `json:"idle_timeout,omitempty"`
+	// MaxConnections bounds the listener's connections (default: what the
+	// file descriptor limit allows, shared by the listeners, at most
+	// 50000). At the limit a new connection closes the one idle longest,
+	// or is refused.
+	MaxConnections *int `json:"max_connections,omitempty"`
 }
 
 // TCPOptions are a TCP listener's.
@@ -78,6 +106,12 @@ type TCPOptions struct {
 	Cluster        string   `json:"cluster"`
 	MaxBufferBytes int      `json:"max_buffer_bytes,omitempty"`
 	Filters        []Plugin `json:"filters,omitempty"`
+	// IdleTimeout closes a connection with no data either way for that
+	// long (Envoy's tcp_proxy idle_timeout; default 1h; "0s" disables).
+	IdleTimeout *Duration `json:"idle_timeout,omitempty"`
+	// MaxConnections bounds the listener's connections, as for HTTP; at
+	// the limit a new connection is refused.
+	MaxConnections *int `json:"max_connections,omitempty"`
 }
 
 // Cluster is a named upstream: of listeners (http, tcp) and of the plugins'
@@ -374,15 +408,32 @@ func (c *Config) Validate() error {
 			continue
 		case l.HTTP != nil:
 			f += ".http"
-			cluster, want = l.HTTP.Cluster, "http"
-			if l.HTTP.MaxBufferBytes < 0 {
+			o := l.HTTP
+			cluster, want = o.Cluster, "http"
+			if o.MaxBufferBytes < 0 {
 				bad(f+".max_buffer_bytes", "negative")
+			}
+			checkRange(bad, f+".max_request_headers_kb", o.MaxRequestHeadersKB, 1, 8192)
+			checkRange(bad, f+".max_headers_count", o.MaxHeadersCount, 1, 1<<20)
+			checkRange(bad, f+".max_connections", o.MaxConnections, 1, 1<<24)
+			for _, d := range []struct {
+				name string
+				d    *Duration
+			}{{"request_headers_timeout", o.RequestHeadersTimeout}, {"request_timeout", o.RequestTimeout},
+				{"stream_idle_timeout", o.StreamIdleTimeout}, {"idle_timeout", o.IdleTimeout}} {
+				if err := d.d.check(); err != nil {
+					bad(f+"."+d.name, "%v", err)
+				}
 			}
 		case l.TCP != nil:
 			f += ".tcp"
 			cluster, want = l.TCP.Cluster, "tcp"
 			if l.TCP.MaxBufferBytes < 0 {
 				bad(f+".max_buffer_bytes", "negative")
+			}
+			checkRange(bad, f+".max_connections", l.TCP.MaxConnections, 1, 1<<24)
+			if err := l.TCP.IdleTimeout.check(); err != nil {
+				bad(f+".idle_timeout", "%v", err)
 			}
 		default:
 			bad(f, "neither http nor tcp")
@@ -425,6 +476,13 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkRange refuses a set value outside [lo, hi].
+func checkRange(bad func(field, format string, args ...any), field string, v *int, lo, hi int) {
+	if v != nil && (*v < lo || *v > hi) {
+		bad(field, "%d: want %d to %d", *v, lo, hi)
+	}
 }
 
 func clusterNames(cs []Cluster) string {

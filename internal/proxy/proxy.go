@@ -61,11 +61,13 @@ type Proxy struct {
 	adminLn   net.Listener
 	reg       *prometheus.Registry
 	metrics   *proxyMetrics
-	draining  atomic.Bool
-	stop      context.CancelFunc // the reload loop and TCP connections
-	ctx       context.Context
-	wg        sync.WaitGroup // reload loop, TCP connections, retired plugins
-	closed    sync.Once
+	// connLimited counts connections refused at max_connections.
+	connLimited *prometheus.CounterVec
+	draining    atomic.Bool
+	stop        context.CancelFunc // the reload loop and TCP connections
+	ctx         context.Context
+	wg          sync.WaitGroup // reload loop, TCP connections, retired plugins
+	closed      sync.Once
 }
 
 type httpListener struct {
@@ -102,6 +104,9 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 	p.reg = prometheus.NewRegistry()
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.metrics = newProxyMetrics(p.reg)
+	p.connLimited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "anywasm_proxy_connections_refused_total",
+		Help: "Connections closed at accept because the listener had max_connections and none idle, by listener."}, []string{"listener"})
+	p.reg.MustRegister(p.connLimited)
 
 	upstreams, err := p.upstreams()
 	if err != nil {
@@ -324,10 +329,13 @@ func (p *Proxy) listen(l *Listener, c *chain) error {
 	if err != nil {
 		return fmt.Errorf("address: %w", err)
 	}
+	lim := limitsOf(l, len(p.cfg.Listeners))
+	refused := p.connLimited.WithLabelValues(l.Name)
+	ll := newLimitListener(ln, lim.maxConnections, refused.Inc)
 	if l.TCP != nil {
 		cl := p.cluster(l.TCP.Cluster)
-		t := &tcpListener{name: l.Name, ln: ln, chain: c, conns: map[net.Conn]struct{}{}}
-		t.proxy = nettcp.Proxy{Logger: p.log, MaxBufferBytes: l.TCP.MaxBufferBytes,
+		t := &tcpListener{name: l.Name, ln: ll, chain: c, conns: map[net.Conn]struct{}{}}
+		t.proxy = nettcp.Proxy{Logger: p.log, MaxBufferBytes: l.TCP.MaxBufferBytes, IdleTimeout: lim.idleTimeout,
 			Dial: func(ctx context.Context) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, "tcp", cl.Address)
@@ -342,10 +350,12 @@ func (p *Proxy) listen(l *Listener, c *chain) error {
 		next = echoHandler{}
 	}
 	h := nethttp.New(next, c, nethttp.Options{MaxBufferBytes: l.HTTP.MaxBufferBytes, Logger: p.log})
+	h = &limitHandler{lim: lim, next: h}
 	h = p.metrics.instrument(l.Name, h)
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
-	p.http = append(p.http, &httpListener{name: l.Name, ln: ln, srv: srv})
+	srv := lim.server(h)
+	srv.ErrorLog = slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
+	srv.ConnState = ll.connState
+	p.http = append(p.http, &httpListener{name: l.Name, ln: ll, srv: srv})
 	return nil
 }
 
@@ -377,6 +387,10 @@ func (p *Proxy) reverseProxy(listener string, cl *Cluster) http.Handler {
 			if errors.Is(err, context.Canceled) || errors.Is(err, nethttp.ErrAnswered) {
 				return
 			}
+			if errors.Is(err, nethttp.ErrClientAborted) { // the middleware answers (408, 413) or resets
+				p.log.Debug("client request body failed", "listener", listener, "err", err)
+				return
+			}
 			p.log.Warn("upstream error", "listener", listener, "cluster", cl.Name, "err", err)
 			w.WriteHeader(http.StatusBadGateway)
 		},
@@ -384,7 +398,8 @@ func (p *Proxy) reverseProxy(listener string, cl *Cluster) http.Handler {
 }
 
 // echoHandler is the built-in "echo" cluster: it answers with the request
-// line, the headers it received and the body.
+// line, the headers it received and the body, which it streams back as it
+// reads it (it holds no more than one buffer of it).
 type echoHandler struct{}
 
 func (echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -400,12 +415,18 @@ func (echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(&b, "%s: %s\n", strings.ToLower(k), v)
 		}
 	}
-	body, _ := io.ReadAll(r.Body)
+	b.WriteString("\n")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Content-Length", strconv.Itoa(b.Len()+1+len(body)))
+	if r.ContentLength >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(int64(b.Len())+r.ContentLength, 10))
+	}
+	// Full duplex: the body is echoed while it is read (HTTP/1 would
+	// otherwise stop reading it once the response starts).
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	_, _ = io.WriteString(w, b.String())
-	_, _ = io.WriteString(w, "\n")
-	_, _ = w.Write(body)
+	if r.ContentLength != 0 {
+		_, _ = io.Copy(w, r.Body)
+	}
 }
 
 func (p *Proxy) serveTCP(t *tcpListener) {

@@ -624,6 +624,13 @@ clusters: [{name: t, type: tcp, address: "127.0.0.1:1"}]`, `listeners[0].http.cl
 			"listeners[0].http.filters[0].configuration: @type"},
 		{`clusters: [{name: a, address: "x:1"}, {name: a, type: grpc, address: "y:1"}]
 listeners: [{address: "127.0.0.1:0", tcp: {cluster: a}}]`, `clusters[1].name: duplicate cluster "a"`},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, max_request_headers_kb: 0}}]`, "listeners[0].http.max_request_headers_kb: 0: want 1 to 8192"},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, max_headers_count: -5}}]`, "listeners[0].http.max_headers_count: -5"},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, max_connections: 0}}]`, "listeners[0].http.max_connections: 0"},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, stream_idle_timeout: later}}]`, "listeners[0].http.stream_idle_timeout"},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, request_timeout: -1s}}]`, "listeners[0].http.request_timeout"},
+		{`listeners: [{address: "127.0.0.1:0", tcp: {cluster: t, idle_timeout: x}}]
+clusters: [{name: t, type: tcp, address: "127.0.0.1:1"}]`, "listeners[0].tcp.idle_timeout"},
 	} {
 		_, err := proxy.ParseConfig([]byte(c.config))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

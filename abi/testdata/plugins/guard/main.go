@@ -1,8 +1,9 @@
-// Command waf is an HTTP filter that inspects whole request bodies, as
-// body-inspecting filters (web application firewalls) do: it lets the
-// request headers through, holds the request body until its end, and
-// answers 403 itself if the body contains the configured pattern (default
-// "attack"), else lets the body through unchanged.
+// Command guard is an edge filter of the kind attackers try to get past: it
+// sets the request header x-user to "anonymous" (an identity a client must
+// not choose), and it inspects whole request bodies as body-inspecting
+// filters (web application firewalls) do: it holds the request body until
+// its end and answers 403 itself if the body contains the configured
+// pattern (default "attack"), else lets the body through unchanged.
 package main
 
 import (
@@ -34,7 +35,7 @@ func (p *pluginContext) OnPluginStart(size int) types.OnPluginStartStatus {
 	if size > 0 {
 		b, err := proxywasm.GetPluginConfiguration()
 		if err != nil {
-			proxywasm.LogError("waf: read configuration: " + err.Error())
+			proxywasm.LogError("guard: read configuration: " + err.Error())
 			return types.OnPluginStartStatusFailed
 		}
 		p.pattern = b
@@ -51,6 +52,14 @@ type httpContext struct {
 	pattern []byte
 }
 
+// OnHttpRequestHeaders overwrites the client's x-user, whatever it sent.
+func (h *httpContext) OnHttpRequestHeaders(int, bool) types.Action {
+	if err := proxywasm.ReplaceHttpRequestHeader("x-user", "anonymous"); err != nil {
+		proxywasm.LogError("guard: replace x-user: " + err.Error())
+	}
+	return types.ActionContinue
+}
+
 // OnHttpRequestBody holds the body until its end, then decides.
 func (h *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) types.Action {
 	if !endOfStream {
@@ -58,12 +67,12 @@ func (h *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) types.Ac
 	}
 	body, err := proxywasm.GetHttpRequestBody(0, bodySize)
 	if err != nil && bodySize > 0 {
-		proxywasm.LogError("waf: get request body: " + err.Error())
+		proxywasm.LogError("guard: get request body: " + err.Error())
 		return types.ActionPause
 	}
 	if bytes.Contains(body, h.pattern) {
-		if err := proxywasm.SendHttpResponse(403, [][2]string{{"x-waf", "blocked"}}, []byte("blocked by waf\n"), -1); err != nil {
-			proxywasm.LogError("waf: send response: " + err.Error())
+		if err := proxywasm.SendHttpResponse(403, [][2]string{{"x-guard", "blocked"}}, []byte("blocked by guard\n"), -1); err != nil {
+			proxywasm.LogError("guard: send response: " + err.Error())
 		}
 		return types.ActionPause
 	}
