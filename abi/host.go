@@ -189,6 +189,11 @@ type PluginConfig struct {
 	FailurePolicy FailurePolicy
 	// PoolSize is the number of VMs streams are spread over (Envoy runs one
 	// per worker thread). Default 1; each VM runs one callback at a time.
+	// VMs are made as streams need them, one at a time. At most
+	// MaxPoolSize, and no more than the machine's memory holds: Load
+	// refuses a pool whose VMs, at the runtime's memory limit (or, without
+	// one, at the memory the first VM has after its initializer), would
+	// need more than the machine's RAM.
 	PoolSize int
 	// CallTimeout bounds each callback. It needs a runtime opened with
 	// engine.Config.WithInterruptOnContextDone(true); Load refuses it on
@@ -211,6 +216,9 @@ func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin
 	}
 	if cfg.PoolSize <= 0 {
 		cfg.PoolSize = 1
+	}
+	if cfg.PoolSize > MaxPoolSize {
+		return nil, fmt.Errorf("abi: plugin %q: %w: %d, at most %d VMs", cfg.Name, ErrPoolSize, cfg.PoolSize, MaxPoolSize)
 	}
 	if cfg.CallTimeout > 0 && !h.rt.Config().InterruptOnContextDone() {
 		return nil, fmt.Errorf("abi: plugin %q: CallTimeout needs a runtime opened with WithInterruptOnContextDone(true) (%s offers: %s): %w",
@@ -243,7 +251,39 @@ func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin
 	if err != nil {
 		return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
 	}
+	if err := g.checkPoolMemory(cfg.PoolSize); err != nil {
+		_ = p.Close(ctx)
+		return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
+	}
 	return p, nil
+}
+
+// MaxPoolSize bounds PluginConfig.PoolSize.
+const MaxPoolSize = 1024
+
+// ErrPoolSize is wrapped by Load's error for a PoolSize it refuses.
+var ErrPoolSize = errors.New("PoolSize")
+
+// checkPoolMemory refuses a pool of n VMs the machine's memory cannot hold.
+func (g *vmGroup) checkPoolMemory(n int) error {
+	ram := physicalMemory()
+	if ram == 0 {
+		return nil
+	}
+	per, what := uint64(g.host.rt.Config().MemoryLimitPages())*engine.PageSize, "the runtime's memory limit"
+	if per == 0 {
+		g.mu.Lock()
+		if len(g.vms) > 0 {
+			per = g.vms[0].mem.Size()
+		}
+		g.mu.Unlock()
+		what = "the memory of a VM after its initializer"
+	}
+	if need := uint64(n) * per; need > ram {
+		return fmt.Errorf("%w %d: %d VMs of %d MiB (%s) need %d MiB, more than this machine's %d MiB",
+			ErrPoolSize, n, n, per>>20, what, need>>20, ram>>20)
+	}
+	return nil
 }
 
 // Upstreams carries HTTP callouts to named clusters.

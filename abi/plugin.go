@@ -23,6 +23,20 @@ type Plugin struct {
 // Config returns the plugin's configuration.
 func (p *Plugin) Config() PluginConfig { return p.cfg }
 
+// VMs returns the number of live VMs the plugin's streams are spread over.
+func (p *Plugin) VMs() int {
+	g := p.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, v := range g.vms {
+		if !v.failed.Load() {
+			n++
+		}
+	}
+	return n
+}
+
 // ABIVersion returns the Proxy-Wasm ABI version the plugin declared.
 func (p *Plugin) ABIVersion() Version { return p.group.version }
 
@@ -53,12 +67,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 		v.mu.Lock()
 		if root := v.roots[p]; root != nil && !v.failed.Load() && !v.closing {
 			_ = v.shutdownRoot(ctx, root)
-			if t := v.ticks[root.id]; t != nil {
-				t.stop()
-				delete(v.ticks, root.id)
-			}
-			delete(v.roots, p)
-			delete(v.ctxs, root.id)
+			v.dropRoot(p, root)
 		}
 		v.mu.Unlock()
 	}

@@ -2,6 +2,7 @@ package abi_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -118,4 +119,64 @@ func TestConcurrentStreams(t *testing.T) {
 		}
 		t.Logf("%d of %d increments landed", n, workers*perWorker)
 	})
+}
+
+// TestPoolGrowsOnDemand: a pool makes a VM only when every live VM has a
+// stream (streams one after another share one VM, whatever PoolSize says),
+// never more than PoolSize, and a burst of concurrent streams is served by
+// the VMs there are while more are made.
+func TestPoolGrowsOnDemand(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
+		f := load(t, rt, "headers", abi.PluginConfig{PoolSize: 3}, abi.Options{})
+		for range 10 {
+			f.close(f.stream())
+		}
+		if n := f.p.VMs(); n != 1 {
+			t.Errorf("after streams one at a time: %d VMs, want 1", n)
+		}
+		var held []*abi.HTTPStream
+		for range 2 {
+			held = append(held, f.stream())
+		}
+		if n := f.p.VMs(); n != 2 {
+			t.Errorf("with 2 streams open: %d VMs, want 2", n)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range 50 {
+			wg.Go(func() {
+				s := f.stream()
+				mu.Lock()
+				held = append(held, s)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if n := f.p.VMs(); n != 3 {
+			t.Errorf("with 52 streams open and PoolSize 3: %d VMs, want 3", n)
+		}
+		for _, s := range held {
+			f.requestHeaders(s, reqHeaders(4), true)
+			f.close(s)
+		}
+	})
+}
+
+// TestPoolSizeBounded: a PoolSize over MaxPoolSize, or one the machine's
+// memory cannot hold at the runtime's memory limit, is refused at Load.
+func TestPoolSizeBounded(t *testing.T) {
+	rt, err := engine.Open("wazero", engine.NewConfig().WithMemoryLimitPages(65536)) // 4 GiB per VM
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	h := abi.NewHost(rt, abi.Options{Logger: newSlog(&logSink{})})
+	defer h.Close(context.Background())
+	wasm := plugins.Build(t, "headers")
+	for _, n := range []int{abi.MaxPoolSize + 1, abi.MaxPoolSize} {
+		_, err := h.Load(context.Background(), wasm, abi.PluginConfig{Name: fmt.Sprint("p", n), VMID: fmt.Sprint(n), PoolSize: n})
+		if !errors.Is(err, abi.ErrPoolSize) {
+			t.Errorf("PoolSize %d: %v, want ErrPoolSize", n, err)
+		}
+	}
 }

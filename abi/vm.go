@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,11 +27,12 @@ type vmGroup struct {
 	shared  *sharedStore
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	plugins []*Plugin
-	vms     []*vm // live VMs, at most the largest PoolSize of the plugins
-	next    int
-	closed  bool
+	mu       sync.Mutex
+	cond     sync.Cond // signalled when creating goes false; L is &mu
+	plugins  []*Plugin
+	vms      []*vm // live VMs, at most the largest PoolSize of the plugins
+	creating bool  // a VM is being made outside mu (grow)
+	closed   bool
 
 	// crash-loop protection: consecutive failures to create a VM
 	failures  int
@@ -53,6 +55,7 @@ func (h *Host) newGroup(ctx context.Context, key groupKey, wasm []byte, cfg Plug
 		shared: h.sharedFor(key.vmID),
 		log:    h.log.With("vm_id", key.vmID),
 	}
+	g.cond.L = &g.mu
 	if err := g.checkExports(); err != nil {
 		_ = mod.Close(ctx)
 		return nil, err
@@ -111,6 +114,9 @@ func (g *vmGroup) addPlugin(ctx context.Context, cfg PluginConfig) (*Plugin, err
 		log: g.host.log.With("plugin", cfg.Name, "root_id", cfg.RootID, "vm_id", cfg.VMID)}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	for g.creating { // a VM made meanwhile must get this root too
+		g.cond.Wait()
+	}
 	if g.closed {
 		return nil, engine.ErrClosed
 	}
@@ -126,7 +132,7 @@ func (g *vmGroup) addPlugin(ctx context.Context, cfg PluginConfig) (*Plugin, err
 	// now, so a broken plugin fails at load.
 	if len(g.vms) == 0 {
 		g.plugins = append(g.plugins, p)
-		v, err := g.newVM(ctx)
+		v, err := g.newVM(ctx, g.plugins)
 		if err != nil {
 			g.plugins = g.plugins[:len(g.plugins)-1]
 			return nil, err
@@ -155,23 +161,63 @@ func (g *vmGroup) poolSize() int {
 	return n
 }
 
-// acquire picks the VM for a new stream: a new one while the pool is not
-// full, else the live VM with the fewest streams. Failed VMs are dropped
-// from the pool and closed here. g.mu must not be held.
+// acquire picks the VM for a new stream: the live VM with the fewest
+// streams, or a new one when the pool is not full and every live VM has a
+// stream already. VMs are created one at a time per group and outside g.mu
+// (backpressure: a burst of streams shares the VMs there are while one more
+// is made, instead of making one per stream), with backoff after failures.
+// Failed VMs are dropped from the pool and closed here. g.mu must not be
+// held.
 func (g *vmGroup) acquire(ctx context.Context) (*vm, error) {
-	v, dead, err := g.acquireLocked(ctx)
-	for _, d := range dead {
-		_ = d.close(ctx)
-	}
-	return v, err
-}
-
-func (g *vmGroup) acquireLocked(ctx context.Context) (_ *vm, dead []*vm, _ error) {
+	var dead []*vm
+	defer func() {
+		for _, d := range dead {
+			_ = d.close(ctx)
+		}
+	}()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed {
-		return nil, nil, engine.ErrClosed
+	for {
+		if g.closed {
+			return nil, engine.ErrClosed
+		}
+		dead = append(dead, g.dropFailed()...)
+		var best *vm
+		for _, v := range g.vms {
+			if best == nil || v.streams.Load() < best.streams.Load() {
+				best = v
+			}
+		}
+		grow := len(g.vms) < g.poolSize() && !g.creating && (best == nil || best.streams.Load() > 0)
+		if grow {
+			if now := time.Now(); now.Before(g.notBefore) {
+				if best == nil {
+					return nil, fmt.Errorf("no VM: creating one failed %d times, next attempt in %s", g.failures, g.notBefore.Sub(now).Round(time.Millisecond))
+				}
+			} else {
+				v, err := g.grow(ctx)
+				if err == nil {
+					v.streams.Add(1)
+					return v, nil
+				}
+				if best == nil || errors.Is(err, engine.ErrClosed) {
+					return nil, err
+				}
+				g.log.Error("creating a VM failed; using the live ones", "err", err)
+				continue // the pool may have changed meanwhile
+			}
+		}
+		if best != nil {
+			best.streams.Add(1)
+			return best, nil
+		}
+		g.cond.Wait() // no live VM: another stream is creating one
 	}
+}
+
+// dropFailed removes the failed VMs from the pool and returns them. g.mu is
+// held.
+func (g *vmGroup) dropFailed() (dead []*vm) {
 	live := g.vms[:0]
 	for _, v := range g.vms {
 		if v.failed.Load() {
@@ -182,42 +228,64 @@ func (g *vmGroup) acquireLocked(ctx context.Context) (_ *vm, dead []*vm, _ error
 	}
 	clear(g.vms[len(live):])
 	g.vms = live
-	v, err := g.pick(ctx)
-	return v, dead, err
+	return dead
 }
 
-// pick chooses or creates the VM of a new stream. g.mu is held.
-func (g *vmGroup) pick(ctx context.Context) (*vm, error) {
-	if len(g.vms) < g.poolSize() {
-		if now := time.Now(); now.Before(g.notBefore) {
-			if len(g.vms) == 0 {
-				return nil, fmt.Errorf("no VM: creating one failed %d times, next attempt in %s", g.failures, g.notBefore.Sub(now).Round(time.Millisecond))
-			}
-		} else {
-			v, err := g.newVM(ctx)
-			if err != nil {
-				g.failures++
-				g.notBefore = time.Now().Add(backoff(g.failures))
-				if len(g.vms) == 0 {
-					return nil, err
-				}
-				g.log.Error("creating a VM failed; using the live ones", "err", err)
-			} else {
-				g.failures = 0
-				g.vms = append(g.vms, v)
-				v.streams.Add(1)
-				return v, nil
+// grow creates a VM and adds it to the pool. g.mu is held, and released
+// while the VM is made; plugins loaded or closed meanwhile get their root
+// context started or ended in it before it joins the pool.
+func (g *vmGroup) grow(ctx context.Context) (*vm, error) {
+	g.creating = true
+	plugins := slices.Clone(g.plugins)
+	g.mu.Unlock()
+	v, err := g.newVM(ctx, plugins)
+	g.mu.Lock()
+	g.creating = false
+	g.cond.Broadcast()
+	if err == nil {
+		err = g.syncRoots(ctx, v)
+	}
+	if err != nil {
+		if !errors.Is(err, engine.ErrClosed) {
+			g.failures++
+			g.notBefore = time.Now().Add(backoff(g.failures))
+		}
+		return nil, err
+	}
+	g.failures = 0
+	g.vms = append(g.vms, v)
+	return v, nil
+}
+
+// syncRoots gives v the root contexts of the group's plugins as they are
+// now. g.mu is held; v is not in the pool yet. On an error v is closed.
+func (g *vmGroup) syncRoots(ctx context.Context, v *vm) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	fail := func(err error) error {
+		v.closeLocked(ctx)
+		return err
+	}
+	if g.closed {
+		return fail(engine.ErrClosed)
+	}
+	for p, root := range v.roots {
+		if !slices.Contains(g.plugins, p) { // closed while v was made
+			_ = v.shutdownRoot(ctx, root)
+			v.dropRoot(p, root)
+		}
+	}
+	for _, p := range g.plugins {
+		if v.roots[p] == nil { // loaded while v was made
+			if err := v.startRoot(ctx, p); err != nil {
+				return fail(err)
 			}
 		}
 	}
-	best := g.vms[0]
-	for _, v := range g.vms[1:] {
-		if v.streams.Load() < best.streams.Load() {
-			best = v
-		}
+	if v.failed.Load() {
+		return fail(v.failure())
 	}
-	best.streams.Add(1)
-	return best, nil
+	return nil
 }
 
 // backoff is 100 ms doubling per consecutive failure, at most 30 s.
@@ -249,7 +317,7 @@ func (g *vmGroup) replaceSoon() {
 				g.mu.Unlock()
 				return
 			}
-			v, err := g.newVM(context.Background())
+			v, err := g.newVM(context.Background(), g.plugins)
 			if err == nil {
 				g.vms = append(g.vms, v)
 				g.failures = 0
@@ -380,8 +448,8 @@ func lookupFn(inst engine.Instance, name string) callback {
 }
 
 // newVM instantiates the module, runs its initializer and starts the root
-// context of every plugin of the group. g.mu is held.
-func (g *vmGroup) newVM(ctx context.Context) (*vm, error) {
+// context of each plugin. It touches nothing of g that g.mu guards.
+func (g *vmGroup) newVM(ctx context.Context, plugins []*Plugin) (*vm, error) {
 	v := &vm{group: g, roots: map[*Plugin]*contextState{}, ctxs: map[uint32]*contextState{}}
 	v.cc = callCtx{Context: context.Background(), vm: v}
 	inst, err := g.host.rt.Instantiate(&v.cc, g.mod, g.imports)
@@ -431,7 +499,7 @@ func (g *vmGroup) newVM(ctx context.Context) (*vm, error) {
 		v.closeLocked(ctx)
 		return nil, err
 	}
-	for _, p := range g.plugins {
+	for _, p := range plugins {
 		if err := v.startRoot(ctx, p); err != nil {
 			v.closeLocked(ctx)
 			return nil, err
@@ -652,6 +720,17 @@ func (v *vm) closeLocked(ctx context.Context) error {
 		t.stop()
 	}
 	return v.inst.Close(ctx)
+}
+
+// dropRoot forgets the root context of p (after shutdownRoot): its ticks
+// stop. v.mu is held.
+func (v *vm) dropRoot(p *Plugin, root *contextState) {
+	if t := v.ticks[root.id]; t != nil {
+		t.stop()
+		delete(v.ticks, root.id)
+	}
+	delete(v.roots, p)
+	delete(v.ctxs, root.id)
 }
 
 // shutdownRoot ends a root context as Envoy does: proxy_on_done; if the

@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	runtime := fs.String("runtime", "", "runtime of every plugin, overriding the configuration (compiled in: "+strings.Join(engine.Runtimes(), ", ")+")")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
-	check := fs.Bool("check", false, "validate the configuration and exit")
+	check := fs.Bool("check", false, "validate the configuration, load every plugin (compile, start, configure) and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -73,6 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 1
 	}
 	if *check {
+		if err := proxy.Check(ctx, cfg, proxy.Options{Runtime: *runtime, Logger: log}); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
 		fmt.Fprintf(stdout, "%s: ok\n", *config)
 		return 0
 	}

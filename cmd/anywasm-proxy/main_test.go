@@ -116,3 +116,22 @@ func TestExample(t *testing.T) {
 		t.Errorf("exit %d", code)
 	}
 }
+
+// TestCheckLoadsPlugins: -check fails, naming the filter, for a plugin file
+// that is missing, is not wasm, or refuses its configuration.
+func TestCheckLoadsPlugins(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "not.wasm"), []byte("not wasm"), 0o644)
+	for _, c := range []struct{ filter, want string }{
+		{`{name: gone, vm_config: {code: {local: {filename: missing.wasm}}}}`, "listeners[0].http.filters[0].vm_config.code.local.filename"},
+		{`{name: bad, vm_config: {code: {local: {filename: not.wasm}}}}`, "listeners[0].http.filters[0] (plugin bad"},
+		{`{name: refuses, configuration: fail, vm_config: {code: {local: {filename: ` + plugins.Path(t, "config") + `}}}}`, "refused its configuration"},
+	} {
+		f := filepath.Join(dir, "c.yaml")
+		os.WriteFile(f, []byte("listeners: [{address: \"127.0.0.1:0\", http: {cluster: echo, filters: ["+c.filter+"]}}]\n"), 0o644)
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"-config", f, "-check"}, &out, &errb, nil); code != 1 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%s: -check = %d, %q %q; want 1 and %q", c.filter, code, out.String(), errb.String(), c.want)
+		}
+	}
+}

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"maps"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -276,14 +278,90 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig parses and validates a configuration (YAML or JSON). Unknown
 // fields are refused; every error names the field.
 func ParseConfig(b []byte) (*Config, error) {
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	var raw any
+	if err := json.Unmarshal(j, &raw); err != nil {
+		return nil, err
+	}
+	if errs := unknownFields(raw, reflect.TypeFor[Config](), ""); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	var c Config
-	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+	if err := json.Unmarshal(j, &c); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// unknownFields returns an error for every key of v, decoded JSON, that
+// type t does not have, named by its path (listeners[0].http.filtres).
+// Keys are matched exactly (encoding/json would also take "Runtime" for
+// "runtime"). Values of a type that decodes itself (Value) are not looked
+// into; a value of the wrong JSON type is left to json.Unmarshal.
+func unknownFields(v any, t reflect.Type, path string) []error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+		return nil
+	}
+	var errs []error
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" || !f.IsExported() {
+				continue
+			}
+			fields[name] = f.Type
+			names = append(names, name)
+		}
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			field := k
+			if path != "" {
+				field = path + "." + k
+			}
+			ft, ok := fields[k]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: unknown field (%s has %s)", field, describe(path), strings.Join(names, ", ")))
+				continue
+			}
+			errs = append(errs, unknownFields(m[k], ft, field)...)
+		}
+	case reflect.Slice:
+		if l, ok := v.([]any); ok {
+			for i, e := range l {
+				errs = append(errs, unknownFields(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+			}
+		}
+	case reflect.Map:
+		if m, ok := v.(map[string]any); ok {
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				errs = append(errs, unknownFields(m[k], t.Elem(), path+"."+k)...)
+			}
+		}
+	}
+	return errs
+}
+
+func describe(path string) string {
+	if path == "" {
+		return "the configuration"
+	}
+	return path
 }
 
 func (l *Listener) filters() []Plugin {
@@ -319,6 +397,9 @@ func (p *Plugin) Policy() (abi.FailurePolicy, error) {
 	return 0, fmt.Errorf("%q: want FAIL_CLOSED, FAIL_OPEN or FAIL_RELOAD", p.FailurePolicy)
 }
 
+// minReloadInterval bounds how often plugin files are polled.
+const minReloadInterval = 100 * time.Millisecond
+
 // EchoCluster is the built-in HTTP upstream that answers with what it got.
 const EchoCluster = "echo"
 
@@ -341,6 +422,8 @@ func (c *Config) Validate() error {
 	}
 	if err := c.ReloadInterval.check(); err != nil {
 		bad("reload_interval", "%v", err)
+	} else if d := c.ReloadInterval.Get(); d > 0 && d < minReloadInterval {
+		bad("reload_interval", "%s: want at least %s (or 0s: on SIGHUP only)", d, minReloadInterval)
 	}
 	if err := c.ShutdownTimeout.check(); err != nil {
 		bad("shutdown_timeout", "%v", err)
@@ -464,8 +547,8 @@ func (c *Config) Validate() error {
 			if err := p.CallTimeout.check(); err != nil {
 				bad(pf+".call_timeout", "%v", err)
 			}
-			if p.PoolSize < 0 {
-				bad(pf+".pool_size", "negative")
+			if p.PoolSize < 0 || p.PoolSize > abi.MaxPoolSize {
+				bad(pf+".pool_size", "%d: want 1 to %d (or 0: 1)", p.PoolSize, abi.MaxPoolSize)
 			}
 			if _, err := p.Configuration.Bytes(); err != nil {
 				bad(pf+".configuration", "%v", err)

@@ -44,6 +44,21 @@ type Options struct {
 	// Logger receives the proxy's and the plugins' logs. Default
 	// slog.Default().
 	Logger *slog.Logger
+
+	check bool // load the plugins, bind nothing (Check)
+}
+
+// Check does what Start does but bind and serve: it opens the runtimes and
+// loads every plugin (reading, compiling and starting it: a plugin that
+// refuses its configuration fails here), then closes them all. It is what
+// the command's -check runs.
+func Check(ctx context.Context, cfg *Config, opts Options) error {
+	opts.check = true
+	p, err := Start(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	return p.Shutdown(ctx)
 }
 
 // Proxy is a running proxy.
@@ -137,9 +152,22 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 			}
 			c.slots = append(c.slots, s)
 		}
+		if opts.check {
+			continue
+		}
 		if err := p.listen(l, c); err != nil {
 			return nil, fmt.Errorf("listeners[%d] (%s): %w", i, l.Name, err)
 		}
+	}
+	if opts.check {
+		return p, nil
+	}
+	if a := cfg.Admin.Address; a != "" && !loopback(a) {
+		what := "/healthz, /metrics and /plugins"
+		if cfg.Admin.Pprof {
+			what += " and Go's profiles (/debug/pprof/: heap contents, CPU profiles, command line)"
+		}
+		p.log.Warn("the admin endpoint is not on a loopback address: anyone who can reach it reads "+what, "address", a)
 	}
 	if cfg.Admin.Address != "" {
 		ln, err := net.Listen("tcp", cfg.Admin.Address)
@@ -205,6 +233,19 @@ func (p *Proxy) upstreams() (abi.Options, error) {
 		o.GRPCUpstreams = g
 	}
 	return o, nil
+}
+
+// loopback reports whether a host:port listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func clusterURL(addr string) string {
@@ -317,6 +358,9 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, f *Plugin, override 
 	}
 	s := &slot{proxy: p, field: field, key: string(key), host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename}
 	if err := s.load(ctx); err != nil {
+		if errors.Is(err, abi.ErrPoolSize) {
+			return nil, fmt.Errorf("%s.pool_size: %w", field, err)
+		}
 		return nil, err
 	}
 	p.slots = append(p.slots, s)

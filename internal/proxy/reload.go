@@ -169,6 +169,7 @@ func (s *slot) status() map[string]any {
 		"name": s.cfg.Name, "filter": s.field, "runtime": s.runtime, "root_id": s.cfg.RootID, "vm_id": s.cfg.VMID,
 		"file": s.path, "sha256": hex.EncodeToString(g.sum[:]), "generation": g.n, "loaded_at": g.loadedAt.Format(time.RFC3339Nano),
 		"abi_version": g.p.ABIVersion().String(), "failure_policy": s.cfg.FailurePolicy.String(), "draining": draining,
+		"pool_size": s.cfg.PoolSize, "vms": g.p.VMs(),
 	}
 }
 
