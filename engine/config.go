@@ -86,6 +86,15 @@ func (c Config) WithFuel(perCall uint64) Config { c.fuel = perCall; return c }
 // WithCompilationCache keeps compiled code in dir, so that a later process
 // compiling the same bytes with the same runtime version loads it instead.
 // "" disables the disk cache. Needs CapCompilationCache.
+//
+// The cached code is native code, so the directory must be private: Open
+// creates it (mode 0700) if it does not exist, and refuses, with an error
+// wrapping ErrCompilationCache, a directory that is not owned by the
+// process's effective user or that group or others may write. Every entry
+// is authenticated with an HMAC-SHA256 key kept in the directory (created
+// with mode 0600 on first use); an entry that does not verify, is not a
+// regular file, is not owned by the user or may be written by others is
+// never loaded: the module is compiled again and the entry rewritten.
 func (c Config) WithCompilationCache(dir string) Config { c.cacheDir = dir; return c }
 
 // MemoryLimitPages returns the memory cap in pages, 0 for none.

@@ -20,6 +20,16 @@ var (
 	// ErrStackSize is returned when a call's stack is shorter than the
 	// function's parameter or result count.
 	ErrStackSize = errors.New("engine: stack is shorter than the function's parameters or results")
+	// ErrCompilationCache is wrapped by the error Open returns when the
+	// directory given to Config.WithCompilationCache cannot be trusted: it
+	// cannot be created or opened, is not a directory, is not owned by the
+	// process's effective user or is writable by group or others (checked on
+	// the directory a symlink points to), or its key file is malformed, not a
+	// regular file, not owned by that user or has any group or other
+	// permission bit. The error names the path and the reason. A cache entry
+	// that fails such a check later is not an error: it is never loaded, and
+	// the module is compiled again.
+	ErrCompilationCache = errors.New("engine: compilation cache refused")
 )
 
 // TrapCode says why a call into the guest stopped. The codes are the same on
