@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/filecache"
 )
 
 //go:embed testdata/*.wasm
@@ -890,7 +892,8 @@ func (h *harness) testCompilationCache(t *testing.T) {
 			t.Errorf("round %d: the cache directory is empty", round)
 		}
 	}
-	// Corrupt every file in the cache: the runtime must recompile, not crash.
+	// Corrupt every entry in the cache: the runtime must recompile, not
+	// crash. (The key file is left alone: a corrupt one is refused.)
 	corrupt(t, dir)
 	rt, err := engine.Open(h.name, cfg)
 	if err != nil {
@@ -907,6 +910,9 @@ func (h *harness) testCompilationCache(t *testing.T) {
 func corrupt(t *testing.T, dir string) {
 	t.Helper()
 	err := walk(dir, func(path string) {
+		if filepath.Base(path) == filecache.KeyFile {
+			return
+		}
 		b, err := os.ReadFile(path)
 		if err != nil || len(b) == 0 {
 			return

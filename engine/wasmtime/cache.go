@@ -8,37 +8,48 @@ package wasmtime
 import "C"
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
-	"os"
-	"path/filepath"
 	goruntime "runtime"
 	"unsafe"
+
+	"github.com/anywasm/anywasm/engine/internal/filecache"
 )
 
 // The compilation cache (Config.WithCompilationCache).
 //
 // A cached file is Wasmtime's serialized module: native code that
-// wasmtime_module_deserialize maps and runs without validating it. Only files
-// this cache wrote are loaded: a file is named and headed by a key, the
-// SHA-256 of the module's bytes, Wasmtime's version, GOOS/GOARCH and the
-// engine settings that change code generation (epoch interruption, fuel); it
-// carries the SHA-256 of its payload, and a file that is not a regular file,
-// is writable by group or others, or whose header, key or hash do not match
-// is ignored and the module recompiled (and the file rewritten). The hash
-// detects corruption, not an attacker: anyone who can write to the cache
-// directory can make this process run native code of their choice, so the
-// directory must be private to the user (it is created with mode 0700).
-// Files are written atomically: a temporary file in the directory, then a
-// rename.
-
-const cacheMagic = "anywasm-wasmtime-cache-1\n"
+// wasmtime_module_deserialize maps and runs without validating it. So the
+// cache trusts only what it wrote itself (engine/internal/filecache):
+//
+//   - NewRuntime refuses, with engine.ErrCompilationCache, a directory not
+//     owned by the effective uid or writable by group or others (after
+//     following a symlink), or whose key file is malformed, not ours or not
+//     private; it creates a missing directory with mode 0700 and the key
+//     file (32 random bytes, mode 0600) on first use.
+//   - A file is named and headed by a key, the SHA-256 of the module's
+//     bytes, Wasmtime's version, GOOS/GOARCH and the engine settings that
+//     change code generation (epoch interruption, fuel); it carries the
+//     SHA-256 of its payload and an HMAC-SHA256, under the directory's key,
+//     of its header (and so of the payload).
+//   - A file that is not a regular file, is not owned by the effective uid,
+//     is writable by group or others, or whose header, key, hash or HMAC
+//     does not match is never deserialized: the module is compiled again
+//     and the file rewritten. A file planted by another user, or copied from
+//     another cache directory or machine, is such a file.
+//   - Files are written atomically: a temporary file (mode 0600) in the
+//     directory, then a rename. A write that fails after NewRuntime checked
+//     the directory (a full disk) only costs a compilation next time.
+//
+// The directory is opened once, as an os.Root: every later access goes
+// through that handle, so replacing a directory on the path afterwards
+// redirects nothing. Anyone running as the same user can still write
+// entries (they can read the key): the cache protects the process from
+// other users, not from itself.
 
 // cacheKey returns the key of wasm compiled with this runtime's settings.
 func (r *runtime) cacheKey(wasm []byte) [32]byte {
 	h := sha256.New()
-	h.Write([]byte(cacheMagic))
+	h.Write([]byte(filecache.Wasmtime.Magic))
 	h.Write([]byte("wasmtime " + Version + " " + goruntime.GOOS + "/" + goruntime.GOARCH))
 	var flags [2]byte
 	if r.interrupt {
@@ -54,56 +65,18 @@ func (r *runtime) cacheKey(wasm []byte) [32]byte {
 	return k
 }
 
-func (r *runtime) cachePath(key [32]byte) string {
-	return filepath.Join(r.cacheDir, hex.EncodeToString(key[:])+".cwasm")
-}
-
 // cacheLoad returns the module cached under key, or nil.
 func (r *runtime) cacheLoad(key [32]byte) *C.wasmtime_module_t {
-	path := r.cachePath(key)
-	fi, err := os.Lstat(path)
-	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o022 != 0 {
-		return nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	payload, ok := cacheParse(b, key)
-	if !ok || len(payload) == 0 {
+	e, ok := r.cache.Load(filecache.Wasmtime, key)
+	if !ok {
 		return nil
 	}
 	var cm *C.wasmtime_module_t
-	if err := C.wasmtime_module_deserialize(r.engine, (*C.uint8_t)(unsafe.Pointer(&payload[0])), C.size_t(len(payload)), &cm); err != nil {
-		_ = errorText(err) // frees it; a stale or foreign file: recompile
+	if err := C.wasmtime_module_deserialize(r.engine, (*C.uint8_t)(unsafe.Pointer(&e.Payload[0])), C.size_t(len(e.Payload)), &cm); err != nil {
+		_ = errorText(err) // frees it; code of another engine configuration: recompile
 		return nil
 	}
 	return cm
-}
-
-// cacheParse checks a cache file's header and returns its payload.
-func cacheParse(b []byte, key [32]byte) ([]byte, bool) {
-	n := len(cacheMagic)
-	if len(b) < n+64 || string(b[:n]) != cacheMagic || !bytes.Equal(b[n:n+32], key[:]) {
-		return nil, false
-	}
-	payload := b[n+64:]
-	sum := sha256.Sum256(payload)
-	if !bytes.Equal(b[n+32:n+64], sum[:]) {
-		return nil, false
-	}
-	return payload, true
-}
-
-// cacheFile returns the contents of the file for key: the magic, the key,
-// the payload's SHA-256 and the payload.
-func cacheFile(key [32]byte, payload []byte) []byte {
-	sum := sha256.Sum256(payload)
-	b := make([]byte, 0, len(cacheMagic)+64+len(payload))
-	b = append(b, cacheMagic...)
-	b = append(b, key[:]...)
-	b = append(b, sum[:]...)
-	return append(b, payload...)
 }
 
 // cacheStore writes cm under key. Failures only cost a recompile later.
@@ -113,18 +86,11 @@ func (r *runtime) cacheStore(key [32]byte, cm *C.wasmtime_module_t) {
 		_ = errorText(err)
 		return
 	}
-	payload := C.GoBytes(unsafe.Pointer(v.data), C.int(v.size))
-	C.wasm_byte_vec_delete(&v)
-	if err := os.MkdirAll(r.cacheDir, 0o700); err != nil {
+	defer C.wasm_byte_vec_delete(&v)
+	if v.size == 0 {
 		return
 	}
-	f, err := os.CreateTemp(r.cacheDir, ".tmp-*.cwasm") // mode 0600
-	if err != nil {
-		return
-	}
-	_, werr := f.Write(cacheFile(key, payload))
-	cerr := f.Close()
-	if werr != nil || cerr != nil || os.Rename(f.Name(), r.cachePath(key)) != nil {
-		_ = os.Remove(f.Name())
-	}
+	// Written straight from Wasmtime's buffer: Store keeps no reference.
+	payload := unsafe.Slice((*byte)(unsafe.Pointer(v.data)), v.size)
+	_ = r.cache.Store(filecache.Wasmtime, filecache.Entry{Key: key, Payload: payload})
 }

@@ -5,12 +5,15 @@ package wasmtime
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/anywasm/anywasm/engine"
 	"github.com/anywasm/anywasm/engine/enginetest"
+	"github.com/anywasm/anywasm/engine/internal/filecache"
 )
 
 func TestHeaderVersion(t *testing.T) {
@@ -94,14 +97,18 @@ func TestCacheFiles(t *testing.T) {
 
 	r := newRuntime(t, cfg)
 	key := r.cacheKey(wasm)
-	path := r.cachePath(key)
+	path := filepath.Join(dir, filecache.Wasmtime.FileName(key))
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 2 {
-		t.Fatalf("cache holds %d files, want 2 (no temporary files)", len(entries))
-	}
+	var names []string
 	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".cwasm") || strings.HasPrefix(e.Name(), ".tmp") {
-			t.Errorf("unexpected file %s", e.Name())
+		names = append(names, e.Name())
+	}
+	if len(names) != 3 {
+		t.Fatalf("cache holds %v, want the key file and 2 entries (no temporary files)", names)
+	}
+	for _, n := range names {
+		if n != filecache.KeyFile && (!strings.HasSuffix(n, ".cwasm") || strings.HasPrefix(n, ".tmp")) {
+			t.Errorf("unexpected file %s", n)
 		}
 	}
 	load := func() bool {
@@ -133,7 +140,7 @@ func TestCacheFiles(t *testing.T) {
 	}
 	// Another key's file under this name (header mismatch).
 	fuel := newRuntime(t, cfg.WithFuel(1000))
-	other, err := os.ReadFile(fuel.cachePath(fuel.cacheKey(wasm)))
+	other, err := os.ReadFile(filepath.Join(dir, filecache.Wasmtime.FileName(fuel.cacheKey(wasm))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,9 +148,15 @@ func TestCacheFiles(t *testing.T) {
 	if load() {
 		t.Error("a file with another key was loaded")
 	}
-	// Another engine's code with this key's header: Wasmtime refuses it.
-	payload := other[len(cacheMagic)+64:]
-	writeFile(t, path, cacheFile(key, payload), 0o600)
+	// Another engine's code under this key, authenticated: Wasmtime
+	// refuses it.
+	e, ok := fuel.cache.Load(filecache.Wasmtime, fuel.cacheKey(wasm))
+	if !ok {
+		t.Fatal("the fuel runtime's entry does not load")
+	}
+	if err := r.cache.Store(filecache.Wasmtime, filecache.Entry{Key: key, Payload: e.Payload}); err != nil {
+		t.Fatal(err)
+	}
 	if load() {
 		t.Error("code compiled with fuel was loaded by an engine without fuel")
 	}
@@ -151,6 +164,41 @@ func TestCacheFiles(t *testing.T) {
 	compile(cfg)
 	if !load() {
 		t.Error("the rewritten file does not load")
+	}
+}
+
+// TestCacheSharedByRuntimes opens two runtimes on a new cache directory at
+// once (both find the key missing): what one compiles, the other loads.
+func TestCacheSharedByRuntimes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	cfg := engine.NewConfig().WithCompilationCache(dir)
+	var rts [2]*engine.Runtime
+	var wg sync.WaitGroup
+	for i := range rts {
+		wg.Go(func() {
+			rt, err := engine.Open(Name, cfg)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			t.Cleanup(func() { rt.Close(context.Background()) })
+			rts[i] = rt
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	compiled, loaded := stats.compiled.Load(), stats.loaded.Load()
+	for i, rt := range rts {
+		f, _ := instantiateGuest(t, rt, enginetest.Guest("small")).Function("answer")
+		s := []uint64{0}
+		if err := f.Call(context.Background(), s); err != nil || s[0] != 42 {
+			t.Fatalf("runtime %d: answer = %d, %v", i, s[0], err)
+		}
+	}
+	if c, l := stats.compiled.Load()-compiled, stats.loaded.Load()-loaded; c != 1 || l != 1 {
+		t.Errorf("two runtimes sharing a cache directory compiled %d times and loaded %d times, want 1 and 1", c, l)
 	}
 }
 

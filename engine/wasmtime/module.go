@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/anywasm/anywasm/engine"
@@ -98,11 +99,14 @@ func (r *runtime) Compile(_ context.Context, wasm []byte, info *engine.ModuleInf
 	defer r.release()
 	var cm *C.wasmtime_module_t
 	var key [32]byte
-	if r.cacheDir != "" {
+	if r.cache != nil {
 		key = r.cacheKey(wasm)
-		cm = r.cacheLoad(key)
+		if cm = r.cacheLoad(key); cm != nil {
+			stats.loaded.Add(1)
+		}
 	}
 	if cm == nil {
+		stats.compiled.Add(1)
 		var p *C.uint8_t
 		if len(wasm) > 0 {
 			p = (*C.uint8_t)(unsafe.Pointer(&wasm[0]))
@@ -115,7 +119,7 @@ func (r *runtime) Compile(_ context.Context, wasm []byte, info *engine.ModuleInf
 			}
 			return nil, fmt.Errorf("wasmtime: compile: %s", msg)
 		}
-		if r.cacheDir != "" {
+		if r.cache != nil {
 			r.cacheStore(key, cm)
 		}
 	}
@@ -126,6 +130,9 @@ func (r *runtime) Compile(_ context.Context, wasm []byte, info *engine.ModuleInf
 	}
 	return m, nil
 }
+
+// stats counts compilations and disk cache loads, for tests.
+var stats struct{ compiled, loaded atomic.Int64 }
 
 // oneLine joins Wasmtime's multi-line error text ("what\n\nCaused by:\n
 // 0: why\n 1: because") into one line: "what: why: because".

@@ -52,6 +52,7 @@ import (
 	_ "github.com/bytecodealliance/wasmtime-go/v44"
 
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/filecache"
 )
 
 // Name is the runtime name this package registers.
@@ -92,8 +93,17 @@ func (driver) Capabilities() engine.Capabilities {
 }
 
 func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
+	var cache *filecache.Dir
+	if dir := cfg.CompilationCacheDir(); dir != "" {
+		d, err := filecache.Open(dir)
+		if err != nil {
+			return nil, err
+		}
+		cache = d
+	}
 	c := C.wasm_config_new()
 	if c == nil {
+		closeCache(cache)
 		return nil, errors.New("wasmtime: wasm_config_new failed")
 	}
 	// Both change the generated code: the cache key includes them.
@@ -108,6 +118,7 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 	C.wasmtime_config_memory_may_move_set(c, false)
 	e := C.wasm_engine_new_with_config(c) // takes c
 	if e == nil {
+		closeCache(cache)
 		return nil, errors.New("wasmtime: wasm_engine_new_with_config failed")
 	}
 	r := &runtime{
@@ -115,7 +126,7 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 		interrupt: cfg.InterruptOnContextDone(),
 		fuel:      cfg.Fuel(),
 		memLimit:  -1,
-		cacheDir:  cfg.CompilationCacheDir(),
+		cache:     cache,
 		instances: map[*instance]struct{}{},
 	}
 	if p := cfg.MemoryLimitPages(); p != 0 {
@@ -129,8 +140,8 @@ type runtime struct {
 	engine    *C.wasm_engine_t
 	interrupt bool
 	fuel      uint64
-	memLimit  int64 // bytes, -1 for none
-	cacheDir  string
+	memLimit  int64          // bytes, -1 for none
+	cache     *filecache.Dir // nil without a compilation cache
 
 	mu        sync.Mutex
 	closed    bool
@@ -165,7 +176,20 @@ func (r *runtime) release() {
 	}
 	r.mu.Unlock()
 	if free {
-		C.wasm_engine_delete(e)
+		r.free(e)
+	}
+}
+
+// free deletes the engine and closes the cache directory, once nothing
+// uses them.
+func (r *runtime) free(e *C.wasm_engine_t) {
+	C.wasm_engine_delete(e)
+	closeCache(r.cache)
+}
+
+func closeCache(d *filecache.Dir) {
+	if d != nil {
+		_ = d.Close()
 	}
 }
 
@@ -215,7 +239,7 @@ func (r *runtime) Close(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	if free {
-		C.wasm_engine_delete(e)
+		r.free(e)
 	}
 	return nil
 }
