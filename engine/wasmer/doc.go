@@ -46,14 +46,30 @@
 //
 // With Config.WithCompilationCache(dir), a compiled module is serialized to
 // dir/<key>.wasmer, key = SHA-256 over the wasm bytes' SHA-256, the Wasmer
-// version, GOARCH and the fuel setting (metering changes the code); files
-// are written to a temporary file and renamed. The files are native code
-// that is loaded and run without verification by Wasmer: this package loads
-// only files that carry its own header, the expected key and a matching
-// SHA-256 of the payload, so corrupt, truncated or foreign files are
-// ignored (the module is compiled and the file rewritten). That does not
-// protect against someone able to write to dir: only use a directory that
-// is as trusted as the program itself.
+// version, GOARCH and the fuel setting (metering changes the code). The
+// files are native code that Wasmer loads and runs without verification, so
+// the cache trusts only what it wrote itself (engine/internal/filecache,
+// shared with the other backends):
+//
+//   - Open refuses, with engine.ErrCompilationCache and an error naming the
+//     directory and the reason, a directory that is not owned by the
+//     process's effective uid or that group or others may write (after
+//     following a symlink), and a key file that is malformed, not ours or
+//     not private; a missing directory is created with mode 0700.
+//   - The directory holds an HMAC-SHA256 key (32 random bytes, mode 0600,
+//     created on first use through a temporary file and a hard link, so
+//     that processes starting at once share one key). Every file carries
+//     the cache key, its payload's SHA-256 and an HMAC of its header under
+//     that key.
+//   - A file is deserialized only if it is a regular file owned by the
+//     effective uid that group and others cannot write, and its header, key,
+//     hash and HMAC all verify. A corrupt, truncated or foreign file, one
+//     planted by another user, or one copied from another cache directory
+//     or machine is never loaded: the module is compiled and the file
+//     rewritten (atomically: a temporary file, then a rename).
+//
+// Anyone running as the same user can still write entries (the key is
+// theirs to read): the cache protects the process from other users.
 //
 // # Native objects
 //

@@ -12,8 +12,6 @@ import "C"
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -29,6 +27,7 @@ import (
 	_ "github.com/wasmerio/wasmer-go/wasmer"
 
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/filecache"
 )
 
 // Name is the runtime name this package registers.
@@ -235,15 +234,21 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &wasmerRuntime{eng: e, fuel: cfg.Fuel(), cacheDir: cfg.CompilationCacheDir(), instances: map[*instState]struct{}{}}, nil
+	var cache *filecache.Dir
+	if dir := cfg.CompilationCacheDir(); dir != "" {
+		if cache, err = filecache.Open(dir); err != nil {
+			return nil, err
+		}
+	}
+	return &wasmerRuntime{eng: e, fuel: cfg.Fuel(), cache: cache, instances: map[*instState]struct{}{}}, nil
 }
 
 // wasmerRuntime is a Runtime: a view of the process-wide engine for its fuel
 // setting, with its own disk cache directory and its own instances.
 type wasmerRuntime struct {
-	eng      *engineState
-	fuel     uint64
-	cacheDir string
+	eng   *engineState
+	fuel  uint64
+	cache *filecache.Dir // nil without a compilation cache
 
 	mu        sync.Mutex
 	closed    bool
@@ -276,6 +281,9 @@ func (r *wasmerRuntime) Close(ctx context.Context) error {
 	for st := range insts {
 		st.close()
 	}
+	if r.cache != nil {
+		_ = r.cache.Close() // a Compile still running then misses and writes nothing
+	}
 	return nil
 }
 
@@ -304,7 +312,7 @@ func (m *module) As(target any) bool {
 }
 
 func (r *wasmerRuntime) Compile(ctx context.Context, wasm []byte, info *engine.ModuleInfo) (engine.DriverModule, error) {
-	cm, err := r.eng.module(wasm, r.cacheDir)
+	cm, err := r.eng.module(wasm, r.cache)
 	if err != nil {
 		return nil, err
 	}
@@ -312,15 +320,15 @@ func (r *wasmerRuntime) Compile(ctx context.Context, wasm []byte, info *engine.M
 }
 
 // module returns the interned module for wasm, compiling or loading it from
-// the disk cache in dir if this engine has not seen these bytes yet.
-// Concurrent compilations of the same bytes wait for the first.
-func (e *engineState) module(wasm []byte, dir string) (*cmodule, error) {
+// the disk cache dir (nil for none) if this engine has not seen these bytes
+// yet. Concurrent compilations of the same bytes wait for the first.
+func (e *engineState) module(wasm []byte, dir *filecache.Dir) (*cmodule, error) {
 	key := sha256.Sum256(wasm)
 	for {
 		e.mu.Lock()
 		if cm := e.modules[key]; cm != nil {
 			e.mu.Unlock()
-			if dir != "" {
+			if dir != nil {
 				e.store2disk(cm, dir)
 			}
 			return cm, nil
@@ -347,12 +355,12 @@ func (e *engineState) module(wasm []byte, dir string) (*cmodule, error) {
 	}
 }
 
-func (e *engineState) load(key [32]byte, wasm []byte, dir string) (*cmodule, error) {
+func (e *engineState) load(key [32]byte, wasm []byte, dir *filecache.Dir) (*cmodule, error) {
 	store, discard, err := e.storeFor()
 	if err != nil {
 		return nil, err
 	}
-	if dir != "" {
+	if dir != nil {
 		if m := e.loadDisk(store, key, dir); m != nil {
 			stats.loaded.Add(1)
 			return &cmodule{key: key, m: m, store: store, mayGrow: mayGrowMemory(wasm)}, nil
@@ -371,7 +379,7 @@ func (e *engineState) load(key [32]byte, wasm []byte, dir string) (*cmodule, err
 	}
 	stats.compiled.Add(1)
 	cm := &cmodule{key: key, m: m, store: store, mayGrow: mayGrowMemory(wasm)}
-	if dir != "" {
+	if dir != nil {
 		e.store2disk(cm, dir)
 	}
 	return cm, nil
@@ -388,19 +396,20 @@ func takeCString(s *C.char) string {
 // The disk cache.
 //
 // A file holds a module that Wasmer compiled to native code: loading it runs
-// that code, so a file is loaded only if it carries this cache's header, is
-// named for these exact wasm bytes, Wasmer version, GOARCH and fuel setting,
-// and its payload matches the SHA-256 in its header. This detects corrupt,
-// truncated and foreign files (they are ignored and the module is compiled
-// again, then the file is rewritten), but not a file forged by someone who can
-// write to the directory: the directory must be as trusted as the binary.
-
-const cacheMagic = "anywasm wasmer module cache v1\n\x00"
+// that code, so the cache trusts only what it wrote itself
+// (engine/internal/filecache; see the package documentation): a file is
+// loaded only if it is a regular file owned by the effective uid that group
+// and others cannot write, carries this cache's header and the key for these
+// exact wasm bytes, Wasmer version, GOARCH and fuel setting, and its
+// payload's SHA-256 and the HMAC of its header under the directory's key
+// verify. Anything else (a corrupt, truncated or foreign file, one planted
+// by another user or copied from another cache directory) is never
+// deserialized: the module is compiled again and the file rewritten.
 
 // cacheKey names the cache entry of a module for this engine.
 func (e *engineState) cacheKey(key [32]byte) [32]byte {
 	h := sha256.New()
-	h.Write([]byte(cacheMagic))
+	h.Write([]byte(filecache.Wasmer.Magic))
 	h.Write(key[:])
 	fmt.Fprintf(h, "\x00wasmer %s\x00%s\x00fuel=%d\x00", version(), goruntime.GOARCH, e.fuel)
 	var k [32]byte
@@ -408,25 +417,24 @@ func (e *engineState) cacheKey(key [32]byte) [32]byte {
 	return k
 }
 
-func (e *engineState) cachePath(key [32]byte, dir string) ([32]byte, string) {
+// cachePath returns the cache key of a module, and the path of its file,
+// which identifies it in onDisk.
+func (e *engineState) cachePath(key [32]byte, dir *filecache.Dir) ([32]byte, string) {
 	k := e.cacheKey(key)
-	return k, filepath.Join(dir, hex.EncodeToString(k[:])+".wasmer")
+	return k, filepath.Join(dir.Path(), filecache.Wasmer.FileName(k))
 }
 
 // loadDisk returns the module from the disk cache, or nil.
-func (e *engineState) loadDisk(store *C.wasm_store_t, key [32]byte, dir string) *C.wasm_module_t {
+func (e *engineState) loadDisk(store *C.wasm_store_t, key [32]byte, dir *filecache.Dir) *C.wasm_module_t {
 	k, path := e.cachePath(key, dir)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	payload, ok := parseCacheFile(b, k)
-	if !ok || len(payload) == 0 {
+	entry, ok := dir.Load(filecache.Wasmer, k)
+	if !ok {
 		return nil
 	}
 	e.mu.Lock()
 	e.onDisk[path] = true
 	e.mu.Unlock()
+	payload := entry.Payload
 	var cerr *C.char
 	m := C.aw_deserialize(store, (*C.char)(unsafe.Pointer(&payload[0])), C.size_t(len(payload)), &cerr)
 	goruntime.KeepAlive(payload)
@@ -437,30 +445,10 @@ func (e *engineState) loadDisk(store *C.wasm_store_t, key [32]byte, dir string) 
 	return m
 }
 
-// parseCacheFile checks a cache file's header and returns its payload.
-// Layout: magic, cache key (32 bytes), payload length (8 bytes, little
-// endian), SHA-256 of the payload (32 bytes), payload.
-func parseCacheFile(b []byte, key [32]byte) ([]byte, bool) {
-	const hdr = len(cacheMagic) + 32 + 8 + 32
-	if len(b) < hdr || string(b[:len(cacheMagic)]) != cacheMagic {
-		return nil, false
-	}
-	b = b[len(cacheMagic):]
-	if [32]byte(b[:32]) != key {
-		return nil, false
-	}
-	n := binary.LittleEndian.Uint64(b[32:40])
-	sum := [32]byte(b[40:72])
-	payload := b[72:]
-	if uint64(len(payload)) != n || sha256.Sum256(payload) != sum {
-		return nil, false
-	}
-	return payload, true
-}
-
 // store2disk writes the module to the disk cache unless a valid file is
-// there. Errors are ignored: the cache is an optimization.
-func (e *engineState) store2disk(cm *cmodule, dir string) {
+// there. Errors are ignored: NewRuntime checked the directory, and a write
+// that fails later (a full disk) only costs a compilation next time.
+func (e *engineState) store2disk(cm *cmodule, dir *filecache.Dir) {
 	k, path := e.cachePath(cm.key, dir)
 	e.mu.Lock()
 	known := e.onDisk[path]
@@ -469,56 +457,25 @@ func (e *engineState) store2disk(cm *cmodule, dir string) {
 		if _, err := os.Stat(path); err == nil {
 			return
 		}
-	} else if b, err := os.ReadFile(path); err == nil {
-		if _, ok := parseCacheFile(b, k); ok {
-			e.mu.Lock()
-			e.onDisk[path] = true
-			e.mu.Unlock()
-			return
-		}
+	} else if _, ok := dir.Load(filecache.Wasmer, k); ok {
+		e.mu.Lock()
+		e.onDisk[path] = true
+		e.mu.Unlock()
+		return
 	}
 	var out C.wasm_byte_vec_t
 	C.aw_serialize(cm.m, &out)
 	if out.data == nil || out.size == 0 {
 		return
 	}
-	payload := C.GoBytes(unsafe.Pointer(out.data), C.int(out.size))
-	C.wasm_byte_vec_delete(&out)
-	if writeCacheFile(dir, path, k, payload) == nil {
+	defer C.wasm_byte_vec_delete(&out)
+	// Written straight from Wasmer's buffer: Store keeps no reference.
+	payload := unsafe.Slice((*byte)(unsafe.Pointer(out.data)), out.size)
+	if dir.Store(filecache.Wasmer, filecache.Entry{Key: k, Payload: payload}) == nil {
 		e.mu.Lock()
 		e.onDisk[path] = true
 		e.mu.Unlock()
 	}
-}
-
-func writeCacheFile(dir, path string, key [32]byte, payload []byte) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".tmp-*.wasmer")
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(payload)
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(payload)))
-	var buf []byte
-	buf = append(buf, cacheMagic...)
-	buf = append(buf, key[:]...)
-	buf = append(buf, n[:]...)
-	buf = append(buf, sum[:]...)
-	buf = append(buf, payload...)
-	_, werr := f.Write(buf)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
 }
 
 // host is the driver's view of prepared host modules: nothing to prepare,
