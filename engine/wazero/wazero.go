@@ -3,8 +3,9 @@
 // "wazero" with package engine. It needs no cgo.
 //
 // Capabilities: memory limit, interrupt (wazero closes the instance when the
-// call's context is done), compilation cache (wazero's own, on disk). wazero
-// has no fuel.
+// call's context is done), compilation cache (wazero's native code, kept in
+// authenticated entries: see cache.go for what is checked and what is not).
+// wazero has no fuel.
 //
 // As accepts *wazero.Runtime (Runtime.As), *wazero.CompiledModule
 // (Module.As) and *api.Module (Instance.As).
@@ -14,8 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"unsafe"
@@ -55,26 +54,22 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 	if cfg.InterruptOnContextDone() {
 		rc = rc.WithCloseOnContextDone(true)
 	}
-	var cache wazero.CompilationCache
-	var cacheDir string
+	var disk *diskCache
 	if dir := cfg.CompilationCacheDir(); dir != "" {
-		cacheDir = filepath.Join(dir, "wazero")
-		c, err := wazero.NewCompilationCacheWithDir(cacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("compilation cache %s: %w", dir, err)
+		var err error
+		if disk, err = openDiskCache(dir, cfg.InterruptOnContextDone()); err != nil {
+			return nil, err
 		}
-		cache = c
-		rc = rc.WithCompilationCache(c)
+		rc = rc.WithCompilationCache(disk.cache)
 	}
 	ctx := context.Background()
-	return &runtime{r: wazero.NewRuntimeWithConfig(ctx, rc), cache: cache, cacheDir: cacheDir,
+	return &runtime{r: wazero.NewRuntimeWithConfig(ctx, rc), disk: disk,
 		interrupt: cfg.InterruptOnContextDone()}, nil
 }
 
 type runtime struct {
-	r        wazero.Runtime
-	cache    wazero.CompilationCache
-	cacheDir string
+	r    wazero.Runtime
+	disk *diskCache // nil without a compilation cache
 	// interrupt: wazero closes modules on context done, and so watches
 	// the context of every call from a goroutine that may outlive it.
 	interrupt bool
@@ -99,8 +94,8 @@ func (r *runtime) Close(ctx context.Context) error {
 	}
 	r.closed = true
 	err := r.r.Close(context.WithoutCancel(ctx))
-	if r.cache != nil {
-		err = errors.Join(err, r.cache.Close(context.WithoutCancel(ctx)))
+	if r.disk != nil {
+		err = errors.Join(err, r.disk.close(ctx))
 	}
 	return err
 }
@@ -120,33 +115,17 @@ func (m *module) As(target any) bool {
 }
 
 func (r *runtime) Compile(ctx context.Context, wasm []byte, _ *engine.ModuleInfo) (engine.DriverModule, error) {
-	cm, err := r.r.CompileModule(ctx, wasm)
-	if err != nil && r.cacheDir != "" && strings.HasPrefix(err.Error(), "compilationcache:") {
-		// wazero refuses a corrupt cache entry instead of recompiling, and
-		// its file names are internal: empty its directory and compile again.
-		clearDir(r.cacheDir)
+	var cm wazero.CompiledModule
+	var err error
+	if r.disk != nil {
+		cm, err = r.disk.compile(ctx, r.r, wasm)
+	} else {
 		cm, err = r.r.CompileModule(ctx, wasm)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return &module{cm: cm}, nil
-}
-
-// clearDir removes the files in the version directories below dir.
-func clearDir(dir string) {
-	subs, _ := os.ReadDir(dir)
-	for _, sub := range subs {
-		if !sub.IsDir() {
-			continue
-		}
-		files, _ := os.ReadDir(filepath.Join(dir, sub.Name()))
-		for _, f := range files {
-			if f.Type().IsRegular() {
-				_ = os.Remove(filepath.Join(dir, sub.Name(), f.Name()))
-			}
-		}
-	}
 }
 
 // host is a set of host modules, each instantiated once, anonymously, and
