@@ -7,7 +7,9 @@
 // functions, host errors and panics, re-entrancy, memory and its bounds,
 // every trap code, import and module errors, post-MVP features, limits
 // (or their refusal with ErrNotSupported), the state of an instance after a
-// trap, Close semantics, concurrency and instantiate/close cycles. RunDifferential runs
+// trap, Close semantics, concurrency and instantiate/close cycles, and the
+// compilation cache's trust checks (a directory others could write is
+// refused; a planted or untrusted entry is never run). RunDifferential runs
 // the same guests on every runtime linked into the test binary and compares
 // results and memory bytes.
 //
@@ -98,6 +100,7 @@ func env(reentered *int) engine.HostModule {
 type harness struct {
 	name string
 	info engine.Info
+	top  string // the name of the test that called Run
 }
 
 func (h *harness) open(t testing.TB, cfg engine.Config) *engine.Runtime {
@@ -154,7 +157,11 @@ func Run(t *testing.T, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{name: name, info: info}
+	if os.Getenv(childDirEnv) != "" {
+		cacheChild(t, name)
+		return
+	}
+	h := &harness{name: name, info: info, top: t.Name()}
 	t.Run("Info", h.testInfo)
 	t.Run("ValueTypes", h.testValueTypes)
 	t.Run("HostFunctions", h.testHostFunctions)
@@ -173,6 +180,7 @@ func Run(t *testing.T, name string) {
 	t.Run("Interrupt", h.testInterrupt)
 	t.Run("Fuel", h.testFuel)
 	t.Run("CompilationCache", h.testCompilationCache)
+	t.Run("CompilationCacheTrust", h.testCacheTrust)
 	t.Run("CallErrors", h.testCallErrors)
 	t.Run("Close", h.testClose)
 	t.Run("Concurrent", h.testConcurrent)
@@ -893,7 +901,7 @@ func (h *harness) testCompilationCache(t *testing.T) {
 		}
 	}
 	// Corrupt every entry in the cache: the runtime must recompile, not
-	// crash. (The key file is left alone: a corrupt one is refused.)
+	// crash. (A corrupt key file is refused: see testCacheDirectory.)
 	corrupt(t, dir)
 	rt, err := engine.Open(h.name, cfg)
 	if err != nil {
