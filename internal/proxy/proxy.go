@@ -354,6 +354,9 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, f *Plugin, override 
 		if p.cfg.MemoryLimitMB > 0 && errors.Is(err, engine.ErrNotSupported) && !p.runtimeCan(rt, engine.CapMemoryLimit) {
 			return nil, fmt.Errorf("memory_limit_mb: runtime %s (for %s) cannot cap guest memory: %w", rt, field, err)
 		}
+		if errors.Is(err, engine.ErrCompilationCache) {
+			return nil, fmt.Errorf("cache_dir: %w", err)
+		}
 		return nil, fmt.Errorf("%s.vm_config.runtime: %w", field, err)
 	}
 	s := &slot{proxy: p, field: field, key: string(key), host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename}

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -661,6 +662,19 @@ clusters: [{name: t, type: tcp, address: "127.0.0.1:1"}]`, "listeners[0].tcp.idl
 	}
 	if _, err := proxy.Start(context.Background(), cfg, proxy.Options{Runtime: "v8"}); err == nil || !strings.Contains(err.Error(), "-runtime v8") {
 		t.Errorf("bad -runtime: %v", err)
+	}
+	// A compilation cache directory others may write is refused, naming
+	// the field and the directory.
+	cache := filepath.Join(dir, "cache")
+	os.Mkdir(cache, 0o777)
+	os.Chmod(cache, 0o777)
+	cfg.CacheDir = cache
+	for _, rt := range engine.Runtimes() {
+		_, err := proxy.Start(context.Background(), cfg, proxy.Options{Runtime: rt, Logger: slog.New(&testlog.Sink{})})
+		if err == nil || !strings.HasPrefix(err.Error(), "cache_dir: ") || !strings.Contains(err.Error(), cache) ||
+			!errors.Is(err, engine.ErrCompilationCache) {
+			t.Errorf("%s: cache_dir writable by others: %v", rt, err)
+		}
 	}
 }
 
