@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -16,46 +17,20 @@ import (
 	"github.com/anywasm/anywasm/engine/internal/filecache"
 )
 
-// The compilation cache (Config.WithCompilationCache).
-//
-// wazero's compiler caches native code in files of its own format that it
-// reads back without authenticating them, from a directory given to
-// wazero.NewCompilationCacheWithDir; that cache is not pluggable (its
-// interface is internal to wazero). So wazero never reads the cache
-// directory. Each runtime gives wazero a private staging directory instead,
-// and the entries live in the cache directory in anywasm's authenticated
-// format (engine/internal/filecache), holding wazero's file and its name:
-//
-//   - NewRuntime checks the cache directory and its key as the other
-//     backends do (engine.ErrCompilationCache), then creates the staging
-//     directory in it: .wazero-<random>, mode 0700, removed by Close.
-//   - Compile looks up the entry for the module (key: SHA-256 of the
-//     module's bytes, wazero's version, GOOS/GOARCH and the interrupt
-//     setting, which changes wazero's code). Only if the entry is a regular
-//     file of ours that others cannot write and its HMAC and hash verify is
-//     wazero's file written into the staging directory, under the name
-//     wazero gave it, for wazero to load; anything else is compiled. A file
-//     wazero writes there after compiling is stored as a new entry, and the
-//     staging directory is emptied after every compilation. A planted or
-//     copied entry therefore never reaches wazero.
-//   - Compilations of one Runtime with a cache run one at a time, so that
-//     each file wazero writes is known to be the module just compiled.
-//
-// What protects the code between the check and wazero's read: wazero opens
-// the staged file by its path, which lies in the checked, private cache
-// directory. Someone who can rename directories above the cache directory
-// could substitute the staging directory in that window; the entries
-// themselves are read through a handle on the checked directory, which no
-// rename redirects. Files in the cache directory's "wazero" subdirectory
-// (this package's layout before entries were authenticated) are never read.
+// The compilation cache (Config.WithCompilationCache): see the package
+// documentation for what is checked and what is not.
 
 // diskCache keeps the modules a Runtime compiles in a cache directory.
 type diskCache struct {
 	dir       *filecache.Dir
 	stage     *os.Root // the directory wazero's own cache uses
 	stageName string   // its name in dir
-	interrupt bool
-	cache     wazero.CompilationCache
+	// wazeroPath is the path of the staging directory wazero uses:
+	// /proc/self/fd/<handle> where there is one, else its plain path.
+	wazeroPath string
+	handle     *os.File
+	interrupt  bool
+	cache      wazero.CompilationCache
 
 	mu sync.Mutex // one compilation at a time
 	// For tests: compilations that stored an entry, and entries staged
@@ -74,11 +49,32 @@ func openDiskCache(dir string, interrupt bool) (*diskCache, error) {
 		return nil, &filecache.Error{Dir: dir, Reason: "cannot create wazero's staging directory", Err: err}
 	}
 	c := &diskCache{dir: d, stage: stage, stageName: path.Base(stagePath), interrupt: interrupt}
-	if c.cache, err = wazero.NewCompilationCacheWithDir(stagePath); err != nil {
+	c.handle, c.wazeroPath = stageHandle(stage, stagePath)
+	if c.cache, err = wazero.NewCompilationCacheWithDir(c.wazeroPath); err != nil {
 		c.close(context.Background())
 		return nil, &filecache.Error{Dir: dir, Reason: "wazero refuses its staging directory", Err: err}
 	}
 	return c, nil
+}
+
+// stageHandle returns the path wazero is given for the staging directory:
+// where the kernel offers it (Linux's /proc/self/fd), the path of a handle
+// on the directory opened through the checked cache directory, which no
+// rename of a directory on the way redirects; else its plain path. The
+// handle (nil with the plain path) must stay open while wazero uses it.
+func stageHandle(stage *os.Root, plain string) (*os.File, string) {
+	h, err := stage.Open(".")
+	if err != nil {
+		return nil, plain
+	}
+	p := fmt.Sprintf("/proc/self/fd/%d", h.Fd())
+	hi, err1 := h.Stat()
+	pi, err2 := os.Stat(p)
+	if err1 != nil || err2 != nil || !os.SameFile(hi, pi) {
+		h.Close()
+		return nil, plain
+	}
+	return h, p
 }
 
 // close closes wazero's cache and removes the staging directory.
@@ -86,6 +82,9 @@ func (c *diskCache) close(ctx context.Context) error {
 	var err error
 	if c.cache != nil {
 		err = c.cache.Close(context.WithoutCancel(ctx))
+	}
+	if c.handle != nil {
+		c.handle.Close()
 	}
 	c.stage.Close()
 	_ = c.dir.RemoveAll(c.stageName)

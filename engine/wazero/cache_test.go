@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -150,4 +151,40 @@ func entries(t *testing.T, dir string) []string {
 		names = append(names, de.Name())
 	}
 	return names
+}
+
+// TestCacheDirectoryReplaced: once a Runtime is open, renaming its cache
+// directory and putting another in its place (what someone who may write
+// the parent directory could do) redirects neither anywasm's reads nor
+// wazero's.
+func TestCacheDirectoryReplaced(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	cfg := engine.NewConfig().WithCompilationCache(dir)
+	r0 := newRuntime(t, cfg)
+	answer(t, r0, "small")
+	answer(t, r0, "impostor")
+	small, ok1 := r0.disk.dir.Load(filecache.Wazero, r0.disk.key(enginetest.Guest("small")))
+	impostor, ok2 := r0.disk.dir.Load(filecache.Wazero, r0.disk.key(enginetest.Guest("impostor")))
+	if !ok1 || !ok2 {
+		t.Fatal("missing entries")
+	}
+	r := newRuntime(t, cfg)
+	if goruntime.GOOS == "linux" && !strings.HasPrefix(r.disk.wazeroPath, "/proc/self/fd/") {
+		t.Errorf("wazero uses the staging directory by its path %s, not through a handle", r.disk.wazeroPath)
+	}
+	if err := os.Rename(dir, dir+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	// The impostor's code where wazero would look for small's if it went
+	// by the path.
+	fake := filepath.Join(dir, r.disk.stageName, filepath.FromSlash(small.Name))
+	if err := os.MkdirAll(filepath.Dir(fake), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fake, impostor.Payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := answer(t, r, "small"); got != 42 || r.disk.hits != 1 {
+		t.Errorf("answer = %d, hits = %d; want 42 from the real cache directory", got, r.disk.hits)
+	}
 }

@@ -3,9 +3,50 @@
 // "wazero" with package engine. It needs no cgo.
 //
 // Capabilities: memory limit, interrupt (wazero closes the instance when the
-// call's context is done), compilation cache (wazero's native code, kept in
-// authenticated entries: see cache.go for what is checked and what is not).
-// wazero has no fuel.
+// call's context is done), compilation cache. wazero has no fuel.
+//
+// # Compilation cache
+//
+// wazero's compiler caches native code in files it reads back without
+// authenticating them, and its cache cannot be given another store (the
+// interface is internal to wazero). So wazero never reads the directory of
+// Config.WithCompilationCache: the entries there are anywasm's (shared with
+// the other backends, engine/internal/filecache), each holding one file of
+// wazero's and the name wazero gave it, and are authenticated:
+//
+//   - Open refuses, with engine.ErrCompilationCache, a directory not owned
+//     by the effective uid or writable by group or others (after following
+//     a symlink), and a key file that is malformed, not ours or not private;
+//     it creates a missing directory with mode 0700.
+//   - An entry is used only if it is a regular file of ours that group and
+//     others cannot write, and its cache key (SHA-256 of the module's bytes,
+//     wazero's version, GOOS/GOARCH and the interrupt setting), payload
+//     SHA-256 and HMAC-SHA256 under the directory's key verify. A planted
+//     entry, or one copied from another cache directory or machine, is
+//     compiled again and rewritten.
+//   - Each Runtime gives wazero a private staging directory of its own
+//     (.wazero-<random>, mode 0700, in the cache directory; Close removes
+//     it). Just before a compilation the verified entry's file is written
+//     there for wazero to load; a file wazero writes there after compiling
+//     becomes a new entry; the staging directory is emptied after every
+//     compilation. Compilations of one Runtime with a cache run one at a
+//     time, so that a file wazero writes is known to be the module just
+//     compiled.
+//
+// anywasm reads and writes entries through a handle on the directory it
+// checked, so no directory renamed or replaced above it redirects them.
+// wazero opens the staged file by a path: on Linux, /proc/self/fd/<n> of a
+// handle on the staging directory opened through that same handle, which
+// nothing renamed on the way redirects either. What is not protected:
+// where there is no /proc/self/fd (not Linux), wazero gets the plain path,
+// and someone who can rename a directory above the cache directory (those
+// are not checked) could substitute the staging directory between the
+// check and wazero's read; and anyone running as the same user can read the
+// key and write entries. A process that dies leaves its
+// staging directory behind (at most one file in it); it is never read
+// again and can be removed. Files in the cache directory's "wazero"
+// subdirectory (where wazero kept its files before entries were
+// authenticated) are never read.
 //
 // As accepts *wazero.Runtime (Runtime.As), *wazero.CompiledModule
 // (Module.As) and *api.Module (Instance.As).
