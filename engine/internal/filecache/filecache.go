@@ -36,7 +36,9 @@
 //
 // Not protected: anyone running as the same user (or root) can read the key
 // and write entries; such a user can change the program itself anyway. The
-// directories above the cache directory are not checked.
+// directories above the cache directory are not checked: whoever can
+// rename them cannot redirect an open Dir, and cannot put a directory of
+// their own in its place before Open (it would not be ours).
 //
 // Entry layout (Format.Magic is one backend's format and version):
 //

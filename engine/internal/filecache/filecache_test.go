@@ -435,3 +435,31 @@ func write(t *testing.T, path string, b []byte, m os.FileMode) {
 	}
 	chmod(t, path, m)
 }
+
+// TestDirKeepsItsDirectory: renaming the directory of an open Dir and
+// putting another in its place redirects neither Load nor Store.
+func TestDirKeepsItsDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache")
+	d := open(t, path)
+	if err := d.Store(Wasmtime, entry); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path, path+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	// A directory of the same name with a valid entry of its own.
+	other := open(t, path)
+	if err := other.Store(Wasmtime, Entry{Key: entry.Key, Payload: []byte("other code")}); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := d.Load(Wasmtime, entry.Key); !ok || !bytes.Equal(e.Payload, entry.Payload) {
+		t.Fatalf("Load after the rename = %q, %v; want the entry of the directory it opened", e.Payload, ok)
+	}
+	k := [32]byte{7}
+	if err := d.Store(Wasmtime, Entry{Key: k, Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(path+".moved", Wasmtime.FileName(k))); err != nil {
+		t.Errorf("Store after the rename did not write into the directory it opened: %v", err)
+	}
+}
