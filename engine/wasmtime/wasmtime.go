@@ -12,7 +12,8 @@
 // Capabilities: memory limit (a store limiter), interrupt (epoch
 // interruption: while a call with a cancellable context runs, a goroutine
 // advances the engine's epoch every millisecond and the store checks the
-// call's context), fuel, and a compilation cache on disk.
+// call's context), fuel, and a compilation cache on disk that loads only
+// entries it wrote itself, authenticated (see cache.go).
 //
 // As accepts *EnginePtr (Runtime.As), *ModulePtr (Module.As), and *StorePtr,
 // *ContextPtr or *InstancePtr (Instance.As): the C pointers of Wasmtime's C
