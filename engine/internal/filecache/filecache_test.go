@@ -2,8 +2,11 @@ package filecache
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -461,5 +464,49 @@ func TestDirKeepsItsDirectory(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(path+".moved", Wasmtime.FileName(k))); err != nil {
 		t.Errorf("Store after the rename did not write into the directory it opened: %v", err)
+	}
+}
+
+// TestKeyCreatedOnceAcrossProcesses starts processes that open one new
+// directory at once: they all end up with the same key.
+func TestKeyCreatedOnceAcrossProcesses(t *testing.T) {
+	if dir := os.Getenv("ANYWASM_FILECACHE_CHILD"); dir != "" {
+		d, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(d.mac[:])
+		fmt.Printf("KEY %x\n", sum)
+		return
+	}
+	for round := range 5 {
+		dir := filepath.Join(t.TempDir(), "cache")
+		cmds := make([]*exec.Cmd, 4)
+		outs := make([]bytes.Buffer, len(cmds))
+		for i := range cmds {
+			cmds[i] = exec.Command(os.Args[0], "-test.run=^TestKeyCreatedOnceAcrossProcesses$")
+			cmds[i].Env = append(os.Environ(), "ANYWASM_FILECACHE_CHILD="+dir)
+			cmds[i].Stdout, cmds[i].Stderr = &outs[i], &outs[i]
+			if err := cmds[i].Start(); err != nil {
+				t.Skipf("cannot start a child process here: %v", err)
+			}
+		}
+		keys := map[string]bool{}
+		for i, c := range cmds {
+			err := c.Wait()
+			var key string
+			for _, l := range strings.Split(outs[i].String(), "\n") {
+				if k, ok := strings.CutPrefix(l, "KEY "); ok {
+					key = k
+				}
+			}
+			if err != nil || key == "" {
+				t.Fatalf("child: %v\n%s", err, outs[i].String())
+			}
+			keys[key] = true
+		}
+		if len(keys) != 1 {
+			t.Fatalf("round %d: %d processes opening a new directory at once got %d different keys", round, len(cmds), len(keys))
+		}
 	}
 }
