@@ -28,9 +28,35 @@ type calloutResult struct {
 // maxCalloutBody bounds a callout response body held for the plugin.
 const maxCalloutBody = 16 << 20
 
+// ClusterChecker is implemented by Upstreams and GRPCUpstreams that know
+// their clusters: a callout to a cluster they do not have is refused when
+// it is dispatched, as Envoy refuses it (getThreadLocalCluster returns
+// nothing): BAD_ARGUMENT for proxy_http_call, PARSE_FAILURE for
+// proxy_grpc_call. Without it a callout to an unknown cluster fails later,
+// in its answer.
+type ClusterChecker interface {
+	HasCluster(name string) bool
+}
+
+// decodePairs reads a header map as cpp-host's PairsUtil::toPairs does: a
+// map that does not parse, or is over the limits, is empty.
+func (v *vm) decodePairs(b []byte) Headers {
+	h, err := DecodeHeaders(b, v.group.host.opts.Limits)
+	if err != nil {
+		return nil
+	}
+	return h
+}
+
 // hHTTPCall is proxy_http_call(upstream, headers, body, trailers,
-// timeout_ms, ret_token): it sends the request in the background and
-// answers the calling root context with proxy_on_http_call_response.
+// timeout_ms, ret_token), cpp-host's http_call over Envoy's
+// Context::httpCall: the token is written (as 0) first, to check it can be;
+// a timeout that is negative as an int is BAD_ARGUMENT, and so is an unknown
+// cluster and a request without :method, :path or :authority (present but
+// empty is fine: an empty :method is sent as GET, an empty :path as /, an
+// empty :authority as the cluster's). The request goes in the background;
+// the answer goes to the root context of the effective context with
+// proxy_on_http_call_response, under a call deadline of its own.
 func (v *vm) hHTTPCall(_ context.Context, s []uint64) Status {
 	cluster, ok1 := v.str(s[0], s[1])
 	hb, ok2 := v.bytes(s[2], s[3])
@@ -39,37 +65,40 @@ func (v *vm) hHTTPCall(_ context.Context, s []uint64) Status {
 	if !ok1 || !ok2 || !ok3 || !ok4 || !v.writable(s[9]) {
 		return StatusInvalidMemoryAccess
 	}
+	v.putU32(s[9], 0)
+	if int32(uint32(s[8])) < 0 {
+		return StatusBadArgument
+	}
 	up := v.group.host.opts.Upstreams
 	if up == nil {
 		v.logger().Warn("proxy_http_call refused: the host has no upstreams", "cluster", cluster)
 		return StatusBadArgument
 	}
-	limits := v.group.host.opts.Limits
-	headers, err := DecodeHeaders(hb, limits)
-	if err != nil {
-		return StatusSerializationFailure
-	}
-	trailers, err := DecodeHeaders(tb, limits)
-	if err != nil {
-		return StatusSerializationFailure
-	}
-	method, _ := headers.Get(":method")
-	path, _ := headers.Get(":path")
-	authority, _ := headers.Get(":authority")
-	if method == "" || path == "" || authority == "" {
-		return StatusBadArgument // Envoy requires the three pseudo-headers
-	}
-	u, err := url.ParseRequestURI(path)
-	if err != nil {
+	if c, ok := up.(ClusterChecker); ok && !c.HasCluster(cluster) {
 		return StatusBadArgument
 	}
-	u.Scheme, u.Host = "http", authority
+	headers, trailers := v.decodePairs(hb), v.decodePairs(tb)
+	method, okm := headers.Get(":method")
+	path, okp := headers.Get(":path")
+	authority, oka := headers.Get(":authority")
+	if !okm || !okp || !oka {
+		return StatusBadArgument // Envoy checks Path(), Method() and Host()
+	}
 	root, token, ok := v.newCall()
 	if !ok {
 		return StatusBadArgument
 	}
 	v.putU32(s[9], token)
 	timeout := time.Duration(uint32(s[8])) * time.Millisecond
+	if path == "" {
+		path = "/"
+	}
+	u, perr := url.ParseRequestURI(path)
+	if perr != nil { // sent by Envoy as is, and refused by the upstream: an answer that failed
+		go v.deliverCallout(root.id, token, &calloutResult{statusCode: 1, statusMessage: fmt.Sprintf("invalid :path %q", path)})
+		return StatusOK
+	}
+	u.Scheme, u.Host = "http", authority
 	req := &http.Request{Method: method, URL: u, Host: authority, Header: http.Header{},
 		Body: io.NopCloser(bytes.NewReader(bytes.Clone(body))), ContentLength: int64(len(body))}
 	for _, h := range headers {
@@ -111,6 +140,13 @@ func (v *vm) doCallout(log *slog.Logger, cluster string, req *http.Request, time
 		res.headers = appendSorted(res.headers, resp.Header)
 		res.trailers = appendSorted(res.trailers, resp.Trailer)
 	}
+	v.deliverCallout(rootID, token, res)
+}
+
+// deliverCallout runs proxy_on_http_call_response for an answer. The call
+// gets a deadline of its own (the callout's own timeout, which may have
+// expired, is not the callback's).
+func (v *vm) deliverCallout(rootID, token uint32, res *calloutResult) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	root := v.ctxs[rootID]
@@ -118,7 +154,7 @@ func (v *vm) doCallout(log *slog.Logger, cluster string, req *http.Request, time
 		return
 	}
 	v.callout = res
-	_, _ = v.call(ctx, root, v.cb.httpCallResponse, "proxy_on_http_call_response",
+	_, _ = v.call(context.Background(), root, v.cb.httpCallResponse, "proxy_on_http_call_response",
 		uint64(rootID), uint64(token), uint64(len(res.headers)), uint64(len(res.body)), uint64(len(res.trailers)))
 	v.callout = nil
 }
@@ -137,12 +173,9 @@ func appendSorted(h Headers, from http.Header) Headers {
 // newCall numbers a callout of the running callback and returns the root
 // context its answer goes to.
 func (v *vm) newCall() (root *contextState, token uint32, ok bool) {
-	if v.cur == nil {
+	root = v.rootOfEff() // cpp-host: contextOrEffectiveContext()->root_context()
+	if root == nil {
 		return nil, 0, false
-	}
-	root = v.cur
-	if root.root != nil {
-		root = root.root
 	}
 	v.nextCall++
 	return root, v.nextCall, true
@@ -153,6 +186,12 @@ func (v *vm) newCall() (root *contextState, token uint32, ok bool) {
 type HTTPUpstreams struct {
 	Client   *http.Client
 	Clusters map[string]string
+}
+
+// HasCluster implements ClusterChecker.
+func (u *HTTPUpstreams) HasCluster(name string) bool {
+	_, ok := u.Clusters[name]
+	return ok
 }
 
 // RoundTrip implements Upstreams.

@@ -57,12 +57,14 @@ func (v *vm) hGRPCCall(_ context.Context, s []uint64) Status {
 	up := v.group.host.opts.GRPCUpstreams
 	if up == nil {
 		v.logger().Warn("proxy_grpc_call refused: the host has no gRPC upstreams", "cluster", cluster)
-		return StatusBadArgument
+		return StatusParseFailure
 	}
-	metadata, err := DecodeHeaders(md, v.group.host.opts.Limits)
-	if err != nil {
-		return StatusSerializationFailure
+	// Envoy's Context::grpcCall: a cluster it does not know is
+	// PARSE_FAILURE (kept so for ABI 0.1.x callers, says its comment).
+	if c, ok := up.(ClusterChecker); ok && !c.HasCluster(cluster) {
+		return StatusParseFailure
 	}
+	metadata := v.decodePairs(md) // PairsUtil::toPairs: a bad map is empty
 	root, token, ok := v.newCall()
 	if !ok {
 		return StatusBadArgument
@@ -82,6 +84,7 @@ func (v *vm) doGRPC(log *slog.Logger, up GRPCUpstreams, req *GRPCRequest, rootID
 		defer cancel()
 	}
 	resp, err := up.Call(ctx, req)
+	ctx = context.Background() // the callbacks get call deadlines of their own
 	if err != nil {
 		log.Warn("gRPC callout failed", "cluster", req.Cluster, "method", req.Service+"/"+req.Method, "err", err)
 		resp = &GRPCResponse{Status: grpcUnavailable, StatusMessage: err.Error()}

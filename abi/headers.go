@@ -68,7 +68,7 @@ func (h *Headers) del(key string, from int) {
 }
 
 // delFold removes every entry whose key equals key ignoring ASCII case.
-func (h *Headers) delFold(key []byte) {
+func delFold[T string | []byte](h *Headers, key T) {
 	out := (*h)[:0]
 	for _, e := range *h {
 		if !keyEqual(key, e.Key) {
@@ -77,27 +77,6 @@ func (h *Headers) delFold(key []byte) {
 	}
 	clear((*h)[len(out):])
 	*h = out
-}
-
-// setFold sets the first entry whose key equals key ignoring case (keeping
-// its place) and removes the others, or appends one.
-func (h *Headers) setFold(key, value string) {
-	for i := range *h {
-		if strings.EqualFold((*h)[i].Key, key) {
-			(*h)[i] = Header{key, value}
-			rest := (*h)[i+1:]
-			out := rest[:0]
-			for _, e := range rest {
-				if !strings.EqualFold(e.Key, key) {
-					out = append(out, e)
-				}
-			}
-			clear(rest[len(out):])
-			*h = (*h)[:i+1+len(out)]
-			return
-		}
-	}
-	h.Add(key, value)
 }
 
 // Clone returns a copy.

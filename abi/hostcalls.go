@@ -322,14 +322,30 @@ func (v *vm) hGetCurrentTime(_ context.Context, s []uint64) Status {
 	return StatusOK
 }
 
+// hSetTickPeriod sets the tick period of the root context of the effective
+// context, from a stream context too (cpp-host ContextBase::setTimerPeriod:
+// wasm()->setTimerPeriod(root_context()->id(), period)).
 func (v *vm) hSetTickPeriod(_ context.Context, s []uint64) Status {
-	if v.cur == nil || v.cur.root != nil {
-		return StatusBadArgument // only root contexts tick
+	root := v.rootOfEff()
+	if root == nil {
+		return StatusBadArgument
 	}
-	v.setTick(v.cur, uint32(s[0]))
+	v.setTick(root, uint32(s[0]))
 	return StatusOK
 }
 
+// rootOfEff is the root context of the effective context (cpp-host
+// contextOrEffectiveContext()->root_context()), nil outside a callback.
+func (v *vm) rootOfEff() *contextState {
+	c := v.eff
+	if c != nil && c.root != nil {
+		return c.root
+	}
+	return c
+}
+
+// hSetEffectiveContext is cpp-host's set_effective_context: an unknown id
+// is BAD_ARGUMENT.
 func (v *vm) hSetEffectiveContext(_ context.Context, s []uint64) Status {
 	c := v.ctxs[uint32(s[0])]
 	if c == nil {
@@ -339,22 +355,28 @@ func (v *vm) hSetEffectiveContext(_ context.Context, s []uint64) Status {
 	return StatusOK
 }
 
+// hDone is cpp-host WasmBase::done: the plugin of the effective context
+// finishes the work it asked to finish at shutdown (its proxy_on_done
+// answered false); NOT_FOUND when it is not shutting down that way.
 func (v *vm) hDone(_ context.Context, _ []uint64) Status {
-	c := v.eff
-	if c == nil || c.root != nil {
+	c := v.rootOfEff()
+	if c == nil || !c.pendingDone || c.doneCalled {
 		return StatusNotFound
 	}
-	if !c.doneCalled {
-		c.doneCalled = true
-		close(c.done)
-	}
+	c.doneCalled = true
+	close(c.done)
 	return StatusOK
 }
 
 // --- buffers
 
-// buffer returns a pointer to the buffer a hostcall names in the effective
-// context, nil when there is none.
+// buffer returns the buffer a hostcall names in the effective context (nil
+// when there is none) and whether the plugin may change it, as Envoy's
+// Context::getBuffer: bodies and TCP data are mutable; the HTTP call
+// response body, the gRPC message, the VM and plugin configuration are
+// read-only; the plugin configuration is there only while the root context
+// is created and configured (cpp-host ContextBase::onStart/onConfigure set
+// temp_plugin_ for those calls only).
 func (v *vm) buffer(t BufferType) (*[]byte, bool) {
 	c := v.eff
 	switch t {
@@ -388,7 +410,7 @@ func (v *vm) buffer(t BufferType) (*[]byte, bool) {
 		b := v.group.vmConf
 		return &b, false
 	case BufferPluginConfiguration:
-		p := v.plugin()
+		p := v.configuring()
 		if p == nil {
 			return nil, false
 		}
@@ -398,41 +420,66 @@ func (v *vm) buffer(t BufferType) (*[]byte, bool) {
 	return nil, false
 }
 
+// configuring returns the plugin whose root context is being created or
+// configured (Envoy's temp_plugin_), nil in any other callback.
+func (v *vm) configuring() *Plugin {
+	if v.cur == nil || v.cur.root != nil {
+		return nil
+	}
+	switch v.curName {
+	case "proxy_on_configure", "proxy_on_context_create":
+		return v.cur.plugin
+	}
+	return nil
+}
+
+// hGetBufferBytes is cpp-host's get_buffer_bytes: an unknown type is
+// BAD_ARGUMENT, a buffer the context lacks NOT_FOUND; the range is clipped
+// to the buffer, and a start past its end reads nothing (OK, pointer 0 and
+// size 0).
 func (v *vm) hGetBufferBytes(ctx context.Context, s []uint64) Status {
+	if BufferType(s[0]) > BufferForeignFunctionArguments {
+		return StatusBadArgument
+	}
 	buf, _ := v.buffer(BufferType(s[0]))
 	if buf == nil {
 		return StatusNotFound
 	}
 	b := *buf
-	start, max := uint64(uint32(s[1])), uint64(uint32(s[2]))
+	start, n := uint64(uint32(s[1])), uint64(uint32(s[2]))
 	if start > uint64(len(b)) {
-		return StatusBadArgument
+		start = uint64(len(b))
 	}
-	end := min(start+max, uint64(len(b)))
+	end := min(start+n, uint64(len(b)))
 	return v.copyOut(ctx, b[start:end], s[3], s[4])
 }
 
+// hSetBufferBytes is cpp-host's set_buffer_bytes over Envoy's
+// Buffer::copyFrom: start 0 drains the first min(length, size) bytes (none
+// for length 0) and prepends data; a start at or past the end appends; any
+// other start is BAD_ARGUMENT, as is a read-only buffer.
 func (v *vm) hSetBufferBytes(_ context.Context, s []uint64) Status {
+	if BufferType(s[0]) > BufferForeignFunctionArguments {
+		return StatusBadArgument
+	}
 	buf, writable := v.buffer(BufferType(s[0]))
 	if buf == nil {
 		return StatusNotFound
-	}
-	if !writable {
-		return StatusBadArgument
 	}
 	data, ok := v.bytes(s[3], s[4])
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}
-	// Envoy's semantics: start 0 and size 0 prepends, start 0 and a size
-	// covering the buffer replaces it, a start at or past the end appends.
+	if !writable {
+		return StatusBadArgument
+	}
 	b := *buf
-	start, size := uint64(uint32(s[1])), uint64(uint32(s[2]))
+	start, length := uint64(uint32(s[1])), uint64(uint32(s[2]))
 	switch {
-	case start == 0 && size == 0:
-		*buf = append(append(make([]byte, 0, len(data)+len(b)), data...), b...)
-	case start == 0 && size >= uint64(len(b)):
-		*buf = append(b[:0:0], data...)
+	case start == 0:
+		rest := b[min(length, uint64(len(b))):]
+		out := make([]byte, 0, len(data)+len(rest))
+		*buf = append(append(out, data...), rest...)
 	case start >= uint64(len(b)):
 		*buf = append(b, data...)
 	default:
@@ -441,7 +488,11 @@ func (v *vm) hSetBufferBytes(_ context.Context, s []uint64) Status {
 	return StatusOK
 }
 
+// hGetBufferStatus is cpp-host's get_buffer_status: the size, and flags 0.
 func (v *vm) hGetBufferStatus(_ context.Context, s []uint64) Status {
+	if BufferType(s[0]) > BufferForeignFunctionArguments {
+		return StatusBadArgument
+	}
 	buf, _ := v.buffer(BufferType(s[0]))
 	if buf == nil {
 		return StatusNotFound
@@ -456,7 +507,8 @@ func (v *vm) hGetBufferStatus(_ context.Context, s []uint64) Status {
 
 // --- header maps
 
-// headerMap returns the map a hostcall names in the effective context.
+// headerMap returns the map a hostcall names in the effective context, nil
+// when the context has none (Envoy's Context::getConstMap).
 func (v *vm) headerMap(t MapType) *Headers {
 	switch t {
 	case MapHTTPCallResponseHeaders, MapGRPCInitialMetadata:
@@ -476,24 +528,46 @@ func (v *vm) headerMap(t MapType) *Headers {
 	return v.eff.http.headerMap(t)
 }
 
+// mapTypeOK is cpp-host's bound on a map type (WasmHeaderMapType::MAX):
+// a larger one is BAD_ARGUMENT before anything else.
+func mapTypeOK(t uint64) bool { return MapType(t) <= MapHTTPCallResponseTrailers }
+
+// hGetHeaderMapSize is Envoy's Context::getHeaderMapSize: the map's byte
+// size (its keys' and values' lengths, Envoy's HeaderMap::byteSize), and
+// BAD_ARGUMENT for a map the context lacks.
 func (v *vm) hGetHeaderMapSize(_ context.Context, s []uint64) Status {
+	if !mapTypeOK(s[0]) {
+		return StatusBadArgument
+	}
 	h := v.headerMap(MapType(s[0]))
 	if h == nil {
-		return StatusNotFound
+		return StatusBadArgument
 	}
-	if !v.putU32(s[1], uint32(h.SerializedSize())) {
+	n := 0
+	for i := range *h {
+		n += len((*h)[i].Key) + len((*h)[i].Value)
+	}
+	if !v.putU32(s[1], uint32(n)) {
 		return StatusInvalidMemoryAccess
 	}
 	return StatusOK
 }
 
+// hGetHeaderMapPairs is cpp-host's get_header_map_pairs over Envoy's
+// Context::getHeaderMapPairs: a map the context lacks reads as empty, and an
+// empty map is pointer 0, size 0 (copyToPointerSize of "").
 func (v *vm) hGetHeaderMapPairs(ctx context.Context, s []uint64) Status {
-	h := v.headerMap(MapType(s[0]))
-	if h == nil {
-		return StatusNotFound
+	if !mapTypeOK(s[0]) {
+		return StatusBadArgument
 	}
 	if !v.writable(s[1], s[2]) {
 		return StatusInvalidMemoryAccess
+	}
+	h := v.headerMap(MapType(s[0]))
+	if h == nil || len(*h) == 0 {
+		v.putU32(s[1], 0)
+		v.putU32(s[2], 0)
+		return StatusOK
 	}
 	// Serialize straight into guest memory: nothing is allocated in Go.
 	size := h.SerializedSize()
@@ -509,31 +583,60 @@ func (v *vm) hGetHeaderMapPairs(ctx context.Context, s []uint64) Status {
 	return StatusOK
 }
 
+// hSetHeaderMapPairs is Envoy's Context::setHeaderMapPairs: the map is
+// replaced (keys lower-cased); BAD_ARGUMENT for a map the context lacks or
+// one that is read-only. Where Envoy (cpp-host PairsUtil::toPairs) reads a
+// malformed or over-limit map as empty and so clears every header, anywasm
+// refuses it and fails the stream by its failure policy: a header change
+// the host cannot make must not pass silently.
 func (v *vm) hSetHeaderMapPairs(_ context.Context, s []uint64) Status {
-	h := v.headerMap(MapType(s[0]))
-	if h == nil {
-		return StatusNotFound
+	if !mapTypeOK(s[0]) {
+		return StatusBadArgument
 	}
 	b, ok := v.bytes(s[1], s[2])
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}
+	h, st := v.mutableMap(MapType(s[0]))
+	if st != StatusOK {
+		return st
+	}
 	m, err := DecodeHeaders(b, v.group.host.opts.Limits)
 	if err != nil {
 		return v.refuseMutation(StatusSerializationFailure, fmt.Errorf("proxy_set_header_map_pairs: %w", err))
+	}
+	for i := range m {
+		m[i].Key = lowerKey(m[i].Key)
 	}
 	*h = m
 	return StatusOK
 }
 
+// lowerKey lower-cases an HTTP header key (Envoy's LowerCaseString),
+// without allocating when it is lower-case already.
+func lowerKey(k string) string {
+	for i := 0; i < len(k); i++ {
+		if 'A' <= k[i] && k[i] <= 'Z' {
+			return strings.ToLower(k)
+		}
+	}
+	return k
+}
+
+// hGetHeaderMapValue is Envoy's Context::getHeaderMapValue: the first
+// value; a missing key is NOT_FOUND (ABI 0.1.0: OK and empty), a map the
+// context lacks BAD_ARGUMENT.
 func (v *vm) hGetHeaderMapValue(ctx context.Context, s []uint64) Status {
-	h := v.headerMap(MapType(s[0]))
-	if h == nil {
-		return StatusNotFound
+	if !mapTypeOK(s[0]) {
+		return StatusBadArgument
 	}
 	key, ok := v.bytes(s[1], s[2])
 	if !ok || !v.writable(s[3], s[4]) {
 		return StatusInvalidMemoryAccess
+	}
+	h := v.headerMap(MapType(s[0]))
+	if h == nil {
+		return StatusBadArgument
 	}
 	for i := range *h {
 		if keyEqual(key, (*h)[i].Key) {
@@ -549,11 +652,11 @@ func (v *vm) hGetHeaderMapValue(ctx context.Context, s []uint64) Status {
 // keyEqual compares a header key from the guest with one of the host's,
 // ignoring ASCII case (HTTP header names are case-insensitive; Envoy keeps
 // them lower-case), without allocating.
-func keyEqual(guest []byte, key string) bool {
+func keyEqual[T string | []byte](guest T, key string) bool {
 	if len(guest) != len(key) {
 		return false
 	}
-	for i := range guest {
+	for i := 0; i < len(key); i++ {
 		a, b := guest[i], key[i]
 		if 'A' <= a && a <= 'Z' {
 			a += 'a' - 'A'
@@ -588,19 +691,20 @@ func (v *vm) keyValue(s []uint64) (string, string, Status) {
 	return both[:n], both[n:], StatusOK
 }
 
+// mutableMap is Envoy's Context::getMap: the request and response headers
+// and trailers of the effective context; BAD_ARGUMENT for any other map
+// (the answers of callouts are read-only) or one the context lacks.
 func (v *vm) mutableMap(t MapType) (*Headers, Status) {
-	if t >= MapGRPCInitialMetadata {
-		return nil, StatusBadArgument // responses from upstreams are read-only
+	if t > MapHTTPResponseTrailers {
+		return nil, StatusBadArgument
 	}
 	h := v.headerMap(t)
 	if h == nil {
-		return nil, StatusNotFound
+		return nil, StatusBadArgument
 	}
 	return h, StatusOK
 }
 
-// overLimits reports whether h with one more entry of extra bytes would
-// exceed the limits.
 func (v *vm) overLimits(h Headers, extra int) bool {
 	l := v.group.host.opts.Limits
 	return len(h)+1 > l.MaxHeaderMapPairs || h.SerializedSize()+extra > l.MaxHeaderMapBytes
@@ -630,22 +734,27 @@ func (v *vm) hReplaceHeaderMapValue(_ context.Context, s []uint64) Status {
 	return v.putHeader(s, true)
 }
 
-// putHeader adds or (replace) sets the header of proxy_add_header_map_value
-// and proxy_replace_header_map_value. An add that would take the map over
-// the limits is refused and fails the stream; a replace is never refused
-// for size (it adds no entry, and a map over the limits, as a client sent
-// it, must still be correctable).
+// putHeader is Envoy's Context::addHeaderMapValue (addCopy) and
+// replaceHeaderMapValue (HeaderMapImpl::setCopy: every entry of the key is
+// removed and one added at the end), with keys lower-cased. An add that
+// would take the map over the limits is refused and fails the stream; a
+// replace is never refused for size (it adds no entry, and a map over the
+// limits, as a client sent it, must still be correctable).
 func (v *vm) putHeader(s []uint64, replace bool) Status {
-	h, st := v.mutableMap(MapType(s[0]))
-	if st != StatusOK {
-		return st
+	if !mapTypeOK(s[0]) {
+		return StatusBadArgument
 	}
 	k, val, st := v.keyValue(s)
 	if st != StatusOK {
 		return st
 	}
+	h, st := v.mutableMap(MapType(s[0]))
+	if st != StatusOK {
+		return st
+	}
 	if replace {
-		h.setFold(k, val)
+		delFold(h, k)
+		h.Add(k, val)
 		return StatusOK
 	}
 	if v.overLimits(*h, 10+len(k)+len(val)) {
@@ -657,22 +766,33 @@ func (v *vm) putHeader(s []uint64, replace bool) Status {
 	return StatusOK
 }
 
+// hRemoveHeaderMapValue is Envoy's Context::removeHeaderMapValue: every
+// entry of the key goes; BAD_ARGUMENT for a map the context lacks.
 func (v *vm) hRemoveHeaderMapValue(_ context.Context, s []uint64) Status {
-	h, st := v.mutableMap(MapType(s[0]))
-	if st != StatusOK {
-		return st
+	if !mapTypeOK(s[0]) {
+		return StatusBadArgument
 	}
 	key, ok := v.bytes(s[1], s[2])
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}
-	h.delFold(key)
+	h, st := v.mutableMap(MapType(s[0]))
+	if st != StatusOK {
+		return st
+	}
+	delFold(h, key)
 	return StatusOK
 }
 
 // --- stream control
 
+// streamTypeOK is cpp-host's bound on a stream type (WasmStreamType::MAX).
+func streamTypeOK(t uint64) bool { return StreamType(t) <= StreamUpstream }
+
 func (v *vm) hContinueStream(_ context.Context, s []uint64) Status {
+	if !streamTypeOK(s[0]) {
+		return StatusBadArgument
+	}
 	return v.continueStream(StreamType(s[0]))
 }
 
@@ -684,60 +804,88 @@ func (v *vm) hContinueResponse(context.Context, []uint64) Status {
 	return v.continueStream(StreamHTTPResponse)
 }
 
+// continueStream is Envoy's Context::continueStream: it resumes the
+// direction of the effective context's stream if it is paused (and does
+// nothing, successfully, for a context of another kind); the upstream
+// direction of a TCP stream cannot be continued (UNIMPLEMENTED, as Envoy's
+// network write filters have no continueWriting).
 func (v *vm) continueStream(t StreamType) Status {
 	c := v.eff
-	if c == nil {
-		return StatusNotFound
-	}
-	switch {
-	case (t == StreamHTTPRequest || t == StreamHTTPResponse) && c.http != nil:
-		c.http.cont(dirOf(t))
-	case (t == StreamDownstream || t == StreamUpstream) && c.tcp != nil:
-		c.tcp.cont(dirOf(t))
+	switch t {
+	case StreamUpstream:
+		return StatusUnimplemented
+	case StreamDownstream:
+		if c != nil && c.tcp != nil {
+			c.tcp.cont(dirOf(t))
+		}
 	default:
-		return StatusBadArgument
+		if c != nil && c.http != nil {
+			c.http.cont(dirOf(t))
+		}
 	}
 	return StatusOK
 }
 
+// hCloseStream is Envoy's Context::closeStream: the request or response
+// direction of an HTTP stream resets the stream (nothing is answered; the
+// details are "wasm_close_stream"), the downstream or upstream direction of
+// a TCP stream closes the connection; for a context of another kind it
+// does nothing, successfully.
 func (v *vm) hCloseStream(_ context.Context, s []uint64) Status {
+	if !streamTypeOK(s[0]) {
+		return StatusBadArgument
+	}
 	c := v.eff
-	if c == nil || (c.http == nil && c.tcp == nil) {
-		return StatusNotFound
-	}
-	if c.http != nil && c.http.local == nil {
-		c.http.local = &LocalResponse{Status: 503, Details: "closed_by_plugin", GRPCStatus: -1}
-	}
-	if c.http != nil {
+	switch t := StreamType(s[0]); {
+	case (t == StreamHTTPRequest || t == StreamHTTPResponse) && c != nil && c.http != nil:
+		if c.http.local == nil {
+			c.http.local = &LocalResponse{Reset: true, Details: "wasm_close_stream", GRPCStatus: -1}
+		}
 		c.http.wake()
-	} else {
+	case (t == StreamDownstream || t == StreamUpstream) && c != nil && c.tcp != nil:
 		c.tcp.closeReq = true
 		c.tcp.wake()
 	}
 	return StatusOK
 }
 
+// hSendLocalResponse is cpp-host's send_local_response over Envoy's
+// Context::sendLocalResponse: after the memory checks it always answers OK;
+// headers that do not parse are none (PairsUtil::toPairs), keys are
+// lower-cased, spaces in the details become underscores
+// (StringUtil::replaceAllEmptySpace), a gRPC status outside 0..16 means
+// none, and only an HTTP stream gets the response (a first one wins). The
+// callback that sent it pauses whatever it returns (stopNextIteration).
 func (v *vm) hSendLocalResponse(_ context.Context, s []uint64) Status {
-	c := v.eff
-	if c == nil || c.http == nil {
-		return StatusNotFound
-	}
-	details, ok1 := v.str(s[1], s[2])
+	details, ok1 := v.bytes(s[1], s[2])
 	body, ok2 := v.bytes(s[3], s[4])
 	hb, ok3 := v.bytes(s[5], s[6])
 	if !ok1 || !ok2 || !ok3 {
 		return StatusInvalidMemoryAccess
 	}
+	c := v.eff
+	if c == nil || c.http == nil || c.http.local != nil {
+		return StatusOK
+	}
 	headers, err := DecodeHeaders(hb, v.group.host.opts.Limits)
 	if err != nil {
-		return StatusSerializationFailure
+		headers = nil
 	}
-	status := int(uint32(s[0]))
-	if status < 100 || status > 999 {
-		return StatusBadArgument
+	for i := range headers {
+		headers[i].Key = lowerKey(headers[i].Key)
 	}
-	c.http.local = &LocalResponse{Status: status, Details: details, Headers: headers,
-		Body: append([]byte(nil), body...), GRPCStatus: int32(uint32(s[7]))}
+	d := []byte(string(details))
+	for i, b := range d {
+		if b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\v' || b == '\f' {
+			d[i] = '_'
+		}
+	}
+	grpc := int32(uint32(s[7]))
+	if grpc < 0 || grpc > 16 {
+		grpc = -1
+	}
+	c.http.local = &LocalResponse{Status: int(uint32(s[0])), Details: string(d), Headers: headers,
+		Body: append([]byte(nil), body...), GRPCStatus: grpc}
 	c.http.wake()
 	return StatusOK
 }
@@ -763,18 +911,18 @@ func splitPath(p []byte) []string {
 	return strings.Split(s, "\x00")
 }
 
+// hGetProperty is Envoy's Context::getProperty, in its order: what the
+// embedder knows of the stream (Options.Properties, Envoy's
+// StreamActivation attributes), then plugin_name, plugin_root_id and
+// plugin_vm_id, then what the plugin set on the stream (filter state).
 func (v *vm) hGetProperty(ctx context.Context, s []uint64) Status {
 	raw, ok := v.bytes(s[0], s[1])
-	if !ok {
-		return StatusInvalidMemoryAccess
-	}
-	if !v.writable(s[2], s[3]) {
+	if !ok || !v.writable(s[2], s[3]) {
 		return StatusInvalidMemoryAccess
 	}
 	path := splitPath(raw)
-	key := strings.Join(path, "\x00")
-	for c := v.eff; c != nil; c = c.root {
-		if val, ok := c.props[key]; ok {
+	if f := v.group.host.opts.Properties; f != nil {
+		if val, ok := f(path); ok {
 			return v.copyOut(ctx, val, s[2], s[3])
 		}
 	}
@@ -788,14 +936,16 @@ func (v *vm) hGetProperty(ctx context.Context, s []uint64) Status {
 			return v.copyOutString(ctx, p.cfg.VMID, s[2], s[3])
 		}
 	}
-	if f := v.group.host.opts.Properties; f != nil {
-		if val, ok := f(path); ok {
+	if c := v.eff; c != nil {
+		if val, ok := c.props[strings.Join(path, "\x00")]; ok {
 			return v.copyOut(ctx, val, s[2], s[3])
 		}
 	}
 	return StatusNotFound
 }
 
+// hSetProperty is Envoy's Context::setProperty: a value in the stream's
+// filter state, which only a stream has (NOT_FOUND in a root context).
 func (v *vm) hSetProperty(_ context.Context, s []uint64) Status {
 	raw, ok1 := v.bytes(s[0], s[1])
 	val, ok2 := v.bytes(s[2], s[3])
@@ -803,7 +953,7 @@ func (v *vm) hSetProperty(_ context.Context, s []uint64) Status {
 		return StatusInvalidMemoryAccess
 	}
 	c := v.eff
-	if c == nil {
+	if c == nil || c.root == nil {
 		return StatusNotFound
 	}
 	if c.props == nil {
@@ -814,19 +964,27 @@ func (v *vm) hSetProperty(_ context.Context, s []uint64) Status {
 }
 
 // hGetConfiguration is ABI 0.1.0's proxy_get_configuration(ret_ptr,
-// ret_size): the plugin configuration.
+// ret_size), Envoy's Context::getConfiguration: the plugin configuration
+// while a root context is created or configured, the VM configuration in
+// any other callback.
 func (v *vm) hGetConfiguration(ctx context.Context, s []uint64) Status {
-	p := v.plugin()
-	if p == nil {
-		return StatusNotFound
+	if p := v.configuring(); p != nil {
+		return v.copyOut(ctx, p.cfg.Configuration, s[0], s[1])
 	}
-	return v.copyOut(ctx, p.cfg.Configuration, s[0], s[1])
+	return v.copyOut(ctx, v.group.vmConf, s[0], s[1])
 }
 
+// hCallForeignFunction is cpp-host's call_foreign_function: NOT_FOUND for
+// an unknown function; results pointer 0 means the caller wants no result
+// (nothing is allocated or written), size pointer 0 that it wants no size.
 func (v *vm) hCallForeignFunction(ctx context.Context, s []uint64) Status {
 	name, ok1 := v.bytes(s[0], s[1])
 	args, ok2 := v.bytes(s[2], s[3])
-	if !ok1 || !ok2 || !v.writable(s[4], s[5]) {
+	if !ok1 || !ok2 {
+		return StatusInvalidMemoryAccess
+	}
+	pRes, pSize := uint32(s[4]), uint32(s[5])
+	if (pRes != 0 && !v.writable(s[4])) || (pSize != 0 && !v.writable(s[5])) {
 		return StatusInvalidMemoryAccess
 	}
 	f := v.group.host.opts.ForeignFunctions[string(name)]
@@ -838,7 +996,22 @@ func (v *vm) hCallForeignFunction(ctx context.Context, s []uint64) Status {
 		v.logger().Warn("foreign function failed", "function", string(name), "err", err)
 		return StatusInternalFailure
 	}
-	return v.copyOut(ctx, out, s[4], s[5])
+	var ptr uint32
+	if pRes != 0 && len(out) > 0 {
+		if ptr, err = v.alloc(ctx, uint32(len(out))); err != nil {
+			v.fatal = err
+			return StatusInternalFailure
+		}
+		dst, _ := v.mem.Read(ptr, uint32(len(out)))
+		copy(dst, out)
+	}
+	if pRes != 0 {
+		v.putU32(s[4], ptr)
+	}
+	if pSize != 0 {
+		v.putU32(s[5], uint32(len(out)))
+	}
+	return StatusOK
 }
 
 // --- metrics

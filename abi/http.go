@@ -100,7 +100,9 @@ func (s *HTTPStream) failed() Action {
 		return ActionContinue
 	}
 	if s.local == nil {
-		s.local = &LocalResponse{Status: 503, Details: "wasm_plugin_failed", GRPCStatus: -1,
+		// Envoy's Context::failStream: 503, details wasm_fail_stream, gRPC
+		// status UNAVAILABLE (14); the body names the plugin.
+		s.local = &LocalResponse{Status: 503, Details: "wasm_fail_stream", GRPCStatus: 14,
 			Headers: Headers{{"content-type", "text/plain"}},
 			Body:    fmt.Appendf(nil, "plugin %s failed\n", s.p.cfg.Name)}
 		s.wake()

@@ -54,13 +54,17 @@ func (m *Metrics) lookup(id uint32) *metric {
 	return m.byID[id-1]
 }
 
+// record is Envoy's Context::recordMetric: a counter adds the value, a
+// gauge takes it, a histogram records it.
 func (m *Metrics) record(id uint32, v uint64) Status {
 	x := m.lookup(id)
 	if x == nil {
 		return StatusNotFound
 	}
 	switch x.typ {
-	case MetricCounter, MetricGauge:
+	case MetricCounter:
+		x.value.Add(int64(v))
+	case MetricGauge:
 		x.value.Store(int64(v))
 	case MetricHistogram:
 		x.value.Add(int64(v))
@@ -70,21 +74,23 @@ func (m *Metrics) record(id uint32, v uint64) Status {
 	return StatusOK
 }
 
+// increment is Envoy's Context::incrementMetric: a counter only goes up
+// (an offset of 0 or less is BAD_ARGUMENT), a gauge goes either way, a
+// histogram cannot be incremented.
 func (m *Metrics) increment(id uint32, delta int64) Status {
 	x := m.lookup(id)
 	if x == nil {
 		return StatusNotFound
 	}
-	if x.typ == MetricHistogram {
-		return StatusBadArgument
-	}
-	if x.typ == MetricCounter && delta < 0 {
+	switch {
+	case x.typ == MetricHistogram, x.typ == MetricCounter && delta <= 0:
 		return StatusBadArgument
 	}
 	x.value.Add(delta)
 	return StatusOK
 }
 
+// get is Envoy's Context::getMetric: a histogram has no value to read.
 func (m *Metrics) get(id uint32) (uint64, Status) {
 	x := m.lookup(id)
 	if x == nil {

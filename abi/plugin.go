@@ -82,6 +82,9 @@ type LocalResponse struct {
 	Headers    Headers
 	Body       []byte
 	GRPCStatus int32 // -1 when not a gRPC response
+	// Reset: the plugin reset the stream (proxy_close_stream) instead of
+	// answering; nothing is to be sent, the stream is aborted.
+	Reset bool
 }
 
 // stream is what HTTP and TCP streams share.

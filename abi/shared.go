@@ -109,12 +109,11 @@ func (v *vm) hRegisterSharedQueue(_ context.Context, s []uint64) Status {
 	if !ok || !v.writable(s[2]) {
 		return StatusInvalidMemoryAccess
 	}
-	if v.cur == nil {
+	// cpp-host ContextBase::registerSharedQueue: the queue is the root
+	// context's (of the effective context), where proxy_on_queue_ready runs.
+	root := v.rootOfEff()
+	if root == nil {
 		return StatusNotFound
-	}
-	root := v.cur
-	if root.root != nil {
-		root = root.root
 	}
 	r := v.group.host.queues
 	r.mu.Lock()

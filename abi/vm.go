@@ -434,9 +434,12 @@ type contextState struct {
 	http   *HTTPStream
 	tcp    *TCPStream
 	props  map[string][]byte // proxy_set_property
-	// root contexts: proxy_done closes done (once: doneCalled)
-	done       chan struct{}
-	doneCalled bool
+	// root contexts: pendingDone is set when proxy_on_done answered false
+	// at shutdown (cpp-host's pending_done_); proxy_done then closes done
+	// (once: doneCalled)
+	done        chan struct{}
+	pendingDone bool
+	doneCalled  bool
 }
 
 func lookupFn(inst engine.Instance, name string) callback {
@@ -739,11 +742,15 @@ func (v *vm) dropRoot(p *Plugin, root *contextState) {
 // while its ticks, callouts and queue deliveries go on; then
 // proxy_on_delete. v.mu is held, and released while waiting.
 func (v *vm) shutdownRoot(ctx context.Context, root *contextState) error {
-	ok, err := v.call(ctx, root, v.cb.done, "proxy_on_done", uint64(root.id))
+	// The callbacks get call deadlines of their own: ctx bounds the wait,
+	// and a cancelled ctx must not interrupt (and so fail) the plugin.
+	cctx := context.WithoutCancel(ctx)
+	ok, err := v.call(cctx, root, v.cb.done, "proxy_on_done", uint64(root.id))
 	if err != nil {
 		return err
 	}
-	if v.cb.done.f != nil && ok == 0 && !root.doneCalled {
+	if v.cb.done.f != nil && ok == 0 {
+		root.pendingDone = true
 		wait := v.group.host.opts.DoneTimeout
 		log := root.plugin.log
 		timer := time.NewTimer(wait)
@@ -760,6 +767,6 @@ func (v *vm) shutdownRoot(ctx context.Context, root *contextState) error {
 			return v.failure()
 		}
 	}
-	_, err = v.call(ctx, root, v.cb.delete, "proxy_on_delete", uint64(root.id))
+	_, err = v.call(cctx, root, v.cb.delete, "proxy_on_delete", uint64(root.id))
 	return err
 }

@@ -31,7 +31,10 @@ type Clusters struct {
 	names []string // sorted
 }
 
-var _ abi.GRPCUpstreams = (*Clusters)(nil)
+var (
+	_ abi.GRPCUpstreams  = (*Clusters)(nil)
+	_ abi.ClusterChecker = (*Clusters)(nil)
+)
 
 // New creates a client connection (grpc.NewClient) for each cluster name in
 // targets, mapped to its gRPC target ("127.0.0.1:50051",
@@ -89,6 +92,13 @@ func (c *Clusters) Call(ctx context.Context, req *abi.GRPCRequest) (*abi.GRPCRes
 	}
 	resp.Message = reply
 	return resp, nil
+}
+
+// HasCluster implements abi.ClusterChecker: a plugin's call to another
+// cluster is refused when it is made, as Envoy refuses it.
+func (c *Clusters) HasCluster(name string) bool {
+	_, ok := c.conns[name]
+	return ok
 }
 
 // Close closes every connection.

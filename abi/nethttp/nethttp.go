@@ -549,7 +549,7 @@ func (x *exchange) writeLocal() {
 		return
 	}
 	x.answered, x.rw.sent = true, true
-	if lr.Status == statusClientGone {
+	if lr.Status == statusClientGone || lr.Reset {
 		// Nothing is written, and the server must not write its default
 		// 200 either: end the connection.
 		x.aborted = true

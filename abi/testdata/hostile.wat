@@ -77,7 +77,7 @@
     (call $record (call $hadd (i32.const 0) (i32.const 0x10) (i32.const 1) (local.get $bad) (i32.const 5)))
     (call $record (call $hrep (i32.const 0) (local.get $bad) (i32.const 5) (i32.const 0x10) (i32.const 1)))
     (call $record (call $hdel (i32.const 0) (local.get $bad) (i32.const 5)))
-    (call $record (call $bget (i32.const 7) (i32.const 0) (i32.const 10) (local.get $bad) (i32.const 0x104)))
+    (call $record (call $bget (i32.const 6) (i32.const 0) (i32.const 10) (local.get $bad) (i32.const 0x104)))
     (call $record (call $bset (i32.const 0) (i32.const 0) (i32.const 0) (local.get $bad) (i32.const 10)))
     (call $record (call $bstatus (i32.const 0) (local.get $bad) (i32.const 0x104)))
     (call $record (call $pget (local.get $bad) (i32.const 10) (i32.const 0x100) (i32.const 0x104)))
