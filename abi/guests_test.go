@@ -26,7 +26,7 @@ func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
 func (s *logSink) Handle(_ context.Context, r slog.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lines = append(s.lines, r.Level.String()+" "+r.Message)
+	s.lines = append(s.lines, abi.LevelName(r.Level)+" "+r.Message)
 	return nil
 }
 func (s *logSink) WithAttrs([]slog.Attr) slog.Handler { return s }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -24,8 +25,9 @@ type ForeignFunc func(ctx context.Context, args []byte) ([]byte, error)
 type Options struct {
 	// Logger receives plugin logs (proxy_log, and WASI stdout/stderr) with
 	// attributes plugin, root_id and vm_id. proxy_get_log_level reports the
-	// lowest Proxy-Wasm level its handler is enabled for (trace maps to
-	// slog.LevelDebug-4, critical to slog.LevelError+4).
+	// lowest Proxy-Wasm level its handler is enabled for (trace is
+	// LevelTrace, critical LevelCritical; ReplaceLevelNames names them),
+	// unless the plugin has a PluginConfig.LogLevel.
 	Logger *slog.Logger
 	// Upstreams carries HTTP callouts (proxy_http_call). Nil refuses them.
 	// NewHTTPUpstreams gives a net/http implementation over named clusters.
@@ -49,6 +51,10 @@ type Options struct {
 	// DoneTimeout bounds the wait for proxy_done when a plugin's
 	// proxy_on_done answers false at shutdown. Default 5 s.
 	DoneTimeout time.Duration
+	// ManualTicks: the host runs no timers; proxy_on_tick runs only when
+	// Plugin.Tick is called (deterministic tests, hosts with a clock of
+	// their own).
+	ManualTicks bool
 }
 
 // Host runs Proxy-Wasm plugins on one engine.Runtime. It holds what plugins
@@ -84,15 +90,8 @@ func NewHost(rt *engine.Runtime, opts Options) *Host {
 		opts.DoneTimeout = 5 * time.Second
 	}
 	opts.Limits = opts.Limits.withDefaults()
-	level := LogCritical
-	for l := LogTrace; l < LogCritical; l++ {
-		if opts.Logger.Enabled(context.Background(), slogLevel(l)) {
-			level = l
-			break
-		}
-	}
 	return &Host{
-		rt: rt, opts: opts, log: opts.Logger, logLevel: level,
+		rt: rt, opts: opts, log: opts.Logger, logLevel: levelOf(opts.Logger.Handler()),
 		metrics: newMetrics(),
 		shared:  map[string]*sharedStore{},
 		queues:  newQueueRegistry(),
@@ -173,15 +172,16 @@ type PluginConfig struct {
 	// logs and errors.
 	Name string
 	// RootID selects the plugin's root context in the module (property
-	// plugin_root_id); plugins of one module may differ only by it.
+	// plugin_root_id). Plugins of one module and VMID each get a root
+	// context of their own, whatever their RootID.
 	RootID string
 	// VMID groups plugins: plugins with the same VMID and code share VMs
 	// (each has its own root context in them), shared data and queues.
 	VMID string
 	// Configuration is the plugin configuration (proxy_on_configure).
 	Configuration []byte
-	// VMConfiguration is the VM configuration (proxy_on_vm_start). Plugins
-	// sharing VMs must have the same.
+	// VMConfiguration is the VM configuration (proxy_on_vm_start). Only
+	// plugins with the same VMID, code and VM configuration share VMs.
 	VMConfiguration []byte
 	// Environment is what WASI environ_get shows; nothing else is visible.
 	Environment map[string]string
@@ -195,15 +195,33 @@ type PluginConfig struct {
 	// one, at the memory the first VM has after its initializer), would
 	// need more than the machine's RAM.
 	PoolSize int
+	// LogLevel, when set, is the plugin's own log level: its logs at this
+	// level and above are kept (whatever the level of Options.Logger's
+	// handler) and proxy_get_log_level answers it. Nil: the host logger's.
+	LogLevel *LogLevel
 	// CallTimeout bounds each callback. It needs a runtime opened with
 	// engine.Config.WithInterruptOnContextDone(true); Load refuses it on
 	// others. 0 means no bound.
 	CallTimeout time.Duration
 }
 
+// groupKey is what makes VMs shareable: the vm_id, the code and the VM
+// configuration (cpp-host's makeVmKey). Shared data and queues are by
+// vm_id alone.
 type groupKey struct {
 	vmID string
 	code [32]byte
+	conf [32]byte
+}
+
+// same reports whether two plugin configurations are identical: such
+// plugins share one root context.
+func (c PluginConfig) same(o PluginConfig) bool {
+	return c.Name == o.Name && c.RootID == o.RootID && c.VMID == o.VMID &&
+		string(c.Configuration) == string(o.Configuration) && string(c.VMConfiguration) == string(o.VMConfiguration) &&
+		maps.Equal(c.Environment, o.Environment) && c.FailurePolicy == o.FailurePolicy &&
+		c.PoolSize == o.PoolSize && c.CallTimeout == o.CallTimeout &&
+		(c.LogLevel == nil) == (o.LogLevel == nil) && (c.LogLevel == nil || *c.LogLevel == *o.LogLevel)
 }
 
 // Load compiles a plugin (or reuses the VMs of a plugin with the same VMID
@@ -224,7 +242,7 @@ func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin
 		return nil, fmt.Errorf("abi: plugin %q: CallTimeout needs a runtime opened with WithInterruptOnContextDone(true) (%s offers: %s): %w",
 			cfg.Name, h.rt.Name(), h.rt.Capabilities(), engine.ErrNotSupported)
 	}
-	key := groupKey{vmID: cfg.VMID, code: sha256.Sum256(wasm)}
+	key := groupKey{vmID: cfg.VMID, code: sha256.Sum256(wasm), conf: sha256.Sum256(cfg.VMConfiguration)}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()

@@ -95,24 +95,84 @@ func Implemented() []string {
 
 var errNoVM = errors.New("abi: hostcall made outside a Proxy-Wasm callback")
 
-// allowedInInitializer are the hostcalls a module may make from its
-// initializer (_initialize, main, _start), as in proxy-wasm-cpp-host; others
-// fail the VM. anywasm allows all of its WASI subset there.
-var allowedInInitializer = map[string]bool{"proxy_log": true}
+// The host functions a module may call from its initializer and from its
+// allocator, exactly proxy-wasm-cpp-host's lists (WasmBase::startVm and
+// WasmBase::allocMemory, which V8, Envoy's default runtime, enforces as
+// "restricted_callback"): calling any other fails the VM. Keys are
+// "module.name"; the WASI ones are listed for both WASI module names.
+var (
+	allowedInInitializer = hostSet([]string{"env.emscripten_notify_memory_growth", "env.proxy_log"},
+		"fd_write", "args_sizes_get", "args_get", "environ_sizes_get", "environ_get",
+		"clock_time_get", "clock_res_get", "random_get", "poll_oneoff", "fd_fdstat_get", "fd_fdstat_set_flags",
+		"fd_advise", "fd_allocate", "fd_datasync", "fd_fdstat_set_rights", "fd_filestat_get",
+		"fd_filestat_set_size", "fd_filestat_set_times", "fd_pread", "fd_prestat_dir_name", "fd_prestat_get",
+		"fd_pwrite", "fd_readdir", "fd_renumber", "fd_sync", "fd_tell", "path_create_directory",
+		"path_filestat_get", "path_filestat_set_times", "path_link", "path_readlink", "path_remove_directory",
+		"path_rename", "path_symlink", "path_unlink_file", "sock_accept", "sock_recv", "sock_send", "sock_shutdown")
+	allowedInAllocator = hostSet([]string{"env.proxy_log"}, "fd_write", "clock_time_get", "poll_oneoff")
+)
 
-func hostFunction(name string, d hostcallDef) engine.HostFunction {
-	return newHostFunction(name, d, !allowedInInitializer[name])
+func hostSet(env []string, wasi ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, n := range env {
+		m[n] = true
+	}
+	for _, n := range wasi {
+		m["wasi_unstable."+n] = true
+		m["wasi_snapshot_preview1."+n] = true
+	}
+	return m
 }
 
-func newHostFunction(name string, d hostcallDef, restricted bool) engine.HostFunction {
+// restrictedErr returns why module.name may not run now, nil if it may.
+func (v *vm) restrictedErr(module, name string, inInit, inAlloc bool) error {
+	switch {
+	case v.inAlloc && !inAlloc:
+		return fmt.Errorf("abi: %s.%s called from inside the allocator (%s), where only proxy_log, fd_write, clock_time_get and poll_oneoff are allowed (proxy-wasm-cpp-host: restricted_callback)",
+			module, name, v.allocName)
+	case v.initializing && !inInit:
+		return fmt.Errorf("abi: %s.%s called from the module's initializer (%s), where proxy-wasm-cpp-host allows only proxy_log, emscripten_notify_memory_growth and WASI's environment, clock, random and stdio calls (restricted_callback)",
+			module, name, v.curName)
+	}
+	return nil
+}
+
+// restrict wraps a host function with the initializer's and the
+// allocator's restrictions.
+func restrict(module string, f engine.HostFunction) engine.HostFunction {
+	key := module + "." + f.Name
+	inInit, inAlloc := allowedInInitializer[key], allowedInAllocator[key]
+	inner := f.Func
+	f.Func = func(ctx context.Context, c engine.Caller, s []uint64) error {
+		if v := vmOf(ctx); v != nil && (v.inAlloc || v.initializing) {
+			if err := v.restrictedErr(module, f.Name, inInit, inAlloc); err != nil {
+				return err
+			}
+		}
+		return inner(ctx, c, s)
+	}
+	return f
+}
+
+func hostFunction(name string, d hostcallDef) engine.HostFunction {
+	return newHostFunction("env", name, d)
+}
+
+// newHostFunction makes the host function of a hostcall or WASI call,
+// with the restrictions of restrict, checked without a second wrapper.
+func newHostFunction(module, name string, d hostcallDef) engine.HostFunction {
 	fn := d.fn
+	key := module + "." + name
+	inInit, inAlloc := allowedInInitializer[key], allowedInAllocator[key]
 	return engine.HostFunction{Name: name, Type: d.typ, Func: func(ctx context.Context, _ engine.Caller, s []uint64) error {
 		v := vmOf(ctx)
 		if v == nil {
 			return errNoVM
 		}
-		if restricted && v.initializing {
-			return fmt.Errorf("abi: %s called from the module's initializer, where only proxy_log and WASI are allowed", name)
+		if v.inAlloc || v.initializing {
+			if err := v.restrictedErr(module, name, inInit, inAlloc); err != nil {
+				return err
+			}
 		}
 		s[0] = uint64(fn(v, ctx, s))
 		if v.fatal != nil {
@@ -165,20 +225,20 @@ func (g *vmGroup) hostModules(imports []engine.Import) []engine.HostModule {
 			} else if strings.HasPrefix(im.Name, "proxy_") {
 				g.log.Warn("plugin imports a hostcall anywasm does not implement with this signature; it returns UNIMPLEMENTED",
 					"import", im.Name, "signature", im.Type.String())
-				add(im.Module, stub(im.Name, im.Type, uint64(StatusUnimplemented)))
+				add(im.Module, restrict(im.Module, stub(im.Name, im.Type, uint64(StatusUnimplemented))))
 			} else if im.Name == "emscripten_notify_memory_growth" && len(im.Type.Results) == 0 {
-				add(im.Module, stub(im.Name, im.Type, 0))
+				add(im.Module, restrict(im.Module, stub(im.Name, im.Type, 0)))
 			} else if im.Name == "pthread_equal" && im.Type.Equal(i32s(2)) {
-				add(im.Module, engine.HostFunction{Name: im.Name, Type: im.Type, Func: func(_ context.Context, _ engine.Caller, s []uint64) error {
+				add(im.Module, restrict(im.Module, engine.HostFunction{Name: im.Name, Type: im.Type, Func: func(_ context.Context, _ engine.Caller, s []uint64) error {
 					s[0] = boolArg(uint32(s[0]) == uint32(s[1]))
 					return nil
-				}})
+				}}))
 			}
 		case "wasi_snapshot_preview1", "wasi_unstable":
 			if d, ok := findDef(wasiCalls[im.Name], im.Type); ok {
-				add(im.Module, wasiFunction(im.Name, d))
+				add(im.Module, wasiFunction(im.Module, im.Name, d))
 			} else {
-				add(im.Module, stub(im.Name, im.Type, errnoNosys))
+				add(im.Module, restrict(im.Module, stub(im.Name, im.Type, errnoNosys)))
 			}
 		}
 	}
@@ -263,22 +323,6 @@ func (v *vm) plugin() *Plugin {
 	return nil
 }
 
-func slogLevel(l LogLevel) slog.Level {
-	switch l {
-	case LogTrace:
-		return slog.LevelDebug - 4
-	case LogDebug:
-		return slog.LevelDebug
-	case LogInfo:
-		return slog.LevelInfo
-	case LogWarn:
-		return slog.LevelWarn
-	case LogError:
-		return slog.LevelError
-	}
-	return slog.LevelError + 4
-}
-
 func (v *vm) logger() *slog.Logger {
 	if p := v.plugin(); p != nil {
 		return p.log
@@ -286,13 +330,23 @@ func (v *vm) logger() *slog.Logger {
 	return v.group.log
 }
 
-func (v *vm) emit(ctx context.Context, level LogLevel, msg string) {
-	if level < v.group.host.logLevel {
-		return
+// logLevel is the level of the plugin the running callback belongs to:
+// its PluginConfig.LogLevel, else the level of the host's logger.
+func (v *vm) logLevel() LogLevel {
+	if p := v.plugin(); p != nil {
+		return p.level
 	}
-	v.logger().Log(ctx, slogLevel(level), msg)
+	return v.group.host.logLevel
 }
 
+func (v *vm) emit(ctx context.Context, level LogLevel, msg string) {
+	if level < v.logLevel() {
+		return
+	}
+	v.logger().Log(ctx, SlogLevel(level), msg)
+}
+
+// hLog is cpp-host's log: a level past critical is BAD_ARGUMENT.
 func (v *vm) hLog(ctx context.Context, s []uint64) Status {
 	level := LogLevel(s[0])
 	if level > LogCritical {
@@ -302,14 +356,16 @@ func (v *vm) hLog(ctx context.Context, s []uint64) Status {
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}
-	if level >= v.group.host.logLevel {
-		v.logger().Log(ctx, slogLevel(level), string(msg))
+	if level >= v.logLevel() {
+		v.logger().Log(ctx, SlogLevel(level), string(msg))
 	}
 	return StatusOK
 }
 
+// hGetLogLevel is Envoy's Context::getLogLevel: the level the plugin's
+// logs are kept at.
 func (v *vm) hGetLogLevel(_ context.Context, s []uint64) Status {
-	if !v.putU32(s[0], uint32(v.group.host.logLevel)) {
+	if !v.putU32(s[0], uint32(v.logLevel())) {
 		return StatusInvalidMemoryAccess
 	}
 	return StatusOK

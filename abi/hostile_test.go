@@ -66,7 +66,7 @@ func TestHostilePointers(t *testing.T) {
 // memory, or that calls a hostcall needing the allocator, fails the plugin
 // with an error that says so; nothing is written.
 func TestHostileAllocator(t *testing.T) {
-	for mode, want := range map[string]string{"x": "allocator returned 0", "xx": "outside its", "xxx": "allocator called a hostcall that allocates"} {
+	for mode, want := range map[string]string{"x": "allocator returned 0", "xx": "outside its", "xxx": "env.proxy_get_header_map_pairs called from inside the allocator (proxy_on_memory_allocate)"} {
 		forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
 			ctx := context.Background()
 			h := newHost(rt, &logSink{})

@@ -16,6 +16,8 @@ type Plugin struct {
 	group *vmGroup
 	cfg   PluginConfig
 	log   *slog.Logger
+	refs  int      // Loads of this plugin not closed yet (group.mu)
+	level LogLevel // the level its logs are kept at
 
 	httpStreams sync.Pool // *HTTPStream, reused after Close
 }
@@ -42,11 +44,20 @@ func (p *Plugin) ABIVersion() Version { return p.group.version }
 
 // Close removes the plugin's root context from its VMs (proxy_on_done,
 // proxy_on_delete) and closes the VMs when no plugin uses them.
+//
+// Loading a plugin identical to a loaded one (same code, VMID, VM and plugin
+// configuration, RootID and every other field) returns the loaded one, with
+// its root context: each Load is matched by a Close, and the last Close
+// ends the root context.
 func (p *Plugin) Close(ctx context.Context) error {
 	g := p.group
 	g.mu.Lock()
 	i := slices.Index(g.plugins, p)
 	if i < 0 {
+		g.mu.Unlock()
+		return nil
+	}
+	if p.refs--; p.refs > 0 {
 		g.mu.Unlock()
 		return nil
 	}

@@ -6,9 +6,10 @@ import (
 )
 
 // ticker drives proxy_on_tick for one root context at the period the
-// plugin asked for.
+// plugin asked for (with Options.ManualTicks, only Plugin.Tick does).
 type ticker struct {
-	stopc chan struct{}
+	stopc  chan struct{}
+	period time.Duration
 }
 
 func (t *ticker) stop() {
@@ -31,9 +32,43 @@ func (v *vm) setTick(root *contextState, periodMs uint32) {
 	if periodMs == 0 {
 		return
 	}
-	t := &ticker{stopc: make(chan struct{})}
+	t := &ticker{stopc: make(chan struct{}), period: time.Duration(periodMs) * time.Millisecond}
 	v.ticks[root.id] = t
-	go v.tickLoop(t, root, time.Duration(periodMs)*time.Millisecond)
+	if !v.group.host.opts.ManualTicks {
+		go v.tickLoop(t, root, t.period)
+	}
+}
+
+// TickPeriod returns the tick period the plugin set
+// (proxy_set_tick_period_milliseconds) on its first live VM, 0 for none.
+func (p *Plugin) TickPeriod() time.Duration {
+	for _, v := range p.group.liveVMs() {
+		v.mu.Lock()
+		var d time.Duration
+		if root := v.roots[p]; root != nil && v.ticks[root.id] != nil {
+			d = v.ticks[root.id].period
+		}
+		v.mu.Unlock()
+		return d
+	}
+	return 0
+}
+
+// Tick runs proxy_on_tick once, now, for the plugin's root context on each
+// of its live VMs that has a tick period: ticks without a clock, for tests
+// and hosts that drive time themselves (Options.ManualTicks). It returns
+// the number of ticks run.
+func (p *Plugin) Tick(ctx context.Context) int {
+	n := 0
+	for _, v := range p.group.liveVMs() {
+		v.mu.Lock()
+		if root := v.roots[p]; root != nil && v.ticks[root.id] != nil && !v.closed && !v.failed.Load() {
+			_, _ = v.call(context.WithoutCancel(ctx), root, v.cb.tick, "proxy_on_tick", uint64(root.id))
+			n++
+		}
+		v.mu.Unlock()
+	}
+	return n
 }
 
 func (v *vm) tickLoop(t *ticker, root *contextState, period time.Duration) {

@@ -110,8 +110,13 @@ func (g *vmGroup) checkExports() error {
 }
 
 func (g *vmGroup) addPlugin(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
-	p := &Plugin{group: g, cfg: cfg,
-		log: g.host.log.With("plugin", cfg.Name, "root_id", cfg.RootID, "vm_id", cfg.VMID)}
+	log, level := g.host.log, g.host.logLevel
+	if cfg.LogLevel != nil {
+		level = *cfg.LogLevel
+		log = slog.New(levelHandler{log.Handler(), SlogLevel(level)})
+	}
+	p := &Plugin{group: g, cfg: cfg, refs: 1, level: level,
+		log: log.With("plugin", cfg.Name, "root_id", cfg.RootID, "vm_id", cfg.VMID)}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for g.creating { // a VM made meanwhile must get this root too
@@ -120,13 +125,16 @@ func (g *vmGroup) addPlugin(ctx context.Context, cfg PluginConfig) (*Plugin, err
 	if g.closed {
 		return nil, engine.ErrClosed
 	}
+	// Root contexts are keyed as proxy-wasm-cpp-host keys plugins
+	// (PluginBase::key: root_id and the plugin configuration, and Envoy's
+	// own key of the whole filter configuration): the same code loaded
+	// twice with two configurations gets two root contexts; only an
+	// identical plugin shares one.
 	for _, o := range g.plugins {
-		if o.cfg.RootID == cfg.RootID {
-			return nil, fmt.Errorf("a plugin with root_id %q is already loaded in vm_id %q", cfg.RootID, cfg.VMID)
+		if o.cfg.same(cfg) {
+			o.refs++
+			return o, nil
 		}
-	}
-	if len(g.plugins) > 0 && string(g.vmConf) != string(cfg.VMConfiguration) {
-		return nil, fmt.Errorf("plugins sharing vm_id %q must have the same VM configuration", cfg.VMID)
 	}
 	// Start the plugin's root context on every live VM; with none, make one
 	// now, so a broken plugin fails at load.
@@ -150,6 +158,19 @@ func (g *vmGroup) addPlugin(ctx context.Context, cfg PluginConfig) (*Plugin, err
 	}
 	g.plugins = append(g.plugins, p)
 	return p, nil
+}
+
+// liveVMs returns the VMs of the pool that have not failed.
+func (g *vmGroup) liveVMs() []*vm {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []*vm
+	for _, v := range g.vms {
+		if !v.failed.Load() {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // poolSize is the largest pool any plugin of the group asked for.
@@ -386,17 +407,18 @@ type vm struct {
 	cb    callbacks
 	cc    callCtx // the context of calls made without a timeout
 
-	mu      sync.Mutex
-	stack   [8]uint64 // callback arguments and results
-	aStack  [1]uint64 // the allocator's
-	inAlloc bool
-	nextID  uint32
-	roots   map[*Plugin]*contextState
-	ctxs    map[uint32]*contextState
-	cur     *contextState // the context of the running callback
-	curName string        // the running callback's export
-	eff     *contextState // the effective context (proxy_set_effective_context)
-	fatal   error         // a host-side error that must end the guest call
+	mu        sync.Mutex
+	stack     [8]uint64 // callback arguments and results
+	aStack    [1]uint64 // the allocator's
+	inAlloc   bool
+	allocName string // the allocator's export
+	nextID    uint32
+	roots     map[*Plugin]*contextState
+	ctxs      map[uint32]*contextState
+	cur       *contextState // the context of the running callback
+	curName   string        // the running callback's export
+	eff       *contextState // the effective context (proxy_set_effective_context)
+	fatal     error         // a host-side error that must end the guest call
 	// initializing: the module's initializer runs; hostcalls are restricted
 	initializing bool
 
@@ -465,10 +487,11 @@ func (g *vmGroup) newVM(ctx context.Context, plugins []*Plugin) (*vm, error) {
 		_ = inst.Close(ctx)
 		return nil, errors.New(`the module exports no memory named "memory"`)
 	}
-	if f, err := inst.Function("proxy_on_memory_allocate"); err == nil {
-		v.cb.malloc = f
-	} else if f, err := inst.Function("malloc"); err == nil {
-		v.cb.malloc = f
+	// malloc first, as cpp-host's WasmBase::getFunctions looks them up.
+	if f, err := inst.Function("malloc"); err == nil {
+		v.cb.malloc, v.allocName = f, "malloc"
+	} else if f, err := inst.Function("proxy_on_memory_allocate"); err == nil {
+		v.cb.malloc, v.allocName = f, "proxy_on_memory_allocate"
 	}
 	if v.cb.malloc == nil || len(v.cb.malloc.Type().Params) != 1 || len(v.cb.malloc.Type().Results) != 1 {
 		_ = inst.Close(ctx)
@@ -511,8 +534,9 @@ func (g *vmGroup) newVM(ctx context.Context, plugins []*Plugin) (*vm, error) {
 	return v, nil
 }
 
-// initialize runs the WASI initializer: _initialize (then main(0, 0) if
-// exported, as reactors built by some toolchains expect), else _start.
+// initialize runs the WASI initializer as cpp-host's WasmBase::startVm:
+// _initialize, then main(0, 0) if exported, else __main_void(); without
+// _initialize, _start.
 func (v *vm) initialize(ctx context.Context) error {
 	v.initializing = true
 	defer func() { v.initializing = false }()
@@ -522,6 +546,9 @@ func (v *vm) initialize(ctx context.Context) error {
 		}
 		if m, err := v.inst.Function("main"); err == nil && len(m.Type().Params) == 2 {
 			return v.callRaw(ctx, m, "main", 2)
+		}
+		if m, err := v.inst.Function("__main_void"); err == nil && len(m.Type().Params) == 0 {
+			return v.callRaw(ctx, m, "__main_void", 0)
 		}
 		return nil
 	}

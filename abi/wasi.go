@@ -48,13 +48,13 @@ var wasiCalls = map[string][]hostcallDef{
 	"proc_exit":           {{engine.FuncType{Params: []engine.ValueType{i32}}, nil}},
 }
 
-func wasiFunction(name string, d hostcallDef) engine.HostFunction {
+func wasiFunction(module, name string, d hostcallDef) engine.HostFunction {
 	if name == "proc_exit" {
-		return engine.HostFunction{Name: name, Type: d.typ, Func: func(_ context.Context, _ engine.Caller, s []uint64) error {
+		return restrict(module, engine.HostFunction{Name: name, Type: d.typ, Func: func(_ context.Context, _ engine.Caller, s []uint64) error {
 			return engine.Exit(uint32(s[0]))
-		}}
+		}})
 	}
-	return newHostFunction(name, d, false)
+	return newHostFunction(module, name, d)
 }
 
 var start = time.Now()

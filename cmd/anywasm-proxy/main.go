@@ -26,6 +26,7 @@ import (
 
 	"github.com/anywasm/anywasm/engine"
 	_ "github.com/anywasm/anywasm/engine/all"
+	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/internal/proxy"
 )
 
@@ -40,7 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "configuration file (YAML or JSON)")
 	runtime := fs.String("runtime", "", "runtime of every plugin, overriding the configuration (compiled in: "+strings.Join(engine.Runtimes(), ", ")+")")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error, critical")
 	format := fs.String("log-format", "text", "log format: text or json")
 	check := fs.Bool("check", false, "validate the configuration, load every plugin (compile, start, configure) and exit")
 	if err := fs.Parse(args); err != nil {
@@ -51,11 +52,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 2
 	}
 	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+	if pl, err := abi.ParseLogLevel(*level); err == nil {
+		lv = abi.SlogLevel(pl) // trace and critical too
+	} else if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		fmt.Fprintf(stderr, "-log-level: %v\n", err)
 		return 2
 	}
-	hopts := &slog.HandlerOptions{Level: lv}
+	hopts := &slog.HandlerOptions{Level: lv, ReplaceAttr: abi.ReplaceLevelNames}
 	var h slog.Handler
 	switch *format {
 	case "text":

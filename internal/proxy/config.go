@@ -141,6 +141,11 @@ type Plugin struct {
 	// CallTimeout bounds each callback ("100ms"); needs a runtime that
 	// can interrupt a guest.
 	CallTimeout *Duration `json:"call_timeout,omitempty"`
+	// LogLevel is the plugin's own log level (trace, debug, info, warn,
+	// error, critical; Envoy has a level per component): its logs at this
+	// level and above are written whatever -log-level says, and
+	// proxy_get_log_level answers it. Default: -log-level's.
+	LogLevel string `json:"log_level,omitempty"`
 }
 
 // VMConfig is Envoy's VmConfig.
@@ -546,6 +551,11 @@ func (c *Config) Validate() error {
 			}
 			if err := p.CallTimeout.check(); err != nil {
 				bad(pf+".call_timeout", "%v", err)
+			}
+			if p.LogLevel != "" {
+				if _, err := abi.ParseLogLevel(p.LogLevel); err != nil {
+					bad(pf+".log_level", "%v", err)
+				}
 			}
 			if p.PoolSize < 0 || p.PoolSize > abi.MaxPoolSize {
 				bad(pf+".pool_size", "%d: want 1 to %d (or 0: 1)", p.PoolSize, abi.MaxPoolSize)

@@ -307,6 +307,13 @@ func pluginConfig(f *Plugin) (abi.PluginConfig, error) {
 	c := abi.PluginConfig{Name: f.Name, RootID: f.RootID, VMID: f.VMConfig.VMID, Configuration: conf,
 		VMConfiguration: vmConf, Environment: env, FailurePolicy: policy, PoolSize: f.PoolSize}
 	c.CallTimeout = f.CallTimeout.Get()
+	if f.LogLevel != "" {
+		l, err := abi.ParseLogLevel(f.LogLevel)
+		if err != nil {
+			return abi.PluginConfig{}, fmt.Errorf("log_level: %w", err)
+		}
+		c.LogLevel = &l
+	}
 	return c, nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+
+	"github.com/anywasm/anywasm/abi"
 )
 
 // Sink records each log record as one line: "LEVEL message k=v ...", with
@@ -29,7 +31,7 @@ func (s *Sink) Enabled(context.Context, slog.Level) bool { return true }
 // Handle implements slog.Handler.
 func (s *Sink) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message)
+	b.WriteString(abi.LevelName(r.Level) + " " + r.Message)
 	r.Attrs(func(a slog.Attr) bool {
 		b.WriteString(" " + a.String())
 		return true
