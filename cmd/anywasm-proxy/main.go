@@ -24,9 +24,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/engine"
 	_ "github.com/anywasm/anywasm/engine/all"
-	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/internal/proxy"
 )
 
