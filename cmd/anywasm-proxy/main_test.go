@@ -135,3 +135,15 @@ func TestCheckLoadsPlugins(t *testing.T) {
 		}
 	}
 }
+
+// TestLogLevelFlag: -log-level takes Proxy-Wasm's trace and critical too.
+func TestLogLevelFlag(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(f, []byte("listeners: [{address: \"127.0.0.1:0\", http: {cluster: echo}}]\n"), 0o644)
+	for level, want := range map[string]int{"trace": 0, "critical": 0, "DEBUG": 0, "loud": 2} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"-config", f, "-check", "-log-level", level}, &out, &errb, nil); code != want {
+			t.Errorf("-log-level %s: %d %q", level, code, errb.String())
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/engine"
 	_ "github.com/anywasm/anywasm/engine/all"
 	"github.com/anywasm/anywasm/internal/plugins"
@@ -619,6 +620,8 @@ func TestBadConfig(t *testing.T) {
 		{`Runtime: wazero
 listeners: []`, "Runtime: unknown field"},
 		{"reload_interval: 1ns\nlisteners: []", "reload_interval: 1ns: want at least 100ms"},
+		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: x, log_level: loud, vm_config: {code: {local: {filename: a.wasm}}}}]}}]`,
+			`listeners[0].http.filters[0].log_level: log level "loud"`},
 		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: x, pool_size: 1000000, vm_config: {code: {local: {filename: a.wasm}}}}]}}]`,
 			"listeners[0].http.filters[0].pool_size: 1000000: want 1 to 1024"},
 		{`listeners: [{address: "127.0.0.1:0"}]`, "listeners[0]: neither http nor tcp"},
@@ -723,3 +726,56 @@ func TestMemoryLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestPluginLogLevel: a filter's log_level keeps its trace lines whatever
+// the proxy's level, names them TRACE, and is what proxy_get_log_level
+// answers; the other filter keeps the proxy's level.
+func TestPluginLogLevel(t *testing.T) {
+	edge, err := filepath.Abs(filepath.Join("..", "..", "abi", "testdata", "edge.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachRuntime(t, func(t *testing.T, rt string) {
+		var out strings.Builder
+		var mu sync.Mutex
+		w := writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(b) })
+		logger := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: abi.ReplaceLevelNames}))
+		cfg, err := proxy.ParseConfig([]byte(fmt.Sprintf(`
+reload_interval: 0s
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    http:
+      cluster: echo
+      filters:
+        - {name: traced, log_level: trace, configuration: g, vm_config: {vm_id: a, code: {local: {filename: %q}}}}
+        - {name: plain, configuration: g, vm_config: {vm_id: b, code: {local: {filename: %[1]q}}}}
+`, edge)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := proxy.Start(context.Background(), cfg, proxy.Options{Runtime: rt, Logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Shutdown(context.Background())
+		resp, err := http.Get("http://" + p.Addr("web").String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		mu.Lock()
+		logs := out.String()
+		mu.Unlock()
+		if !strings.Contains(logs, `level=TRACE msg="a trace line" plugin=traced`) || strings.Contains(logs, `msg="a trace line" plugin=plain`) {
+			t.Errorf("trace lines: want traced's only\n%s", logs)
+		}
+		if !strings.Contains(logs, `msg="level 0" plugin=traced`) || !strings.Contains(logs, `msg="level 2" plugin=plain`) {
+			t.Errorf("proxy_get_log_level: want 0 (trace) for traced, 2 (info) for plain\n%s", logs)
+		}
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
