@@ -13,6 +13,14 @@
 // bounded by Options.MaxBufferBytes (413 for a request body, 500 for a
 // response body whose headers have not been sent, a reset otherwise).
 //
+// The plugins see the whole request body before the client gets anything:
+// until the first chunk of the request body has been through the chain,
+// and then while a plugin holds it (paused and not continued), the
+// response waits, and the middleware reads the rest of the body through the
+// chain itself when the handler (an upstream that answered early, say)
+// does not. Hop-by-hop headers, and those the client's Connection header
+// names, are removed before the plugins see the request.
+//
 // Limits: a plugin that paused a body in the middle gets its buffer again
 // with the next chunk or at the end of the body, so a proxy_continue_stream
 // in between takes effect then; local responses do not run through the
