@@ -2,6 +2,7 @@ package abi
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -125,7 +126,13 @@ func (v *vm) hRegisterSharedQueue(_ context.Context, s []uint64) Status {
 		r.byName[k] = q
 		r.byID[q.id] = q
 	}
-	q.owners = append([]queueOwner{{v, root.id}}, q.owners...)
+	// The latest registration is told first; registering again moves the
+	// root context to the front instead of adding it twice.
+	q.owners = slices.DeleteFunc(q.owners, func(o queueOwner) bool { return o.v == v && o.root == root.id })
+	q.owners = slices.Insert(q.owners, 0, queueOwner{v, root.id})
+	if !slices.Contains(v.queues, q) {
+		v.queues = append(v.queues, q)
+	}
 	r.mu.Unlock()
 	v.putU32(s[2], q.id)
 	return StatusOK
@@ -199,6 +206,25 @@ func (v *vm) hDequeueSharedQueue(ctx context.Context, s []uint64) Status {
 	q.items = q.items[1:]
 	r.mu.Unlock()
 	return v.copyOut(ctx, item, s[1], s[2])
+}
+
+// forget removes v's root context root (every root context of v if root is
+// 0) from the owners of the queues it registered: a closed VM or root
+// context is told nothing more, and the registry, which lives as long as
+// the host, must not keep the VM reachable. The queues and their items stay
+// for the next VM of the vm_id that registers them (after a reload, say).
+func (r *queueRegistry) forget(v *vm, root uint32) {
+	if len(v.queues) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, q := range v.queues {
+		q.owners = slices.DeleteFunc(q.owners, func(o queueOwner) bool { return o.v == v && (root == 0 || o.root == root) })
+	}
+	if root == 0 {
+		v.queues = nil
+	}
 }
 
 // deliver calls proxy_on_queue_ready on the first live owner of q.

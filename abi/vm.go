@@ -432,6 +432,10 @@ type vm struct {
 	callout  *calloutResult // during proxy_on_http_call_response
 	nextCall uint32
 	out      [2][]byte // stdout and stderr not yet logged
+	// queues are the shared queues a root context of this VM registered
+	// (guarded by mu, like the rest; also written under the host's
+	// queueRegistry.mu): closing the VM forgets it there.
+	queues []*queue
 }
 
 // callCtx is the context.Context guest calls run under; host functions find
@@ -749,6 +753,7 @@ func (v *vm) closeLocked(ctx context.Context) error {
 	for _, t := range v.ticks {
 		t.stop()
 	}
+	v.group.host.queues.forget(v, 0)
 	return v.inst.Close(ctx)
 }
 
@@ -761,6 +766,7 @@ func (v *vm) dropRoot(p *Plugin, root *contextState) {
 	}
 	delete(v.roots, p)
 	delete(v.ctxs, root.id)
+	v.group.host.queues.forget(v, root.id)
 }
 
 // shutdownRoot ends a root context as Envoy does: proxy_on_done; if the
