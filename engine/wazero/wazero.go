@@ -169,12 +169,16 @@ func (r *runtime) Compile(ctx context.Context, wasm []byte, _ *engine.ModuleInfo
 	return &module{cm: cm}, nil
 }
 
-// host is a set of host modules, each instantiated once, anonymously, and
-// linked to guests through wazero's import resolver. A host function finds
-// its calling instance through the context of the call (see frame), so the
-// same host module serves every instance.
+// host is a set of host modules, each compiled and instantiated once,
+// anonymously, and linked to guests through wazero's import resolver. A host
+// function finds its calling instance through the context of the call (see
+// frame), so the same host module serves every instance. When the last
+// instance using it and the Imports are closed, both the module instances
+// and their compiled code are closed (wazero keeps compiled code, host
+// modules' included, in its engine until it is closed or the runtime is).
 type host struct {
-	mods map[string]api.Module
+	mods     map[string]api.Module
+	compiled []wazero.CompiledModule
 
 	mu     sync.Mutex
 	refs   int // instances using it, plus one for the Imports handle
@@ -235,6 +239,7 @@ func (r *runtime) NewHost(mods []*engine.HostModule) (engine.DriverHost, error) 
 			h.release(ctx)
 			return nil, err
 		}
+		h.compiled = append(h.compiled, cm)
 		mod, err := r.r.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 		if err != nil {
 			h.release(ctx)
@@ -260,8 +265,12 @@ func (h *host) release(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	if done {
+		ctx = context.WithoutCancel(ctx)
 		for _, m := range h.mods {
-			_ = m.Close(context.WithoutCancel(ctx))
+			_ = m.Close(ctx)
+		}
+		for _, cm := range h.compiled {
+			_ = cm.Close(ctx)
 		}
 	}
 }
