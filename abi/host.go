@@ -243,37 +243,66 @@ func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin
 			cfg.Name, h.rt.Name(), h.rt.Capabilities(), engine.ErrNotSupported)
 	}
 	key := groupKey{vmID: cfg.VMID, code: sha256.Sum256(wasm), conf: sha256.Sum256(cfg.VMConfiguration)}
-	h.mu.Lock()
-	if h.closed {
+	for {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return nil, engine.ErrClosed
+		}
+		g := h.groups[key]
 		h.mu.Unlock()
-		return nil, engine.ErrClosed
-	}
-	g := h.groups[key]
-	h.mu.Unlock()
-	if g == nil {
-		var err error
-		if g, err = h.newGroup(ctx, key, wasm, cfg); err != nil {
+		if g == nil {
+			var err error
+			if g, err = h.newGroup(ctx, key, wasm, cfg); err != nil {
+				return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
+			}
+			h.mu.Lock()
+			if other := h.groups[key]; other != nil { // loaded concurrently
+				h.mu.Unlock()
+				_ = g.close(ctx)
+				g = other
+			} else {
+				h.groups[key] = g
+				h.mu.Unlock()
+			}
+		}
+		p, err := g.addPlugin(ctx, cfg)
+		if errors.Is(err, errGroupClosed) {
+			// The group's last plugin closed, or its first failed to
+			// load, between the lookup and now: make a new one.
+			continue
+		}
+		if err != nil {
+			h.dropIfUnused(ctx, g)
 			return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
 		}
-		h.mu.Lock()
-		if other := h.groups[key]; other != nil { // loaded concurrently
-			h.mu.Unlock()
-			_ = g.close(ctx)
-			g = other
-		} else {
-			h.groups[key] = g
-			h.mu.Unlock()
+		if err := g.checkPoolMemory(cfg.PoolSize); err != nil {
+			_ = p.Close(ctx)
+			return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
 		}
+		return p, nil
 	}
-	p, err := g.addPlugin(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
+}
+
+// errGroupClosed is what addPlugin answers for a group closed since it was
+// looked up; Load then looks again.
+var errGroupClosed = errors.New("abi: the plugin's VM group is closed")
+
+// dropIfUnused closes g and removes it from the host if no plugin uses it,
+// as after its first plugin failed to load: otherwise it would keep its
+// compiled module and host modules as long as the host lives.
+func (h *Host) dropIfUnused(ctx context.Context, g *vmGroup) {
+	h.mu.Lock()
+	g.mu.Lock()
+	unused := len(g.plugins) == 0 && !g.closed
+	if unused && h.groups[g.key] == g {
+		delete(h.groups, g.key)
 	}
-	if err := g.checkPoolMemory(cfg.PoolSize); err != nil {
-		_ = p.Close(ctx)
-		return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
+	g.mu.Unlock()
+	h.mu.Unlock()
+	if unused {
+		_ = g.close(ctx)
 	}
-	return p, nil
 }
 
 // MaxPoolSize bounds PluginConfig.PoolSize.

@@ -123,7 +123,7 @@ func (g *vmGroup) addPlugin(ctx context.Context, cfg PluginConfig) (*Plugin, err
 		g.cond.Wait()
 	}
 	if g.closed {
-		return nil, engine.ErrClosed
+		return nil, errGroupClosed
 	}
 	// Root contexts are keyed as proxy-wasm-cpp-host keys plugins
 	// (PluginBase::key: root_id and the plugin configuration, and Envoy's
