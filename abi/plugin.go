@@ -76,13 +76,28 @@ func (p *Plugin) Close(ctx context.Context) error {
 	}
 	for _, v := range vms {
 		v.mu.Lock()
-		if root := v.roots[p]; root != nil && !v.failed.Load() && !v.closing {
-			_ = v.shutdownRoot(ctx, root)
-			v.dropRoot(p, root)
-		}
+		v.dropRoot(ctx, p)
 		v.mu.Unlock()
 	}
 	return nil
+}
+
+// dropRoot ends p's root context in v (proxy_on_done, proxy_on_delete) and
+// forgets it: its ticks, its context, its shared queues. A failed or closing
+// VM is left as it is: it goes away whole. v.mu is held.
+func (v *vm) dropRoot(ctx context.Context, p *Plugin) {
+	root := v.roots[p]
+	if root == nil || v.failed.Load() || v.closing {
+		return
+	}
+	_ = v.shutdownRoot(ctx, root)
+	if t := v.ticks[root.id]; t != nil {
+		t.stop()
+		delete(v.ticks, root.id)
+	}
+	delete(v.roots, p)
+	delete(v.ctxs, root.id)
+	v.group.host.queues.forget(v, root.id)
 }
 
 // LocalResponse is an answer the plugin sent instead of the upstream's

@@ -148,11 +148,18 @@ func (g *vmGroup) addPlugin(ctx context.Context, cfg PluginConfig) (*Plugin, err
 		g.vms = append(g.vms, v)
 		return p, nil
 	}
-	for _, v := range g.vms {
+	for i, v := range g.vms {
 		v.mu.Lock()
 		err := v.startRoot(ctx, p)
 		v.mu.Unlock()
 		if err != nil {
+			// Undo the root contexts started: the plugin is not loaded,
+			// and they would stay in the VMs as long as the VMs live.
+			for _, v := range g.vms[:i+1] {
+				v.mu.Lock()
+				v.dropRoot(ctx, p)
+				v.mu.Unlock()
+			}
 			return nil, err
 		}
 	}
@@ -290,10 +297,9 @@ func (g *vmGroup) syncRoots(ctx context.Context, v *vm) error {
 	if g.closed {
 		return fail(engine.ErrClosed)
 	}
-	for p, root := range v.roots {
+	for p := range v.roots {
 		if !slices.Contains(g.plugins, p) { // closed while v was made
-			_ = v.shutdownRoot(ctx, root)
-			v.dropRoot(p, root)
+			v.dropRoot(ctx, p)
 		}
 	}
 	for _, p := range g.plugins {
@@ -755,18 +761,6 @@ func (v *vm) closeLocked(ctx context.Context) error {
 	}
 	v.group.host.queues.forget(v, 0)
 	return v.inst.Close(ctx)
-}
-
-// dropRoot forgets the root context of p (after shutdownRoot): its ticks
-// stop. v.mu is held.
-func (v *vm) dropRoot(p *Plugin, root *contextState) {
-	if t := v.ticks[root.id]; t != nil {
-		t.stop()
-		delete(v.ticks, root.id)
-	}
-	delete(v.roots, p)
-	delete(v.ctxs, root.id)
-	v.group.host.queues.forget(v, root.id)
 }
 
 // shutdownRoot ends a root context as Envoy does: proxy_on_done; if the
