@@ -186,6 +186,7 @@ func Run(t *testing.T, name string) {
 	t.Run("Concurrent", h.testConcurrent)
 	t.Run("CloseRace", h.testCloseRace)
 	t.Run("Cycles", h.testCycles)
+	t.Run("ImportsCycles", h.testImportsCycles)
 }
 
 func (h *harness) testInfo(t *testing.T) {
@@ -1211,5 +1212,63 @@ func (h *harness) testCycles(t *testing.T) {
 	}
 	if r := rss(); rss0 > 0 && r-rss0 > tolerance {
 		t.Errorf("RSS grew by %d MiB over %d cycles", (r-rss0)>>20, cycles)
+	}
+}
+
+// testImportsCycles makes and closes an import set and an instance of it
+// 2,000 times: what an import set keeps after both are closed (wazero's
+// compiled host modules did, ~8 KiB of heap each) must not add up. Its
+// limit is tighter than testCycles': nothing here holds guest memory.
+func (h *harness) testImportsCycles(t *testing.T) {
+	cycles := 2_000
+	if testing.Short() {
+		cycles = 500
+	}
+	rt := h.open(t, engine.NewConfig())
+	ctx := context.Background()
+	m, err := rt.Compile(ctx, Guest("values"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	cycle := func() {
+		imp, err := rt.NewImports(env(&n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst, err := rt.Instantiate(ctx, m, imp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _ := inst.Function("outer")
+		s := []uint64{1}
+		if err := f.Call(ctx, s); err != nil || s[0] != 101 {
+			t.Fatalf("outer = %d %v", s[0], err)
+		}
+		// The import set first: the instance keeps what it needs.
+		if err := imp.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := inst.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < cycles/10; i++ {
+		cycle()
+	}
+	runtime.GC()
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	for i := 0; i < cycles; i++ {
+		cycle()
+	}
+	runtime.GC()
+	runtime.GC()
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	// 2 KiB per cycle would be 4 MiB.
+	const tolerance = 4 << 20
+	if grew := int64(ms1.HeapAlloc) - int64(ms0.HeapAlloc); grew > tolerance {
+		t.Errorf("Go heap grew by %d KiB over %d import sets", grew>>10, cycles)
 	}
 }
