@@ -1,0 +1,25 @@
+package proxy
+
+import "runtime"
+
+// WaitRetired waits until every replaced plugin is closed. A replaced
+// plugin is closed in the background once its last exchange ends, which the
+// server may record after the client has its response: the wait yields
+// until then.
+func WaitRetired(p *Proxy) {
+	for draining(p) {
+		runtime.Gosched()
+	}
+}
+
+func draining(p *Proxy) bool {
+	for _, s := range p.slots {
+		s.mu.RLock()
+		n := len(s.gens)
+		s.mu.RUnlock()
+		if n > 1 {
+			return true
+		}
+	}
+	return false
+}
