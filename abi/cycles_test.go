@@ -3,8 +3,10 @@ package abi_test
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -204,5 +206,59 @@ func TestLoadCloseCyclesGoSDK(t *testing.T) {
 		// The plugin has 1,705 table elements and 21 imports.
 		memcheck.Check(t, rt.Name(), cycles, before, after, memcheck.Limits{
 			Heap: 512 << 10, RSS: 8<<20 + wasmerFuncrefs(rt.Name(), cycles, 1705+21), Goroutines: 2})
+	})
+}
+
+// TestLoadCloseConcurrent loads and closes plugins of one vm_id and code
+// from several goroutines at once, so that loads keep meeting the closes of
+// the group's last plugin (and the refusals of its first): a load must
+// never join a group being closed, and every plugin it returns must run.
+func TestLoadCloseConcurrent(t *testing.T) {
+	rounds := 200
+	if testing.Short() {
+		rounds = 50
+	}
+	forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
+		ctx := context.Background()
+		var logs atomic.Int64
+		h := abi.NewHost(rt, abi.Options{Logger: slog.New(countingHandler{&logs})})
+		t.Cleanup(func() { _ = h.Close(context.Background()) })
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				cfg := abi.PluginConfig{Name: fmt.Sprint("p", w), RootID: fmt.Sprint("root", w), VMID: "shared", Configuration: []byte("configured")}
+				for i := range rounds {
+					if w == 3 && i%2 == 0 { // a refused plugin now and then
+						if _, err := h.Load(ctx, lifecycleWasm, abi.PluginConfig{Name: "refused", RootID: "refused", VMID: "shared"}); err == nil || !strings.Contains(err.Error(), "refused its configuration") {
+							t.Errorf("a plugin refusing its configuration: %v", err)
+							return
+						}
+						continue
+					}
+					p, err := h.Load(ctx, lifecycleWasm, cfg)
+					if err != nil {
+						t.Errorf("load %d of %s: %v", i, cfg.Name, err)
+						return
+					}
+					s, err := p.NewHTTPStream(ctx)
+					if err != nil {
+						t.Errorf("stream %d of %s: %v", i, cfg.Name, err)
+						return
+					}
+					if _, err := s.RequestHeaders(ctx, abi.Headers{{":path", "/"}}, true); err != nil || s.Err() != nil {
+						t.Errorf("request %d of %s: %v %v", i, cfg.Name, err, s.Err())
+					}
+					_ = s.Close(ctx)
+					if err := p.Close(ctx); err != nil {
+						t.Errorf("close %d of %s: %v", i, cfg.Name, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if n := abi.Groups(h); n != 0 {
+			t.Errorf("the host holds %d VM groups after every plugin closed", n)
+		}
 	})
 }

@@ -270,6 +270,7 @@ func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin
 		if errors.Is(err, errGroupClosed) {
 			// The group's last plugin closed, or its first failed to
 			// load, between the lookup and now: make a new one.
+			h.forgetGroup(g)
 			continue
 		}
 		if err != nil {
@@ -292,16 +293,16 @@ var errGroupClosed = errors.New("abi: the plugin's VM group is closed")
 // as after its first plugin failed to load: otherwise it would keep its
 // compiled module and host modules as long as the host lives.
 func (h *Host) dropIfUnused(ctx context.Context, g *vmGroup) {
-	h.mu.Lock()
 	g.mu.Lock()
-	unused := len(g.plugins) == 0 && !g.closed
-	if unused && h.groups[g.key] == g {
-		delete(h.groups, g.key)
+	var vms []*vm
+	ok := false
+	if len(g.plugins) == 0 {
+		vms, ok = g.shut()
 	}
 	g.mu.Unlock()
-	h.mu.Unlock()
-	if unused {
-		_ = g.close(ctx)
+	if ok {
+		h.forgetGroup(g)
+		_ = g.free(ctx, vms)
 	}
 }
 
@@ -331,6 +332,15 @@ func (g *vmGroup) checkPoolMemory(n int) error {
 			ErrPoolSize, n, n, per>>20, what, need>>20, ram>>20)
 	}
 	return nil
+}
+
+// forgetGroup removes g from the host's groups if it is there.
+func (h *Host) forgetGroup(g *vmGroup) {
+	h.mu.Lock()
+	if h.groups[g.key] == g {
+		delete(h.groups, g.key)
+	}
+	h.mu.Unlock()
 }
 
 // Upstreams carries HTTP callouts to named clusters.

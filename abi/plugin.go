@@ -62,18 +62,19 @@ func (p *Plugin) Close(ctx context.Context) error {
 		return nil
 	}
 	g.plugins = slices.Delete(g.plugins, i, i+1)
-	last := len(g.plugins) == 0
+	if len(g.plugins) == 0 {
+		// Shut the group before letting go of it: a Load that found it
+		// must not join it now, but make another.
+		vms, ok := g.shut()
+		g.mu.Unlock()
+		g.host.forgetGroup(g)
+		if !ok {
+			return nil
+		}
+		return g.free(ctx, vms)
+	}
 	vms := slices.Clone(g.vms)
 	g.mu.Unlock()
-	if last {
-		h := g.host
-		h.mu.Lock()
-		if h.groups[g.key] == g {
-			delete(h.groups, g.key)
-		}
-		h.mu.Unlock()
-		return g.close(ctx)
-	}
 	for _, v := range vms {
 		v.mu.Lock()
 		v.dropRoot(ctx, p)

@@ -367,14 +367,29 @@ func (g *vmGroup) replaceSoon() {
 
 func (g *vmGroup) close(ctx context.Context) error {
 	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
+	vms, ok := g.shut()
+	g.mu.Unlock()
+	if !ok {
 		return nil
 	}
+	return g.free(ctx, vms)
+}
+
+// shut marks the group closed, so that no plugin joins it any more, and
+// takes its VMs for free; ok is false if it was closed already. g.mu is
+// held.
+func (g *vmGroup) shut() (vms []*vm, ok bool) {
+	if g.closed {
+		return nil, false
+	}
 	g.closed = true
-	vms := g.vms
+	vms = g.vms
 	g.vms = nil
-	g.mu.Unlock()
+	return vms, true
+}
+
+// free closes the VMs, host modules and module of a group that was shut.
+func (g *vmGroup) free(ctx context.Context, vms []*vm) error {
 	var errs []error
 	for _, v := range vms {
 		errs = append(errs, v.close(ctx))
