@@ -2,11 +2,13 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,18 +48,21 @@ func withCustomSection(wasm []byte, name, data string) []byte {
 	return append(out, payload...)
 }
 
-// TestReloadCycles reloads a changed plugin file 100 times on every runtime,
-// through Proxy.Reload (what SIGHUP and the reload_interval watcher call),
-// and sends a request through each new generation: the Go heap, the
+// TestReloadCycles reloads two changed plugin files 100 times on every
+// runtime, through Proxy.Reload (what SIGHUP and the reload_interval watcher
+// call), and sends a request through each new generation: the Go heap, the
 // resident set and the goroutines must stay flat, since every replaced
-// generation is closed once its last exchange ends. The file alternates
-// between two versions of the headers plugin (the same code, one with a
-// custom section appended), so the code is compiled twice: Wasmer 2.0 keeps
-// the code of every module it compiles until the process exits (engine/wasmer
-// interns modules by their bytes for that reason), and compiling new bytes
-// in every cycle would measure that instead. On wazero and wasmtime each
-// generation is compiled again (its last handle is closed with the old
-// generation), from the disk cache (cache_dir) to keep the test short.
+// generation is closed once its last exchange ends. The plugins are the
+// headers plugin and the shared plugin (shared data and a shared queue,
+// which kept every replaced generation's VM and code before: 16 MiB per
+// reload on wazero). Each file alternates between two versions of its
+// plugin (the same code, one with a custom section appended), so each code
+// is compiled twice: Wasmer 2.0 keeps the code of every module it compiles
+// until the process exits (engine/wasmer interns modules by their bytes for
+// that reason), and compiling new bytes in every cycle would measure that
+// instead. On wazero and wasmtime each generation is compiled again (its
+// last handle is closed with the old generation), from the disk cache
+// (cache_dir) to keep the test short.
 func TestReloadCycles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: 100 reloads per runtime")
@@ -66,26 +71,45 @@ func TestReloadCycles(t *testing.T) {
 		t.Skip("the race detector's own memory grows with every allocation: heap and RSS measurements mean nothing")
 	}
 	const reloads = 100
-	wasm, err := os.ReadFile(plugins.Path(t, "headers"))
-	if err != nil {
-		t.Fatal(err)
+	names := []string{"headers", "shared"}
+	var versions [][2][]byte
+	for _, name := range names {
+		wasm, err := os.ReadFile(plugins.Path(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions = append(versions, [2][]byte{wasm, withCustomSection(wasm, "anywasm-reload-test", "v2")})
 	}
-	versions := [2][]byte{wasm, withCustomSection(wasm, "anywasm-reload-test", "v2")}
 	forEachRuntime(t, func(t *testing.T, rt string) {
 		dir := t.TempDir()
-		file := filepath.Join(dir, "plugin.wasm")
-		write := func(b []byte) {
+		file := func(i int) string { return filepath.Join(dir, names[i]+".wasm") }
+		write := func(i, version int) {
 			t.Helper()
-			tmp := file + ".tmp"
-			if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			tmp := file(i) + ".tmp"
+			if err := os.WriteFile(tmp, versions[i][version], 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Rename(tmp, file); err != nil {
+			if err := os.Rename(tmp, file(i)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		write(versions[0])
-		cfg, err := proxy.ParseConfig([]byte(oneFilter("reload_interval: 0s\ncache_dir: "+filepath.Join(dir, "cache"), "", "headers", file)))
+		for i := range names {
+			write(i, 0)
+		}
+		cfg, err := proxy.ParseConfig([]byte(fmt.Sprintf(`
+reload_interval: 0s
+cache_dir: %q
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    http:
+      cluster: echo
+      filters:
+        - name: headers
+          vm_config: {vm_id: headers, code: {local: {filename: %q}}}
+        - name: shared
+          vm_config: {vm_id: shared, code: {local: {filename: %q}}}
+`, filepath.Join(dir, "cache"), file(0), file(1))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,21 +131,23 @@ func TestReloadCycles(t *testing.T) {
 		n := 0
 		cycle := func() {
 			n++
-			write(versions[n%2])
-			if got := p.Reload(context.Background()); got != 1 {
-				t.Fatalf("reload %d: %d plugins swapped, want 1 (%d log lines)", n, got, logs.Load())
+			for i := range names {
+				write(i, n%2)
+			}
+			if got := p.Reload(context.Background()); got != len(names) {
+				t.Fatalf("reload %d: %d plugins swapped, want %d", n, got, len(names))
 			}
 			resp, err := client.Get(url)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, _ = io.Copy(io.Discard, resp.Body)
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != 200 || resp.Header.Get("X-Anywasm-Plugin") != "headers" {
-				t.Fatalf("reload %d: %d %v", n, resp.StatusCode, resp.Header)
+			if resp.StatusCode != 200 || resp.Header.Get("X-Anywasm-Plugin") != "headers" || !strings.Contains(string(body), "x-hits: ") {
+				t.Fatalf("reload %d: %d %v %q", n, resp.StatusCode, resp.Header, body)
 			}
-			// The replaced generation had no exchange left: it is closed in
-			// the background; measure once it is.
+			// The replaced generations had no exchange left: they are
+			// closed in the background; measure once they are.
 			proxy.WaitRetired(p)
 		}
 		for range reloads / 10 { // warm up: both versions compiled and cached
@@ -133,16 +159,17 @@ func TestReloadCycles(t *testing.T) {
 		}
 		after := memcheck.Take()
 		// Before the fixes this test came with, wazero kept 13 KiB of heap
-		// and 70 KiB of RSS per reload; a generation kept alive would keep
-		// its VM's megabytes. The heap varies by tens of KiB from run to
-		// run, RSS by up to 8 MiB (the Go runtime keeps some of what each
-		// VM's guest memory took on wazero). Wasmer 2.0 keeps ~100 bytes per
-		// table element and import of every instance it made (engine/wasmer
-		// says why): the headers plugin has 1,726, one VM per reload, so the
-		// RSS limit allows for that on wasmer.
+		// and 70 KiB of RSS per reload of the headers plugin, and 8.6 MiB of
+		// heap and 16.6 MiB of RSS per reload of the shared plugin. The heap
+		// varies by tens of KiB from run to run, RSS by up to 8 MiB (the Go
+		// runtime keeps some of what each VM's guest memory took on wazero).
+		// Wasmer 2.0 keeps ~100 bytes per table element and import of every
+		// instance it made (engine/wasmer says why): these plugins have
+		// at most 1,760 each, one VM each per reload, so the RSS limit allows
+		// for that on wasmer.
 		rssLimit := int64(16 << 20)
 		if rt == "wasmer" {
-			rssLimit += reloads * 1726 * 100
+			rssLimit += reloads * int64(len(names)) * 1760 * 100
 		}
 		memcheck.Check(t, rt, reloads, before, after, memcheck.Limits{Heap: 512 << 10, RSS: rssLimit, Goroutines: 2})
 	})
