@@ -111,7 +111,7 @@
 // only ever grows: wasmerio/wasmer#2638, fixed in Wasmer 2.1, which no
 // wasmer-go release ships). That is about 100 bytes of resident memory per
 // such function, fewer when the allocator gives a new instance the address
-// of a freed one: ~25 KiB to ~120 KiB for each VM of a Go-SDK plugin (1,705
+// of a freed one: ~25 KiB to ~180 KiB for each VM of a Go-SDK plugin (1,705
 // table elements), ~0.4 KiB for a small hand-written one. A process that
 // creates VMs without end on this backend grows by that much per VM; the
 // load/close cycle tests of abi and internal/proxy measure it and allow for
