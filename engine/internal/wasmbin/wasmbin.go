@@ -1,5 +1,6 @@
 // Package wasmbin reads what the engine needs from a WebAssembly binary
-// without compiling it: the function types of its imports and exports.
+// without compiling it: the function types of its imports and exports, and
+// the names of its name section.
 //
 // It is not a validator: the runtime validates. It is written to never panic
 // and never allocate more than the input justifies, whatever the bytes.
@@ -44,6 +45,24 @@ type Module struct {
 	Imports []Import
 	Funcs   []uint32 // type index of each function defined in the module
 	Exports []Export
+	// Name is the module name of the name section, "" if none.
+	Name string
+	// FuncNames holds the function names of the name section, indexed by
+	// function index (imported functions first); "" where a function has
+	// none. It is nil when the module has no function names.
+	FuncNames []string
+}
+
+// NumFuncs returns the size of the function index space: imported and
+// defined functions.
+func (m *Module) NumFuncs() int {
+	n := len(m.Funcs)
+	for _, im := range m.Imports {
+		if im.Kind == KindFunc {
+			n++
+		}
+	}
+	return n
 }
 
 // FuncTypeOf returns the type of the function at index idx of the function
@@ -200,7 +219,10 @@ func (r *reader) valtype() error {
 	return r.reftype()
 }
 
-// Parse reads the type, import, function and export sections of b.
+// Parse reads the type, import, function and export sections of b, and the
+// module and function names of its name section (custom section "name",
+// subsections 0 and 1). A malformed name section is ignored, as runtimes
+// ignore it: it never makes Parse fail.
 func Parse(b []byte) (*Module, error) {
 	m, err := parse(b)
 	if err != nil {
@@ -218,6 +240,7 @@ func parse(b []byte) (*Module, error) {
 	}
 	m := &Module{}
 	r := &reader{b: b, off: 8}
+	var names []byte // the first name section's body, after its name
 	for r.off < len(b) {
 		id, err := r.byte()
 		if err != nil {
@@ -241,12 +264,123 @@ func parse(b []byte) (*Module, error) {
 			err = m.parseFuncs(s)
 		case 7:
 			err = m.parseExports(s)
+		case 0:
+			if n, err := s.name(); err == nil && n == "name" && names == nil {
+				names = body[s.off:]
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s section: %w", sectionName(id), err)
 		}
 	}
+	if names != nil {
+		// The function count is known only once every section is read.
+		m.parseNames(&reader{b: names})
+	}
 	return m, nil
+}
+
+// parseNames reads the module name (subsection 0) and the function names
+// (subsection 1) of a name section. It keeps what it read before an error:
+// names are for diagnosis, and a broken section must not fail the module.
+// The names share one copy of the section's bytes.
+func (m *Module) parseNames(r *reader) {
+	text := string(r.b) // one copy; every name is a substring of it
+	// name reads a name of the subsection sub, which starts at base in r.b.
+	name := func(sub *reader, base int) (string, bool) {
+		n, err := sub.u32()
+		if err != nil || uint64(n) > uint64(len(sub.b)-sub.off) {
+			return "", false
+		}
+		start := base + sub.off
+		sub.off += int(n)
+		return text[start : start+int(n)], true
+	}
+	nfuncs := m.NumFuncs()
+	for r.off < len(r.b) {
+		id, err := r.byte()
+		if err != nil {
+			return
+		}
+		size, err := r.u32()
+		if err != nil {
+			return
+		}
+		base := r.off
+		body, err := r.bytes(size)
+		if err != nil {
+			return
+		}
+		sub := &reader{b: body}
+		switch id {
+		case 0:
+			if n, ok := name(sub, base); ok {
+				m.Name = n
+			}
+		case 1:
+			count, err := sub.count()
+			if err != nil {
+				return
+			}
+			for i := uint32(0); i < count; i++ {
+				idx, err := sub.u32()
+				if err != nil {
+					return
+				}
+				n, ok := name(sub, base)
+				if !ok {
+					return
+				}
+				if uint64(idx) >= uint64(nfuncs) {
+					continue // names a function the module does not have
+				}
+				if m.FuncNames == nil {
+					m.FuncNames = make([]string, nfuncs)
+				}
+				m.FuncNames[idx] = n
+			}
+		}
+	}
+}
+
+// WithoutNames returns b without its name sections (custom sections named
+// "name"), or b itself if it has none. b must be a module Parse accepts.
+func WithoutNames(b []byte) []byte {
+	var keep [][2]int // byte ranges to keep
+	start := 8
+	r := &reader{b: b, off: 8}
+	for r.off < len(b) {
+		sec := r.off
+		id, err := r.byte()
+		if err != nil {
+			return b
+		}
+		size, err := r.u32()
+		if err != nil {
+			return b
+		}
+		body, err := r.bytes(size)
+		if err != nil {
+			return b
+		}
+		if id != 0 {
+			continue
+		}
+		if n, err := (&reader{b: body}).name(); err == nil && n == "name" {
+			keep = append(keep, [2]int{start, sec})
+			start = r.off
+		}
+	}
+	if keep == nil {
+		return b
+	}
+	keep = append(keep, [2]int{start, len(b)})
+	out := make([]byte, 0, len(b))
+	out = append(out, b[:8]...)
+	for _, k := range keep {
+		out = append(out, b[k[0]:k[1]]...)
+	}
+	return out
 }
 
 func sectionName(id byte) string {
@@ -259,6 +393,8 @@ func sectionName(id byte) string {
 		return "function"
 	case 7:
 		return "export"
+	case 0:
+		return "custom"
 	}
 	return fmt.Sprintf("section %d", id)
 }
