@@ -5,7 +5,8 @@ import (
 	"strings"
 )
 
-// Capabilities is a set of limits and features a backend can enforce.
+// Capabilities is a set of limits a backend can enforce and features it
+// has.
 type Capabilities uint32
 
 // The capabilities.
@@ -20,6 +21,12 @@ const (
 	// CapCompilationCache: Config.WithCompilationCache keeps compiled code on
 	// disk between processes.
 	CapCompilationCache
+	// CapFrameOffsets: the frames of a Trap carry code offsets
+	// (Frame.Offset).
+	CapFrameOffsets
+	// CapHostTrapFrames: a trap raised by a host function lists, below the
+	// host function's frame, the guest frames that called it.
+	CapHostTrapFrames
 )
 
 var capNames = []struct {
@@ -30,6 +37,8 @@ var capNames = []struct {
 	{CapInterrupt, "interrupt"},
 	{CapFuel, "fuel"},
 	{CapCompilationCache, "compilation-cache"},
+	{CapFrameOffsets, "frame-offsets"},
+	{CapHostTrapFrames, "host-trap-frames"},
 }
 
 // Has reports whether every capability in x is in c.

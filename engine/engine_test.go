@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -61,10 +62,24 @@ func TestTrapError(t *testing.T) {
 		{&Trap{Code: TrapUnreachable, Runtime: "r", Message: "wasm `unreachable`"}, "engine: wasm trap: unreachable (r: wasm `unreachable`)"},
 		{&Trap{Code: TrapHostError, Runtime: "r", Cause: cause}, "engine: wasm trap: host function error: cause"},
 		{&Trap{Code: TrapExit, ExitCode: 7}, "engine: guest exited with code 7"},
+		// Frames, innermost first, print outermost first.
+		{&Trap{Code: TrapUnreachable, Runtime: "r", Frames: []Frame{{Func: "one", FuncIndex: 2}, {FuncIndex: 7}, {Func: "three", FuncIndex: 4}}},
+			"engine: wasm trap: unreachable (r): three -> func[7] -> one"},
+		{&Trap{Code: TrapHostError, Runtime: "r", Cause: cause, Frames: []Frame{{Module: "env", Func: "fail", Host: true}, {Module: "m", Func: "caller", FuncIndex: 3}}},
+			"engine: wasm trap: host function error: cause: caller -> env.fail"},
+		{&Trap{Code: TrapExit, ExitCode: 7, Frames: []Frame{{Module: "wasi", Func: "proc_exit", Host: true}}},
+			"engine: guest exited with code 7: wasi.proc_exit"},
+		{&Trap{Code: TrapUnreachable, Runtime: "r", Frames: []Frame{{Func: "a\nb"}, {Func: "f(int, char)"}}},
+			`engine: wasm trap: unreachable (r): f(int, char) -> "a\nb"`},
 	} {
 		if got := c.t.Error(); got != c.want {
 			t.Errorf("Error() = %q, want %q", got, c.want)
 		}
+	}
+	deep := &Trap{Code: TrapStackOverflow, Runtime: "r", Frames: make([]Frame, MaxFrames)}
+	if got, want := deep.Error(), "engine: wasm trap: stack overflow (r): ... -> func[0] -> "; !strings.HasPrefix(got, want) ||
+		strings.Count(got, "func[0]") != MaxFrames {
+		t.Errorf("Error() of %d frames = %q, want %q and %d frames", MaxFrames, got, want, MaxFrames)
 	}
 	tr := HostTrap("r", fmt.Errorf("wrapped: %w", cause))
 	if tr.Code != TrapHostError || !errors.Is(tr, cause) {
@@ -75,6 +90,38 @@ func TestTrapError(t *testing.T) {
 	}
 	if TrapCode(200).String() != "TrapCode(200)" {
 		t.Error("unknown code string")
+	}
+}
+
+func TestModuleInfoFrame(t *testing.T) {
+	for _, c := range []struct {
+		guest  string
+		module string
+		names  [4]string // of functions 0 (an import), 2, 5 and 99 (none)
+	}{
+		{"frames", "frames", [4]string{"fail", "one", "trigger2", ""}},
+		{"frames_nonames", "", [4]string{"", "", "", ""}},
+	} {
+		b, err := os.ReadFile("enginetest/testdata/" + c.guest + ".wasm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := parseModuleInfo(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, idx := range []uint32{0, 2, 5, 99} {
+			if got := info.FuncName(idx); got != c.names[i] {
+				t.Errorf("%s: FuncName(%d) = %q, want %q", c.guest, idx, got, c.names[i])
+			}
+		}
+		// An import is a host frame named by its import, with no offset.
+		if got, want := info.Frame(1, 40), (Frame{Module: "env", Func: "reenter", FuncIndex: 1, Host: true}); got != want {
+			t.Errorf("%s: Frame(1) = %+v, want %+v", c.guest, got, want)
+		}
+		if got, want := info.Frame(5, 40), (Frame{Module: c.module, Func: c.names[2], FuncIndex: 5, Offset: 40}); got != want {
+			t.Errorf("%s: Frame(5) = %+v, want %+v", c.guest, got, want)
+		}
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
+	"strings"
 )
 
 // Sentinel errors. Compare with errors.Is.
@@ -102,10 +104,105 @@ type Trap struct {
 	ExitCode uint32
 	// Cause is the host function's error, the *PanicError, or ctx.Err().
 	Cause error
+	// Frames is the guest's backtrace when the trap happened, innermost
+	// first: the function that trapped, then its callers, up to the
+	// exported function the call entered (or the start function). It holds
+	// at most MaxFrames frames, the innermost ones.
+	//
+	// A trap raised by a host function (TrapHostError, TrapHostPanic,
+	// TrapExit) has that host function as its innermost frame (Host set),
+	// then, on runtimes with CapHostTrapFrames, the guest frames that called
+	// it. A call made by a host function back into the guest (re-entrancy)
+	// lists only its own frames: if the host function returns its error, the
+	// enclosing call's Trap has Cause set to it and lists the enclosing
+	// frames.
+	//
+	// What each runtime gives: function indexes everywhere, and names from
+	// the module's name section (resolved by anywasm, the same way on every
+	// runtime); code offsets on wasmtime and wasmer (CapFrameOffsets), 0 on
+	// wazero; the guest frames below a failing host function on wazero and
+	// wasmtime (CapHostTrapFrames), not on wasmer; the frames of an
+	// interrupted call on wasmtime only. Frames is empty when the runtime
+	// gives none.
+	Frames []Frame
 }
 
-// Error formats the trap as "engine: wasm trap: <code> (<runtime>: <message>)".
+// MaxFrames is the most frames a Trap holds: the innermost ones. It is
+// wazero's own limit; the other backends cut their backtraces to it.
+const MaxFrames = 30
+
+// Frame is one function of a trap's backtrace.
+type Frame struct {
+	// Module is the module's name from its name section ("" if it has
+	// none); for a host function, the name of its host module.
+	Module string
+	// Func is the function's name from the module's name section ("" if
+	// absent); for a host function, its name in its host module.
+	Func string
+	// FuncIndex is the function's index in the module's function index
+	// space (imported functions first); for a host function, the index of
+	// the import it was called through.
+	FuncIndex uint32
+	// Offset is the offset in the module binary of the instruction the
+	// frame was executing (the trapping instruction for the innermost frame,
+	// a call for the others) where the runtime gives it (CapFrameOffsets),
+	// else 0. It is 0 for a host function.
+	Offset uint64
+	// Host marks a host function: an imported function, not guest code.
+	Host bool
+}
+
+// String returns the function's name, "func[N]" for a guest function
+// without one, or "module.name" for a host function. A name with characters
+// that do not print is quoted.
+func (f Frame) String() string {
+	var s string
+	switch {
+	case f.Host:
+		s = f.Module + "." + f.Func
+	case f.Func == "":
+		return "func[" + strconv.FormatUint(uint64(f.FuncIndex), 10) + "]"
+	default:
+		s = f.Func
+	}
+	for _, r := range s {
+		if !strconv.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// Error formats the trap as "engine: wasm trap: <code> (<runtime>: <message>)",
+// followed, when the trap has frames, by ": " and its backtrace on one line,
+// outermost call first, each function calling the next:
+//
+//	engine: wasm trap: unreachable (wazero): trigger2 -> three -> two -> one
+//
+// A backtrace of MaxFrames frames, which the stack may have exceeded, starts
+// with "... -> ".
 func (t *Trap) Error() string {
+	s := t.text()
+	if len(t.Frames) == 0 {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(s)
+	b.WriteString(": ")
+	if len(t.Frames) >= MaxFrames {
+		b.WriteString("... -> ")
+	}
+	for i := len(t.Frames) - 1; i >= 0; i-- {
+		b.WriteString(t.Frames[i].String())
+		if i > 0 {
+			b.WriteString(" -> ")
+		}
+	}
+	return b.String()
+}
+
+// text is Error without the backtrace.
+func (t *Trap) text() string {
 	switch t.Code {
 	case TrapExit:
 		return fmt.Sprintf("engine: guest exited with code %d", t.ExitCode)

@@ -63,11 +63,38 @@ func (r *Runtime) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ModuleInfo is what a module imports and exports.
+// ModuleInfo is what a module imports and exports, and the names of its
+// name section.
 type ModuleInfo struct {
 	Imports []Import
 	Exports []Export
 	funcs   map[string]int // export name -> index in Exports, functions only
+
+	name        string   // the name section's module name
+	funcNames   []string // the name section's function names, by function index; nil if none
+	funcImports []int    // index in Imports of each imported function, by function index
+}
+
+// FuncName returns the name of function idx (an index of the module's
+// function index space, imported functions first) in the module's name
+// section, or "" if it has none there.
+func (i *ModuleInfo) FuncName(idx uint32) string {
+	if uint64(idx) < uint64(len(i.funcNames)) {
+		return i.funcNames[idx]
+	}
+	return ""
+}
+
+// Frame returns the backtrace frame of function idx at code offset offset:
+// a guest function named from the name section, or, for an imported
+// function, a host frame named by its import (with offset 0). Backends build
+// Trap.Frames with it, so names resolve the same way on every runtime.
+func (i *ModuleInfo) Frame(idx uint32, offset uint64) Frame {
+	if uint64(idx) < uint64(len(i.funcImports)) {
+		im := i.Imports[i.funcImports[idx]]
+		return Frame{Module: im.Module, Func: im.Name, FuncIndex: idx, Host: true}
+	}
+	return Frame{Module: i.name, Func: i.FuncName(idx), FuncIndex: idx, Offset: offset}
 }
 
 // ExportedFunction returns the type of the exported function name.
@@ -103,10 +130,11 @@ func parseModuleInfo(wasm []byte) (*ModuleInfo, error) {
 		}
 		return t
 	}
-	info := &ModuleInfo{funcs: map[string]int{}}
-	for _, im := range m.Imports {
+	info := &ModuleInfo{funcs: map[string]int{}, name: m.Name, funcNames: m.FuncNames}
+	for k, im := range m.Imports {
 		x := Import{Module: im.Module, Name: im.Name, Kind: ExternKind(im.Kind)}
 		if im.Kind == wasmbin.KindFunc {
+			info.funcImports = append(info.funcImports, k)
 			ft, ok := m.Types, uint64(im.Type) < uint64(len(m.Types))
 			if !ok {
 				return nil, fmt.Errorf("malformed module: import %s.%s: type index %d out of range", im.Module, im.Name, im.Type)
