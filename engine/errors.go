@@ -113,23 +113,27 @@ type Trap struct {
 	// TrapExit) has that host function as its innermost frame (Host set),
 	// then, on runtimes with CapHostTrapFrames, the guest frames that called
 	// it. A call made by a host function back into the guest (re-entrancy)
-	// lists only its own frames: if the host function returns its error, the
-	// enclosing call's Trap has Cause set to it and lists the enclosing
-	// frames.
+	// lists only its own frames, up to the function it entered; if the
+	// host function fails with its trap, the enclosing call's trap
+	// (TrapHostError, Cause set to it) lists the host function and the
+	// enclosing call's frames.
 	//
-	// What each runtime gives: function indexes everywhere, and names from
-	// the module's name section (resolved by anywasm, the same way on every
-	// runtime); code offsets on wasmtime and wasmer (CapFrameOffsets), 0 on
-	// wazero; the guest frames below a failing host function on wazero and
-	// wasmtime (CapHostTrapFrames), not on wasmer; the frames of an
-	// interrupted call on wasmtime only. Frames is empty when the runtime
-	// gives none.
+	// What each runtime gives (engine/enginetest checks it): function
+	// indexes, and names from the module's name section, which anywasm
+	// resolves itself (ModuleInfo.Frame), the same way on every runtime.
+	// Code offsets (CapFrameOffsets): wasmtime and wasmer; 0 on wazero. The
+	// guest frames below a failing host function (CapHostTrapFrames): wazero
+	// and wasmtime; wasmer lists the host function alone. No frames at all:
+	// a stack overflow or an interrupted call on wazero (wasmtime lists
+	// both, wasmer its stack overflows; wasmer cannot interrupt).
 	Frames []Frame
 }
 
 // MaxFrames is the most frames a Trap holds: the innermost ones. It is
-// wazero's own limit; the other backends cut their backtraces to it.
-const MaxFrames = 30
+// Wasmtime's limit (its backtraces stop at 20 frames, a setting its C API
+// does not offer); wazero keeps 30 and Wasmer all, and anywasm cuts theirs
+// to it, so that every runtime gives the same frames.
+const MaxFrames = 20
 
 // Frame is one function of a trap's backtrace.
 type Frame struct {
