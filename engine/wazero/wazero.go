@@ -3,7 +3,16 @@
 // "wazero" with package engine. It needs no cgo.
 //
 // Capabilities: memory limit, interrupt (wazero closes the instance when the
-// call's context is done), compilation cache. wazero has no fuel.
+// call's context is done), compilation cache, and the guest frames below a
+// failing host function in a trap's backtrace. wazero has no fuel, and its
+// backtraces have no code offsets.
+//
+// Backtraces: wazero appends a "wasm stack trace:" (at most 30 frames) to the
+// errors of a call, naming each function by its name section entry. This
+// package compiles modules without their name section, so that wazero names
+// every guest function by its index ("$12"), which Trap.Frames resolves
+// through engine.ModuleInfo; as a consequence a *wazero.CompiledModule from
+// Module.As has no function names. An interrupted call has no backtrace.
 //
 // # Compilation cache
 //
@@ -56,6 +65,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -67,6 +77,7 @@ import (
 
 	"github.com/anywasm/anywasm/engine"
 	"github.com/anywasm/anywasm/engine/internal/seal"
+	"github.com/anywasm/anywasm/engine/internal/wasmbin"
 )
 
 // Name is the runtime name this package registers.
@@ -84,7 +95,7 @@ type driver struct{}
 func (driver) Name() string    { return Name }
 func (driver) Version() string { return Version }
 func (driver) Capabilities() engine.Capabilities {
-	return engine.CapMemoryLimit | engine.CapInterrupt | engine.CapCompilationCache
+	return engine.CapMemoryLimit | engine.CapInterrupt | engine.CapCompilationCache | engine.CapHostTrapFrames
 }
 
 func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
@@ -142,7 +153,8 @@ func (r *runtime) Close(ctx context.Context) error {
 }
 
 type module struct {
-	cm wazero.CompiledModule
+	cm   wazero.CompiledModule
+	info *engine.ModuleInfo
 }
 
 func (m *module) Close(ctx context.Context) error { return m.cm.Close(context.WithoutCancel(ctx)) }
@@ -155,7 +167,10 @@ func (m *module) As(target any) bool {
 	return false
 }
 
-func (r *runtime) Compile(ctx context.Context, wasm []byte, _ *engine.ModuleInfo) (engine.DriverModule, error) {
+func (r *runtime) Compile(ctx context.Context, wasm []byte, info *engine.ModuleInfo) (engine.DriverModule, error) {
+	// Without names wazero's backtraces name functions by index (see
+	// framesOf).
+	wasm = wasmbin.WithoutNames(wasm)
 	var cm wazero.CompiledModule
 	var err error
 	if r.disk != nil {
@@ -166,7 +181,7 @@ func (r *runtime) Compile(ctx context.Context, wasm []byte, _ *engine.ModuleInfo
 	if err != nil {
 		return nil, err
 	}
-	return &module{cm: cm}, nil
+	return &module{cm: cm, info: info}, nil
 }
 
 // host is a set of host modules, each compiled and instantiated once,
@@ -283,7 +298,7 @@ func (h *host) Close(ctx context.Context) error {
 
 func (r *runtime) Instantiate(ctx context.Context, m engine.DriverModule, dh engine.DriverHost, _ []*engine.HostFunction) (engine.Instance, error) {
 	cm := m.(*module).cm
-	in := &instance{rt: r}
+	in := &instance{rt: r, info: m.(*module).info}
 	if dh != nil {
 		in.host = dh.(*host)
 		in.host.acquire()
@@ -334,6 +349,7 @@ const inlineFrames = 8
 type instance struct {
 	seal.Marker
 	rt   *runtime
+	info *engine.ModuleInfo
 	mod  api.Module
 	host *host
 
@@ -518,8 +534,81 @@ const recoveredSuffix = " (recovered by wazero)"
 
 func isWasmError(err error) bool { return strings.Contains(err.Error(), wasmErrorPrefix) }
 
-// toTrap converts an error returned by wazero into a *engine.Trap.
+// toTrap converts an error returned by wazero into a *engine.Trap with the
+// backtrace wazero gave. A trap that has frames already (a nested call's
+// TrapInterrupted, which engine.HostTrap passes on as it is) keeps them.
 func (in *instance) toTrap(ctx context.Context, err error) *engine.Trap {
+	t := in.classify(ctx, err)
+	if t.Frames == nil {
+		t.Frames = in.framesOf(err)
+	}
+	return t
+}
+
+// wasmTrace starts the backtrace wazero (internal/wasmdebug) appends to an
+// error: one line per frame, innermost first, each a tab and the function's
+// debug name, "<module>.<name>(<params>) <results>", where the name is the
+// name section's or, without one, "$<function index>". Source lines (from
+// DWARF) follow a frame with two tabs; after 30 frames a line says more may
+// be omitted; a Go stack may follow after an empty line.
+const wasmTrace = "\nwasm stack trace:\n"
+
+// framesOf parses the backtrace of err. The module was compiled without its
+// name section and instantiated without a name, so a guest function is
+// ".$<index>"; a host function is "<host module>.<name>" (its host module's
+// name section), looked up among the module's imports.
+func (in *instance) framesOf(err error) []engine.Frame {
+	msg := err.Error()
+	i := strings.LastIndex(msg, wasmTrace) // after any nested call's trace in the cause's text
+	if i < 0 {
+		return nil
+	}
+	var frames []engine.Frame
+	for _, line := range strings.Split(msg[i+len(wasmTrace):], "\n") {
+		fn, ok := strings.CutPrefix(line, "\t")
+		if !ok {
+			break // the end of the trace
+		}
+		if len(frames) == engine.MaxFrames {
+			break
+		}
+		if f, ok := in.frameOf(fn); ok {
+			frames = append(frames, f)
+		}
+	}
+	return frames
+}
+
+// frameOf returns the frame of one line of a wazero backtrace, without its
+// leading tab; ok is false for a line that is not a frame.
+func (in *instance) frameOf(fn string) (engine.Frame, bool) {
+	if rest, ok := strings.CutPrefix(fn, ".$"); ok {
+		end := strings.IndexByte(rest, '(')
+		if end < 0 {
+			return engine.Frame{}, false
+		}
+		idx, err := strconv.ParseUint(rest[:end], 10, 32)
+		if err != nil {
+			return engine.Frame{}, false
+		}
+		return in.info.Frame(uint32(idx), 0), true
+	}
+	var idx uint32 // function index of the import
+	for _, im := range in.info.Imports {
+		if im.Kind != engine.ExternFunc {
+			continue
+		}
+		if len(fn) > len(im.Module)+len(im.Name)+1 && fn[len(im.Module)] == '.' &&
+			strings.HasPrefix(fn, im.Module) && strings.HasPrefix(fn[len(im.Module)+1:], im.Name+"(") {
+			return in.info.Frame(idx, 0), true
+		}
+		idx++
+	}
+	return engine.Frame{}, false
+}
+
+// classify converts an error returned by wazero into a *engine.Trap.
+func (in *instance) classify(ctx context.Context, err error) *engine.Trap {
 	var t *engine.Trap
 	if errors.As(err, &t) { // a host function's trap, re-raised through wazero
 		return t
