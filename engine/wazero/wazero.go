@@ -535,11 +535,12 @@ const recoveredSuffix = " (recovered by wazero)"
 func isWasmError(err error) bool { return strings.Contains(err.Error(), wasmErrorPrefix) }
 
 // toTrap converts an error returned by wazero into a *engine.Trap with the
-// backtrace wazero gave. A trap that has frames already (a nested call's
-// TrapInterrupted, which engine.HostTrap passes on as it is) keeps them.
+// backtrace wazero gave. An interrupted call has none, and a TrapInterrupted
+// that a host function passed on from a nested call (engine.HostTrap passes
+// it on as it is) keeps the nested call's frames: none.
 func (in *instance) toTrap(ctx context.Context, err error) *engine.Trap {
 	t := in.classify(ctx, err)
-	if t.Frames == nil {
+	if t.Frames == nil && t.Code != engine.TrapInterrupted {
 		t.Frames = in.framesOf(err)
 	}
 	return t
