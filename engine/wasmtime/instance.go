@@ -87,6 +87,9 @@ type instance struct {
 	hdepth  int             // host calls in progress
 	armed   bool            // a call in progress armed the epoch deadline
 	pending *engine.Trap    // why the innermost call is ending, set by Go callbacks
+	// pendingHost is 1 + the import index of the host function that set
+	// pending, 0 if none did.
+	pendingHost uint32
 
 	failed bool
 	closed bool
@@ -213,17 +216,28 @@ func (in *instance) leave(arm bool) {
 // made with ctx into a *engine.Trap and marks the instance failed.
 func (in *instance) trap(ctx context.Context, rc C.int) *engine.Trap {
 	in.failed = true
+	frames := in.frames()
 	var v C.wasm_byte_vec_t
 	code := C.aw_take_message(in.c, &v)
 	msg := trapText(message(&v))
 	if p := in.pending; p != nil {
 		in.pending = nil
+		host := in.pendingHost
+		in.pendingHost = 0
 		if p.Message == "" && p.Code == engine.TrapInterrupted {
 			p.Message = msg
 		}
+		if p.Frames == nil { // else a nested call's trap, passed on by a host function
+			if host > 0 {
+				// Wasmtime's backtrace does not list host functions.
+				frames = append([]engine.Frame{in.mod.info.Frame(host-1, 0)}, frames...)
+				frames = frames[:min(len(frames), engine.MaxFrames)]
+			}
+			p.Frames = frames
+		}
 		return p
 	}
-	t := &engine.Trap{Code: engine.TrapUnknown, Runtime: Name, Message: msg}
+	t := &engine.Trap{Code: engine.TrapUnknown, Runtime: Name, Message: msg, Frames: frames}
 	switch code {
 	case C.WASMTIME_TRAP_CODE_UNREACHABLE_CODE_REACHED:
 		t.Code = engine.TrapUnreachable
@@ -248,6 +262,28 @@ func (in *instance) trap(ctx context.Context, rc C.int) *engine.Trap {
 		t.Code = engine.TrapOutOfFuel
 	}
 	return t
+}
+
+// frames returns the backtrace of the failed C call; call it before
+// aw_take_message. In a call that a host function of the instance made,
+// Wasmtime's backtrace goes on through the enclosing calls in progress: they
+// are cut off (see aw_own_frames), as the other runtimes do not list them
+// (the enclosing call's trap will, if the host function fails with this
+// one).
+func (in *instance) frames() []engine.Frame {
+	nested := in.hdepth > 0
+	pending := in.pending // a nested cut calls the guest: it may reach an epoch deadline
+	var buf [engine.MaxFrames]C.aw_frame
+	n := int(C.aw_frames(in.c, in.rt.engine, &buf[0], C.size_t(len(buf)), C.bool(nested)))
+	in.pending = pending
+	if n == 0 {
+		return nil
+	}
+	frames := make([]engine.Frame, n)
+	for i, f := range buf[:n] {
+		frames[i] = in.mod.info.Frame(uint32(f.func_index), uint64(f.module_offset))
+	}
+	return frames
 }
 
 // free releases the C side. The instance must not be running.
@@ -436,6 +472,7 @@ func hostCall(slot, index uint32, raw unsafe.Pointer) int {
 	in.hdepth--
 	if err != nil {
 		in.pending = engine.HostTrap(Name, err)
+		in.pendingHost = index + 1
 		return 1
 	}
 	for i := h.results - 1; i > 0; i-- {
@@ -453,6 +490,7 @@ func epochDue(slot uint32) bool {
 	}
 	if err := in.ctx.Err(); err != nil {
 		in.pending = &engine.Trap{Code: engine.TrapInterrupted, Runtime: Name, Cause: err}
+		in.pendingHost = 0
 		return true
 	}
 	return false

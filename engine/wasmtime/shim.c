@@ -315,3 +315,129 @@ void aw_error_message(wasmtime_error_t *err, wasm_byte_vec_t *out) {
   wasmtime_error_message(err, out);
   wasmtime_error_delete(err);
 }
+
+// ---- Backtraces (only on the failure path) ----
+
+// aw_trace returns the backtrace of the last call's trap or error, empty if
+// it has none. The caller deletes it with wasm_frame_vec_delete.
+static wasm_frame_vec_t aw_trace(wasm_trap_t *trap, wasmtime_error_t *err) {
+  wasm_frame_vec_t v = {0, NULL};
+  if (trap != NULL) {
+    wasm_trap_trace(trap, &v);
+  } else if (err != NULL) {
+    wasmtime_error_wasm_trace(err, &v);
+  }
+  return v;
+}
+
+// A module whose one function, exported as "p", traps at once:
+// (module (func (export "p") unreachable)).
+static const uint8_t aw_probe_wasm[] = {
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00,             // type () -> ()
+    0x03, 0x02, 0x01, 0x00,                         // func 0: type 0
+    0x07, 0x05, 0x01, 0x01, 'p', 0x00, 0x00,        // export "p"
+    0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b,       // unreachable
+};
+
+// aw_probe returns the backtrace of a call, made now in the store, of a
+// function that traps at once: its own frame, then the frames of the calls
+// of the store in progress, across the host functions that made the newer
+// ones (Wasmtime's backtraces go on through them). Empty if it cannot. It
+// compiles and instantiates the probe each time (in the store, which keeps
+// it): it runs only when a nested call failed. It may call awEpoch.
+static wasm_frame_vec_t aw_probe(aw_inst *in, wasm_engine_t *engine) {
+  wasm_frame_vec_t v = {0, NULL};
+  wasmtime_module_t *m = NULL;
+  wasmtime_error_t *err =
+      wasmtime_module_new(engine, aw_probe_wasm, sizeof aw_probe_wasm, &m);
+  if (err != NULL) {
+    wasmtime_error_delete(err);
+    return v;
+  }
+  wasmtime_instance_t probe;
+  wasm_trap_t *trap = NULL;
+  err = wasmtime_instance_new(in->ctx, m, NULL, 0, &probe, &trap);
+  wasmtime_module_delete(m); // the store keeps the code
+  wasmtime_extern_t ext;
+  if (err == NULL && trap == NULL &&
+      wasmtime_instance_export_get(in->ctx, &probe, "p", 1, &ext) &&
+      ext.kind == WASMTIME_EXTERN_FUNC) {
+    wasmtime_val_raw_t buf[1];
+    err = wasmtime_func_call_unchecked(in->ctx, &ext.of.func, buf, 0, &trap);
+    v = aw_trace(trap, err);
+  }
+  if (trap != NULL) {
+    wasm_trap_delete(trap);
+  }
+  if (err != NULL) {
+    wasmtime_error_delete(err);
+  }
+  return v;
+}
+
+static bool aw_same_frame(const wasm_frame_t *a, const wasm_frame_t *b) {
+  return wasm_frame_func_index(a) == wasm_frame_func_index(b) &&
+         wasm_frame_module_offset(a) == wasm_frame_module_offset(b);
+}
+
+// aw_own_frames returns how many of the frames of t, the backtrace of a call
+// made by a host function of the store, are that call's own: t lists them,
+// then the frames of the enclosing calls, which the backtrace p of a probe
+// made now lists after the probe's own frame. Both backtraces stop at the
+// same number of frames (20 by default), so:
+//  - if p is shorter than t, p has all the enclosing frames: count them;
+//  - else the enclosing frames in t are the longest tail of t (never its
+//    first frame) that p lists from its second frame on. A frame of the
+//    call's own that matched would have to be at the same instruction as
+//    the enclosing call's innermost frame, a call of a host function: only
+//    a call_indirect reaching host functions through a table could be,
+//    and then fewer frames are kept.
+static size_t aw_own_frames(const wasm_frame_vec_t *t,
+                            const wasm_frame_vec_t *p) {
+  if (p->size == 0) {
+    return t->size; // the probe failed: cut nothing
+  }
+  if (p->size < t->size) {
+    return t->size - (p->size - 1);
+  }
+  for (size_t k = 1; k < t->size; k++) {
+    size_t i = 0;
+    while (k + i < t->size && aw_same_frame(t->data[k + i], p->data[1 + i])) {
+      i++; // p->size >= t->size > k + i - 1, so p->data[1 + i] exists
+    }
+    if (k + i == t->size) {
+      return k;
+    }
+  }
+  return t->size;
+}
+
+// aw_frames copies to out the frames, innermost first, of the backtrace of
+// the last call's trap or error, at most max, and returns how many it
+// copied. If the call was made by a host function of the store (nested),
+// the frames of the enclosing calls are left out. Call it before
+// aw_take_message, which deletes the trap and error. It may call awEpoch.
+size_t aw_frames(aw_inst *in, wasm_engine_t *engine, aw_frame *out,
+                 size_t max, bool nested) {
+  wasm_frame_vec_t v = aw_trace(in->trap, in->err);
+  size_t n = v.size;
+  if (nested && n > 1) {
+    wasm_frame_vec_t p = aw_probe(in, engine);
+    n = aw_own_frames(&v, &p);
+    if (p.data != NULL) {
+      wasm_frame_vec_delete(&p);
+    }
+  }
+  if (n > max) {
+    n = max;
+  }
+  for (size_t i = 0; i < n; i++) {
+    out[i].func_index = wasm_frame_func_index(v.data[i]);
+    out[i].module_offset = wasm_frame_module_offset(v.data[i]);
+  }
+  if (v.data != NULL) {
+    wasm_frame_vec_delete(&v);
+  }
+  return n;
+}

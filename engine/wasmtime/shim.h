@@ -66,6 +66,17 @@ typedef struct wasm_trap_t wasm_trap_t;
 void wasm_trap_delete(wasm_trap_t *);
 void wasm_trap_message(const wasm_trap_t *, wasm_message_t *out);
 
+typedef struct wasm_frame_t wasm_frame_t;
+void wasm_frame_delete(wasm_frame_t *);
+typedef struct wasm_frame_vec_t {
+  size_t size;
+  wasm_frame_t **data;
+} wasm_frame_vec_t;
+void wasm_frame_vec_delete(wasm_frame_vec_t *);
+uint32_t wasm_frame_func_index(const wasm_frame_t *);
+size_t wasm_frame_module_offset(const wasm_frame_t *);
+void wasm_trap_trace(const wasm_trap_t *, wasm_frame_vec_t *out);
+
 // ---- wasmtime.h ----
 
 #define WASMTIME_VERSION "44.0.0"
@@ -77,6 +88,8 @@ wasmtime_error_t *wasmtime_error_new(const char *);
 void wasmtime_error_delete(wasmtime_error_t *error);
 void wasmtime_error_message(const wasmtime_error_t *error,
                             wasm_name_t *message);
+void wasmtime_error_wasm_trace(const wasmtime_error_t *,
+                               wasm_frame_vec_t *out);
 
 // ---- wasmtime/config.h ----
 
@@ -348,5 +361,13 @@ wasm_functype_t *aw_functype(const uint8_t *params, size_t np,
                              const uint8_t *results, size_t nr);
 int aw_take_message(aw_inst *in, wasm_byte_vec_t *out);
 void aw_error_message(wasmtime_error_t *err, wasm_byte_vec_t *out);
+
+// aw_frame is one frame of a backtrace.
+typedef struct aw_frame {
+  uint32_t func_index;
+  uint64_t module_offset;
+} aw_frame;
+size_t aw_frames(aw_inst *in, wasm_engine_t *engine, aw_frame *out,
+                 size_t max, bool nested);
 
 #endif

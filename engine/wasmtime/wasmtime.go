@@ -32,6 +32,11 @@
 // read plain C fields and never cross cgo. Go panics in host functions are
 // recovered by engine.CallHost before they reach Wasmtime's frames.
 //
+// Backtraces come from wasm_trap_trace or wasmtime_error_wasm_trace (for
+// errors, such as a failing host function or an interrupt): function indexes
+// and module offsets; names are resolved by engine.ModuleInfo, not by
+// Wasmtime.
+//
 // Instances not closed are freed by Runtime.Close; this package sets no
 // finalizers (the table the trampoline uses to find instances keeps them
 // reachable, so a finalizer could never run).
@@ -90,7 +95,8 @@ type driver struct{}
 func (driver) Name() string    { return Name }
 func (driver) Version() string { return Version }
 func (driver) Capabilities() engine.Capabilities {
-	return engine.CapMemoryLimit | engine.CapInterrupt | engine.CapFuel | engine.CapCompilationCache
+	return engine.CapMemoryLimit | engine.CapInterrupt | engine.CapFuel | engine.CapCompilationCache |
+		engine.CapFrameOffsets | engine.CapHostTrapFrames
 }
 
 func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
