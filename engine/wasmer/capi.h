@@ -92,6 +92,17 @@ void wasm_trap_delete(wasm_trap_t *);
 wasm_trap_t *wasm_trap_new(wasm_store_t *store, const wasm_message_t *);
 void wasm_trap_message(const wasm_trap_t *, wasm_message_t *out);
 
+typedef struct wasm_frame_t wasm_frame_t;
+void wasm_frame_delete(wasm_frame_t *);
+typedef struct wasm_frame_vec_t {
+  size_t size;
+  wasm_frame_t **data;
+} wasm_frame_vec_t;
+void wasm_frame_vec_delete(wasm_frame_vec_t *);
+uint32_t wasm_frame_func_index(const wasm_frame_t *);
+size_t wasm_frame_module_offset(const wasm_frame_t *);
+void wasm_trap_trace(const wasm_trap_t *, wasm_frame_vec_t *out);
+
 typedef struct wasm_module_t wasm_module_t;
 void wasm_module_delete(wasm_module_t *);
 wasm_module_t *wasm_module_new(wasm_store_t *, const wasm_byte_vec_t *binary);

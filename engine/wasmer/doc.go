@@ -117,6 +117,15 @@
 // load/close cycle tests of abi and internal/proxy measure it and allow for
 // it on wasmer only.
 //
+// # Backtraces
+//
+// A trap's frames come from wasm_trap_trace: Wasmer 2.0 fills in each
+// frame's function index and module offset (names are resolved by
+// engine.ModuleInfo). A trap raised by a host function has no backtrace in
+// Wasmer 2.0, so its Frames hold only the host function (no
+// CapHostTrapFrames). The backtrace of a call made by a host function stops
+// at that call, as anywasm wants.
+//
 // # linux/arm64
 //
 // wasmer-go v1.0.4 ships packaged/lib/linux-aarch64/libwasmer.so but leaves

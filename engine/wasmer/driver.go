@@ -44,13 +44,13 @@ func (driver) Version() string { return version() }
 
 var version = sync.OnceValue(func() string { return C.GoString(C.wasmer_version()) })
 
-// Capabilities are the compilation cache, and fuel if the library has
-// Wasmer's metering middleware (the linux-aarch64 build shipped by
-// wasmer-go v1.0.4 does not).
+// Capabilities are the compilation cache, code offsets in trap backtraces,
+// and fuel if the library has Wasmer's metering middleware (the
+// linux-aarch64 build shipped by wasmer-go v1.0.4 does not).
 func (driver) Capabilities() engine.Capabilities { return capabilities() }
 
 var capabilities = sync.OnceValue(func() engine.Capabilities {
-	c := engine.CapCompilationCache
+	c := engine.CapCompilationCache | engine.CapFrameOffsets
 	if C.aw_metering_init() != 0 {
 		c |= engine.CapFuel
 	}

@@ -185,6 +185,7 @@ type instState struct {
 	depth  int
 
 	hostErr   error    // what a host function failed with, for its call
+	hostIdx   uint32   // its import index, which is its function index (all imports are functions)
 	hostStack []uint64 // host function stacks, nested calls stacked
 	sp        int
 
@@ -315,6 +316,7 @@ func (st *instState) free() {
 
 // trap converts a trap that ended a call and marks the instance failed.
 func (st *instState) trap(t *C.wasm_trap_t, exhausted bool) error {
+	frames := st.frames(t)
 	var n C.size_t
 	s := C.aw_trap_take(t, &n)
 	msg := C.GoStringN(s, C.int(n))
@@ -322,13 +324,34 @@ func (st *instState) trap(t *C.wasm_trap_t, exhausted bool) error {
 	st.failed = true
 	if err := st.hostErr; err != nil {
 		st.hostErr = nil
-		return engine.HostTrap(Name, err)
+		tr := engine.HostTrap(Name, err)
+		if tr.Frames == nil { // else a nested call's trap, passed on by a host function
+			// Wasmer lists neither the host function nor (in 2.0) its callers.
+			tr.Frames = append([]engine.Frame{st.info.Frame(st.hostIdx, 0)}, frames...)
+			tr.Frames = tr.Frames[:min(len(tr.Frames), engine.MaxFrames)]
+		}
+		return tr
 	}
 	code := trapCode(msg)
 	if exhausted {
 		code = engine.TrapOutOfFuel
 	}
-	return &engine.Trap{Code: code, Runtime: Name, Message: msg}
+	return &engine.Trap{Code: code, Runtime: Name, Message: msg, Frames: frames}
+}
+
+// frames returns the backtrace of t: function indexes and module offsets.
+// Wasmer's backtrace of a call made by a host function stops at that call.
+func (st *instState) frames(t *C.wasm_trap_t) []engine.Frame {
+	var buf [engine.MaxFrames]C.aw_frame
+	n := int(C.aw_trap_frames(t, &buf[0], C.size_t(len(buf))))
+	if n == 0 {
+		return nil
+	}
+	frames := make([]engine.Frame, n)
+	for i, f := range buf[:n] {
+		frames[i] = st.info.Frame(uint32(f.func_index), uint64(f.module_offset))
+	}
+	return frames
 }
 
 // trapCode classifies Wasmer 2.0's trap messages (found by provoking each).
@@ -499,7 +522,7 @@ func awHostCall(id, index C.uint32_t, args, results *C.wasm_val_t) C.int {
 	h := &st.hosts[index]
 	if h.stackSize == 0 {
 		if err := engine.CallHost(h.fn, st.ctx, st.caller, nil); err != nil {
-			st.hostErr = err
+			st.hostErr, st.hostIdx = err, uint32(index)
 			return 1
 		}
 		return 0
@@ -521,7 +544,7 @@ func awHostCall(id, index C.uint32_t, args, results *C.wasm_val_t) C.int {
 	err := engine.CallHost(h.fn, st.ctx, st.caller, stack)
 	st.sp = sp
 	if err != nil {
-		st.hostErr = err
+		st.hostErr, st.hostIdx = err, uint32(index)
 		return 1
 	}
 	if h.nr > 0 {

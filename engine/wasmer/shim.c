@@ -331,6 +331,24 @@ wasm_trap_t *aw_call_fuel(uintptr_t inp, uintptr_t cp, uint64_t fuel, int nested
   return t;
 }
 
+// aw_trap_frames copies to out the frames, innermost first, of the trap's
+// backtrace, at most max, and returns how many it copied. Wasmer 2.0 fills
+// in the function index (of the module's function index space) and the
+// module offset; a trap raised by a host function has no frames.
+size_t aw_trap_frames(const wasm_trap_t *t, aw_frame *out, size_t max) {
+  wasm_frame_vec_t v = {0, NULL};
+  wasm_trap_trace(t, &v);
+  size_t n = v.size < max ? v.size : max;
+  for (size_t i = 0; i < n; i++) {
+    out[i].func_index = wasm_frame_func_index(v.data[i]);
+    out[i].module_offset = wasm_frame_module_offset(v.data[i]);
+  }
+  if (v.data != NULL) {
+    wasm_frame_vec_delete(&v);
+  }
+  return n;
+}
+
 // aw_trap_take returns the trap's message (malloc'd, without a trailing NUL)
 // and deletes the trap.
 char *aw_trap_take(wasm_trap_t *t, size_t *n) {

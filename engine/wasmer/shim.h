@@ -62,6 +62,13 @@ void aw_call_delete(aw_call *c);
 wasm_trap_t *aw_call_run(uintptr_t in, uintptr_t c);
 wasm_trap_t *aw_call_fuel(uintptr_t in, uintptr_t c, uint64_t fuel, int nested);
 char *aw_trap_take(wasm_trap_t *t, size_t *n);
+
+// One frame of a trap's backtrace.
+typedef struct aw_frame {
+  uint32_t func_index;
+  uint64_t module_offset;
+} aw_frame;
+size_t aw_trap_frames(const wasm_trap_t *t, aw_frame *out, size_t max);
 int aw_memory_grow(aw_inst *in, uint32_t delta, uint32_t *prev);
 
 #endif
