@@ -88,7 +88,8 @@ type instance struct {
 	armed   bool            // a call in progress armed the epoch deadline
 	pending *engine.Trap    // why the innermost call is ending, set by Go callbacks
 	// pendingHost is 1 + the import index of the host function that set
-	// pending, 0 if none did.
+	// pending, 0 if none did. An import index is a function index: all
+	// imports are functions.
 	pendingHost uint32
 
 	failed bool
