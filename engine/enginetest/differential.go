@@ -81,7 +81,12 @@ func runScript(rt *engine.Runtime) (outcome, error) {
 		var tr *engine.Trap
 		switch {
 		case errors.As(err, &tr):
-			o.results = append(o.results, fmt.Sprintf("%s%x = trap %s", st.fn, st.args, tr.Code))
+			// The frames, without offsets (only some runtimes have them).
+			frames := make([]string, len(tr.Frames))
+			for i, f := range tr.Frames {
+				frames[i] = f.String()
+			}
+			o.results = append(o.results, fmt.Sprintf("%s%x = trap %s at %v", st.fn, st.args, tr.Code, frames))
 		case err != nil:
 			return o, err
 		default:
@@ -102,8 +107,8 @@ func runScript(rt *engine.Runtime) (outcome, error) {
 }
 
 // RunDifferential runs the same script on every runtime compiled into the
-// test binary and fails if any two disagree on a result, a trap code or a
-// byte of memory. It skips when fewer than two runtimes are linked in.
+// test binary and fails if any two disagree on a result, a trap code and
+// backtrace, or a byte of memory. It skips when fewer than two runtimes are linked in.
 func RunDifferential(t *testing.T) {
 	names := engine.Runtimes()
 	if len(names) < 2 {

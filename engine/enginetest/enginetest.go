@@ -5,13 +5,13 @@
 //
 // It checks calls with every value type and multi-value results, host
 // functions, host errors and panics, re-entrancy, memory and its bounds,
-// every trap code, import and module errors, post-MVP features, limits
-// (or their refusal with ErrNotSupported), the state of an instance after a
-// trap, Close semantics, concurrency and instantiate/close cycles, and the
-// compilation cache's trust checks (a directory others could write is
-// refused; a planted or untrusted entry is never run). RunDifferential runs
-// the same guests on every runtime linked into the test binary and compares
-// results and memory bytes.
+// every trap code, trap backtraces, import and module errors, post-MVP
+// features, limits (or their refusal with ErrNotSupported), the state of an
+// instance after a trap, Close semantics, concurrency and instantiate/close
+// cycles, and the compilation cache's trust checks (a directory others could
+// write is refused; a planted or untrusted entry is never run).
+// RunDifferential runs the same guests on every runtime linked into the test
+// binary and compares results and memory bytes.
 //
 // The guests are small .wat files in testdata, compiled with wabt's wat2wasm;
 // the .wasm files are committed and embedded.
@@ -171,6 +171,7 @@ func Run(t *testing.T, name string) {
 	t.Run("Reentrancy", h.testReentrancy)
 	t.Run("Memory", h.testMemory)
 	t.Run("Traps", h.testTraps)
+	t.Run("Frames", h.testFrames)
 	t.Run("AfterTrap", h.testAfterTrap)
 	t.Run("StartFunction", h.testStart)
 	t.Run("Imports", h.testImports)
@@ -528,6 +529,260 @@ func (h *harness) testTraps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// framesEnv returns the host module of the frames guest: env.fail fails as
+// fail says; env.reenter(n) calls the guest's outer(n-1), or inner(n) when n
+// is 0, and fails with the error of that call, which it appends to nested.
+func framesEnv(fail func() error, nested *[]error) engine.HostModule {
+	return engine.HostModule{Name: "env", Functions: []engine.HostFunction{
+		{Name: "fail", Func: func(context.Context, engine.Caller, []uint64) error { return fail() }},
+		{Name: "reenter", Type: engine.FuncType{Params: []engine.ValueType{engine.I32}, Results: []engine.ValueType{engine.I32}},
+			Func: func(ctx context.Context, c engine.Caller, stack []uint64) error {
+				name, arg := "inner", stack[0]
+				if arg > 0 {
+					name, arg = "outer", arg-1
+				}
+				f, err := c.Function(name)
+				if err != nil {
+					return err
+				}
+				err = f.Call(ctx, []uint64{arg})
+				if err != nil {
+					*nested = append(*nested, err)
+				}
+				return err
+			}},
+	}}
+}
+
+// frame is what testFrames expects of a frame: a name, a function index,
+// whether it is a host function, and, with CapFrameOffsets, the opcode at
+// its offset (0x10 for a call).
+type frame struct {
+	name   string
+	index  uint32
+	host   bool
+	opcode byte
+}
+
+const opCall = 0x10
+
+// checkFrames checks tr's frames against want, innermost first; module is
+// the guest's name section module name and wasm its bytes.
+func (h *harness) checkFrames(t *testing.T, tr *engine.Trap, module string, wasm []byte, want ...frame) {
+	t.Helper()
+	if len(tr.Frames) != len(want) {
+		t.Fatalf("%d frames %v, want %d %v (trap %v)", len(tr.Frames), tr.Frames, len(want), want, tr)
+	}
+	offsets := h.info.Capabilities.Has(engine.CapFrameOffsets)
+	for i, f := range tr.Frames {
+		w := want[i]
+		if f.FuncIndex != w.index || f.Host != w.host {
+			t.Errorf("frame %d = %+v, want function %d (host %v)", i, f, w.index, w.host)
+		}
+		switch {
+		case w.host:
+			if f.Module != "env" || f.Func != w.name || f.Offset != 0 {
+				t.Errorf("host frame %d = %+v, want env.%s, offset 0", i, f, w.name)
+			}
+		case f.Module != module || f.Func != w.name:
+			t.Errorf("frame %d = %+v, want module %q function %q", i, f, module, w.name)
+		case !offsets && f.Offset != 0:
+			t.Errorf("frame %d = %+v: an offset on a runtime without CapFrameOffsets", i, f)
+		case offsets && (f.Offset == 0 || f.Offset >= uint64(len(wasm)) || wasm[f.Offset] != w.opcode):
+			got := -1
+			if f.Offset < uint64(len(wasm)) {
+				got = int(wasm[f.Offset])
+			}
+			t.Errorf("frame %d = %+v: the opcode at its offset is %#x, want %#x", i, f, got, w.opcode)
+		}
+	}
+}
+
+// withoutFrames returns the text of tr's Error() without the backtrace.
+func withoutFrames(tr *engine.Trap) string {
+	c := *tr
+	c.Frames = nil
+	return c.Error()
+}
+
+func (h *harness) testFrames(t *testing.T) {
+	rt := h.open(t, engine.NewConfig())
+	named, anon := Guest("frames"), Guest("frames_nonames")
+	var nested []error
+	boom := func() error { return errBoom }
+	run := func(t *testing.T, guest, fn string, fail func() error, stack ...uint64) *engine.Trap {
+		t.Helper()
+		nested = nil
+		inst := instantiate(t, rt, guest, framesEnv(fail, &nested))
+		err := callErr(t, inst, fn, stack...)
+		var tr *engine.Trap
+		if !errors.As(err, &tr) {
+			t.Fatalf("%s: error %v (%T) is not a *engine.Trap", fn, err, err)
+		}
+		return tr
+	}
+	hostFrames := h.info.Capabilities.Has(engine.CapHostTrapFrames)
+
+	t.Run("Names", func(t *testing.T) {
+		tr := run(t, "frames", "trigger2", boom)
+		expectTrap(t, tr, engine.TrapUnreachable)
+		h.checkFrames(t, tr, "frames", named,
+			frame{"one", 2, false, 0x00}, frame{"two", 3, false, opCall},
+			frame{"three", 4, false, opCall}, frame{"trigger2", 5, false, opCall})
+		want := withoutFrames(tr) + ": trigger2 -> three -> two -> one"
+		if got := tr.Error(); got != want || !strings.Contains(got, "trigger2 -> three -> two -> one") {
+			t.Errorf("Error() = %q, want %q", got, want)
+		}
+	})
+	t.Run("NoNameSection", func(t *testing.T) {
+		tr := run(t, "frames_nonames", "trigger2", boom)
+		expectTrap(t, tr, engine.TrapUnreachable)
+		h.checkFrames(t, tr, "", anon,
+			frame{"", 2, false, 0x00}, frame{"", 3, false, opCall}, frame{"", 4, false, opCall}, frame{"", 5, false, opCall})
+		if got := tr.Error(); !strings.HasSuffix(got, "): func[5] -> func[4] -> func[3] -> func[2]") {
+			t.Errorf("Error() = %q, want it to end with the frames func[5] -> func[4] -> func[3] -> func[2]", got)
+		}
+	})
+	t.Run("DivideByZero", func(t *testing.T) {
+		tr := run(t, "frames", "trap_div", boom, 0)
+		expectTrap(t, tr, engine.TrapIntegerDivideByZero)
+		h.checkFrames(t, tr, "frames", named, frame{"divide", 6, false, 0x6e}, frame{"trap_div", 7, false, opCall})
+		if !strings.HasSuffix(tr.Error(), ": trap_div -> divide") {
+			t.Errorf("Error() = %q", tr.Error())
+		}
+	})
+	t.Run("OutOfBounds", func(t *testing.T) {
+		tr := run(t, "frames", "trap_oob", boom)
+		expectTrap(t, tr, engine.TrapMemoryOutOfBounds)
+		h.checkFrames(t, tr, "frames", named, frame{"load", 8, false, 0x28}, frame{"trap_oob", 9, false, opCall})
+	})
+	t.Run("MaxFrames", func(t *testing.T) {
+		for _, n := range []uint64{engine.MaxFrames - 2, 40} {
+			tr := run(t, "frames", "deep", boom, n)
+			expectTrap(t, tr, engine.TrapUnreachable)
+			// The innermost frames only: deep at unreachable, then its calls.
+			want := []frame{{"deep", 13, false, 0x00}}
+			for len(want) < min(int(n)+1, engine.MaxFrames) {
+				want = append(want, frame{"deep", 13, false, opCall})
+			}
+			h.checkFrames(t, tr, "frames", named, want...)
+			got, chain := tr.Error(), strings.Repeat(" -> deep", len(want))[4:]
+			if len(want) == engine.MaxFrames {
+				chain = "... -> " + chain
+			}
+			if got != withoutFrames(tr)+": "+chain {
+				t.Errorf("deep(%d): Error() = %q, want the frames %q", n, got, chain)
+			}
+		}
+	})
+	t.Run("StackOverflow", func(t *testing.T) {
+		// wazero's compiler gives no backtrace for a stack overflow.
+		tr := run(t, "frames", "recurse", boom)
+		expectTrap(t, tr, engine.TrapStackOverflow)
+		if len(tr.Frames) > engine.MaxFrames {
+			t.Errorf("%d frames, more than MaxFrames", len(tr.Frames))
+		}
+		for i, f := range tr.Frames {
+			if f.Func != "recurse" || f.FuncIndex != 14 || f.Host {
+				t.Fatalf("frame %d = %+v, want recurse (14)", i, f)
+			}
+		}
+	})
+	// A trap raised by a host function has the host function as its
+	// innermost frame, then (CapHostTrapFrames) its callers.
+	for _, c := range []struct {
+		name string
+		fail func() error
+		code engine.TrapCode
+	}{
+		{"HostError", boom, engine.TrapHostError},
+		{"HostPanic", func() error { panic("host panic value") }, engine.TrapHostPanic},
+		{"Exit", func() error { return engine.Exit(3) }, engine.TrapExit},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, guest := range []string{"frames", "frames_nonames"} {
+				tr := run(t, guest, "call_fail", c.fail)
+				expectTrap(t, tr, c.code)
+				want := []frame{{"fail", 0, true, 0}}
+				suffix := ": env.fail"
+				if hostFrames {
+					caller := frame{"call_fail", 10, false, opCall}
+					wasm, module := named, "frames"
+					if guest == "frames_nonames" {
+						caller.name, wasm, module = "", anon, ""
+					}
+					h.checkFrames(t, tr, module, wasm, append(want, caller)...)
+					suffix = ": " + engine.Frame{Func: caller.name, FuncIndex: 10}.String() + " -> env.fail"
+				} else {
+					h.checkFrames(t, tr, "", nil, want...)
+				}
+				if got := tr.Error(); got != withoutFrames(tr)+suffix {
+					t.Errorf("%s: Error() = %q, want the frames %q", guest, got, suffix[2:])
+				}
+			}
+		})
+	}
+	// Re-entrancy: outer(n) -> env.reenter -> outer(n-1) -> ... -> outer(0)
+	// -> env.reenter -> inner -> two -> one. Each call lists its own frames,
+	// however deep the calls around it (25 is deeper than MaxFrames); each
+	// host function fails with the trap of the call it made.
+	t.Run("Reentrancy", func(t *testing.T) {
+		for _, depth := range []uint64{2, 25} {
+			tr := run(t, "frames", "outer", boom, depth)
+			if len(nested) != int(depth)+1 {
+				t.Fatalf("outer(%d): %d nested calls failed, want %d (top-level error %v)", depth, len(nested), depth+1, tr)
+			}
+			inner := expectTrap(t, nested[0], engine.TrapUnreachable)
+			h.checkFrames(t, inner, "frames", named, frame{"one", 2, false, 0x00}, frame{"two", 3, false, opCall}, frame{"inner", 12, false, opCall})
+			if !strings.HasSuffix(inner.Error(), ": inner -> two -> one") {
+				t.Errorf("nested Error() = %q", inner.Error())
+			}
+			want := []frame{{"reenter", 1, true, 0}}
+			if hostFrames {
+				want = append(want, frame{"outer", 11, false, opCall})
+			}
+			for i, err := range append(nested[1:], error(tr)) {
+				outer := expectTrap(t, err, engine.TrapHostError)
+				h.checkFrames(t, outer, "frames", named, want...)
+				if !errors.Is(outer, nested[i]) {
+					t.Errorf("call %d: %v does not wrap the nested call's %v", i, outer, nested[i])
+				}
+			}
+			if got := tr.Error(); !strings.Contains(got, ": inner -> two -> one") || !strings.HasSuffix(got, "env.reenter") {
+				t.Errorf("Error() = %q, want the nested frames and then its own", got)
+			}
+		}
+	})
+	t.Run("StartFunction", func(t *testing.T) {
+		ctx := context.Background()
+		m, err := rt.Compile(ctx, Guest("start"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = rt.Instantiate(ctx, m, nil)
+		tr := expectTrap(t, err, engine.TrapUnreachable)
+		h.checkFrames(t, tr, "", Guest("start"), frame{"", 0, false, 0x00})
+	})
+	// Frames cost nothing on success.
+	t.Run("NoAllocations", func(t *testing.T) {
+		inst := instantiate(t, rt, "frames", framesEnv(boom, &nested))
+		f, err := inst.Function("trap_div")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		stack := []uint64{1}
+		if n := testing.AllocsPerRun(100, func() {
+			stack[0] = 1
+			if err := f.Call(ctx, stack); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%v allocations per successful call, want 0", n)
+		}
+	})
 }
 
 func (h *harness) testAfterTrap(t *testing.T) {

@@ -22,6 +22,11 @@
   ;; re-entrancy: outer -> env.reenter, which calls inner -> two -> one
   (func $outer (export "outer") (param i32) (result i32) (call $reenter (local.get 0)))
   (func $inner (export "inner") (param i32) (result i32) (call $two) (local.get 0))
-  ;; a stack deeper than engine.MaxFrames
+  ;; deep(n) calls itself n times, then hits unreachable: n + 1 frames
+  (func $deep (export "deep") (param i32)
+    (if (local.get 0)
+      (then (call $deep (i32.sub (local.get 0) (i32.const 1))))
+      (else unreachable)))
+  ;; stack overflow
   (func $recurse (export "recurse") (call $recurse))
 )
