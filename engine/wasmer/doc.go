@@ -152,5 +152,6 @@
 // are skipped there (fuel; the leak tests that instantiate thousands of
 // times; the cross-process cache test, which cannot exec a child under
 // qemu-user), and the conformance kit fails on its guests that need
-// reference types or multiple tables.
+// reference types or multiple tables, and on trap backtraces: that library
+// gives only a trap's innermost frame.
 package wasmer
