@@ -436,3 +436,26 @@ func TestLogLevels(t *testing.T) {
 		}
 	})
 }
+
+// TestTrapBacktrace: a plugin's trap names the plugin, the callback, the
+// trap code and the guest's backtrace with the names of the module's name
+// section, on every runtime.
+func TestTrapBacktrace(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
+		f := load(t, rt, "trap", abi.PluginConfig{}, abi.Options{})
+		s := f.stream()
+		s.RequestHeaders(f.ctx, abi.Headers{{":path", "/"}, {"x-crash", "panic"}}, true)
+		err := s.Err()
+		var trap *engine.Trap
+		if !errors.As(err, &trap) || trap.Code != engine.TrapUnreachable || len(trap.Frames) == 0 {
+			t.Fatalf("Err() = %v, want an unreachable trap with frames", err)
+		}
+		for _, want := range []string{`plugin "trap" failed in proxy_on_request_headers [unreachable]`,
+			"proxy_on_request_headers -> ", "main.__httpContext_.OnHttpRequestHeaders -> runtime.gopanic"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%v\nlacks %q", err, want)
+			}
+		}
+		_ = s.Close(f.ctx)
+	})
+}
