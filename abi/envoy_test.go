@@ -17,6 +17,7 @@ import (
 	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/engine"
 	"github.com/anywasm/anywasm/internal/plugins"
+	"github.com/anywasm/anywasm/internal/testrt"
 )
 
 // The host's semantics where they follow Envoy's code rather than the
@@ -334,7 +335,7 @@ func TestCalloutAnswerOwnDeadline(t *testing.T) {
 	defer close(block)
 	for _, name := range engine.Runtimes() {
 		t.Run(name, func(t *testing.T) {
-			rt, err := engine.Open(name, engine.NewConfig().WithInterruptOnContextDone(true))
+			rt, err := engine.Open(name, testrt.Config().WithInterruptOnContextDone(true))
 			if errors.Is(err, engine.ErrNotSupported) {
 				t.Skipf("%s cannot interrupt: %v", name, err)
 			}

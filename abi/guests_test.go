@@ -14,6 +14,7 @@ import (
 	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/engine"
 	_ "github.com/anywasm/anywasm/engine/all"
+	"github.com/anywasm/anywasm/internal/testrt"
 )
 
 // logSink collects plugin logs.
@@ -53,7 +54,7 @@ func (s *logSink) String() string {
 func forEachRuntime(t *testing.T, f func(t *testing.T, rt *engine.Runtime)) {
 	for _, name := range engine.Runtimes() {
 		t.Run(name, func(t *testing.T) {
-			rt, err := engine.Open(name, engine.NewConfig())
+			rt, err := engine.Open(name, testrt.Config())
 			if err != nil {
 				t.Fatal(err)
 			}

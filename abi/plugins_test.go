@@ -15,6 +15,7 @@ import (
 	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/engine"
 	"github.com/anywasm/anywasm/internal/plugins"
+	"github.com/anywasm/anywasm/internal/testrt"
 )
 
 // fixture is a host and one loaded Go-SDK plugin on one runtime.
@@ -270,30 +271,49 @@ func TestGoSDKShared(t *testing.T) {
 	})
 }
 
+// eventually waits until cond holds, checking it every few milliseconds:
+// for an event the test cannot be told of (a delivery on another
+// goroutine), with no bound but the test's own timeout.
 func eventually(t *testing.T, cond func() bool, format string, args ...any) {
 	t.Helper()
-	for i := 0; i < 500; i++ {
-		if cond() {
-			return
+	for !cond() {
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("gave up waiting for "+format, args...)
+		case <-time.After(5 * time.Millisecond):
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	t.Errorf("timed out waiting for "+format, args...)
 }
 
+// TestGoSDKTick: the tick plugin's ticks, driven by hand (ManualTicks):
+// its period, three ticks counted in shared data, none after Close; and
+// timers drive them when not by hand.
 func TestGoSDKTick(t *testing.T) {
 	forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
-		f := load(t, rt, "tick", abi.PluginConfig{}, abi.Options{})
-		eventually(t, func() bool { return f.logs.has("tick 3") }, "three ticks:\n%s", f.logs)
+		f := load(t, rt, "tick", abi.PluginConfig{}, abi.Options{ManualTicks: true})
+		if p := f.p.TickPeriod(); p != 100*time.Millisecond {
+			t.Errorf("tick period %s, want 100ms", p)
+		}
+		for range 3 {
+			if n := f.p.Tick(f.ctx); n != 1 {
+				t.Fatalf("Tick ran %d ticks, want 1", n)
+			}
+		}
+		if !f.logs.has("tick 3") {
+			t.Errorf("no third tick:\n%s", f.logs)
+		}
 		if err := f.p.Close(f.ctx); err != nil {
 			t.Fatal(err)
 		}
-		v, _, _ := f.host.SharedData("vm-tick", "ticks")
-		time.Sleep(300 * time.Millisecond)
-		v2, _, _ := f.host.SharedData("vm-tick", "ticks")
-		if string(v) != string(v2) {
-			t.Errorf("ticks went on after Close: %s -> %s", v, v2)
+		if n := f.p.Tick(f.ctx); n != 0 {
+			t.Errorf("Tick after Close ran %d ticks", n)
 		}
+		if v, _, _ := f.host.SharedData("vm-tick", "ticks"); string(v) != "3" {
+			t.Errorf("ticks = %q, want 3", v)
+		}
+		// With timers: the first tick comes by itself.
+		f2 := load(t, rt, "tick", abi.PluginConfig{VMID: "vm-timed"}, abi.Options{})
+		eventually(t, func() bool { return f2.logs.has("tick 1") }, "a tick from the timer:\n%s", f2.logs)
 	})
 }
 
@@ -446,7 +466,7 @@ func TestGoSDKInfiniteLoop(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			info, _ := engine.Lookup(name)
 			if !info.Capabilities.Has(engine.CapInterrupt) {
-				rt, _ := engine.Open(name, engine.NewConfig())
+				rt, _ := engine.Open(name, testrt.Config())
 				defer rt.Close(context.Background())
 				h := abi.NewHost(rt, abi.Options{})
 				_, err := h.Load(context.Background(), plugins.Build(t, "trap"), abi.PluginConfig{Name: "trap", CallTimeout: time.Second})
@@ -455,7 +475,7 @@ func TestGoSDKInfiniteLoop(t *testing.T) {
 				}
 				return
 			}
-			rt, err := engine.Open(name, engine.NewConfig().WithInterruptOnContextDone(true))
+			rt, err := engine.Open(name, testrt.Config().WithInterruptOnContextDone(true))
 			if err != nil {
 				t.Fatal(err)
 			}

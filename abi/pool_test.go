@@ -10,6 +10,7 @@ import (
 	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/engine"
 	"github.com/anywasm/anywasm/internal/plugins"
+	"github.com/anywasm/anywasm/internal/testrt"
 )
 
 // TestSharedVM: two plugins with the same vm_id and code share the VMs,
@@ -169,7 +170,7 @@ func TestPoolGrowsOnDemand(t *testing.T) {
 // TestPoolSizeBounded: a PoolSize over MaxPoolSize, or one the machine's
 // memory cannot hold at the runtime's memory limit, is refused at Load.
 func TestPoolSizeBounded(t *testing.T) {
-	rt, err := engine.Open("wazero", engine.NewConfig().WithMemoryLimitPages(65536)) // 4 GiB per VM
+	rt, err := engine.Open("wazero", testrt.Config().WithMemoryLimitPages(65536)) // 4 GiB per VM
 	if err != nil {
 		t.Fatal(err)
 	}

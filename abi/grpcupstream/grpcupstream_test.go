@@ -14,6 +14,7 @@ import (
 	"github.com/anywasm/anywasm/abi/grpcupstream"
 	"github.com/anywasm/anywasm/engine"
 	_ "github.com/anywasm/anywasm/engine/all"
+	"github.com/anywasm/anywasm/internal/testrt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
@@ -235,7 +236,7 @@ func TestPlugin(t *testing.T) {
 			for _, name := range engine.Runtimes() {
 				t.Run(name, func(t *testing.T) {
 					ctx := context.Background()
-					rt, err := engine.Open(name, engine.NewConfig())
+					rt, err := engine.Open(name, testrt.Config())
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -20,6 +20,7 @@ import (
 	_ "github.com/anywasm/anywasm/engine/all"
 	"github.com/anywasm/anywasm/internal/plugins"
 	"github.com/anywasm/anywasm/internal/testlog"
+	"github.com/anywasm/anywasm/internal/testrt"
 )
 
 // forEachRuntime runs f once per runtime compiled into the test binary,
@@ -27,7 +28,7 @@ import (
 func forEachRuntime(t *testing.T, f func(t *testing.T, h *abi.Host, logs *testlog.Sink)) {
 	for _, name := range engine.Runtimes() {
 		t.Run(name, func(t *testing.T) {
-			rt, err := engine.Open(name, engine.NewConfig())
+			rt, err := engine.Open(name, testrt.Config())
 			if err != nil {
 				t.Fatal(err)
 			}

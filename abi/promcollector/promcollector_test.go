@@ -15,6 +15,7 @@ import (
 	"github.com/anywasm/anywasm/engine"
 	_ "github.com/anywasm/anywasm/engine/all"
 	"github.com/anywasm/anywasm/internal/plugins"
+	"github.com/anywasm/anywasm/internal/testrt"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -45,7 +46,7 @@ func eachHost(t *testing.T, wasm []byte, f func(runtime string, h *abi.Host, p *
 	t.Helper()
 	ctx := context.Background()
 	for _, name := range engine.Runtimes() {
-		rt, err := engine.Open(name, engine.NewConfig())
+		rt, err := engine.Open(name, testrt.Config())
 		if err != nil {
 			t.Fatal(err)
 		}

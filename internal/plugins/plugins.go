@@ -218,6 +218,17 @@ func (c *cache) build(name string) (string, error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("plugins: %w", err)
 	}
+	// Test processes of several packages start at once and want the same
+	// plugins: the first builds each, the others wait for it (a lock per
+	// plugin and key) rather than build it again.
+	unlock, err := lockFile(filepath.Join(cacheDir, name+"-"+key[:32]+".lock"))
+	if err != nil {
+		return "", fmt.Errorf("plugins: %w", err)
+	}
+	defer unlock()
+	if isWasm(final) { // built while this process waited
+		return final, nil
+	}
 	tmp, err := os.MkdirTemp(cacheDir, name+".build-")
 	if err != nil {
 		return "", fmt.Errorf("plugins: %w", err)

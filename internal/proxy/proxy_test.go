@@ -23,6 +23,7 @@ import (
 	"github.com/anywasm/anywasm/internal/plugins"
 	"github.com/anywasm/anywasm/internal/proxy"
 	"github.com/anywasm/anywasm/internal/testlog"
+	"github.com/anywasm/anywasm/internal/testrt"
 )
 
 // backend is the upstream of the HTTP listeners: it answers /info (the
@@ -92,6 +93,9 @@ func start(t *testing.T, runtime, config string) *harness {
 		t.Fatalf("config: %v\n%s", err, config)
 	}
 	h := &harness{t: t, logs: &testlog.Sink{}}
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = testrt.Dir() // each plugin compiled once for the whole test run
+	}
 	p, err := proxy.Start(context.Background(), cfg, proxy.Options{Runtime: runtime, Logger: slog.New(h.logs)})
 	if err != nil {
 		t.Fatalf("start: %v\nlogs:\n%s", err, h.logs)
@@ -316,11 +320,8 @@ func TestProxy(t *testing.T) {
 			}
 		})
 		t.Run("ticks", func(t *testing.T) {
-			deadline := time.Now().Add(10 * time.Second)
-			for h.logs.Count("tick 3") == 0 && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
-			if h.logs.Count("tick 3") == 0 {
+			// The proxy's ticks run on timers: wait for the event.
+			if err := h.logs.Wait(t.Context(), "tick 3"); err != nil {
 				t.Errorf("no third tick:\n%s", h.logs)
 			}
 		})
@@ -537,14 +538,15 @@ func TestReloadWatch(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "plugin.wasm")
 	copyFile(t, plugins.Path(t, "headers"), file)
-	h := start(t, "", oneFilter("reload_interval: 20ms", b.URL, "swap", file))
+	h := start(t, "", oneFilter("reload_interval: 100ms", b.URL, "swap", file))
 	if r := h.do("GET", h.url("web", "/"), ""); r.header.Get("X-Anywasm-Plugin") != "headers" {
 		t.Fatalf("%v", r.header)
 	}
 	copyFile(t, plugins.Path(t, "local_response"), file)
-	deadline := time.Now().Add(10 * time.Second)
-	for h.logs.Count("plugin reloaded") == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	// The watcher polls: wait for the reload it makes, however long the
+	// new plugin takes to load on a busy machine.
+	if err := h.logs.Wait(t.Context(), "plugin reloaded"); err != nil {
+		t.Fatal(err)
 	}
 	if r := h.do("GET", h.url("web", "/"), "", "X-Deny", "1"); r.status != 403 {
 		t.Errorf("after the change: %d\nlogs:\n%s", r.status, h.logs)
@@ -575,8 +577,7 @@ func TestShutdown(t *testing.T) {
 	<-b.slow
 	done := make(chan error)
 	go func() { done <- p.Shutdown(context.Background()) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	for { // Shutdown runs on another goroutine: wait until it drains
 		resp, err := http.Get("http://" + admin + "/healthz")
 		if err == nil {
 			resp.Body.Close()
@@ -584,10 +585,11 @@ func TestShutdown(t *testing.T) {
 				break
 			}
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-t.Context().Done():
 			t.Fatal("healthz never reported draining")
+		case <-time.After(5 * time.Millisecond):
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		t.Error("a new connection was accepted during shutdown")

@@ -17,6 +17,7 @@ import (
 type Sink struct {
 	mu    sync.Mutex
 	lines []string
+	added chan struct{} // closed and replaced when a line is added
 }
 
 // Logger returns a logger writing into a new Sink.
@@ -39,7 +40,35 @@ func (s *Sink) Handle(_ context.Context, r slog.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lines = append(s.lines, b.String())
+	if s.added != nil {
+		close(s.added)
+		s.added = nil
+	}
 	return nil
+}
+
+// Wait blocks until a line containing sub has been logged, or ctx is done:
+// tests wait for the event, not for a time.
+func (s *Sink) Wait(ctx context.Context, sub string) error {
+	for {
+		s.mu.Lock()
+		for _, l := range s.lines {
+			if strings.Contains(l, sub) {
+				s.mu.Unlock()
+				return nil
+			}
+		}
+		if s.added == nil {
+			s.added = make(chan struct{})
+		}
+		added := s.added
+		s.mu.Unlock()
+		select {
+		case <-added:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // WithAttrs implements slog.Handler.
