@@ -436,7 +436,8 @@ func TestProxy(t *testing.T) {
 }
 
 // TestPluginMetrics: the metrics plugins define reach /metrics with a
-// runtime label.
+// runtime label, under the default prefix anywasm_plugin_ (the metrics
+// plugin's own names start with anywasm_).
 func TestPluginMetrics(t *testing.T) {
 	forEachRuntime(t, func(t *testing.T, rt string) {
 		h := start(t, rt, oneFilter("admin: {address: 127.0.0.1:0, pprof: true}", "", "metrics", plugins.Path(t, "metrics")))
@@ -448,10 +449,10 @@ func TestPluginMetrics(t *testing.T) {
 		}
 		m := h.do("GET", "http://"+h.p.AdminAddr().String()+"/metrics", "").body
 		for _, want := range []string{
-			fmt.Sprintf(`anywasm_requests_total{runtime=%q} 3`, rt),
-			fmt.Sprintf(`anywasm_last_path_len{runtime=%q} 4`, rt),
-			fmt.Sprintf(`anywasm_header_count_count{runtime=%q} 3`, rt),
-			"# TYPE anywasm_header_count histogram",
+			fmt.Sprintf(`anywasm_plugin_anywasm_requests_total{runtime=%q} 3`, rt),
+			fmt.Sprintf(`anywasm_plugin_anywasm_last_path_len{runtime=%q} 4`, rt),
+			fmt.Sprintf(`anywasm_plugin_anywasm_header_count_count{runtime=%q} 3`, rt),
+			"# TYPE anywasm_plugin_anywasm_header_count histogram",
 		} {
 			if !strings.Contains(m, want) {
 				t.Errorf("metrics lack %s", want)
