@@ -2,19 +2,27 @@ package proxy
 
 import (
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/anywasm/anywasm/abi"
+	"github.com/anywasm/anywasm/abi/promcollector"
 )
 
 // adminHandler serves /healthz (200 "ok", 503 "draining" during
 // shutdown), /metrics (Prometheus text format: the plugins' metrics with a
-// runtime label, the proxy's own, Go's and the process's), /plugins
+// runtime label under admin.plugin_metrics_prefix, the proxy's own, Go's
+// and the process's), /plugins
 // (JSON: the loaded plugins) and, when admin.pprof is set, Go's profiles
 // under /debug/pprof/.
 func (p *Proxy) adminHandler() http.Handler {
@@ -26,7 +34,10 @@ func (p *Proxy) adminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{p}}))
+	// A gathering error (a collision the plugin collector did not foresee,
+	// say) leaves out what it concerns and never fails the scrape.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{
+		ErrorLog: &onceLog{log: p.log}, ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("GET /plugins", func(w http.ResponseWriter, r *http.Request) {
 		var out []map[string]any
 		for _, s := range p.slots {
@@ -47,9 +58,123 @@ func (p *Proxy) adminHandler() http.Handler {
 	return mux
 }
 
-type slogPrinter struct{ p *Proxy }
+// onceLog is promhttp's error log: it logs each distinct cause once, not
+// on every scrape. A cause is the metric family an error names (a
+// registry's errors quote the metric, value included, and which of two
+// colliding collectors it blames depends on which was collected first),
+// else the error's text with its numbers left out. At most onceLogMax
+// causes are remembered.
+type onceLog struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	seen map[string]bool
+	full bool // seen has onceLogMax errors: log no more
+}
 
-func (s slogPrinter) Println(v ...any) { s.p.log.Warn("metrics", "err", v) }
+const onceLogMax = 256
+
+var (
+	digits = regexp.MustCompile(`[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?`)
+	// family finds the family in client_golang's gathering errors:
+	// "collected metric x ...", "collected metric "x" {...} was collected
+	// before", "gathered metric family x has ...", "... Desc{fqName: "x", ...".
+	family = regexp.MustCompile(`(?:collected metric|gathered metric family) "?([a-zA-Z_:][a-zA-Z0-9_:]*)|fqName: "([^"]*)"`)
+)
+
+// cause is what tells errors apart.
+func cause(err error) string {
+	if m := family.FindStringSubmatch(err.Error()); m != nil {
+		return "family " + m[1] + m[2]
+	}
+	return digits.ReplaceAllString(err.Error(), "#")
+}
+
+// Println implements promhttp.Logger: promhttp calls it with what it was
+// doing ("error gathering metrics:") and the error, a
+// prometheus.MultiError when there are several.
+func (l *onceLog) Println(v ...any) {
+	var (
+		doing []string
+		errs  []error
+	)
+	for _, x := range v {
+		switch x := x.(type) {
+		case prometheus.MultiError:
+			errs = append(errs, x...)
+		case error:
+			errs = append(errs, x)
+		default:
+			doing = append(doing, strings.TrimSuffix(fmt.Sprint(x), ":"))
+		}
+	}
+	msg := "metrics: " + strings.Join(doing, " ")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	for _, err := range errs {
+		key := msg + "\x00" + cause(err)
+		switch {
+		case l.seen[key] || l.full:
+		case len(l.seen) == onceLogMax:
+			l.full = true
+			l.log.Warn(msg+" (logged once; further distinct errors are not logged)", "err", err)
+		default:
+			l.seen[key] = true
+			l.log.Warn(msg+" (logged once)", "err", err)
+		}
+	}
+}
+
+// hostNamespaces are the name prefixes of the families /metrics exposes
+// besides the plugins': a plugin metric that would be named so is left
+// out (pluginCollector), and admin.plugin_metrics_prefix may not be in one.
+// Whole namespaces rather than today's names, so that a family a new Go
+// release adds is covered too.
+var hostNamespaces = []struct{ prefix, of string }{
+	{"go_", "Go's metrics"},
+	{"process_", "the process's metrics"},
+	{"anywasm_proxy_", "the proxy's own metrics"},
+}
+
+func reservedName(name string) bool {
+	for _, ns := range hostNamespaces {
+		if strings.HasPrefix(name, ns.prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// pluginCollector exposes the plugin metrics of every runtime's host, with
+// a runtime label, under admin.plugin_metrics_prefix; what it leaves out
+// (see promcollector) is logged once per metric.
+func (p *Proxy) pluginCollector() prometheus.Collector {
+	var sources []promcollector.Source
+	for _, name := range p.runtimeNames() {
+		sources = append(sources, promcollector.Source{Metrics: p.hosts[name].Metrics(), Labels: prometheus.Labels{"runtime": name}})
+	}
+	prefix := p.cfg.Admin.PluginMetricsPrefix
+	if prefix == "" {
+		prefix = promcollector.DefaultPrefix
+	}
+	var logged sync.Map // skipKey -> struct{}
+	return promcollector.NewSources(sources, promcollector.WithPrefix(prefix), promcollector.WithReserved(reservedName),
+		promcollector.WithOnSkip(func(s promcollector.Skip) {
+			if _, dup := logged.LoadOrStore(skipKey{s.Name, s.Type, s.Labels["runtime"]}, struct{}{}); dup {
+				return
+			}
+			p.log.Warn("plugin metric not exposed", "metric", s.Name, "type", s.Type.String(), "runtime", s.Labels["runtime"],
+				"name", s.Exposed, "reason", s.Reason)
+		}))
+}
+
+type skipKey struct {
+	name    string
+	typ     abi.MetricType
+	runtime string
+}
 
 // proxyMetrics are the proxy's own metrics.
 type proxyMetrics struct {

@@ -52,6 +52,12 @@ type Admin struct {
 	Address string `json:"address"`
 	// Pprof serves Go's profiles under /debug/pprof/ (net/http/pprof).
 	Pprof bool `json:"pprof,omitempty"`
+	// PluginMetricsPrefix goes in front of the name of every metric a
+	// plugin defines (promcollector.DefaultPrefix, "anywasm_plugin_", when
+	// empty), so that plugins cannot take the names of the proxy's own
+	// families. [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__" and not in
+	// the proxy's namespaces (go_, process_, anywasm_proxy_).
+	PluginMetricsPrefix string `json:"plugin_metrics_prefix,omitempty"`
 }
 
 // Listener accepts downstream connections: HTTP, through HTTP plugins to an
@@ -438,6 +444,9 @@ func (c *Config) Validate() error {
 			bad("admin.address", "%v", err)
 		}
 	}
+	if err := checkMetricsPrefix(c.Admin.PluginMetricsPrefix); err != nil {
+		bad("admin.plugin_metrics_prefix", "%v", err)
+	}
 	clusters := map[string]*Cluster{}
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]
@@ -587,4 +596,27 @@ func clusterNames(cs []Cluster) string {
 		return "none defined"
 	}
 	return strings.Join(s, ", ")
+}
+
+// checkMetricsPrefix refuses a plugin metrics prefix that is not the start
+// of a Prometheus metric name an exporter may use, or that is in a
+// namespace of the proxy's own families ("" is the default).
+func checkMetricsPrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	for i, r := range prefix {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
+			return fmt.Errorf("%q: want the start of a Prometheus metric name, [a-zA-Z_][a-zA-Z0-9_]* (colons are for recording rules)", prefix)
+		}
+	}
+	if strings.HasPrefix(prefix, "__") {
+		return fmt.Errorf("%q: names starting with __ are reserved for Prometheus' internal use", prefix)
+	}
+	for _, ns := range hostNamespaces {
+		if strings.HasPrefix(prefix, ns.prefix) {
+			return fmt.Errorf("%q: in %s, the namespace of %s: every plugin metric there would be left out", prefix, ns.prefix, ns.of)
+		}
+	}
+	return nil
 }

@@ -33,7 +33,6 @@ import (
 	"github.com/anywasm/anywasm/abi/grpcupstream"
 	"github.com/anywasm/anywasm/abi/nethttp"
 	"github.com/anywasm/anywasm/abi/nettcp"
-	"github.com/anywasm/anywasm/abi/promcollector"
 	"github.com/anywasm/anywasm/engine"
 )
 
@@ -159,6 +158,9 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 			return nil, fmt.Errorf("listeners[%d] (%s): %w", i, l.Name, err)
 		}
 	}
+	// Every host is open now (reloads reuse them): one collector for all,
+	// so that its rules for colliding names hold across runtimes.
+	p.reg.MustRegister(p.pluginCollector())
 	if opts.check {
 		return p, nil
 	}
@@ -275,7 +277,6 @@ func (p *Proxy) host(name string, o abi.Options) (*abi.Host, error) {
 	o.Logger = p.log
 	h := abi.NewHost(rt, o)
 	p.hosts[name] = h
-	p.reg.MustRegister(promcollector.New(h.Metrics(), prometheus.Labels{"runtime": name}))
 	return h, nil
 }
 

@@ -24,6 +24,9 @@ import (
 	"github.com/anywasm/anywasm/internal/proxy"
 	"github.com/anywasm/anywasm/internal/testlog"
 	"github.com/anywasm/anywasm/internal/testrt"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // backend is the upstream of the HTTP listeners: it answers /info (the
@@ -461,6 +464,126 @@ func TestPluginMetrics(t *testing.T) {
 	})
 }
 
+// collideWasm is a plugin whose metrics are named like the proxy's other
+// families: go_goroutines, process_open_fds, proxy_http_requests_total, and
+// a counter "requests" it increments on each request
+// (abi/promcollector/testdata/collide.wat).
+const collideWasm = "../../abi/promcollector/testdata/collide.wasm"
+
+// scrape GETs /metrics and parses it; it fails the test unless the answer
+// is 200 and valid Prometheus text.
+func (h *harness) scrape() map[string]*dto.MetricFamily {
+	h.t.Helper()
+	r := h.do("GET", "http://"+h.p.AdminAddr().String()+"/metrics", "")
+	if r.status != 200 {
+		h.t.Fatalf("/metrics: %d %s\nlogs:\n%s", r.status, r.body, h.logs)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(r.body))
+	if err != nil {
+		h.t.Fatalf("/metrics is not valid Prometheus text: %v\n%s", err, r.body)
+	}
+	return fams
+}
+
+// only returns the one metric of family name, failing the test if the
+// family has another type or help, or not exactly one metric.
+func only(t *testing.T, fams map[string]*dto.MetricFamily, name string, typ dto.MetricType, help string) *dto.Metric {
+	t.Helper()
+	f := fams[name]
+	if f == nil {
+		t.Fatalf("no family %s", name)
+	}
+	if f.GetType() != typ || (help != "" && f.GetHelp() != help) || len(f.GetMetric()) != 1 {
+		t.Fatalf("family %s: type %s, help %q, %d metrics; want %s, %q, 1", name, f.GetType(), f.GetHelp(), len(f.GetMetric()), typ, help)
+	}
+	return f.GetMetric()[0]
+}
+
+func labels(m *dto.Metric) map[string]string {
+	l := map[string]string{}
+	for _, p := range m.GetLabel() {
+		l[p.GetName()] = p.GetValue()
+	}
+	return l
+}
+
+// TestPluginMetricNames: a plugin metric named like one of the proxy's
+// other families never breaks /metrics or takes that family's place, on
+// every runtime. Plugin metrics are exposed under admin.plugin_metrics_prefix
+// (default anywasm_plugin_), counters with _total; one that would still
+// collide (prefix anywasm_: anywasm_proxy_http_requests_total) is left
+// out, and that is logged once, however often /metrics is scraped.
+func TestPluginMetricNames(t *testing.T) {
+	wasm, err := filepath.Abs(collideWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const goHelp, fdsHelp = "Number of goroutines that currently exist.", "Number of open file descriptors."
+	forEachRuntime(t, func(t *testing.T, rt string) {
+		for _, c := range []struct{ prefix, admin string }{
+			{"anywasm_plugin_", "admin: {address: 127.0.0.1:0}"},
+			{"anywasm_", "admin: {address: 127.0.0.1:0, plugin_metrics_prefix: anywasm_}"},
+		} {
+			t.Run(c.prefix, func(t *testing.T) {
+				h := start(t, rt, oneFilter(c.admin, "", "collide", wasm))
+				for range 3 {
+					if r := h.do("GET", h.url("web", "/"), ""); r.status != 200 {
+						t.Fatalf("request: %d %q", r.status, r.body)
+					}
+				}
+				var fams map[string]*dto.MetricFamily
+				for range 3 {
+					fams = h.scrape()
+				}
+				// The Go and process collectors' families are theirs: no
+				// runtime label, not the plugin's 1000000.
+				for _, f := range []struct{ name, help string }{{"go_goroutines", goHelp}, {"process_open_fds", fdsHelp}} {
+					m := only(t, fams, f.name, dto.MetricType_GAUGE, f.help)
+					if v := m.GetGauge().GetValue(); len(m.GetLabel()) != 0 || v <= 0 || v >= 1e6 {
+						t.Errorf("%s: labels %v, value %v", f.name, labels(m), v)
+					}
+				}
+				// The plugin's, under the prefix, with the runtime label.
+				for _, name := range []string{"go_goroutines", "process_open_fds"} {
+					m := only(t, fams, c.prefix+name, dto.MetricType_GAUGE, "")
+					if m.GetGauge().GetValue() != 1e6 || labels(m)["runtime"] != rt {
+						t.Errorf("%s%s: %v %v", c.prefix, name, labels(m), m.GetGauge().GetValue())
+					}
+				}
+				if m := only(t, fams, c.prefix+"requests_total", dto.MetricType_COUNTER, ""); m.GetCounter().GetValue() != 3 || labels(m)["runtime"] != rt {
+					t.Errorf("%srequests_total: %v %v", c.prefix, labels(m), m.GetCounter().GetValue())
+				}
+				if fams[c.prefix+"requests"] != nil || fams[c.prefix+"proxy_http_requests_total_total"] != nil {
+					t.Error("a counter was exposed without _total, or with it twice")
+				}
+				const notExposed = "plugin metric not exposed"
+				switch c.prefix {
+				case "anywasm_plugin_":
+					if m := only(t, fams, "anywasm_plugin_proxy_http_requests_total", dto.MetricType_COUNTER, ""); m.GetCounter().GetValue() != 7 {
+						t.Errorf("anywasm_plugin_proxy_http_requests_total: %v", m.GetCounter().GetValue())
+					}
+					if n := h.logs.Count(notExposed); n != 0 {
+						t.Errorf("%d metrics not exposed:\n%s", n, h.logs)
+					}
+				case "anywasm_":
+					// anywasm_proxy_http_requests_total is the proxy's.
+					m := only(t, fams, "anywasm_proxy_http_requests_total", dto.MetricType_COUNTER, "HTTP requests answered, by listener and status code.")
+					if l := labels(m); l["runtime"] != "" || l["code"] != "200" || m.GetCounter().GetValue() != 3 {
+						t.Errorf("anywasm_proxy_http_requests_total: %v %v", l, m.GetCounter().GetValue())
+					}
+					if n := h.logs.Count(notExposed); n != 1 || h.logs.Count("proxy_http_requests_total") != 1 {
+						t.Errorf("logged %d times that a metric is not exposed, want once:\n%s", n, h.logs)
+					}
+				}
+				if h.logs.Count("error gathering") != 0 {
+					t.Errorf("gathering failed:\n%s", h.logs)
+				}
+			})
+		}
+	})
+}
+
 // TestInterruptRefused: a call timeout on a runtime that cannot interrupt
 // is refused at start, naming the field.
 func TestInterruptRefused(t *testing.T) {
@@ -641,6 +764,12 @@ clusters: [{name: t, type: tcp, address: "127.0.0.1:1"}]`, `listeners[0].http.cl
 			"call_timeout"},
 		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: x, configuration: {"@type": "type.googleapis.com/google.protobuf.Struct", value: {}}, vm_config: {code: {local: {filename: a.wasm}}}}]}}]`,
 			"listeners[0].http.filters[0].configuration: @type"},
+		{"admin: {plugin_metrics_prefix: 9x_}\nlisteners: []", `admin.plugin_metrics_prefix: "9x_": want the start of a Prometheus metric name`},
+		{"admin: {plugin_metrics_prefix: \"a-b\"}\nlisteners: []", `admin.plugin_metrics_prefix: "a-b": want`},
+		{"admin: {plugin_metrics_prefix: \"a:b_\"}\nlisteners: []", `admin.plugin_metrics_prefix: "a:b_": want`},
+		{"admin: {plugin_metrics_prefix: __x}\nlisteners: []", `admin.plugin_metrics_prefix: "__x": names starting with __ are reserved`},
+		{"admin: {plugin_metrics_prefix: go_}\nlisteners: []", `admin.plugin_metrics_prefix: "go_": in go_, the namespace of Go's metrics`},
+		{"admin: {plugin_metrics_prefix: anywasm_proxy_plugin_}\nlisteners: []", `admin.plugin_metrics_prefix: "anywasm_proxy_plugin_": in anywasm_proxy_`},
 		{`clusters: [{name: a, address: "x:1"}, {name: a, type: grpc, address: "y:1"}]
 listeners: [{address: "127.0.0.1:0", tcp: {cluster: a}}]`, `clusters[1].name: duplicate cluster "a"`},
 		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, max_request_headers_kb: 0}}]`, "listeners[0].http.max_request_headers_kb: 0: want 1 to 8192"},
