@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -190,39 +191,12 @@ func measureLoad(stderr io.Writer, o loadOptions) ([]sample, error) {
 	}
 	defer os.RemoveAll(tmp)
 
-	bins := map[string]string{}
-	for _, r := range o.runtimes {
-		bin, tags := filepath.Join(tmp, "proxy"), ""
-		if r == "wasmer" {
-			bin, tags = filepath.Join(tmp, "proxy-wasmer"), "anywasm_wasmer"
-		}
-		bins[r] = bin
-		if _, err := os.Stat(bin); err == nil {
-			continue
-		}
-		args := []string{"build", "-o", bin}
-		if tags != "" {
-			args = append(args, "-tags", tags)
-		}
-		args = append(args, "./cmd/anywasm-proxy")
-		if err := goCmd(stderr, root, nil, args...); err != nil {
-			return nil, fmt.Errorf("building the proxy for %s: %w", r, err)
-		}
+	bins, err := buildProxies(stderr, root, tmp, o.runtimes)
+	if err != nil {
+		return nil, err
 	}
-	built := map[string]bool{}
-	for _, n := range o.plugins {
-		for _, p := range loadChains[n] {
-			if built[p] {
-				continue
-			}
-			built[p] = true
-			err := goCmd(stderr, filepath.Join(root, "abi", "testdata", "plugins"),
-				[]string{"GOOS=wasip1", "GOARCH=wasm", "GOWORK=off"},
-				"build", "-trimpath", "-buildmode=c-shared", "-o", filepath.Join(tmp, p+".wasm"), "./"+p)
-			if err != nil {
-				return nil, fmt.Errorf("building plugin %s: %w", p, err)
-			}
-		}
+	if err := buildPlugins(stderr, root, tmp, o.plugins); err != nil {
+		return nil, err
 	}
 
 	backend, err := startBackend()
@@ -263,6 +237,54 @@ func measureLoad(stderr io.Writer, o loadOptions) ([]sample, error) {
 	return samples, f.Close()
 }
 
+// buildProxies builds cmd/anywasm-proxy into dir for the runtimes: one
+// binary for wazero and wasmtime, one with -tags anywasm_wasmer for
+// wasmer (wasmtime and wasmer never share one). It returns the binary of
+// each runtime.
+func buildProxies(stderr io.Writer, root, dir string, runtimes []string) (map[string]string, error) {
+	bins := map[string]string{}
+	for _, r := range runtimes {
+		bin, tags := filepath.Join(dir, "proxy"), ""
+		if r == "wasmer" {
+			bin, tags = filepath.Join(dir, "proxy-wasmer"), "anywasm_wasmer"
+		}
+		bins[r] = bin
+		if _, err := os.Stat(bin); err == nil {
+			continue
+		}
+		args := []string{"build", "-o", bin}
+		if tags != "" {
+			args = append(args, "-tags", tags)
+		}
+		args = append(args, "./cmd/anywasm-proxy")
+		if err := goCmd(stderr, root, nil, args...); err != nil {
+			return nil, fmt.Errorf("building the proxy for %s: %w", r, err)
+		}
+	}
+	return bins, nil
+}
+
+// buildPlugins builds the Go-SDK plugins of the chains into dir as
+// <name>.wasm.
+func buildPlugins(stderr io.Writer, root, dir string, chains []int) error {
+	built := map[string]bool{}
+	for _, n := range chains {
+		for _, p := range loadChains[n] {
+			if built[p] {
+				continue
+			}
+			built[p] = true
+			err := goCmd(stderr, filepath.Join(root, "abi", "testdata", "plugins"),
+				[]string{"GOOS=wasip1", "GOARCH=wasm", "GOWORK=off"},
+				"build", "-trimpath", "-buildmode=c-shared", "-o", filepath.Join(dir, p+".wasm"), "./"+p)
+			if err != nil {
+				return fmt.Errorf("building plugin %s: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
 // goCmd runs the go command in dir with extra environment variables.
 func goCmd(stderr io.Writer, dir string, env []string, args ...string) error {
 	fmt.Fprintf(stderr, "bench load: %sgo %s\n", strings.Join(append(env, ""), " "), strings.Join(args, " "))
@@ -274,6 +296,14 @@ func goCmd(stderr io.Writer, dir string, env []string, args ...string) error {
 }
 
 func writeLoadHeader(w io.Writer, o loadOptions) {
+	writeMachineHeader(w, o.conns)
+	fmt.Fprintf(w, "load-duration: %s\n", o.duration)
+	fmt.Fprintf(w, "ns-op: mean latency of the 200 responses (req/s counts 200s per wall second)\n")
+}
+
+// writeMachineHeader writes the configuration lines of the machine and the
+// load generator, which load and soak share.
+func writeMachineHeader(w io.Writer, conns int) {
 	cpu := strings.TrimSpace(cpuid.CPU.BrandName)
 	if cpu == "" {
 		cpu = "unknown"
@@ -289,10 +319,8 @@ func writeLoadHeader(w io.Writer, o loadOptions) {
 	fmt.Fprintf(w, "go-version: %s\n", runtime.Version())
 	fmt.Fprintf(w, "load-generator: go closed-loop on loopback, same machine\n")
 	fmt.Fprintf(w, "load-backend: go net/http on 127.0.0.1 in the load generator's process, %d-byte body\n", len(backendBody))
-	fmt.Fprintf(w, "load-conns: %d\n", o.conns)
-	fmt.Fprintf(w, "load-duration: %s\n", o.duration)
+	fmt.Fprintf(w, "load-conns: %d\n", conns)
 	fmt.Fprintf(w, "load-request: GET %s with %d headers, keep-alive\n", loadPath, len(loadHeaders))
-	fmt.Fprintf(w, "ns-op: mean latency of the 200 responses (req/s counts 200s per wall second)\n")
 }
 
 // line is the sample in the Go benchmark format.
@@ -337,8 +365,9 @@ func freePort() (int, error) {
 }
 
 // proxyConfig is the proxy's configuration (JSON, which it reads as YAML)
-// for a chain of n plugins in dir in front of the backend.
-func proxyConfig(dir, backend string, n, port, adminPort int) ([]byte, error) {
+// for a chain of n plugins in dir in front of the backend; pprof turns on
+// the admin endpoint's /debug/pprof/.
+func proxyConfig(dir, backend string, n, port, adminPort int, pprof bool) ([]byte, error) {
 	type plugin struct {
 		Name          string `json:"name"`
 		VMConfig      any    `json:"vm_config"`
@@ -353,7 +382,7 @@ func proxyConfig(dir, backend string, n, port, adminPort int) ([]byte, error) {
 		})
 	}
 	return json.MarshalIndent(map[string]any{
-		"admin": map[string]string{"address": fmt.Sprintf("127.0.0.1:%d", adminPort)},
+		"admin": map[string]any{"address": fmt.Sprintf("127.0.0.1:%d", adminPort), "pprof": pprof},
 		"listeners": []any{map[string]any{
 			"name":    "bench",
 			"address": fmt.Sprintf("127.0.0.1:%d", port),
@@ -368,77 +397,110 @@ func proxyConfig(dir, backend string, n, port, adminPort int) ([]byte, error) {
 // is left behind.
 var liveProxies sync.Map // *os.Process -> struct{}
 
+// proxyProc is a running cmd/anywasm-proxy.
+type proxyProc struct {
+	cmd     *exec.Cmd
+	logs    *tailBuffer
+	exited  chan struct{} // closed when the process has exited; then err is its Wait error
+	err     error
+	stopped bool
+	url     string // of the listener: http://127.0.0.1:<port>/bench
+	admin   string // http://127.0.0.1:<admin port>
+}
+
+// startProxy starts the proxy binary bin for runtime r with n plugins of
+// dir in front of the backend. It does not wait until it serves.
+func startProxy(bin, dir, backend, r string, n int, pprof bool) (*proxyProc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	adminPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := proxyConfig(dir, backend, n, port, adminPort, pprof)
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(dir, fmt.Sprintf("proxy-%d.yaml", n))
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+		return nil, err
+	}
+	p := &proxyProc{logs: &tailBuffer{}, exited: make(chan struct{}),
+		url: fmt.Sprintf("http://127.0.0.1:%d%s", port, loadPath), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
+	p.cmd = exec.Command(bin, "-config", cfgPath, "-runtime", r, "-log-level", "warn")
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	liveProxies.Store(p.cmd.Process, struct{}{})
+	go func() {
+		p.err = p.cmd.Wait()
+		liveProxies.Delete(p.cmd.Process)
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// stop sends SIGTERM and waits for the proxy to exit (killing it after
+// 15s); it returns the exit error. Later calls return nil.
+func (p *proxyProc) stop() error {
+	if p.stopped {
+		return nil
+	}
+	p.stopped = true
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return p.err
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+		return errors.New("the proxy did not stop within 15s of SIGTERM: killed")
+	}
+}
+
+// output is the end of what the proxy logged.
+func (p *proxyProc) output() string { return tail(p.logs.String(), 20) }
+
+// loadClient is an HTTP client for conns closed loops.
+func loadClient(conns int) (*http.Client, *http.Transport) {
+	tr := &http.Transport{
+		MaxIdleConns:        conns * 2,
+		MaxIdleConnsPerHost: conns * 2,
+		DisableCompression:  true,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, tr
+}
+
 // loadRun starts the proxy for runtime r with n plugins, waits until it
 // serves, warms it up, measures and stops it.
 func loadRun(bin, dir, backend, r string, n int, o loadOptions) (sample, error) {
 	s := sample{runtime: r, plugins: n}
-	port, err := freePort()
+	px, err := startProxy(bin, dir, backend, r, n, false)
 	if err != nil {
 		return s, err
 	}
-	adminPort, err := freePort()
-	if err != nil {
-		return s, err
-	}
-	cfg, err := proxyConfig(dir, backend, n, port, adminPort)
-	if err != nil {
-		return s, err
-	}
-	cfgPath := filepath.Join(dir, fmt.Sprintf("proxy-%d.yaml", n))
-	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
-		return s, err
-	}
-	var logs tailBuffer
-	cmd := exec.Command(bin, "-config", cfgPath, "-runtime", r, "-log-level", "warn")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		return s, err
-	}
-	liveProxies.Store(cmd.Process, struct{}{})
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); liveProxies.Delete(cmd.Process) }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			return err
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-			return errors.New("the proxy did not stop within 15s of SIGTERM: killed")
-		}
-	}
-	defer stop()
+	defer px.stop()
 	fail := func(err error) (sample, error) {
-		stop()
-		return s, fmt.Errorf("%w\nproxy output:\n%s", err, tail(logs.String(), 20))
+		px.stop()
+		return s, fmt.Errorf("%w\nproxy output:\n%s", err, px.output())
 	}
-
-	tr := &http.Transport{
-		MaxIdleConns:        o.conns * 2,
-		MaxIdleConnsPerHost: o.conns * 2,
-		DisableCompression:  true,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-	}
+	client, tr := loadClient(o.conns)
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 
-	if err := waitHealthy(client, fmt.Sprintf("http://127.0.0.1:%d/healthz", adminPort), exited); err != nil {
+	if err := waitHealthy(client, px.admin+"/healthz", px); err != nil {
 		return fail(err)
 	}
-	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, loadPath)
-	warm := loadGenerate(client, url, o.conns, 0, loadWarmup)
+	warm := loadGenerate(client, px.url, o.conns, 0, loadWarmup, nil)
 	if warm.errs > 0 {
 		return fail(fmt.Errorf("warm-up: %d of %d requests failed (first: %s)", warm.errs, loadWarmup, warm.firstErr))
 	}
-	res := loadGenerate(client, url, o.conns, o.duration, 0)
-	if err := stop(); err != nil {
-		return s, fmt.Errorf("proxy exit: %w\nproxy output:\n%s", err, tail(logs.String(), 20))
+	res := loadGenerate(client, px.url, o.conns, o.duration, 0, nil)
+	if err := px.stop(); err != nil {
+		return s, fmt.Errorf("proxy exit: %w\nproxy output:\n%s", err, px.output())
 	}
 	s.ok, s.errs, s.firstErr, s.wall = len(res.lat), res.errs, res.firstErr, res.wall
 	if len(res.lat) == 0 {
@@ -454,7 +516,7 @@ func loadRun(bin, dir, backend, r string, n int, o loadOptions) (sample, error) 
 }
 
 // waitHealthy polls url until it answers 200 or the proxy exits.
-func waitHealthy(client *http.Client, url string, exited <-chan error) error {
+func waitHealthy(client *http.Client, url string, px *proxyProc) error {
 	deadline := time.Now().Add(healthTimeout)
 	for {
 		resp, err := client.Get(url)
@@ -470,8 +532,8 @@ func waitHealthy(client *http.Client, url string, exited <-chan error) error {
 			return fmt.Errorf("%s not healthy after %s: %w", url, healthTimeout, err)
 		}
 		select {
-		case err := <-exited:
-			return fmt.Errorf("the proxy exited before serving: %v", err)
+		case <-px.exited:
+			return fmt.Errorf("the proxy exited before serving: %v", px.err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -494,10 +556,16 @@ type loadResult struct {
 	wall     time.Duration
 }
 
+// loadProgress counts, while loadGenerate runs, the requests answered and
+// how many of them failed.
+type loadProgress struct {
+	done, errs atomic.Int64
+}
+
 // loadGenerate runs conns closed loops of GET url, each sending its next
 // request when the previous answer is read, for d, or until total
-// requests are done when d is 0.
-func loadGenerate(client *http.Client, url string, conns int, d time.Duration, total int) loadResult {
+// requests are done when d is 0. prog, when not nil, is kept up to date.
+func loadGenerate(client *http.Client, url string, conns int, d time.Duration, total int, prog *loadProgress) loadResult {
 	var (
 		mu     sync.Mutex
 		res    loadResult
@@ -518,6 +586,10 @@ func loadGenerate(client *http.Client, url string, conns int, d time.Duration, t
 				errs++
 				if firstErr == "" {
 					firstErr = s
+				}
+				if prog != nil {
+					prog.errs.Add(1)
+					prog.done.Add(1)
 				}
 			}
 			for {
@@ -560,6 +632,9 @@ func loadGenerate(client *http.Client, url string, conns int, d time.Duration, t
 					noteErr(fmt.Sprintf("body of %d bytes, want %d", n, len(backendBody)))
 				default:
 					lat = append(lat, el)
+					if prog != nil {
+						prog.done.Add(1)
+					}
 				}
 			}
 			mu.Lock()
