@@ -9,6 +9,7 @@
 //	go run ./cmd/bench -runtime wazero,wasmtime -bench 'Request' -count 5
 //	go run ./cmd/bench compare A.txt B.txt   # two machines side by side, and their CPU features
 //	go run ./cmd/bench load                  # requests/s, p50, p99 through anywasm-proxy (load.go)
+//	go run ./cmd/bench soak                  # leak check: 1M requests per runtime through anywasm-proxy (soak.go)
 //
 // Output goes to results/<goos>-<goarch>-<cpu>-<date>.txt (and .svg, .png
 // beside it) unless -o names the .txt. Progress goes to stderr.
@@ -61,6 +62,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "load" {
 		return load(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "soak" {
+		return soak(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	runtimes := fs.String("runtime", "wazero,wasmtime,wasmer", "comma-separated runtimes to measure")
@@ -73,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	noChart := fs.Bool("nochart", false, "do not draw the chart")
 	arch := fs.String("arch", runtime.GOARCH, "GOARCH to measure; another than the host's is cross-built and run under qemu-user (linux/arm64 on amd64: Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user-static), and the results say emulated: true (correctness only, never performance)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: bench [flags]\n       bench compare A.txt B.txt\n       bench load [flags]\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: bench [flags]\n       bench compare A.txt B.txt\n       bench load [flags]\n       bench soak [flags]\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
