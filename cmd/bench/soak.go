@@ -30,7 +30,8 @@ import (
 //
 // The warm-up (-warmup, a fraction of -requests) and the rest of the
 // requests are two phases; after the last answer of each the proxy is
-// sampled at rest (no request in flight, every connection open and idle).
+// sampled at rest (no request in flight, and its connections to the load
+// generator and to the backend closed: see sampleAtRest).
 // The soak fails (exit 1) if a request fails, or if a resource grows
 // beyond soakLimits from the sample at rest after the warm-up to the one
 // at rest at the end. Each line of the results is one sample:
@@ -77,8 +78,9 @@ type soakOptions struct {
 }
 
 // Phases of a soak: samples of phases start, baseline and end are taken
-// with no request in flight (before the first request, after the last of
-// the warm-up, after the last); the others under load.
+// at rest (before the first request, after the last of the warm-up, after
+// the last: no request in flight, no connection open but the sampler's);
+// the others under load.
 const (
 	phaseStart    = "start"
 	phaseWarmup   = "warmup"
@@ -273,7 +275,7 @@ func measureSoak(stderr io.Writer, o soakOptions) ([]soakRun, error) {
 	var runs []soakRun
 	for _, r := range o.runtimes {
 		fmt.Fprintf(stderr, "bench soak: %s: %d requests through %s\n", r, o.requests, strings.Join(loadChains[soakChain], ", "))
-		run, err := soakOne(stderr, f, bins[r], tmp, backend.Addr().String(), r, o)
+		run, err := soakOne(stderr, f, bins[r], tmp, backend, r, o)
 		if err != nil {
 			return runs, fmt.Errorf("%s: %w", r, err)
 		}
@@ -294,16 +296,16 @@ func writeSoakHeader(w io.Writer, o soakOptions) {
 	}
 	fmt.Fprintf(w, "soak-tolerance: %s\n", strings.Join(lim, ", "))
 	fmt.Fprintf(w, "soak-metrics: from the proxy's /metrics: rss-B process_resident_memory_bytes, heap-B go_memstats_heap_alloc_bytes right after a GC forced through /debug/pprof/heap?gc=1 (the live heap), heap-inuse-B go_memstats_heap_inuse_bytes, goroutines go_goroutines, fds process_open_fds\n")
-	fmt.Fprintf(w, "soak-sample: phase=start before the first request, phase=baseline after the warm-up's last answer, phase=end after the last answer, all with no request in flight; phase=warmup and phase=soak every soak-interval under load; iterations are the requests answered so far (errors included); req/s since the previous sample\n")
+	fmt.Fprintf(w, "soak-sample: phase=start before the first request, phase=baseline after the warm-up's last answer, phase=end after the last answer, all at rest (no request in flight, the connections to the load generator and to the backend closed, sampled until goroutines and fds hold still); phase=warmup and phase=soak every soak-interval under load; iterations are the requests answered so far (errors included); req/s since the previous sample\n")
 }
 
 // soakOne soaks one runtime: starts the proxy, samples it, sends the
 // requests while sampling every interval, samples once more after the
 // last answer, and stops the proxy. Each sample is written to w as it is
 // taken.
-func soakOne(stderr, w io.Writer, bin, dir, backend, r string, o soakOptions) (soakRun, error) {
+func soakOne(stderr, w io.Writer, bin, dir string, backend *loadServer, r string, o soakOptions) (soakRun, error) {
 	run := soakRun{runtime: r, requests: o.requests}
-	px, err := startProxy(bin, dir, backend, r, soakChain, true)
+	px, err := startProxy(bin, dir, backend.Addr().String(), r, soakChain, true)
 	if err != nil {
 		return run, err
 	}
@@ -325,7 +327,15 @@ func soakOne(stderr, w io.Writer, bin, dir, backend, r string, o soakOptions) (s
 	var prog loadProgress
 	start := time.Now()
 	take := func(phase string) error {
-		s, err := sampleProxy(sampler, px.admin)
+		var (
+			s   soakSample
+			err error
+		)
+		if phase == phaseWarmup || phase == phaseSoak {
+			s, err = sampleProxy(sampler, px.admin)
+		} else {
+			s, err = sampleAtRest(sampler, px.admin, backend, tr)
+		}
 		if err != nil {
 			return err
 		}
@@ -387,6 +397,35 @@ func soakOne(stderr, w io.Writer, bin, dir, backend, r string, o soakOptions) (s
 	}
 	return run, nil
 }
+
+// sampleAtRest samples the proxy with no request in flight and no
+// connection open but the sampler's: it closes the load generator's idle
+// connections to the proxy and, through the backend, the proxy's idle
+// connections to it (a transport keeps as many as it once needed at the
+// same time, which varies from run to run: counted, they would look like a
+// leak), and samples until two samples in a row have the same goroutines
+// and fds, at most soakRestPolls times.
+func sampleAtRest(c *http.Client, admin string, backend *loadServer, load *http.Transport) (soakSample, error) {
+	backend.srv.SetKeepAlivesEnabled(false) // closes its idle connections
+	defer backend.srv.SetKeepAlivesEnabled(true)
+	load.CloseIdleConnections()
+	prev, err := sampleProxy(c, admin)
+	if err != nil {
+		return prev, err
+	}
+	for range soakRestPolls {
+		time.Sleep(100 * time.Millisecond)
+		s, err := sampleProxy(c, admin)
+		if err != nil || s.goroutines == prev.goroutines && s.fds == prev.fds {
+			return s, err
+		}
+		prev = s
+	}
+	return prev, nil
+}
+
+// soakRestPolls bounds sampleAtRest's wait for connections to close.
+const soakRestPolls = 50
 
 // sampleProxy forces a GC in the proxy (so that the heap it reports is the
 // live heap) and reads its /metrics.
@@ -457,7 +496,7 @@ func soakSummary(runs []soakRun, o soakOptions) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Soak through anywasm-proxy: %d requests per runtime through %s, %d connections, a sample every %s; %s, %d logical cores (%s).\n\n",
 		o.requests, strings.Join(loadChains[soakChain], ", "), o.conns, o.interval, strings.TrimSpace(cpuid.CPU.BrandName), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH)
-	fmt.Fprintf(&b, "The leak check compares the proxy at rest after the warm-up (%g of the requests) with the proxy at rest after the last request: ", o.warmup)
+	fmt.Fprintf(&b, "The leak check compares the proxy at rest (no request in flight, its connections to the load generator and the backend closed) after the warm-up (%g of the requests) with the proxy at rest after the last request: ", o.warmup)
 	var lim []string
 	for _, l := range soakLimits {
 		lim = append(lim, fmt.Sprintf("%s may grow by max(%.0f%%, %s)", l.name, l.rel*100, fmtQty(l.abs, l.unit)))
