@@ -287,7 +287,7 @@ func buildPlugins(stderr io.Writer, root, dir string, chains []int) error {
 
 // goCmd runs the go command in dir with extra environment variables.
 func goCmd(stderr io.Writer, dir string, env []string, args ...string) error {
-	fmt.Fprintf(stderr, "bench load: %sgo %s\n", strings.Join(append(env, ""), " "), strings.Join(args, " "))
+	fmt.Fprintf(stderr, "bench: %sgo %s\n", strings.Join(append(env, ""), " "), strings.Join(args, " "))
 	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
@@ -336,23 +336,54 @@ func startBackend() (*loadServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := &loadServer{ln: ln, conns: map[net.Conn]http.ConnState{}}
+	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/plain")
 		w.Header().Set("Content-Length", strconv.Itoa(len(backendBody)))
 		w.Write(backendBody)
-	})}
-	go srv.Serve(ln)
-	return &loadServer{srv, ln}, nil
+	}), ConnState: s.track}
+	go s.srv.Serve(ln)
+	return s, nil
 }
 
 type loadServer struct {
-	srv *http.Server
-	ln  net.Listener
+	srv   *http.Server
+	ln    net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]http.ConnState // open connections
 }
 
 func (s *loadServer) Addr() net.Addr { return s.ln.Addr() }
 func (s *loadServer) Close() error   { return s.srv.Close() }
+
+func (s *loadServer) track(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch st {
+	case http.StateClosed, http.StateHijacked:
+		delete(s.conns, c)
+	default:
+		s.conns[c] = st
+	}
+}
+
+// closeIdle closes every connection without a request in progress: idle
+// ones, and new ones that have not sent a request yet (a transport dials
+// connections it may never use; http.Server closes those only after 5s).
+// It returns how many it closed.
+func (s *loadServer) closeIdle() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c, st := range s.conns {
+		if st == http.StateIdle || st == http.StateNew {
+			c.Close()
+			n++
+		}
+	}
+	return n
+}
 
 // freePort returns a loopback port nothing listens on now.
 func freePort() (int, error) {
