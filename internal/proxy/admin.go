@@ -22,9 +22,8 @@ import (
 // adminHandler serves /healthz (200 "ok", 503 "draining" during
 // shutdown), /metrics (Prometheus text format: the plugins' metrics with a
 // runtime label under admin.plugin_metrics_prefix, the proxy's own, Go's
-// and the process's), /plugins
-// (JSON: the loaded plugins) and, when admin.pprof is set, Go's profiles
-// under /debug/pprof/.
+// and the process's), /plugins (JSON: the loaded plugins) and, when
+// admin.pprof is set, Go's profiles under /debug/pprof/.
 func (p *Proxy) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
