@@ -183,7 +183,7 @@ func TestLoadExpectations(t *testing.T) {
 	wasm := plugins.Build(t, "config")
 	s := script(t, "config_refused")
 	s.Configuration = "ok"
-	hasAll(t, failures(t, check(t, wasm, s)), `load: Load succeeded, want an error containing "proxy_on_configure returned false"`)
+	hasAll(t, failures(t, check(t, wasm, s)), `load: Load succeeded, want it to fail with an error containing "proxy_on_configure returned false"`)
 	s = script(t, "config")
 	s.Configuration = "fail"
 	hasAll(t, failures(t, check(t, wasm, s)), `load: Load failed: abi: plugin "config": proxy_on_configure returned false`)
@@ -194,7 +194,7 @@ func TestLoadExpectations(t *testing.T) {
 func transcriptPair() (*Transcript, *Transcript) {
 	mk := func(seen, log string, metric int64) *Transcript {
 		return &Transcript{
-			Load: LoadRecord{ABIVersion: "0.2.0"},
+			Loads: []LoadRecord{{ABIVersion: "0.2.0"}},
 			Exchanges: []ExchangeRecord{{
 				Name: "get",
 				Steps: []StepRecord{

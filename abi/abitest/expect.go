@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/anywasm/anywasm/abi"
 )
@@ -18,8 +19,18 @@ func checkStep(st *Step, r *StepRecord) []string {
 	if r.HostError != "" {
 		bad("host error: %s", r.HostError)
 	}
-	if r.TimedOut {
+	switch {
+	case r.TimedOut && st.Call == Await:
+		var want []string
+		for _, l := range x.Logs {
+			want = append(want, l.String())
+		}
+		bad("within the wait timeout, found %d of the logs awaited (%s): %s", len(r.Awaited), strings.Join(want, ", "), listOrNone(r.Awaited))
+	case r.TimedOut:
 		bad("paused, and the plugin neither continued nor answered the stream within the wait timeout")
+	}
+	if r.Unsettled {
+		bad("callouts not settled within the wait timeout: a callout dispatched that never reached its upstream (refused by the host after the cluster check?), or an answer the plugin did not finish handling")
 	}
 	switch {
 	case x.Fail == nil && r.Failure != "":
@@ -27,13 +38,39 @@ func checkStep(st *Step, r *StepRecord) []string {
 	case x.Fail != nil && r.Failure == "":
 		bad("plugin did not fail, want it to fail%s", describeFailExpect(x.Fail))
 	case x.Fail != nil:
-		if want := describeFailExpect(x.Fail); !failMatches(r.Failure, x.Fail) {
+		if want := describeFailExpect(x.Fail); !slices.ContainsFunc(strings.Split(r.Failure, "; "), func(f string) bool { return failMatches(f, x.Fail) }) {
 			bad("plugin failed in %s, want a failure%s", r.Failure, want)
 		}
 	}
-	if x.Action != "" && x.Action != r.Action {
+	if x.Action != "" && x.Action != r.Action && st.Call != Tick && st.Call != Release && st.Call != Await {
 		bad("action = %s, want %s", r.Action, x.Action)
 	}
+	if x.StaysPaused && r.Action == "pause" && !r.StillPaused {
+		if r.LocalResponse != nil {
+			bad("the plugin answered the stream (local response %d), want it to stay paused", r.LocalResponse.Status)
+		} else {
+			bad("the plugin continued the stream (or failed), want it to stay paused")
+		}
+	}
+	if x.StaysPaused && r.Action != "pause" && r.Action != "" {
+		bad("action = %s, want pause (stays_paused)", r.Action)
+	}
+	if st.Call == Tick {
+		want := max(st.Times, 1)
+		if x.Ticks != nil {
+			want = *x.Ticks
+		}
+		if r.Ticks != want {
+			bad("ran %d ticks, want %d (tick period %s)", r.Ticks, want, r.TickPeriod)
+		}
+	}
+	if st.Call == Release && r.Released == 0 {
+		bad("no held callout answer to release (cluster %q, path %q)", st.Cluster, st.Path)
+	}
+	if x.TickPeriodMS != nil && time.Duration(*x.TickPeriodMS)*time.Millisecond != r.TickPeriod {
+		bad("tick period %s, want %dms", r.TickPeriod, *x.TickPeriodMS)
+	}
+	out = append(out, checkCallouts(r.Callouts, x.Callouts)...)
 	if x.Headers != nil && !sameHeaders(r.Headers, abi.Headers(x.Headers)) {
 		bad("headers = %s, want %s", formatHeaders(r.Headers), formatHeaders(abi.Headers(x.Headers)))
 	}
@@ -135,18 +172,109 @@ func sameHeaders(a, b abi.Headers) bool {
 func checkLogs(logs []LogRecord, want []LogExpect) []string {
 	var out []string
 	for _, w := range want {
-		found := slices.ContainsFunc(logs, func(l LogRecord) bool {
-			return strings.Contains(l.Message, w.Contains) && (w.Level == "" || w.Level == l.Level)
-		})
-		if !found {
-			lvl := ""
-			if w.Level != "" {
-				lvl = " at level " + w.Level
-			}
-			out = append(out, fmt.Sprintf("no log containing %q%s; logs:%s", w.Contains, lvl, formatLogs(logs)))
+		if !slices.ContainsFunc(logs, w.matches) {
+			out = append(out, fmt.Sprintf("no log %s; logs:%s", w, formatLogs(logs)))
 		}
 	}
 	return out
+}
+
+func (w LogExpect) matches(l LogRecord) bool {
+	return strings.Contains(l.Message, w.Contains) && (w.Level == "" || w.Level == l.Level) &&
+		(w.Plugin == "" || w.Plugin == l.Plugin)
+}
+
+func (w LogExpect) String() string {
+	s := fmt.Sprintf("containing %q", w.Contains)
+	if w.Level != "" {
+		s += " at level " + w.Level
+	}
+	if w.Plugin != "" {
+		s += fmt.Sprintf(" of plugin %q", w.Plugin)
+	}
+	return s
+}
+
+// checkCallouts says which expected callouts were not made.
+func checkCallouts(got []CalloutRecord, want []CalloutExpect) []string {
+	var out []string
+	for _, w := range want {
+		n := 0
+		for _, c := range got {
+			if w.matches(c) {
+				n++
+			}
+		}
+		if (w.Count == nil && n == 0) || (w.Count != nil && *w.Count != n) {
+			want := "at least 1"
+			if w.Count != nil {
+				want = fmt.Sprint(*w.Count)
+			}
+			var lines []string
+			for _, c := range got {
+				lines = append(lines, "\n        "+c.String()+timeoutNote(c))
+			}
+			if len(lines) == 0 {
+				lines = []string{" none"}
+			}
+			out = append(out, fmt.Sprintf("%d callouts %s, want %s; callouts:%s", n, w, want, strings.Join(lines, "")))
+		}
+	}
+	return out
+}
+
+func timeoutNote(c CalloutRecord) string {
+	if c.Timeout < 0 {
+		return " (no timeout)"
+	}
+	return fmt.Sprintf(" (timeout about %dms)", (c.Timeout+time.Millisecond-1)/time.Millisecond)
+}
+
+func (w CalloutExpect) matches(c CalloutRecord) bool {
+	eq := func(want, got string) bool { return want == "" || want == got }
+	if !eq(w.Cluster, c.Cluster) || !eq(w.Method, c.Method) || !eq(w.Path, c.Path) || !eq(w.Authority, c.Authority) ||
+		len(missingHeaders(c.Headers, w.Headers)) > 0 || len(missingHeaders(c.Trailers, w.Trailers)) > 0 ||
+		(w.Body != nil && *w.Body != c.Body) {
+		return false
+	}
+	if w.TimeoutMS != nil {
+		if *w.TimeoutMS == 0 {
+			return c.Timeout < 0
+		}
+		// The deadline the host set, seen a moment later.
+		t := time.Duration(*w.TimeoutMS) * time.Millisecond
+		return c.Timeout >= 0 && c.Timeout <= t && c.Timeout > t-time.Second
+	}
+	return true
+}
+
+func (w CalloutExpect) String() string {
+	var parts []string
+	add := func(k, v string) {
+		if v != "" {
+			parts = append(parts, k+" "+v)
+		}
+	}
+	add("to", w.Cluster)
+	add("method", w.Method)
+	add("path", w.Path)
+	add("authority", w.Authority)
+	if len(w.Headers) > 0 {
+		add("with headers", formatHeaders(abi.Headers(w.Headers)))
+	}
+	if len(w.Trailers) > 0 {
+		add("with trailers", formatHeaders(abi.Headers(w.Trailers)))
+	}
+	if w.Body != nil {
+		add("body", fmt.Sprintf("%q", *w.Body))
+	}
+	if w.TimeoutMS != nil {
+		add("timeout", fmt.Sprintf("%dms", *w.TimeoutMS))
+	}
+	if len(parts) == 0 {
+		return "of any kind"
+	}
+	return strings.Join(parts, " ")
 }
 
 func formatLogs(logs []LogRecord) string {
@@ -171,6 +299,7 @@ func checkExchange(er *ExchangeRecord, x *ExchangeExpect) []string {
 		all = append(all, er.Close.Logs...)
 		out = append(out, checkLogs(all, x.Logs)...)
 	}
+	out = append(out, checkCallouts(er.callouts(), x.Callouts)...)
 	for _, name := range sortedKeys(x.Metrics) {
 		want := x.Metrics[name]
 		i := slices.IndexFunc(er.Metrics, func(m MetricRecord) bool { return m.Name == name })
