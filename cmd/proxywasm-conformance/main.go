@@ -6,8 +6,10 @@
 //
 // It prints one line per runtime with its failures, the differences between
 // runtimes, and PASS or FAIL; -v adds each runtime's transcript. It exits 0
-// when every runtime passed and all agreed, 1 otherwise, 2 on usage errors
-// (bad flags or arguments, unreadable or invalid script or plugin).
+// when every runtime passed and all agreed, 1 when an expectation failed or
+// runtimes disagreed, 2 on usage errors: bad flags or arguments, a script
+// that cannot be read or is invalid, a plugin file (the argument, or one the
+// script names) that cannot be read or is not a WebAssembly binary.
 package main
 
 import (
@@ -53,6 +55,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	wasm, err := os.ReadFile(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(stderr, "proxywasm-conformance:", err)
+		return 2
+	}
+	if !abitest.IsWasm(wasm) {
+		fmt.Fprintf(stderr, "proxywasm-conformance: %s is not a WebAssembly binary\n", fs.Arg(0))
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

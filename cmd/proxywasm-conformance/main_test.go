@@ -52,15 +52,24 @@ func TestFail(t *testing.T) {
 		!strings.Contains(out, `wazero: exchange "second", step 1 (request_headers): headers = {:path: /; wasm-context: 3}, want {:path: /; wasm-context: 7}`) {
 		t.Errorf("exit %d\n%s", code, out)
 	}
-	// Not a plugin: every runtime fails to load it.
-	junk := filepath.Join(t.TempDir(), "junk.wasm")
-	os.WriteFile(junk, []byte("not wasm"), 0o644)
-	if code, out, _ := runCmd("-script", script, junk); code != 1 || !strings.Contains(out, "load: Load failed") {
-		t.Errorf("junk plugin: exit %d\n%s", code, out)
-	}
+}
+
+// names writes, beside junk.wasm (not wasm), a script whose one plugin has
+// the given field.
+func names(t *testing.T, field string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "named")
+	os.Mkdir(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "junk.wasm"), []byte("not wasm"), 0o644)
+	p := filepath.Join(dir, "s.json")
+	os.WriteFile(p, []byte(`{"plugins": [{"name": "p", `+field+`}], "exchanges": []}`), 0o644)
+	return p
 }
 
 func TestUsage(t *testing.T) {
+	junk := filepath.Join(t.TempDir(), "junk.wasm")
+	os.WriteFile(junk, []byte("\x00asn not wasm"), 0o644)
+	wasm := filepath.Join("..", "..", "abi", "testdata", "done.wasm") // a plugin
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	os.WriteFile(bad, []byte(`{"exchanges": [{"name": "e", "steps": [{"call": "request_header"}]}]}`), 0o644)
 	script := filepath.Join(testdata, "headers.json")
@@ -78,6 +87,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"-script", "missing.json", "a.wasm"}, 2, "missing.json"},
 		{[]string{"-script", bad, "a.wasm"}, 2, "unknown call"},
 		{[]string{"-script", script, filepath.Join(t.TempDir(), "missing.wasm")}, 2, "missing.wasm"},
+		{[]string{"-script", script, junk}, 2, "junk.wasm is not a WebAssembly binary"},
+		{[]string{"-script", names(t, `"wasm": "junk.wasm"`), wasm}, 2, "named/junk.wasm is not a WebAssembly binary"},
+		{[]string{"-script", names(t, `"wasm": "nope.wasm"`), wasm}, 2, "nope.wasm: no such file"},
 	} {
 		code, out, errOut := runCmd(c.args...)
 		if code != c.code || !strings.Contains(errOut, c.err) || out != "" {
