@@ -51,10 +51,38 @@ func TestGoSDKPlugins(t *testing.T) {
 		{"shared", "shared"},
 		{"config", "config"},
 		{"config_refused", "config"},
+		{"tick", "tick"},
+		{"tick_two_roots", "tick"},
+		{"callout_paths", "callout"},
+		{"callout_hold", "callout"},
+		{"callout_unknown_cluster", "callout"},
+		{"two_configs", "config"},
+		{"queue", "shared"},
+		{"properties", "props"},
+		{"foreign_error", "foreign"},
 	} {
 		t.Run(c.script, func(t *testing.T) {
 			Run(t, plugins.Build(t, c.plugin), script(t, c.script))
 		})
+	}
+}
+
+// kitWasm is abi/testdata/kit.wat (see there what it does).
+func kitWasm(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "kit.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestKitPlugin runs the scripts of abi/testdata/kit.wasm: failures in
+// proxy_on_context_create and proxy_on_tick, a stream that stays paused, an
+// unimplemented import.
+func TestKitPlugin(t *testing.T) {
+	for _, name := range []string{"kit_context_create", "kit_tick_trap", "kit_stays_paused"} {
+		t.Run(name, func(t *testing.T) { Run(t, kitWasm(t), script(t, name)) })
 	}
 }
 

@@ -105,6 +105,9 @@ func checkStep(st *Step, r *StepRecord) []string {
 			}
 		}
 	}
+	if st.Call == Await { // its logs are what it awaited
+		return out
+	}
 	return append(out, checkLogs(r.Logs, x.Logs)...)
 }
 
