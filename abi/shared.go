@@ -88,9 +88,8 @@ type queue struct {
 	key   queueKey
 	items [][]byte
 	// owners are the root contexts that registered the queue; the first
-	// live one is told when items arrive (proxy_on_queue_ready).
-	owners   []queueOwner
-	notified bool
+	// live one is told of each item that arrives (proxy_on_queue_ready).
+	owners []queueOwner
 }
 
 type queueOwner struct {
@@ -175,14 +174,12 @@ func (v *vm) hEnqueueSharedQueue(_ context.Context, s []uint64) Status {
 		return StatusInternalFailure
 	}
 	q.items = append(q.items, append([]byte(nil), data...))
-	notify := !q.notified
-	q.notified = true
 	r.mu.Unlock()
-	if notify {
-		// Delivered from another goroutine: the owner may be this very VM,
-		// whose callback is running.
-		go r.deliver(q)
-	}
+	// One proxy_on_queue_ready per item, as cpp-host's SharedQueue::enqueue
+	// posts one onQueueReady per item (a plugin may dequeue one item each
+	// time). Delivered from another goroutine: the owner may be this very
+	// VM, whose callback is running.
+	go r.deliver(q)
 	return StatusOK
 }
 
@@ -230,7 +227,6 @@ func (r *queueRegistry) forget(v *vm, root uint32) {
 // deliver calls proxy_on_queue_ready on the first live owner of q.
 func (r *queueRegistry) deliver(q *queue) {
 	r.mu.Lock()
-	q.notified = false
 	owners := append([]queueOwner(nil), q.owners...)
 	r.mu.Unlock()
 	for _, o := range owners {
