@@ -19,9 +19,16 @@
 // The command proxywasm-conformance runs the same checks outside go test.
 //
 // The host is deterministic: its clock is fixed (2025-01-01T00:00:00Z),
-// random_get yields the same bytes on every runtime, HTTP callouts are
-// answered in process from the script's canned upstreams, and logs are
-// recorded at every level. The package links every runtime the build can
+// random_get yields the same bytes on every runtime, it runs no timers
+// (tick steps run proxy_on_tick), HTTP callouts are answered in process from
+// the script's canned upstreams and every step ends once the plugin has
+// handled the answers (the host ends a callout's context after delivering
+// its answer: that is what is waited for; an answer held by the script
+// waits for a release step), and logs are recorded at every level. A
+// plugin failure is read from the host's failure log, whatever callback
+// and goroutine it happened in. Queue deliveries (proxy_on_queue_ready)
+// come when the host makes them: the logs they write are listed in the
+// script's async_logs and checked by await steps. The package links every runtime the build can
 // have: wazero, plus wasmtime with cgo, or wasmer with cgo and
 // -tags anywasm_wasmer (the runtimes engine/all documents).
 package abitest
