@@ -322,6 +322,15 @@ func TestParseScript(t *testing.T) {
 	if got := abi.Headers(steps[1].Headers).String(); got != "k: 1; k: 2" || steps[1].Expect.Headers != nil {
 		t.Errorf("pairs = %s, null = %#v", got, steps[1].Expect.Headers)
 	}
+	// The JSON form keeps {} apart from null: "must be empty" is not "not
+	// checked" (omitempty dropped it; FuzzScript found it).
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := ParseScript(b); err != nil || back.Exchanges[0].Steps[0].Expect.Headers == nil || back.Exchanges[0].Steps[1].Expect.Headers != nil {
+		t.Errorf("expect.headers {} and null through %s: %v", b, err)
+	}
 	for _, h := range []Headers{steps[0].Headers, steps[1].Headers} {
 		b, _ := json.Marshal(h)
 		var back Headers

@@ -250,8 +250,9 @@ type Expect struct {
 	StaysPaused bool `json:"stays_paused,omitempty"`
 	// Headers, if non-nil, must equal the step's header map (the request's
 	// or response's headers or trailers, as the plugin left them),
-	// ignoring the order of different keys.
-	Headers Headers `json:"headers,omitempty"`
+	// ignoring the order of different keys. An empty map ({} or []) says
+	// the map must be empty, and stays so in the JSON form (omitzero).
+	Headers Headers `json:"headers,omitzero"`
 	// HeadersContain must be among those headers (keys ignore case).
 	HeadersContain Headers `json:"headers_contain,omitempty"`
 	// HeadersLack must be absent from them.
