@@ -349,6 +349,8 @@ func TestParseScript(t *testing.T) {
 		{`{"failure_policy": "fail_never", "exchanges": []}`, `failure_policy "fail_never"`},
 		{`{"load": {"logs": [{"contains": "x", "level": "fatal"}]}, "exchanges": []}`, `load: log level "fatal"`},
 		{`{"exchanges": [{"name": "e", "steps": [{"call": "request_headers", "headers": 3}]}]}`, `headers: want an object or [key, value] pairs`},
+		{`{"exchanges": []} {"exchanges": [{"name": "second"}]}`, `data after the script's JSON object`},
+		{`{"exchanges": []}}`, `data after the script's JSON object`},
 	} {
 		if _, err := ParseScript([]byte(c.script)); err == nil || !strings.Contains(err.Error(), c.err) {
 			t.Errorf("ParseScript(%s) = %v, want an error containing %q", c.script, err, c.err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -440,6 +441,9 @@ func ParseScript(b []byte) (*Script, error) {
 	var s Script
 	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("abitest: script: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("abitest: script: data after the script's JSON object")
 	}
 	if err := s.Validate(); err != nil {
 		return nil, err
