@@ -806,7 +806,7 @@ func (b *requestBody) fill() {
 	}
 	defer x.leave()
 	b.started = true
-	trailer := eos && len(b.orig.Trailer) > 0
+	trailer := eos && hasFields(b.orig.Trailer)
 	out, derr := x.data(false, 0, b.chunk[:n], eos && !trailer)
 	b.out = append(b.out, out...) // out may be b.chunk, which the next read reuses
 	if derr != nil {
@@ -835,6 +835,20 @@ func (b *requestBody) fill() {
 	for _, kv := range t {
 		b.orig.Trailer.Add(kv.Key, kv.Value)
 	}
+}
+
+// hasFields reports whether trailers hold a field. A client may declare
+// trailers (the Trailer header: the server puts the names in r.Trailer
+// with no values) and send none: then the body ends the stream, as in
+// Envoy, and the plugins see its end (else a plugin that decides at the
+// end of the body, guard, never decided).
+func hasFields(trailers http.Header) bool {
+	for _, vs := range trailers {
+		if len(vs) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // responseWriter runs the handler's response through the chain. Headers go

@@ -362,6 +362,32 @@ func TestTrailers(t *testing.T) {
 	})
 }
 
+// TestTrailersDeclaredNotSent: a client that declares trailers (Trailer:
+// x-req-sum) and sends none ends the stream with the body, so plugins see
+// its end: body upper-cases it, guard blocks an attack. (The declaration
+// alone used to count as trailers: no plugin saw the end, and guard let an
+// attack through; FuzzMiddleware found it.)
+func TestTrailersDeclaredNotSent(t *testing.T) {
+	forEachRuntime(t, nil, abi.Options{}, func(t *testing.T, e *env) {
+		post := func(srv *httptest.Server, body string) *response {
+			pr, pw := io.Pipe()
+			go func() { _, _ = io.WriteString(pw, body); pw.Close() }()
+			req, _ := http.NewRequest("POST", srv.URL+"/t", pr)
+			req.Trailer = http.Header{"X-Req-Sum": nil} // declared, never given a value
+			return e.do(req)
+		}
+		srv := e.proxy(nethttp.Options{}, e.load("body", abi.PluginConfig{}))
+		r := post(srv, "data")
+		if got := e.backendSaw(); got.body != "DATA" || r.status != 200 {
+			t.Errorf("body plugin: backend saw %q, response %d %q", got.body, r.status, r.body)
+		}
+		srv = e.proxy(nethttp.Options{}, e.load("guard", abi.PluginConfig{}))
+		if r := post(srv, "an attack"); r.status != 403 || r.body != "blocked by guard\n" {
+			t.Errorf("guard: %d %q, want 403", r.status, r.body)
+		}
+	})
+}
+
 func TestTrap(t *testing.T) {
 	for _, policy := range []abi.FailurePolicy{abi.FailClosed, abi.FailOpen, abi.FailReload} {
 		t.Run(policy.String(), func(t *testing.T) {
