@@ -243,12 +243,14 @@ func (q *fuzzRequest) upstreamBody() []byte {
 	if q.trailed() {
 		return q.body
 	}
-	return bytes.Map(func(r rune) rune {
-		if 'a' <= r && r <= 'z' {
-			return r - 'a' + 'A'
+	up := make([]byte, len(q.body))
+	for i, c := range q.body {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
 		}
-		return r
-	}, q.body)
+		up[i] = c
+	}
+	return up
 }
 
 // fuzzProxy is the proxy and upstream of FuzzMiddleware, made once per
