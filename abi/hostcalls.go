@@ -632,6 +632,12 @@ func (v *vm) hGetHeaderMapPairs(ctx context.Context, s []uint64) Status {
 		v.fatal = err
 		return StatusInternalFailure
 	}
+	if h.SerializedSize() != size {
+		// The allocator changed the map (it may make hostcalls that do not
+		// allocate): it no longer fits what was allocated.
+		v.fatal = errors.New("the guest's allocator changed the header map proxy_get_header_map_pairs was serializing")
+		return StatusInternalFailure
+	}
 	dst, _ := v.mem.Read(ptr, uint32(size))
 	h.SerializeTo(dst)
 	v.putU32(s[1], ptr)

@@ -63,10 +63,14 @@ func TestHostilePointers(t *testing.T) {
 }
 
 // TestHostileAllocator: an allocator that returns 0 or a pointer outside
-// memory, or that calls a hostcall needing the allocator, fails the plugin
-// with an error that says so; nothing is written.
+// memory, that calls a hostcall needing the allocator, or that changes the
+// header map being serialized for it (this panicked the hostcall: index
+// out of range; FuzzHostcalls found it), fails the plugin with an error
+// that says so; nothing is written.
 func TestHostileAllocator(t *testing.T) {
-	for mode, want := range map[string]string{"x": "allocator returned 0", "xx": "outside its", "xxx": "env.proxy_get_header_map_pairs called from inside the allocator (proxy_on_memory_allocate)"} {
+	for mode, want := range map[string]string{"x": "allocator returned 0", "xx": "outside its",
+		"xxx":  "env.proxy_get_header_map_pairs called from inside the allocator (proxy_on_memory_allocate)",
+		"xxxx": "env.proxy_add_header_map_value called from inside the allocator (proxy_on_memory_allocate)"} {
 		forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
 			ctx := context.Background()
 			h := newHost(rt, &logSink{})

@@ -3,7 +3,8 @@
 ;; status as one byte at 0x200 and logs those bytes. Its allocator misbehaves
 ;; on demand: the plugin configuration's length selects the mode (0 normal,
 ;; 1 returns 0, 2 returns a pointer outside memory, 3 calls a hostcall that
-;; needs the allocator).
+;; needs the allocator, 4 adds a request header: the map
+;; proxy_get_header_map_pairs is serializing grows).
 (module
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (import "env" "proxy_get_log_level" (func $get_log_level (param i32) (result i32)))
@@ -42,6 +43,8 @@
     (if (i32.eq (global.get $mode) (i32.const 2)) (then (return (i32.const 0xffffff00))))
     (if (i32.eq (global.get $mode) (i32.const 3))
       (then (drop (call $hpairs (i32.const 0) (i32.const 0x100) (i32.const 0x104)))))
+    (if (i32.eq (global.get $mode) (i32.const 4))
+      (then (drop (call $hadd (i32.const 0) (i32.const 0x10) (i32.const 1) (i32.const 0x10) (i32.const 1)))))
     (local.set $p (global.get $heap))
     (global.set $heap (i32.add (global.get $heap) (local.get $size)))
     (if (i32.gt_u (global.get $heap) (i32.const 0xf000)) (then (global.set $heap (i32.const 0x8000))))
