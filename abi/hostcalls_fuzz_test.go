@@ -408,7 +408,7 @@ type fuzzReport struct {
 	entries                        []fuzzEntry
 }
 
-type fuzzEntry struct{ call, status, heapBefore, heapAfter, pages uint32 }
+type fuzzEntry struct{ call, status, allocStart, allocEnd, pages uint32 }
 
 func parseReport(msg string) (*fuzzReport, error) {
 	b, ok := strings.CutPrefix(msg, "FUZZREPORT")

@@ -29,7 +29,8 @@
 ;; a documented failure from a host's.
 ;;
 ;; After each hostcall the guest compares live with the shadow: a byte may
-;; change only inside what the allocator handed out during the call, inside
+;; change only inside what the allocator handed out during the call (not the
+;; alignment padding before it), inside
 ;; the 4- or 8-byte windows of the call's out-parameters, and inside the
 ;; nested op's scratch if one ran. With a ret pair, a call answering OK
 ;; must have written a pointer into what it allocated (or 0 for size 0).
@@ -37,8 +38,9 @@
 ;; "FUZZREPORT", then u32s at 0x20010: ops run, program base, program size,
 ;; flags (1: the allocator was asked for 0 bytes; 2: the program ended
 ;; early, malformed), violating op (-1: none), kind (1 memory, 2 ret pair),
-;; address (or ret pointer), ret size; then per op 6 u32: call, status, heap
-;; before, heap after, pages before, 0.
+;; address (or ret pointer), ret size; then per op 6 u32: call, status, the
+;; start and end of what the allocator handed out during the call (0, 0:
+;; nothing), pages before, 0.
 (module
   (import "env" "proxy_log" (func $h0 (param i32 i32 i32) (result i32)))
   (import "env" "proxy_get_log_level" (func $h1 (param i32) (result i32)))
@@ -94,6 +96,9 @@
   (global $nested_ran (mut i32) (i32.const 0))
   (global $prog (mut i32) (i32.const 0))
   (global $prog_end (mut i32) (i32.const 0))
+  ;; what the allocator handed out during the current hostcall: [$alo, $ahi)
+  (global $alo (mut i32) (i32.const 0))
+  (global $ahi (mut i32) (i32.const 0))
 
   (func (export "proxy_abi_version_0_2_0"))
   (func (export "proxy_on_context_create") (param i32 i32))
@@ -132,6 +137,8 @@
       (call $say (i32.const 0x21060) (i32.const 19))
       (return (i32.const 0))))
     (global.set $heap (i32.add (local.get $p) (local.get $size)))
+    (if (i32.lt_u (local.get $p) (global.get $alo)) (then (global.set $alo (local.get $p))))
+    (if (i32.gt_u (global.get $heap) (global.get $ahi)) (then (global.set $ahi (global.get $heap))))
     (local.get $p))
 
   ;; $valid: the op at $at is a hostcall whose arguments lie inside the
@@ -237,7 +244,8 @@
     (i32.const -1))
 
   ;; $allowed: a change at $addr during the op at $at is the host's right:
-  ;; inside what it allocated ($hb to $ha), an out-parameter's window, or
+  ;; inside what it allocated ($hb to $ha: from the first allocation's start
+;; to the last one's end), an out-parameter's window, or
   ;; the nested op's scratch.
   (func $allowed (param $at i32) (param $addr i32) (param $hb i32) (param $ha i32) (result i32)
     (local $i i32) (local $n i32) (local $d i64)
@@ -322,8 +330,8 @@
         (global.set $nested (call $a (local.get $pc) (i32.const 1)))
         (i32.store (local.get $e) (i32.const 100))
         (i32.store offset=4 (local.get $e) (i32.const 0))
-        (i32.store offset=8 (local.get $e) (global.get $heap))
-        (i32.store offset=12 (local.get $e) (global.get $heap))
+        (i32.store offset=8 (local.get $e) (i32.const 0))
+        (i32.store offset=12 (local.get $e) (i32.const 0))
         (i32.store offset=16 (local.get $e) (memory.size))
         (i32.store offset=20 (local.get $e) (i32.const 0))
         (local.set $pc (i32.add (local.get $pc) (i32.const 24)))
@@ -334,11 +342,14 @@
       ;; run a copy: the call may rewrite the program, this op included
       (memory.copy (i32.const 0x21300) (local.get $pc) (i32.add (i32.const 8) (i32.shl (local.get $n) (i32.const 3))))
       (memory.copy (i32.const 0x10000) (i32.const 0) (i32.const 0x10000))
-      (local.set $hb (global.get $heap))
+      (global.set $alo (i32.const -1))
+      (global.set $ahi (i32.const 0))
       (local.set $pages (memory.size))
       (global.set $nested_ran (i32.const 0))
       (local.set $st (call $op (i32.const 0x21300)))
-      (local.set $ha (global.get $heap))
+      (local.set $hb (global.get $alo))
+      (local.set $ha (global.get $ahi))
+      (if (i32.eq (local.get $hb) (i32.const -1)) (then (local.set $hb (i32.const 0))))
       (i32.store (local.get $e) (i32.load8_u (i32.const 0x21300)))
       (i32.store offset=4 (local.get $e) (local.get $st))
       (i32.store offset=8 (local.get $e) (local.get $hb))
