@@ -3,8 +3,9 @@
 ;; request body holds: a sequence of hostcalls with arguments the fuzzer
 ;; chose, each checked for what it did to guest memory. The program is
 ;; fetched with proxy_get_buffer_bytes, so the host places it through the
-;; allocator, which bumps from HEAP_BASE (reset in each callback): it lands
-;; at HEAP_BASE. fuzz_test.go (hostcallsGuest) writes the programs.
+;; allocator, which bumps from 0x1000 (reset in each callback): it lands at
+;; 0x1000. hostcalls_fuzz_test.go (hostcallsProgram) writes the programs;
+;; its fuzzCalls lists the imports below in their order.
 ;;
 ;; Memory (3 pages at first, at most 6):
 ;;   0x00000-0x0ffff  live: 0x100-0x4ff scratch for out-parameters,
@@ -30,9 +31,8 @@
 ;;
 ;; After each hostcall the guest compares live with the shadow: a byte may
 ;; change only inside what the allocator handed out during the call (not the
-;; alignment padding before it), inside
-;; the 4- or 8-byte windows of the call's out-parameters, and inside the
-;; nested op's scratch if one ran. With a ret pair, a call answering OK
+;; alignment padding before it), inside the 4- or 8-byte windows of the
+;; call's out-parameters, and inside the nested op's scratch if one ran. With a ret pair, a call answering OK
 ;; must have written a pointer into what it allocated (or 0 for size 0).
 ;; The first violation stops the program. At the end the report is logged:
 ;; "FUZZREPORT", then u32s at 0x20010: ops run, program base, program size,
