@@ -22,7 +22,7 @@ import (
 //
 // (so a key answers every path whose segments, joined by ".", give it), or
 // an array of paths given as arrays of segments, for segments that hold a
-// dot themselves:
+// dot themselves (an item may give a "key" of the first form instead):
 //
 //	[{"path": ["route_metadata", "filter_metadata", "envoy.filters.http.wasm", "auth"], "value": "cookie"}]
 //
@@ -142,6 +142,48 @@ func decodePropertyValue(raw json.RawMessage) (any, error) {
 	return n.Float64()
 }
 
+// MarshalJSON writes the object form when every property has a key, else
+// the array form (a property with a key, not a path, as {"key": ...}), so
+// that a script marshals back to one that means the same.
+func (ps Properties) MarshalJSON() ([]byte, error) {
+	if ps == nil {
+		return []byte("null"), nil
+	}
+	object := true
+	for _, p := range ps {
+		object = object && p.Path == nil
+	}
+	var b bytes.Buffer
+	if object {
+		b.WriteByte('{')
+		for i, p := range ps {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			k, _ := json.Marshal(p.Key)
+			v, err := json.Marshal(p.Value)
+			if err != nil {
+				return nil, err
+			}
+			b.Write(k)
+			b.WriteByte(':')
+			b.Write(v)
+		}
+		b.WriteByte('}')
+		return b.Bytes(), nil
+	}
+	type item struct {
+		Path  []string `json:"path,omitempty"`
+		Key   string   `json:"key,omitempty"`
+		Value any      `json:"value"`
+	}
+	items := make([]item, len(ps))
+	for i, p := range ps {
+		items[i] = item{p.Path, p.Key, p.Value}
+	}
+	return json.Marshal(items)
+}
+
 // UnmarshalJSON reads either form (see Properties).
 func (ps *Properties) UnmarshalJSON(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -173,6 +215,7 @@ func (ps *Properties) UnmarshalJSON(b []byte) error {
 	case json.Delim('['):
 		var items []struct {
 			Path  []string        `json:"path"`
+			Key   string          `json:"key"`
 			Value json.RawMessage `json:"value"`
 		}
 		d := json.NewDecoder(bytes.NewReader(b))
@@ -181,14 +224,17 @@ func (ps *Properties) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("properties: want {\"path\": [segments], \"value\": ...} items: %w", err)
 		}
 		for i, it := range items {
-			if it.Path == nil {
+			if it.Path == nil && it.Key == "" {
 				return fmt.Errorf("properties[%d]: no path", i)
+			}
+			if it.Path != nil && it.Key != "" {
+				return fmt.Errorf("properties[%d]: a path or a key, not both", i)
 			}
 			v, err := decodePropertyValue(it.Value)
 			if err != nil {
 				return fmt.Errorf("properties[%d]: %w", i, err)
 			}
-			out = append(out, Property{Path: it.Path, Value: v})
+			out = append(out, Property{Path: it.Path, Key: it.Key, Value: v})
 		}
 	default:
 		return fmt.Errorf("properties: want an object or an array, not %v", tok)
