@@ -35,7 +35,10 @@ func earlyUpstream(t *testing.T) *httptest.Server {
 // proxyTo is a reverse proxy to up behind the plugins.
 func proxyTo(t *testing.T, up *httptest.Server, opts nethttp.Options, ps ...*abi.Plugin) *httptest.Server {
 	u, _ := url.Parse(up.URL)
-	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(u) }, ErrorLog: log.New(io.Discard, "", 0)}
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(u)
+		pr.Out.Trailer = pr.In.Trailer // the same map: trailers are filled as the body ends
+	}, ErrorLog: log.New(io.Discard, "", 0)}
 	srv := httptest.NewServer(nethttp.New(rp, nethttp.Plugins(ps...), opts))
 	t.Cleanup(srv.Close)
 	return srv
@@ -164,6 +167,47 @@ func TestHopByHopBeforePlugins(t *testing.T) {
 		// (kept for gRPC); not connection, keep-alive, proxy-authorization.
 		if n := got.header.Get("X-Anywasm-Seen"); n != "9" {
 			t.Errorf("the second plugin saw %s headers, want 9 (no hop-by-hop headers)", n)
+		}
+	})
+}
+
+// TestHeldBodyDecidedInTrailers: a body a plugin holds stays held while
+// its trailers callback runs (as Envoy's filter chain holds a buffered
+// body until the filter's decodeTrailers continues), so a plugin that
+// decides there (guard) answers before any of the body goes on: the
+// upstream never gets a body guard blocks, trailers or not.
+func TestHeldBodyDecidedInTrailers(t *testing.T) {
+	forEachRuntime(t, nil, abi.Options{}, func(t *testing.T, e *env) {
+		var mu sync.Mutex
+		whole := map[string]string{} // path -> body, of bodies that arrived whole
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, err := io.ReadAll(r.Body)
+			if err == nil {
+				mu.Lock()
+				whole[r.URL.Path] = string(b) + " trailer=" + r.Trailer.Get("X-Sum")
+				mu.Unlock()
+			}
+		}))
+		defer up.Close()
+		srv := proxyTo(t, up, nethttp.Options{}, e.load("guard", abi.PluginConfig{}), e.load("headers", abi.PluginConfig{}))
+		for _, c := range []struct {
+			path, body string
+			want       int
+		}{{"/attack", "an attack with trailers", 403}, {"/harmless", "harmless, with trailers", 200}} {
+			req, _ := http.NewRequest("POST", srv.URL+c.path, io.MultiReader(strings.NewReader(c.body))) // no length: chunked
+			req.Trailer = http.Header{"X-Sum": {"1"}}
+			r := e.do(req)
+			if r.status != c.want {
+				t.Errorf("%s: %d %q, want %d", c.path, r.status, r.body, c.want)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if b, ok := whole["/attack"]; ok {
+			t.Errorf("the upstream got the body guard blocks: %q", b)
+		}
+		if b := whole["/harmless"]; b != "harmless, with trailers trailer=1" {
+			t.Errorf("the upstream got %q for the harmless body", b)
 		}
 	})
 }

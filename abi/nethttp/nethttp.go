@@ -319,43 +319,82 @@ const (
 func (x *exchange) headers(phase int, h abi.Headers, eos bool) (abi.Headers, bool) {
 	resp := phase >= responseHeaders
 	for i := range x.streams {
-		s, ok := x.lock(x.order(resp, i))
-		if !ok {
+		var ok bool
+		if h, ok = x.headerStep(phase, x.order(resp, i), h, eos); !ok {
 			return nil, false
-		}
-		if s == nil {
-			x.mu.Unlock()
-			continue
-		}
-		var a abi.Action
-		switch phase {
-		case requestHeaders:
-			a, _ = s.RequestHeaders(x.ctx, h, eos)
-		case requestTrailers:
-			a, _ = s.RequestTrailers(x.ctx, h)
-		case responseHeaders:
-			a, _ = s.ResponseHeaders(x.ctx, h, eos)
-		default:
-			a, _ = s.ResponseTrailers(x.ctx, h)
-		}
-		x.mu.Unlock()
-		if a == abi.ActionPause && !x.wait(s, dirOf(resp)) {
-			return nil, false
-		}
-		// The next plugin gets a copy: a paused plugin's later callbacks
-		// (a callout's answer) may still change its own map.
-		switch phase {
-		case requestHeaders:
-			h = s.RequestHeaderMap().Clone()
-		case requestTrailers:
-			h = s.RequestTrailerMap().Clone()
-		case responseHeaders:
-			h = s.ResponseHeaderMap().Clone()
-		default:
-			h = s.ResponseTrailerMap().Clone()
 		}
 	}
 	return h, true
+}
+
+// headerStep runs the headers or trailers callback of stream k, waiting for
+// it if it pauses, and returns the map as it left it; false when the
+// exchange was answered.
+func (x *exchange) headerStep(phase, k int, h abi.Headers, eos bool) (abi.Headers, bool) {
+	resp := phase >= responseHeaders
+	s, ok := x.lock(k)
+	if !ok {
+		return nil, false
+	}
+	if s == nil {
+		x.mu.Unlock()
+		return h, true
+	}
+	var a abi.Action
+	switch phase {
+	case requestHeaders:
+		a, _ = s.RequestHeaders(x.ctx, h, eos)
+	case requestTrailers:
+		a, _ = s.RequestTrailers(x.ctx, h)
+	case responseHeaders:
+		a, _ = s.ResponseHeaders(x.ctx, h, eos)
+	default:
+		a, _ = s.ResponseTrailers(x.ctx, h)
+	}
+	x.mu.Unlock()
+	if a == abi.ActionPause && !x.wait(s, dirOf(resp)) {
+		return nil, false
+	}
+	// The next plugin gets a copy: a paused plugin's later callbacks (a
+	// callout's answer) may still change its own map.
+	switch phase {
+	case requestHeaders:
+		return s.RequestHeaderMap().Clone(), true
+	case requestTrailers:
+		return s.RequestTrailerMap().Clone(), true
+	case responseHeaders:
+		return s.ResponseHeaderMap().Clone(), true
+	}
+	return s.ResponseTrailerMap().Clone(), true
+}
+
+// trailers runs trailers through the chain as Envoy's filter chain does: a
+// plugin's trailers callback runs while the body it holds is still held (it
+// may read it, and answer instead), and only then does what it held go on
+// to the next plugins (without end_of_stream: the trailers end the stream),
+// before its trailers. It returns the body that came out of the chain's end
+// and the trailers as the last plugin left them.
+func (x *exchange) trailers(resp bool, t abi.Headers) ([]byte, abi.Headers, error) {
+	phase := requestTrailers
+	if resp {
+		phase = responseTrailers
+	}
+	var out []byte
+	for i := range x.streams {
+		k := x.order(resp, i)
+		var ok bool
+		if t, ok = x.headerStep(phase, k, t, false); !ok {
+			return nil, nil, ErrAnswered
+		}
+		if b := x.take(resp, k); len(b) > 0 {
+			o, err := x.data(resp, i+1, b, false)
+			if err != nil {
+				return nil, nil, err
+			}
+			out = append(out, o...)
+		}
+	}
+	return out, t, nil
 }
 
 // wait waits for a stream paused in direction d; false when the exchange is
@@ -495,24 +534,6 @@ func (x *exchange) settleRequest() {
 	if x.body != nil {
 		x.body.drain()
 	}
-}
-
-// flush passes on, before trailers, what paused plugins still hold of a
-// body (they never saw its end: trailers end the stream).
-func (x *exchange) flush(resp bool) ([]byte, error) {
-	var out []byte
-	for i := range x.streams {
-		b := x.take(resp, x.order(resp, i))
-		if len(b) == 0 {
-			continue
-		}
-		o, err := x.data(resp, i+1, b, false)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, o...)
-	}
-	return out, nil
 }
 
 func tooLarge(resp bool, p *abi.Plugin, limit int) *abi.LocalResponse {
@@ -820,15 +841,10 @@ func (b *requestBody) fill() {
 	if !trailer {
 		return
 	}
-	out, derr = x.flush(false)
+	out, t, derr := x.trailers(false, appendHeader(nil, b.orig.Trailer))
 	b.out = append(b.out, out...)
 	if derr != nil {
 		b.err = derr
-		return
-	}
-	t, ok := x.headers(requestTrailers, appendHeader(nil, b.orig.Trailer), false)
-	if !ok {
-		b.err = ErrAnswered
 		return
 	}
 	clear(b.orig.Trailer)
@@ -1004,11 +1020,13 @@ func (x *exchange) responseDone() {
 	// A plugin that holds the request body again decides before the
 	// response ends (too late to replace it: its answer resets it).
 	x.settleRequest()
-	out, err := x.data(true, 0, nil, eos)
-	if err == nil && !eos {
-		var more []byte
-		more, err = x.flush(true)
-		out = append(out, more...)
+	var out []byte
+	var err error
+	t := trailer
+	if eos {
+		out, err = x.data(true, 0, nil, true)
+	} else {
+		out, t, err = x.trailers(true, trailer)
 	}
 	if err == nil && len(out) > 0 {
 		_, err = x.w.Write(out)
@@ -1018,11 +1036,6 @@ func (x *exchange) responseDone() {
 		return
 	}
 	if eos {
-		return
-	}
-	t, ok := x.headers(responseTrailers, trailer, false)
-	if !ok {
-		x.writeLocal()
 		return
 	}
 	h := x.w.Header()

@@ -8,6 +8,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
@@ -65,8 +66,20 @@ func (h *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) types.Ac
 	if !endOfStream {
 		return types.ActionPause
 	}
-	body, err := proxywasm.GetHttpRequestBody(0, bodySize)
-	if err != nil && bodySize > 0 {
+	return h.decide(bodySize)
+}
+
+// OnHttpRequestTrailers decides on the body it holds: trailers end a body
+// whose last chunk had no end_of_stream.
+func (h *httpContext) OnHttpRequestTrailers(int) types.Action {
+	return h.decide(1 << 30)
+}
+
+// decide reads up to size bytes of the body and answers 403 if they hold
+// the pattern.
+func (h *httpContext) decide(size int) types.Action {
+	body, err := proxywasm.GetHttpRequestBody(0, size)
+	if err != nil && !errors.Is(err, types.ErrorStatusNotFound) {
 		proxywasm.LogError("guard: get request body: " + err.Error())
 		return types.ActionPause
 	}
