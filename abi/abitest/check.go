@@ -19,6 +19,13 @@ import (
 // and WASI's realtime clock), so that every runtime sees the same.
 var clock = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// CompileCacheDir, when set, is the compile cache of the runtimes Check and
+// Run open (engine.Config.WithCompilationCache: a directory private to the
+// user): a suite that runs many scripts over the same plugins then compiles
+// each plugin once per runtime, not once per script. Set it before running
+// scripts (a test's init, TestMain).
+var CompileCacheDir string
+
 // Check runs the script once per runtime compiled into the binary
 // (engine.Runtimes), checks every expectation, and compares the runtimes'
 // transcripts. wasm is the plugin's code (of every plugin that names no
@@ -93,6 +100,9 @@ func runOn(ctx context.Context, name string, codes [][]byte, s *Script) *Runtime
 	}
 	rr.Version = info.Version
 	cfg := engine.NewConfig()
+	if CompileCacheDir != "" {
+		cfg = cfg.WithCompilationCache(CompileCacheDir)
+	}
 	interrupt := info.Capabilities.Has(engine.CapInterrupt) && !s.NoCallTimeout
 	if interrupt {
 		cfg = cfg.WithInterruptOnContextDone(true)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/anywasm/anywasm/internal/plugins"
 	"github.com/anywasm/anywasm/internal/proxy"
+	"github.com/anywasm/anywasm/internal/testrt"
 )
 
 func TestUsage(t *testing.T) {
@@ -45,7 +46,8 @@ func TestExample(t *testing.T) {
 	}
 	// The example's fixed ports may be taken on a test machine.
 	// No reload timer: the test checks that SIGHUP reloads.
-	cfg := strings.NewReplacer("127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:9901", "127.0.0.1:0").Replace(string(b)) + "reload_interval: 0s\n"
+	cfg := strings.NewReplacer("127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:9901", "127.0.0.1:0").Replace(string(b)) +
+		"reload_interval: 0s\ncache_dir: " + testrt.Dir() + "\n"
 	os.WriteFile(filepath.Join(dir, "proxy.yaml"), []byte(cfg), 0o644)
 	for _, p := range []string{"headers", "local_response", "metrics"} {
 		w, _ := os.ReadFile(plugins.Path(t, p))
@@ -126,7 +128,7 @@ func TestCheckLoadsPlugins(t *testing.T) {
 		{`{name: refuses, configuration: fail, vm_config: {code: {local: {filename: ` + plugins.Path(t, "config") + `}}}}`, "refused its configuration"},
 	} {
 		f := filepath.Join(dir, "c.yaml")
-		os.WriteFile(f, []byte("listeners: [{address: \"127.0.0.1:0\", http: {cluster: echo, filters: ["+c.filter+"]}}]\n"), 0o644)
+		os.WriteFile(f, []byte("cache_dir: "+testrt.Dir()+"\nlisteners: [{address: \"127.0.0.1:0\", http: {cluster: echo, filters: ["+c.filter+"]}}]\n"), 0o644)
 		var out, errb bytes.Buffer
 		if code := run(context.Background(), []string{"-config", f, "-check"}, &out, &errb, nil); code != 1 || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("%s: -check = %d, %q %q; want 1 and %q", c.filter, code, out.String(), errb.String(), c.want)

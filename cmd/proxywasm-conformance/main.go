@@ -32,8 +32,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	scriptPath := fs.String("script", "", "the conformance script (JSON)")
 	verbose := fs.Bool("v", false, "print every runtime's transcript")
+	cache := fs.String("cache", "", "keep compiled plugins in this directory (private to the user) across runs")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: proxywasm-conformance [-v] -script s.json plugin.wasm\n\n"+
+		fmt.Fprintf(stderr, "usage: proxywasm-conformance [-v] [-cache DIR] -script s.json plugin.wasm\n\n"+
 			"Runs the plugin through the script on every runtime compiled in (%v).\n\n", engine.Runtimes())
 		fs.PrintDefaults()
 	}
@@ -61,6 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "proxywasm-conformance: %s is not a WebAssembly binary\n", fs.Arg(0))
 		return 2
 	}
+	abitest.CompileCacheDir = *cache
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	report, err := abitest.Check(ctx, wasm, script)
