@@ -82,10 +82,12 @@ func newEcho(t *testing.T) *echo {
 				defer c.Close()
 				var buf bytes.Buffer
 				_, _ = io.Copy(io.MultiWriter(c, &buf), c)
-				_ = c.(*net.TCPConn).CloseWrite()
+				// Record before half-closing: the client's read ends at
+				// this EOF and the test asks received() right after.
 				e.mu.Lock()
 				e.got = append(e.got, buf.String())
 				e.mu.Unlock()
+				_ = c.(*net.TCPConn).CloseWrite()
 			}()
 		}
 	}()
