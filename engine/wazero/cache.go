@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	goruntime "runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 
@@ -96,7 +97,7 @@ func (c *diskCache) close(ctx context.Context) error {
 func (c *diskCache) key(wasm []byte) [32]byte {
 	h := sha256.New()
 	h.Write([]byte(filecache.Wazero.Magic))
-	h.Write([]byte("wazero " + Version + " " + goruntime.GOOS + "/" + goruntime.GOARCH))
+	h.Write([]byte("wazero " + Version + " " + goruntime.GOOS + "/" + goruntime.GOARCH + " " + wazeroFileVersion()))
 	if c.interrupt {
 		h.Write([]byte{1})
 	} else {
@@ -107,6 +108,31 @@ func (c *diskCache) key(wasm []byte) [32]byte {
 	h.Sum(k[:0])
 	return k
 }
+
+// wazeroFileVersion is the version wazero names the directory of its cache
+// files by (its internal/version.GetWazeroVersion: the wazero module's
+// version in the binary's build information, "dev" without one, as in some
+// test binaries). It is part of the key: wazero does not find an entry
+// written under another version's name, compiles again, and the entry
+// would be overwritten back and forth by binaries of both kinds sharing a
+// directory.
+var wazeroFileVersion = sync.OnceValue(func() string {
+	v := ""
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if strings.Contains(dep.Path, "github.com/tetratelabs/wazero") {
+				v = dep.Version
+			}
+		}
+		if v == "" || v == "(devel)" {
+			v = info.Main.Version
+		}
+	}
+	if v == "" || v == "(devel)" {
+		v = "dev"
+	}
+	return v
+})
 
 // staged is a file in the staging directory.
 type staged struct {

@@ -188,3 +188,30 @@ func TestCacheDirectoryReplaced(t *testing.T) {
 		t.Errorf("answer = %d, hits = %d; want 42 from the real cache directory", got, r.disk.hits)
 	}
 }
+
+// TestCacheKeyHasWazeroFileVersion: the key names the version wazero puts
+// in its files' directory (some test binaries have no build information,
+// and wazero says "dev"): an entry stored under one is found by binaries
+// of that version only, instead of being recompiled and overwritten by the
+// others (which made every test package that shares the test cache
+// recompile the Go-SDK plugins on every run).
+func TestCacheKeyHasWazeroFileVersion(t *testing.T) {
+	dir := t.TempDir()
+	r := newRuntime(t, engine.NewConfig().WithCompilationCache(dir))
+	if got := answer(t, r, "small"); got != 42 || r.disk.stored != 1 {
+		t.Fatalf("answer %d, stored %d", got, r.disk.stored)
+	}
+	e, ok := r.disk.dir.Load(filecache.Wazero, r.disk.key(enginetest.Guest("small")))
+	if !ok {
+		t.Fatal("no entry under the key")
+	}
+	if want := "wazero-" + wazeroFileVersion() + "-" + goruntime.GOARCH + "-" + goruntime.GOOS + "/"; !strings.HasPrefix(e.Name, want) {
+		t.Errorf("entry %q: wazero's directory is not %q", e.Name, want)
+	}
+	saved := wazeroFileVersion
+	t.Cleanup(func() { wazeroFileVersion = saved })
+	wazeroFileVersion = func() string { return "other" }
+	if _, ok := r.disk.dir.Load(filecache.Wazero, r.disk.key(enginetest.Guest("small"))); ok {
+		t.Error("another wazero file version finds the entry")
+	}
+}
