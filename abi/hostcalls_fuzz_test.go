@@ -331,7 +331,9 @@ func hostcallsProgram(data []byte) *fuzzProgram {
 					o8 |= 1 << i
 				}
 			}
-			if c.retPtr >= 0 && !overlapping(op, c) {
+			// (A foreign function's results pointer 0 asks for no result:
+			// only the size is written, nothing is allocated.)
+			if c.retPtr >= 0 && !overlapping(op, c) && !(c.name == "proxy_call_foreign_function" && op.args[c.retPtr] == 0) {
 				rp, rl = c.retPtr, c.retLen
 			}
 			for i, role := range c.roles {
