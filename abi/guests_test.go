@@ -44,6 +44,31 @@ func (s *logSink) has(sub string) bool {
 	return false
 }
 
+// hasLine reports whether a line is exactly line.
+func (s *logSink) hasLine(line string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lines {
+		if l == line {
+			return true
+		}
+	}
+	return false
+}
+
+// find returns the lines containing sub.
+func (s *logSink) find(sub string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, l := range s.lines {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func (s *logSink) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

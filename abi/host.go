@@ -35,10 +35,15 @@ type Options struct {
 	// GRPCUpstreams carries unary gRPC callouts (proxy_grpc_call). Nil
 	// refuses them.
 	GRPCUpstreams GRPCUpstreams
-	// Properties answers proxy_get_property for paths the host does not
-	// know itself (plugin_name, plugin_root_id, plugin_vm_id and what the
-	// plugin set with proxy_set_property are answered first).
+	// Properties, when set, answers proxy_get_property first (so an
+	// embedder or a test can give any attribute); paths it does not know
+	// go to Envoy's attributes (README, "Attributes": the stream's own, its
+	// StreamInfo, Node, the plugin's listener), then to what the plugin
+	// set with proxy_set_property.
 	Properties func(path []string) ([]byte, bool)
+	// Node is the proxy's identity (the attributes node and xds.node); nil
+	// answers NOT_FOUND.
+	Node *Node
 	// ForeignFunctions are callable by name from plugins.
 	ForeignFunctions map[string]ForeignFunc
 	// Limits bound what a plugin may hand the host.
@@ -199,6 +204,11 @@ type PluginConfig struct {
 	// level and above are kept (whatever the level of Options.Logger's
 	// handler) and proxy_get_log_level answers it. Nil: the host logger's.
 	LogLevel *LogLevel
+	// ListenerDirection and ListenerMetadata are those of the listener the
+	// plugin serves (the attributes listener_direction, listener_metadata
+	// and their xds forms; NOT_FOUND when unset).
+	ListenerDirection TrafficDirection
+	ListenerMetadata  Metadata
 	// CallTimeout bounds each callback. It needs a runtime opened with
 	// engine.Config.WithInterruptOnContextDone(true); Load refuses it on
 	// others. 0 means no bound.
@@ -221,7 +231,8 @@ func (c PluginConfig) same(o PluginConfig) bool {
 		string(c.Configuration) == string(o.Configuration) && string(c.VMConfiguration) == string(o.VMConfiguration) &&
 		maps.Equal(c.Environment, o.Environment) && c.FailurePolicy == o.FailurePolicy &&
 		c.PoolSize == o.PoolSize && c.CallTimeout == o.CallTimeout &&
-		(c.LogLevel == nil) == (o.LogLevel == nil) && (c.LogLevel == nil || *c.LogLevel == *o.LogLevel)
+		(c.LogLevel == nil) == (o.LogLevel == nil) && (c.LogLevel == nil || *c.LogLevel == *o.LogLevel) &&
+		c.ListenerDirection == o.ListenerDirection && equalMetadata(c.ListenerMetadata, o.ListenerMetadata)
 }
 
 // Load compiles a plugin (or reuses the VMs of a plugin with the same VMID

@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -973,33 +974,32 @@ func splitPath(p []byte) []string {
 	return strings.Split(s, "\x00")
 }
 
-// hGetProperty is Envoy's Context::getProperty, in its order: what the
-// embedder knows of the stream (Options.Properties, Envoy's
-// StreamActivation attributes), then plugin_name, plugin_root_id and
-// plugin_vm_id, then what the plugin set on the stream (filter state).
+// hGetProperty is Envoy's Context::getProperty (attributes.go): what the
+// embedder's Options.Properties answers, then Envoy's attributes, then
+// what the plugin set on the stream (filter state).
 func (v *vm) hGetProperty(ctx context.Context, s []uint64) Status {
 	raw, ok := v.bytes(s[0], s[1])
 	if !ok || !v.writable(s[2], s[3]) {
 		return StatusInvalidMemoryAccess
 	}
-	path := splitPath(raw)
 	if f := v.group.host.opts.Properties; f != nil {
-		if val, ok := f(path); ok {
+		if val, ok := f(splitPath(raw)); ok {
 			return v.copyOut(ctx, val, s[2], s[3])
 		}
 	}
-	if p := v.plugin(); p != nil && len(path) == 1 {
-		switch path[0] {
-		case "plugin_name":
-			return v.copyOutString(ctx, p.cfg.Name, s[2], s[3])
-		case "plugin_root_id":
-			return v.copyOutString(ctx, p.cfg.RootID, s[2], s[3])
-		case "plugin_vm_id":
-			return v.copyOutString(ctx, p.cfg.VMID, s[2], s[3])
+	if val, ok := v.lookupProperty(raw); ok {
+		if val.kind == propString {
+			return v.copyOutString(ctx, val.s, s[2], s[3])
 		}
+		var scratch [8]byte
+		b, ok := val.serialize(scratch[:])
+		if !ok {
+			return StatusSerializationFailure
+		}
+		return v.copyOut(ctx, b, s[2], s[3])
 	}
 	if c := v.eff; c != nil {
-		if val, ok := c.props[strings.Join(path, "\x00")]; ok {
+		if val, ok := c.props[string(bytes.TrimSuffix(raw, []byte{0}))]; ok {
 			return v.copyOut(ctx, val, s[2], s[3])
 		}
 	}
@@ -1021,7 +1021,7 @@ func (v *vm) hSetProperty(_ context.Context, s []uint64) Status {
 	if c.props == nil {
 		c.props = map[string][]byte{}
 	}
-	c.props[strings.Join(splitPath(raw), "\x00")] = append([]byte(nil), val...)
+	c.props[string(bytes.TrimSuffix(raw, []byte{0}))] = append([]byte(nil), val...)
 	return StatusOK
 }
 

@@ -3,6 +3,7 @@ package abi
 import (
 	"context"
 	"fmt"
+	"strconv"
 )
 
 // HTTPStream is one HTTP request/response through a plugin: its stream
@@ -23,13 +24,20 @@ type HTTPStream struct {
 }
 
 // NewHTTPStream creates a stream context (proxy_on_context_create) on one of
-// the plugin's VMs.
+// the plugin's VMs. It is NewHTTPStreamInfo without a StreamInfo.
 func (p *Plugin) NewHTTPStream(ctx context.Context) (*HTTPStream, error) {
+	return p.NewHTTPStreamInfo(ctx, nil)
+}
+
+// NewHTTPStreamInfo creates a stream context whose attributes
+// (proxy_get_property) come from info as well as from the stream itself;
+// info may be nil and must stay valid until Close.
+func (p *Plugin) NewHTTPStreamInfo(ctx context.Context, info *StreamInfo) (*HTTPStream, error) {
 	s, _ := p.httpStreams.Get().(*HTTPStream)
 	if s == nil {
 		s = &HTTPStream{}
 	}
-	if err := s.start(ctx, p); err != nil {
+	if err := s.start(ctx, p, info); err != nil {
 		p.httpStreams.Put(s)
 		return nil, err
 	}
@@ -130,7 +138,7 @@ func (s *HTTPStream) RequestHeaders(ctx context.Context, h Headers, endOfStream 
 // returns the buffered body (as the plugin left it) to pass on, and the
 // buffer starts again empty; on ActionPause it keeps buffering.
 func (s *HTTPStream) RequestBody(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
-	s.locked(func() { s.reqBody = append(s.reqBody, chunk...) })
+	s.locked(func() { s.reqBody = append(s.reqBody, chunk...); s.reqBytes += int64(len(chunk)) })
 	a, err := s.run(ctx, 0, func(v *vm) callback { return v.cb.requestBody }, "proxy_on_request_body", dataAction,
 		uint64(len(s.reqBody)), boolArg(endOfStream))
 	if a == ActionContinue && err == nil {
@@ -154,7 +162,7 @@ func (s *HTTPStream) ResponseHeaders(ctx context.Context, h Headers, endOfStream
 
 // ResponseBody is RequestBody for the response.
 func (s *HTTPStream) ResponseBody(ctx context.Context, chunk []byte, endOfStream bool) ([]byte, Action, error) {
-	s.locked(func() { s.respBody = append(s.respBody, chunk...) })
+	s.locked(func() { s.respBody = append(s.respBody, chunk...); s.respBytes += int64(len(chunk)) })
 	a, err := s.run(ctx, 1, func(v *vm) callback { return v.cb.responseBody }, "proxy_on_response_body", dataAction,
 		uint64(len(s.respBody)), boolArg(endOfStream))
 	if a == ActionContinue && err == nil {
@@ -269,4 +277,18 @@ func (s *HTTPStream) headerMap(t MapType) *Headers {
 		return &s.respTrailers
 	}
 	return nil
+}
+
+// responseCode is Envoy's StreamInfo::responseCode: the local response's
+// status, or the response headers' :status once they came.
+func (s *HTTPStream) responseCode() (int, bool) {
+	if s.local != nil && !s.local.Reset {
+		return s.local.Status, true
+	}
+	if st, ok := s.respHeaders.Get(":status"); ok {
+		if n, err := strconv.Atoi(st); err == nil {
+			return n, true
+		}
+	}
+	return 0, false
 }

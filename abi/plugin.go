@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/anywasm/anywasm/engine"
 )
@@ -133,6 +134,12 @@ type stream struct {
 	// closeReq: the plugin closed the stream (proxy_close_stream).
 	closeReq bool
 	closed   bool
+	// What the attributes need (attributes.go): the embedder's StreamInfo
+	// (nil: none), when the stream started and ended, the body bytes
+	// that went through it each way.
+	info                *StreamInfo
+	started, ended      time.Time
+	reqBytes, respBytes int64
 }
 
 // dirOf maps a stream type to the index of its direction in paused and
@@ -143,7 +150,7 @@ func dirOf(t StreamType) int { return int(t) & 1 }
 // (proxy_on_context_create). A stream struct is reused after Close (streams
 // are pooled so that a request allocates nothing of the host's own): only
 // the VM's context table refers to it, and Close removes it from there.
-func (s *stream) start(ctx context.Context, p *Plugin) error {
+func (s *stream) start(ctx context.Context, p *Plugin, info *StreamInfo) error {
 	v, err := p.group.acquire(ctx)
 	if err != nil {
 		return &PluginError{Plugin: p.cfg.Name, Callback: "proxy_on_context_create", Err: err}
@@ -155,6 +162,12 @@ func (s *stream) start(ctx context.Context, p *Plugin) error {
 		drain(s.resume[d]) // a signal left from the previous use
 	}
 	s.p, s.v, s.c, s.err, s.closed, s.paused, s.closeReq = p, v, nil, nil, false, [2]bool{}, false
+	s.info, s.ended, s.reqBytes, s.respBytes = info, time.Time{}, 0, 0
+	if info == nil || info.StartTime.IsZero() {
+		s.started = p.group.host.opts.Now()
+	} else {
+		s.started = info.StartTime
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.failed.Load() {
@@ -254,6 +267,7 @@ func (s *stream) finish(ctx context.Context) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	defer delete(v.ctxs, s.c.id)
+	s.ended = s.p.group.host.opts.Now() // request.duration in on_done and on_log
 	if v.failed.Load() {
 		return nil
 	}

@@ -14,9 +14,18 @@ type TCPStream struct {
 }
 
 // NewTCPStream creates a stream context and runs proxy_on_new_connection.
+// It is NewTCPStreamInfo without a StreamInfo.
 func (p *Plugin) NewTCPStream(ctx context.Context) (*TCPStream, Action, error) {
+	return p.NewTCPStreamInfo(ctx, nil)
+}
+
+// NewTCPStreamInfo creates a stream context whose attributes
+// (proxy_get_property: source, destination, connection, upstream, xds)
+// come from info, and runs proxy_on_new_connection. info may be nil and
+// must stay valid until Close.
+func (p *Plugin) NewTCPStreamInfo(ctx context.Context, info *StreamInfo) (*TCPStream, Action, error) {
 	s := &TCPStream{}
-	if err := s.start(ctx, p); err != nil {
+	if err := s.start(ctx, p, info); err != nil {
 		return nil, ActionPause, err
 	}
 	if s.c != nil {

@@ -35,7 +35,7 @@ var wantEnv = map[string]string{
 	"headers":        "add_header_map_value get_header_map_pairs get_header_map_value log set_effective_context",
 	"local_response": "get_header_map_value log send_local_response set_effective_context",
 	"metrics":        "define_metric get_header_map_value get_metric increment_metric record_metric set_effective_context",
-	"props":          "add_header_map_value get_property set_effective_context",
+	"props":          "add_header_map_value get_buffer_bytes get_property log set_effective_context",
 	"shared":         "add_header_map_value dequeue_shared_queue enqueue_shared_queue get_header_map_value get_shared_data log register_shared_queue set_effective_context set_shared_data",
 	"tcp":            "get_buffer_bytes log set_buffer_bytes set_effective_context",
 	"guard":          "get_buffer_bytes log replace_header_map_value send_local_response set_effective_context",
