@@ -74,6 +74,15 @@ type Options struct {
 	// Logger receives what the middleware itself has to say (exchanges it
 	// had to reset, plugins it could not reach). Default slog.Default().
 	Logger *slog.Logger
+	// Info, when set, completes what the plugins' attributes
+	// (proxy_get_property) know of a request before its streams are
+	// created: its route and cluster, the connection id (ConnectionID
+	// reads one put in the request's context by WithConnectionID). The
+	// middleware itself sets the downstream addresses, the protocol, TLS
+	// and, when the handler answers, response.code_details "via_upstream"
+	// (unless the handler set details); the handler records the upstream
+	// with StreamInfoFrom(r).SetUpstream.
+	Info func(r *http.Request, info *abi.StreamInfo)
 }
 
 // DefaultMaxBufferBytes is the default of Options.MaxBufferBytes.
@@ -114,6 +123,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// An exchange is not pooled: a transport may still read the request
 	// body after the handler returned, and must find this exchange closed.
 	x := &exchange{m: m, ctx: context.WithoutCancel(r.Context()), w: w}
+	x.fillInfo(r)
 	x.wctx, x.cancel = context.WithCancel(r.Context())
 	x.idle.L = &x.mu
 	x.rw = responseWriter{x: x, header: make(http.Header)}
@@ -187,8 +197,9 @@ type exchange struct {
 	rw       responseWriter
 	body     *requestBody // nil without a request body
 	plugins  []*abi.Plugin
-	answered bool // the local response was written
-	aborted  bool // the local response came too late: reset
+	info     abi.StreamInfo // the attributes of the request (attributes.go)
+	answered bool           // the local response was written
+	aborted  bool           // the local response came too late: reset
 
 	mu      sync.Mutex
 	idle    sync.Cond         // signalled when active drops to 0
@@ -213,7 +224,7 @@ func (x *exchange) open(plugins []*abi.Plugin) bool {
 		x.holding[d] = make([]bool, len(plugins))
 	}
 	for i, p := range plugins {
-		s, err := p.NewHTTPStream(x.ctx)
+		s, err := p.NewHTTPStreamInfo(x.ctx, &x.info)
 		if err != nil {
 			x.m.opts.Logger.Error("nethttp: plugin unavailable", "plugin", p.Config().Name, "err", err)
 			if p.Config().FailurePolicy != abi.FailOpen {
@@ -696,7 +707,7 @@ var commonLower = func() map[string]string {
 // request returns the request the next handler sees: r as the plugins left
 // its header map, its body fed through the chain.
 func (x *exchange) request(r *http.Request, h abi.Headers, eos bool) *http.Request {
-	r2 := r.WithContext(r.Context())
+	r2 := r.WithContext(context.WithValue(r.Context(), infoKey{}, &x.info))
 	u := *r.URL
 	r2.URL = &u
 	r2.Header = make(http.Header, len(h))
@@ -945,6 +956,9 @@ func (w *responseWriter) startHeaders(eos bool) bool {
 	}
 	if w.status == 0 {
 		w.status = http.StatusOK
+	}
+	if x.info.ResponseCodeDetails() == "" { // the handler may have said why
+		x.info.SetResponseCodeDetails("via_upstream")
 	}
 	w.left = -1
 	if cl := w.header.Get("Content-Length"); cl != "" {

@@ -65,6 +65,12 @@ type Proxy struct {
 	// direction for that long, and one whose peer does not take what is
 	// written to it for that long (ErrIdleTimeout). 0 means no timeout.
 	IdleTimeout time.Duration
+	// Info, when set, completes what the plugins' attributes
+	// (proxy_get_property) know of a connection before its streams are
+	// created (its cluster, the connection id, the listener's TLS): Serve
+	// sets source.address and destination.address from the downstream
+	// connection itself, and the upstream addresses once Dial returned.
+	Info func(down net.Conn, info *abi.StreamInfo)
 }
 
 // ErrIdleTimeout is the cause of a connection closed by Proxy.IdleTimeout.
@@ -90,6 +96,11 @@ var bufPool = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 // cause of the close (ctx.Err() on a cancel).
 func (p *Proxy) Serve(ctx context.Context, down net.Conn) error {
 	c := &conn{p: p, down: down, log: p.Logger, max: p.MaxBufferBytes, idle: p.IdleTimeout}
+	c.info.SourceAddress = down.RemoteAddr().String()
+	c.info.DestinationAddress = down.LocalAddr().String()
+	if p.Info != nil {
+		p.Info(down, &c.info)
+	}
 	c.touch()
 	if c.log == nil {
 		c.log = slog.Default()
@@ -115,6 +126,7 @@ func (p *Proxy) Serve(ctx context.Context, down net.Conn) error {
 		c.abort(fmt.Errorf("nettcp: dial upstream: %w", err))
 		return c.cause()
 	}
+	c.info.SetUpstream(up.RemoteAddr().String(), up.LocalAddr().String(), nil)
 	c.mu.Lock()
 	c.up = up
 	aborted := c.closing
@@ -158,6 +170,7 @@ type conn struct {
 	pctx, ctx context.Context // pctx for plugin callbacks, ctx for waits
 	cancel    context.CancelFunc
 	down, up  net.Conn
+	info      abi.StreamInfo // the connection's attributes
 
 	// mu serializes calls into the streams (a TCPStream is for one
 	// goroutine; the two directions run on two) and guards what follows.
@@ -174,7 +187,7 @@ type conn struct {
 func (c *conn) start() error {
 	for _, pl := range c.p.Plugins {
 		c.mu.Lock()
-		s, a, err := pl.NewTCPStream(c.pctx)
+		s, a, err := pl.NewTCPStreamInfo(c.pctx, &c.info)
 		if s != nil {
 			c.streams = append(c.streams, s)
 		}

@@ -3,6 +3,7 @@ package nettcp_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -518,6 +519,50 @@ func TestIdleTimeout(t *testing.T) {
 		}
 		if err := result(t, errs); !errors.Is(err, nettcp.ErrIdleTimeout) {
 			t.Errorf("Serve: %v, want ErrIdleTimeout", err)
+		}
+	})
+}
+
+// TestAttributes: network plugins see the connection's addresses and what
+// Proxy.Info adds in proxy_on_new_connection, the upstream once dialed.
+func TestAttributes(t *testing.T) {
+	props := plugins.Build(t, "props")
+	reads := "connection source/address\nconnection destination/address\nconnection xds/cluster_name\n" +
+		"connection connection/id\nconnection upstream/address\ndata upstream/address\n"
+	forEachRuntime(t, func(t *testing.T, h *abi.Host, logs *testlog.Sink) {
+		up := newEcho(t)
+		p, err := h.Load(context.Background(), props, abi.PluginConfig{Name: "props", VMID: "props", Configuration: []byte(reads)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var local string
+		proxy := &nettcp.Proxy{Plugins: []*abi.Plugin{p}, Dial: up.dial, Logger: slog.New(logs),
+			Info: func(down net.Conn, info *abi.StreamInfo) {
+				local = down.LocalAddr().String()
+				info.ConnectionID = 5
+				info.Cluster = &abi.ClusterInfo{Name: "db"}
+			}}
+		addr, errs := front(t, context.Background(), proxy)
+		if got := exchange(t, addr, "ping"); got != "ping" {
+			t.Errorf("client read %q", got)
+		}
+		if err := result(t, errs); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		hx := func(s string) string { return "hex:" + hex.EncodeToString([]byte(s)) }
+		for _, want := range []string{
+			"attr connection destination/address = " + hx(local),
+			"attr connection xds/cluster_name = " + hx("db"),
+			"attr connection connection/id = hex:0500000000000000",
+			"attr connection upstream/address = error:error status returned by host: not found",
+			"attr data upstream/address = " + hx(up.ln.Addr().String()),
+		} {
+			if !logs.Has(want) {
+				t.Errorf("no %q in\n%s", want, logs)
+			}
+		}
+		if !logs.Has("attr connection source/address = hex:" + hex.EncodeToString([]byte("127.0.0.1:"))) {
+			t.Errorf("source/address:\n%s", logs)
 		}
 	})
 }
