@@ -44,6 +44,32 @@ type Config struct {
 	ReloadInterval *Duration `json:"reload_interval,omitempty"`
 	// ShutdownTimeout bounds the graceful shutdown. Default 10s.
 	ShutdownTimeout *Duration `json:"shutdown_timeout,omitempty"`
+	// Node is the proxy's identity, Envoy's node (the plugins' attributes
+	// node and xds.node).
+	Node *Node `json:"node,omitempty"`
+}
+
+// Node is Envoy's config.core.v3.Node: id, cluster and metadata (a
+// google.protobuf.Struct: any JSON object).
+type Node struct {
+	ID       string         `json:"id,omitempty"`
+	Cluster  string         `json:"cluster,omitempty"`
+	Metadata map[string]any `json:"metadata,omitempty"`
+}
+
+// Metadata is Envoy's config.core.v3.Metadata: filter_metadata, a JSON
+// object per filter name (typed_filter_metadata is not supported). The
+// plugins read it as the attributes listener_metadata, xds.route_metadata,
+// xds.cluster_metadata...
+type Metadata struct {
+	FilterMetadata map[string]map[string]any `json:"filter_metadata,omitempty"`
+}
+
+func (m *Metadata) abi() abi.Metadata {
+	if m == nil {
+		return nil
+	}
+	return abi.Metadata(m.FilterMetadata)
 }
 
 // Admin is the admin endpoint: /healthz, /metrics (Prometheus text format)
@@ -67,14 +93,39 @@ type Listener struct {
 	Address string       `json:"address"`
 	HTTP    *HTTPOptions `json:"http,omitempty"`
 	TCP     *TCPOptions  `json:"tcp,omitempty"`
+	// Metadata and TrafficDirection (INBOUND, OUTBOUND or UNSPECIFIED,
+	// the default) are Envoy's listener fields: the plugins' attributes
+	// listener_metadata and listener_direction.
+	Metadata         *Metadata `json:"metadata,omitempty"`
+	TrafficDirection string    `json:"traffic_direction,omitempty"`
+}
+
+// direction is TrafficDirection as abi's.
+func (l *Listener) direction() (abi.TrafficDirection, error) {
+	switch l.TrafficDirection {
+	case "", "UNSPECIFIED":
+		return abi.DirectionUnspecified, nil
+	case "INBOUND":
+		return abi.DirectionInbound, nil
+	case "OUTBOUND":
+		return abi.DirectionOutbound, nil
+	}
+	return 0, fmt.Errorf("%q: want INBOUND, OUTBOUND or UNSPECIFIED", l.TrafficDirection)
 }
 
 // HTTPOptions are an HTTP listener's.
 type HTTPOptions struct {
 	// Cluster receives the requests the plugins let through; "echo"
 	// answers instead with what it received (for examples and load tests)
-	// when no cluster of that name is defined.
-	Cluster string `json:"cluster"`
+	// when no cluster of that name is defined. Give either Cluster or
+	// RouteConfig.
+	Cluster string `json:"cluster,omitempty"`
+	// RouteConfig routes requests by host and path, as Envoy's
+	// HttpConnectionManager route_config (a subset: virtual hosts by
+	// domain, routes by path prefix or exact path to a cluster, with
+	// names and metadata for the plugins' attributes). A request no
+	// route takes is answered 404.
+	RouteConfig *RouteConfig `json:"route_config,omitempty"`
 	// MaxBufferBytes bounds the body a paused plugin may buffer (default
 	// 1 MiB): 413 for a request, 500 for a response.
 	MaxBufferBytes int      `json:"max_buffer_bytes,omitempty"`
@@ -109,6 +160,35 @@ type HTTPOptions struct {
 	MaxConnections *int `json:"max_connections,omitempty"`
 }
 
+// RouteConfig is Envoy's config.route.v3.RouteConfiguration (a subset).
+type RouteConfig struct {
+	VirtualHosts []VirtualHost `json:"virtual_hosts"`
+}
+
+// VirtualHost is Envoy's config.route.v3.VirtualHost (a subset). Domains
+// are matched as Envoy does: an exact host, "*.suffix", "prefix.*" or
+// "*" (the port of the request's host is ignored when no domain has one).
+type VirtualHost struct {
+	Name     string    `json:"name"`
+	Domains  []string  `json:"domains"`
+	Routes   []Route   `json:"routes"`
+	Metadata *Metadata `json:"metadata,omitempty"`
+}
+
+// Route is Envoy's config.route.v3.Route (a subset): the first route whose
+// match takes the request's path sends it to route.cluster.
+type Route struct {
+	Name  string `json:"name,omitempty"`
+	Match struct {
+		Prefix string `json:"prefix,omitempty"`
+		Path   string `json:"path,omitempty"`
+	} `json:"match"`
+	Route struct {
+		Cluster string `json:"cluster"`
+	} `json:"route"`
+	Metadata *Metadata `json:"metadata,omitempty"`
+}
+
 // TCPOptions are a TCP listener's.
 type TCPOptions struct {
 	Cluster        string   `json:"cluster"`
@@ -130,6 +210,8 @@ type Cluster struct {
 	Type string `json:"type,omitempty"`
 	// Address is host:port; for http a URL ("http://host:port") works too.
 	Address string `json:"address"`
+	// Metadata is the plugins' xds.cluster_metadata.
+	Metadata *Metadata `json:"metadata,omitempty"`
 }
 
 // Plugin is one Wasm filter, in the shape of Envoy's PluginConfig.
@@ -504,9 +586,19 @@ func (c *Config) Validate() error {
 			bad(f, "both http and tcp: a listener is one or the other")
 			continue
 		case l.HTTP != nil:
+			if _, err := l.direction(); err != nil {
+				bad(f+".traffic_direction", "%v", err)
+			}
 			f += ".http"
 			o := l.HTTP
 			cluster, want = o.Cluster, "http"
+			if o.RouteConfig != nil {
+				if o.Cluster != "" {
+					bad(f+".cluster", "set with route_config: give one (route_config's routes name their clusters)")
+				}
+				cluster = "" // checked per route
+				checkRoutes(bad, f+".route_config", o.RouteConfig, clusters)
+			}
 			if o.MaxBufferBytes < 0 {
 				bad(f+".max_buffer_bytes", "negative")
 			}
@@ -523,6 +615,9 @@ func (c *Config) Validate() error {
 				}
 			}
 		case l.TCP != nil:
+			if _, err := l.direction(); err != nil {
+				bad(f+".traffic_direction", "%v", err)
+			}
 			f += ".tcp"
 			cluster, want = l.TCP.Cluster, "tcp"
 			if l.TCP.MaxBufferBytes < 0 {
@@ -538,6 +633,7 @@ func (c *Config) Validate() error {
 		}
 		cl := clusters[cluster]
 		switch {
+		case cluster == "" && l.HTTP != nil && l.HTTP.RouteConfig != nil:
 		case cluster == "":
 			bad(f+".cluster", "missing")
 		case cl == nil && !(want == "http" && cluster == EchoCluster):
@@ -578,6 +674,60 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkRoutes checks a route_config: every virtual host has domains (each
+// domain once in the listener) and routes, every route one match and a
+// known http cluster.
+func checkRoutes(bad func(field, format string, args ...any), f string, rc *RouteConfig, clusters map[string]*Cluster) {
+	if len(rc.VirtualHosts) == 0 {
+		bad(f+".virtual_hosts", "none")
+	}
+	domains := map[string]bool{}
+	for i := range rc.VirtualHosts {
+		vh := &rc.VirtualHosts[i]
+		vf := fmt.Sprintf("%s.virtual_hosts[%d]", f, i)
+		if len(vh.Domains) == 0 {
+			bad(vf+".domains", "none (\"*\" takes every host)")
+		}
+		for j, d := range vh.Domains {
+			d = strings.ToLower(d)
+			switch {
+			case d == "":
+				bad(fmt.Sprintf("%s.domains[%d]", vf, j), "empty")
+			case strings.Count(d, "*") > 1 || (strings.Contains(d, "*") && d != "*" && !strings.HasPrefix(d, "*") && !strings.HasSuffix(d, "*")):
+				bad(fmt.Sprintf("%s.domains[%d]", vf, j), "%q: a wildcard goes at the start or the end only", d)
+			case domains[d]:
+				bad(fmt.Sprintf("%s.domains[%d]", vf, j), "%q is in two virtual hosts", d)
+			}
+			domains[d] = true
+		}
+		if len(vh.Routes) == 0 {
+			bad(vf+".routes", "none")
+		}
+		for j := range vh.Routes {
+			r := &vh.Routes[j]
+			rf := fmt.Sprintf("%s.routes[%d]", vf, j)
+			switch {
+			case r.Match.Prefix != "" && r.Match.Path != "":
+				bad(rf+".match", "both prefix and path: give one")
+			case r.Match.Prefix == "" && r.Match.Path == "":
+				bad(rf+".match", "neither prefix nor path (prefix \"/\" takes every path)")
+			case !strings.HasPrefix(r.Match.Prefix+r.Match.Path, "/"):
+				bad(rf+".match", "%q: a path starts with /", r.Match.Prefix+r.Match.Path)
+			}
+			name := r.Route.Cluster
+			cl := clusters[name]
+			switch {
+			case name == "":
+				bad(rf+".route.cluster", "missing")
+			case cl == nil && name != EchoCluster:
+				bad(rf+".route.cluster", "unknown cluster %q", name)
+			case cl != nil && cl.Type != "http":
+				bad(rf+".route.cluster", "cluster %q is of type %s, a route needs http", name, cl.Type)
+			}
+		}
+	}
 }
 
 // checkRange refuses a set value outside [lo, hi].

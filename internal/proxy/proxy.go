@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -78,6 +79,7 @@ type Proxy struct {
 	// connLimited counts connections refused at max_connections.
 	connLimited *prometheus.CounterVec
 	draining    atomic.Bool
+	connIDs     atomic.Uint64      // the plugins' connection.id, over every listener
 	stop        context.CancelFunc // the reload loop and TCP connections
 	ctx         context.Context
 	wg          sync.WaitGroup // reload loop, TCP connections, retired plugins
@@ -145,7 +147,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 		c := &chain{}
 		for j := range l.filters() {
 			field := fmt.Sprintf("listeners[%d].%s.filters[%d]", i, kind, j)
-			s, err := p.loadSlot(ctx, field, &l.filters()[j], opts.Runtime, upstreams)
+			s, err := p.loadSlot(ctx, field, l, &l.filters()[j], opts.Runtime, upstreams)
 			if err != nil {
 				return nil, err
 			}
@@ -213,6 +215,9 @@ func (p *Proxy) runtimeNames() []string {
 // upstreams builds the callout upstreams of the clusters.
 func (p *Proxy) upstreams() (abi.Options, error) {
 	var o abi.Options
+	if n := p.cfg.Node; n != nil {
+		o.Node = &abi.Node{ID: n.ID, Cluster: n.Cluster, Metadata: n.Metadata}
+	}
 	httpc := map[string]string{}
 	grpcc := map[string]string{}
 	for _, c := range p.cfg.Clusters {
@@ -339,16 +344,23 @@ func (p *Proxy) runtimeOf(f *Plugin, override string) string {
 // configured exactly as an earlier one (the same plugin on two listeners)
 // shares its slot: one root context, as Envoy shares one for one plugin
 // configuration.
-func (p *Proxy) loadSlot(ctx context.Context, field string, f *Plugin, override string, o abi.Options) (*slot, error) {
+func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, f *Plugin, override string, o abi.Options) (*slot, error) {
 	pc, err := pluginConfig(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s.%w", field, err)
 	}
+	// The listener's attributes (listener_metadata, listener_direction)
+	// are the plugin's: a plugin on two listeners that differ in them is
+	// two plugins.
+	pc.ListenerMetadata = l.Metadata.abi()
+	pc.ListenerDirection, _ = l.direction() // Validate checked it
 	rt := p.runtimeOf(f, override)
 	key, _ := json.Marshal(struct {
-		Runtime string
-		Plugin  *Plugin
-	}{rt, f})
+		Runtime   string
+		Plugin    *Plugin
+		Metadata  *Metadata
+		Direction abi.TrafficDirection
+	}{rt, f, l.Metadata, pc.ListenerDirection})
 	for _, s := range p.slots {
 		if s.key == string(key) {
 			return s, nil
@@ -390,26 +402,29 @@ func (p *Proxy) listen(l *Listener, c *chain) error {
 	if l.TCP != nil {
 		cl := p.cluster(l.TCP.Cluster)
 		t := &tcpListener{name: l.Name, ln: ll, chain: c, conns: map[net.Conn]struct{}{}}
+		info := &abi.ClusterInfo{Name: cl.Name, Metadata: cl.Metadata.abi()}
 		t.proxy = nettcp.Proxy{Logger: p.log, MaxBufferBytes: l.TCP.MaxBufferBytes, IdleTimeout: lim.idleTimeout,
 			Dial: func(ctx context.Context) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, "tcp", cl.Address)
+			},
+			Info: func(_ net.Conn, si *abi.StreamInfo) {
+				si.ConnectionID = p.connIDs.Add(1)
+				si.Cluster = info
 			}}
 		p.tcp = append(p.tcp, t)
 		return nil
 	}
-	var next http.Handler
-	if cl := p.cluster(l.HTTP.Cluster); cl != nil {
-		next = p.reverseProxy(l.Name, cl)
-	} else {
-		next = echoHandler{}
-	}
-	h := nethttp.New(next, c, nethttp.Options{MaxBufferBytes: l.HTTP.MaxBufferBytes, Logger: p.log})
+	rt := p.router(l)
+	h := nethttp.New(rt, c, nethttp.Options{MaxBufferBytes: l.HTTP.MaxBufferBytes, Logger: p.log, Info: rt.info})
 	h = &limitHandler{lim: lim, next: h}
 	h = p.metrics.instrument(l.Name, h)
 	srv := lim.server(h)
 	srv.ErrorLog = slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
 	srv.ConnState = ll.connState
+	srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return nethttp.WithConnectionID(ctx, p.connIDs.Add(1))
+	}
 	p.http = append(p.http, &httpListener{name: l.Name, ln: ll, srv: srv})
 	return nil
 }
@@ -435,6 +450,13 @@ func (p *Proxy) reverseProxy(listener string, cl *Cluster) http.Handler {
 			pr.Out.Host = pr.In.Host
 			pr.Out.Trailer = pr.In.Trailer
 			pr.SetXForwarded()
+			if info := nethttp.StreamInfoFrom(pr.In); info != nil { // upstream.address for the plugins
+				pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), &httptrace.ClientTrace{
+					GotConn: func(c httptrace.GotConnInfo) {
+						info.SetUpstream(c.Conn.RemoteAddr().String(), c.Conn.LocalAddr().String(), nil)
+					},
+				}))
+			}
 		},
 		Transport: tr,
 		ErrorLog:  log.New(io.Discard, "", 0),

@@ -737,7 +737,7 @@ func TestBadConfig(t *testing.T) {
 		{"memory_limit_mb: -1\nlisteners: []", "memory_limit_mb: -1"},
 		{`listners: []`, `listners: unknown field (the configuration has runtime, cache_dir`},
 		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filtres: [], max_conections: 3, filters: [{name: x, vm_config: {cod: {}, code: {local: {filname: a}}}}]}}]`,
-			"listeners[0].http.filtres: unknown field (listeners[0].http has cluster, max_buffer_bytes, filters"},
+			"listeners[0].http.filtres: unknown field (listeners[0].http has cluster, route_config, max_buffer_bytes, filters"},
 		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filtres: [], max_conections: 3}}]`, "listeners[0].http.max_conections: unknown field"},
 		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: x, vm_config: {cod: {}, code: {local: {filename: a}}}}]}}]`,
 			"listeners[0].http.filters[0].vm_config.cod: unknown field"},
