@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -209,6 +210,10 @@ type PluginConfig struct {
 	// and their xds forms; NOT_FOUND when unset).
 	ListenerDirection TrafficDirection
 	ListenerMetadata  Metadata
+	// ForeignFunctions, when not nil, are the names of the
+	// Options.ForeignFunctions this plugin may call (others are
+	// NOT_FOUND); nil allows every one, as Envoy does.
+	ForeignFunctions []string
 	// CallTimeout bounds each callback. It needs a runtime opened with
 	// engine.Config.WithInterruptOnContextDone(true); Load refuses it on
 	// others. 0 means no bound.
@@ -232,7 +237,8 @@ func (c PluginConfig) same(o PluginConfig) bool {
 		maps.Equal(c.Environment, o.Environment) && c.FailurePolicy == o.FailurePolicy &&
 		c.PoolSize == o.PoolSize && c.CallTimeout == o.CallTimeout &&
 		(c.LogLevel == nil) == (o.LogLevel == nil) && (c.LogLevel == nil || *c.LogLevel == *o.LogLevel) &&
-		c.ListenerDirection == o.ListenerDirection && equalMetadata(c.ListenerMetadata, o.ListenerMetadata)
+		c.ListenerDirection == o.ListenerDirection && equalMetadata(c.ListenerMetadata, o.ListenerMetadata) &&
+		(c.ForeignFunctions == nil) == (o.ForeignFunctions == nil) && slices.Equal(c.ForeignFunctions, o.ForeignFunctions)
 }
 
 // Load compiles a plugin (or reuses the VMs of a plugin with the same VMID

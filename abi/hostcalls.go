@@ -463,6 +463,12 @@ func (v *vm) buffer(t BufferType) (*[]byte, bool) {
 			return nil, false
 		}
 		return &v.callout.body, false
+	case BufferForeignFunctionArguments:
+		if v.callData == nil {
+			return nil, false
+		}
+		b := v.callData
+		return &b, false
 	case BufferVMConfiguration:
 		b := v.group.vmConf
 		return &b, false
@@ -1018,10 +1024,18 @@ func (v *vm) hSetProperty(_ context.Context, s []uint64) Status {
 	if c == nil || c.root == nil {
 		return StatusNotFound
 	}
+	key := string(bytes.TrimSuffix(raw, []byte{0}))
+	// A property declared readonly (declare_property) is set once: Envoy's
+	// CelState::setValue.
+	if proto, ok := c.root.declared[key]; ok && proto.readonly {
+		if _, set := c.props[key]; set {
+			return StatusBadArgument
+		}
+	}
 	if c.props == nil {
 		c.props = map[string][]byte{}
 	}
-	c.props[string(bytes.TrimSuffix(raw, []byte{0}))] = append([]byte(nil), val...)
+	c.props[key] = append([]byte(nil), val...)
 	return StatusOK
 }
 
@@ -1050,11 +1064,16 @@ func (v *vm) hCallForeignFunction(ctx context.Context, s []uint64) Status {
 		return StatusInvalidMemoryAccess
 	}
 	f := v.group.host.opts.ForeignFunctions[string(name)]
-	if f == nil {
+	if p := v.plugin(); f == nil || (p != nil && !p.allowed(name)) {
 		return StatusNotFound
 	}
 	out, err := f(ctx, append([]byte(nil), args...))
 	if err != nil {
+		// Envoy's foreign functions answer a status of their own.
+		if se := (*StatusError)(nil); errors.As(err, &se) {
+			v.logger().Debug("foreign function refused", "function", string(name), "err", err)
+			return se.Status
+		}
 		v.logger().Warn("foreign function failed", "function", string(name), "err", err)
 		return StatusInternalFailure
 	}

@@ -451,6 +451,7 @@ type vm struct {
 	ticks   map[uint32]*ticker
 
 	callout  *calloutResult // during proxy_on_http_call_response
+	callData []byte         // during proxy_on_foreign_function: buffer type 8
 	nextCall uint32
 	out      [2][]byte // stdout and stderr not yet logged
 	// queues are the shared queues a root context of this VM registered
@@ -481,6 +482,10 @@ type contextState struct {
 	http   *HTTPStream
 	tcp    *TCPStream
 	props  map[string][]byte // proxy_set_property
+	// root contexts: properties declared with declare_property, and what
+	// foreign functions keep (Caller.RootData)
+	declared map[string]propertyPrototype
+	foreign  map[string]any
 	// root contexts: pendingDone is set when proxy_on_done answered false
 	// at shutdown (cpp-host's pending_done_); proxy_done then closes done
 	// (once: doneCalled)
