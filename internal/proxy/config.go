@@ -234,6 +234,12 @@ type Plugin struct {
 	// level and above are written whatever -log-level says, and
 	// proxy_get_log_level answers it. Default: -log-level's.
 	LogLevel string `json:"log_level,omitempty"`
+	// ForeignFunctions, when given, are the only foreign functions the
+	// plugin may call (others are NOT_FOUND; [] allows none). Default:
+	// every one the proxy has, as Envoy registers them for every plugin:
+	// compress, uncompress, declare_property, clear_route_cache,
+	// expr_create, expr_evaluate, expr_delete.
+	ForeignFunctions *[]string `json:"foreign_functions,omitempty"`
 }
 
 // VMConfig is Envoy's VmConfig.
@@ -660,6 +666,13 @@ func (c *Config) Validate() error {
 			if p.LogLevel != "" {
 				if _, err := abi.ParseLogLevel(p.LogLevel); err != nil {
 					bad(pf+".log_level", "%v", err)
+				}
+			}
+			if p.ForeignFunctions != nil {
+				for k, name := range *p.ForeignFunctions {
+					if _, ok := ForeignFunctions()[name]; !ok {
+						bad(fmt.Sprintf("%s.foreign_functions[%d]", pf, k), "%q: the proxy has %s", name, strings.Join(sortedNames(ForeignFunctions()), ", "))
+					}
 				}
 			}
 			if p.PoolSize < 0 || p.PoolSize > abi.MaxPoolSize {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -31,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/anywasm/anywasm/abi"
+	"github.com/anywasm/anywasm/abi/celexpr"
 	"github.com/anywasm/anywasm/abi/grpcupstream"
 	"github.com/anywasm/anywasm/abi/nethttp"
 	"github.com/anywasm/anywasm/abi/nettcp"
@@ -213,8 +215,20 @@ func (p *Proxy) runtimeNames() []string {
 }
 
 // upstreams builds the callout upstreams of the clusters.
+// ForeignFunctions are the foreign functions the proxy gives plugins:
+// Envoy's (abi.EnvoyForeignFunctions and abi/celexpr's CEL functions).
+func ForeignFunctions() map[string]abi.ForeignFunc {
+	fs := abi.EnvoyForeignFunctions()
+	maps.Copy(fs, celexpr.Functions())
+	return fs
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
 func (p *Proxy) upstreams() (abi.Options, error) {
-	var o abi.Options
+	o := abi.Options{ForeignFunctions: ForeignFunctions()}
 	if n := p.cfg.Node; n != nil {
 		o.Node = &abi.Node{ID: n.ID, Cluster: n.Cluster, Metadata: n.Metadata}
 	}
@@ -313,6 +327,9 @@ func pluginConfig(f *Plugin) (abi.PluginConfig, error) {
 	c := abi.PluginConfig{Name: f.Name, RootID: f.RootID, VMID: f.VMConfig.VMID, Configuration: conf,
 		VMConfiguration: vmConf, Environment: env, FailurePolicy: policy, PoolSize: f.PoolSize}
 	c.CallTimeout = f.CallTimeout.Get()
+	if f.ForeignFunctions != nil {
+		c.ForeignFunctions = append([]string{}, *f.ForeignFunctions...)
+	}
 	if f.LogLevel != "" {
 		l, err := abi.ParseLogLevel(f.LogLevel)
 		if err != nil {

@@ -148,3 +148,48 @@ func TestRouteConfigRefused(t *testing.T) {
 		t.Errorf("traffic_direction: %v", err)
 	}
 }
+
+// TestForeignFunctions: plugins get Envoy's foreign functions (CEL
+// included); a filter's foreign_functions restricts them; an unknown name
+// is refused at start.
+func TestForeignFunctions(t *testing.T) {
+	cfg := fmt.Sprintf(`
+reload_interval: 0s
+listeners:
+  - name: all
+    address: 127.0.0.1:0
+    http:
+      cluster: echo
+      filters:
+        - {name: all, vm_config: {vm_id: all, code: {local: {filename: %[1]q}}}}
+  - name: some
+    address: 127.0.0.1:0
+    http:
+      cluster: echo
+      filters:
+        - {name: some, foreign_functions: [compress], vm_config: {vm_id: some, code: {local: {filename: %[1]q}}}}
+`, plugins.Path(t, "foreign"))
+	forEachRuntime(t, func(t *testing.T, rt string) {
+		h := start(t, rt, cfg)
+		r := h.do("GET", h.url("all", "/x"), "", "X-Function", "expr_create", "X-Input", "request.path")
+		if !strings.Contains(r.body, "x-output-hex: 00000000") {
+			t.Errorf("expr_create: %d %q", r.status, r.body)
+		}
+		r = h.do("GET", h.url("all", "/x"), "", "X-Function", "expr_evaluate", "X-Input-Hex", "00000000")
+		if !strings.Contains(r.body, "x-output: /x\n") {
+			t.Errorf("expr_evaluate: %d %q", r.status, r.body)
+		}
+		r = h.do("GET", h.url("some", "/x"), "", "X-Function", "uncompress", "X-Input", "x")
+		if !strings.Contains(r.body, "x-status: error status returned by host: not found") {
+			t.Errorf("a function the filter does not allow: %d %q", r.status, r.body)
+		}
+		r = h.do("GET", h.url("some", "/x"), "", "X-Function", "compress", "X-Input", "x")
+		if !strings.Contains(r.body, "x-output-hex: 78") { // zlib's header
+			t.Errorf("compress: %d %q", r.status, r.body)
+		}
+	})
+	_, err := proxy.ParseConfig([]byte(`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: a, foreign_functions: [nope], vm_config: {code: {local: {filename: a.wasm}}}}]}}]`))
+	if err == nil || !strings.Contains(err.Error(), `listeners[0].http.filters[0].foreign_functions[0]: "nope": the proxy has clear_route_cache, compress, declare_property, expr_create`) {
+		t.Errorf("unknown foreign function: %v", err)
+	}
+}
