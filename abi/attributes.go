@@ -788,13 +788,15 @@ func marshalPairs(pairs []pair) []byte {
 // headerPairs serializes a header map as Envoy's HeadersWrapper is: each
 // name once, its values joined by ",".
 func headerPairs(h Headers) []byte {
-	var pairs []pair
+	pairs := make([]pair, 0, len(h))
+	index := make(map[string]int, len(h))
 	for i := range h {
-		if slices.ContainsFunc(pairs, func(p pair) bool { return p.k == h[i].Key }) {
+		if k, ok := index[h[i].Key]; ok {
+			pairs[k].v = append(append(pairs[k].v, ','), h[i].Value...)
 			continue
 		}
-		val, _ := headerValue(h, []byte(h[i].Key))
-		pairs = append(pairs, pair{h[i].Key, []byte(val.s)})
+		index[h[i].Key] = len(pairs)
+		pairs = append(pairs, pair{h[i].Key, []byte(h[i].Value)})
 	}
 	return marshalPairs(pairs)
 }

@@ -214,9 +214,10 @@ func (v *vm) goValue(a *attrStream, p prop, name string) (any, bool) {
 	case propHeaders:
 		m := make(map[string]string, len(p.h))
 		for i := range p.h {
-			if _, ok := m[p.h[i].Key]; !ok {
-				val, _ := headerValue(p.h, []byte(p.h[i].Key))
-				m[p.h[i].Key] = val.s
+			if prev, ok := m[p.h[i].Key]; ok {
+				m[p.h[i].Key] = prev + "," + p.h[i].Value
+			} else {
+				m[p.h[i].Key] = p.h[i].Value
 			}
 		}
 		return m, true
