@@ -214,7 +214,6 @@ func (p *Proxy) runtimeNames() []string {
 	return s
 }
 
-// upstreams builds the callout upstreams of the clusters.
 // ForeignFunctions are the foreign functions the proxy gives plugins:
 // Envoy's (abi.EnvoyForeignFunctions and abi/celexpr's CEL functions).
 func ForeignFunctions() map[string]abi.ForeignFunc {
@@ -227,6 +226,8 @@ func sortedNames[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
 }
 
+// upstreams builds the host options: the callout upstreams of the
+// clusters, the node, the foreign functions.
 func (p *Proxy) upstreams() (abi.Options, error) {
 	o := abi.Options{ForeignFunctions: ForeignFunctions()}
 	if n := p.cfg.Node; n != nil {
@@ -486,6 +487,9 @@ func (p *Proxy) reverseProxy(listener string, cl *Cluster) http.Handler {
 				return
 			}
 			p.log.Warn("upstream error", "listener", listener, "cluster", cl.Name, "err", err)
+			if info := nethttp.StreamInfoFrom(r); info != nil { // Envoy's details for a failed upstream
+				info.SetResponseCodeDetails("upstream_reset_before_response_started")
+			}
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
