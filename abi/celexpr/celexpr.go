@@ -33,6 +33,13 @@ import (
 // MaxExpressions bounds the expressions one root context may hold.
 const MaxExpressions = 1024
 
+// MaxCost bounds one evaluation (cel-go's runtime cost: roughly one unit
+// per operation and per element a comprehension visits): a plugin's
+// expression cannot keep the host busy (an evaluation over it is
+// INTERNAL_FAILURE). Evaluations also stop when the plugin's callback
+// runs out of time (PluginConfig.CallTimeout).
+const MaxCost = 1_000_000
+
 // Functions returns expr_create, expr_evaluate and expr_delete.
 func Functions() map[string]abi.ForeignFunc {
 	return map[string]abi.ForeignFunc{
@@ -73,7 +80,7 @@ func create(ctx context.Context, expr []byte) ([]byte, error) {
 	if iss.Err() != nil {
 		return nil, bad("expr_create parse error: %v", iss.Err())
 	}
-	prg, err := e.Program(ast)
+	prg, err := e.Program(ast, cel.CostLimit(MaxCost), cel.InterruptCheckFrequency(100))
 	if err != nil {
 		return nil, bad("expr_create compile error: %v", err)
 	}
