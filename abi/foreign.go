@@ -80,6 +80,9 @@ func (c Caller) Property(path ...string) ([]byte, Status) {
 // maps of the fields known now; Metadata as {"filter_metadata": ...};
 // Node as {"id", "cluster", "metadata"}). ok false is NOT_FOUND.
 func (c Caller) Value(path ...string) (any, bool) {
+	if len(path) == 0 {
+		return nil, false
+	}
 	val, ok := c.v.lookupProperty([]byte(strings.Join(path, "\x00")))
 	if !ok {
 		return nil, false
