@@ -247,8 +247,6 @@ type attrStream struct {
 }
 
 // lookupProperty resolves a NUL-separated path. ok false is NOT_FOUND.
-// It allocates nothing for the common attributes (a single value of a
-// wrapper).
 func (v *vm) lookupProperty(path []byte) (prop, bool) {
 	path = bytes.TrimSuffix(path, []byte{0})
 	seg, rest, more := bytes.Cut(path, []byte{0})
