@@ -482,8 +482,8 @@ func (v *vm) objField(a *attrStream, o objKind, f []byte) (prop, bool) {
 				return intProp(int64(code))
 			}
 		case "code_details":
-			if s.local != nil {
-				return strProp(s.local.Details)
+			if lr := s.answer(); lr != nil {
+				return strProp(lr.Details)
 			}
 			if info != nil {
 				_, _, _, d, _ := info.snapshot()
@@ -506,8 +506,8 @@ func (v *vm) objField(a *attrStream, o objKind, f []byte) (prop, bool) {
 					return intProp(int64(n))
 				}
 			}
-			if s.local != nil && s.local.GRPCStatus >= 0 {
-				return intProp(int64(s.local.GRPCStatus))
+			if lr := s.answer(); lr != nil && lr.GRPCStatus >= 0 {
+				return intProp(int64(lr.GRPCStatus))
 			}
 		case "size":
 			return intProp(s.respBytes)

@@ -907,9 +907,7 @@ func (v *vm) hCloseStream(_ context.Context, s []uint64) Status {
 	c := v.eff
 	switch t := StreamType(s[0]); {
 	case (t == StreamHTTPRequest || t == StreamHTTPResponse) && c != nil && c.http != nil:
-		if c.http.local == nil {
-			c.http.local = &LocalResponse{Reset: true, Details: "wasm_close_stream", GRPCStatus: -1}
-		}
+		c.http.answerWith(&LocalResponse{Reset: true, Details: "wasm_close_stream", GRPCStatus: -1})
 		c.http.wake()
 	case (t == StreamDownstream || t == StreamUpstream) && c != nil && c.tcp != nil:
 		c.tcp.closeReq = true
@@ -923,7 +921,10 @@ func (v *vm) hCloseStream(_ context.Context, s []uint64) Status {
 // headers that do not parse are none (PairsUtil::toPairs), keys are
 // lower-cased, spaces in the details become underscores
 // (StringUtil::replaceAllEmptySpace), a gRPC status outside 0..16 means
-// none, and only an HTTP stream gets the response (a first one wins). The
+// none, and only an HTTP stream gets the response (a first one wins, but
+// one sent while a local response goes through the plugin's response
+// callbacks replaces it: DownstreamFilterManager::sendLocalReply sends it
+// directly). The
 // callback that sent it pauses whatever it returns (stopNextIteration).
 func (v *vm) hSendLocalResponse(_ context.Context, s []uint64) Status {
 	details, ok1 := v.bytes(s[1], s[2])
@@ -933,7 +934,7 @@ func (v *vm) hSendLocalResponse(_ context.Context, s []uint64) Status {
 		return StatusInvalidMemoryAccess
 	}
 	c := v.eff
-	if c == nil || c.http == nil || c.http.local != nil {
+	if c == nil || c.http == nil || c.http.local != nil && !c.http.mayAnswerAgain() {
 		return StatusOK
 	}
 	headers, err := DecodeHeaders(hb, v.group.host.opts.Limits)
@@ -953,9 +954,8 @@ func (v *vm) hSendLocalResponse(_ context.Context, s []uint64) Status {
 	if grpc < 0 || grpc > 16 {
 		grpc = -1
 	}
-	c.http.local = &LocalResponse{Status: int(uint32(s[0])), Details: string(d), Headers: headers,
-		Body: append([]byte(nil), body...), GRPCStatus: grpc}
-	c.http.wake()
+	c.http.answerWith(&LocalResponse{Status: int(uint32(s[0])), Details: string(d), Headers: headers,
+		Body: append([]byte(nil), body...), GRPCStatus: grpc})
 	return StatusOK
 }
 

@@ -20,7 +20,18 @@ type HTTPStream struct {
 	reqHeaders, reqTrailers   Headers
 	respHeaders, respTrailers Headers
 	reqBody, respBody         []byte
-	local                     *LocalResponse
+	// local is how the stream was answered: the plugin's local response,
+	// its reset (proxy_close_stream), or the 503 of its failure (failure
+	// set). Once the response direction runs after a local response
+	// (respAfterLocal: that response is going through the chain, Envoy's
+	// sendLocalReplyViaFilterChain), a further answer is kept in direct:
+	// it replaces that response and goes straight to the client (Envoy's
+	// sendDirectLocalReply). atPause[d] is the answer when direction d
+	// paused: Wait returns when it changes.
+	local, direct  *LocalResponse
+	failure        bool
+	respAfterLocal bool
+	atPause        [2]*LocalResponse
 }
 
 // NewHTTPStream creates a stream context (proxy_on_context_create) on one of
@@ -81,14 +92,23 @@ func (s *HTTPStream) run(ctx context.Context, d int, cb func(v *vm) callback, na
 	v := s.v
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if s.local != nil {
-		return ActionPause, nil
+	before := s.answer()
+	if before != nil {
+		// Answered: the request stops here. The response direction runs
+		// on for a local response going through the chain (Envoy's
+		// Context::encodeHeaders and encodeData run the plugin unless it
+		// failed, failure_local_reply_sent_), its own included; a reset
+		// ends the stream.
+		if d == 0 || s.failure || s.local.Reset || s.direct != nil {
+			return ActionPause, nil
+		}
+		s.respAfterLocal = true
 	}
 	r, ok := s.invoke(ctx, cb(v), name, a, b)
 	if !ok {
 		return s.failed(), nil
 	}
-	if s.local != nil {
+	if s.answer() != before {
 		return ActionPause, nil
 	}
 	if cb(v).f == nil {
@@ -97,8 +117,40 @@ func (s *HTTPStream) run(ctx context.Context, d int, cb func(v *vm) callback, na
 	act := toAction(r)
 	if act == ActionPause {
 		s.pause(d)
+		s.atPause[d] = before
 	}
 	return act, nil
+}
+
+// answer is the stream's latest answer (see local); nil if none. The VM's
+// lock is held.
+func (s *HTTPStream) answer() *LocalResponse {
+	if s.direct != nil {
+		return s.direct
+	}
+	return s.local
+}
+
+// answerWith records a local response the plugin sent (the hostcall, or
+// its failure): the first answer of the stream, or the direct answer that
+// replaces a local response going through the chain; any other is
+// ignored. The VM's lock is held.
+func (s *HTTPStream) answerWith(lr *LocalResponse) {
+	switch {
+	case s.local == nil:
+		s.local = lr
+	case s.mayAnswerAgain():
+		s.direct = lr
+	default:
+		return
+	}
+	s.wake()
+}
+
+// mayAnswerAgain reports whether an answer would replace the local response
+// going through the plugin's response callbacks. The VM's lock is held.
+func (s *HTTPStream) mayAnswerAgain() bool {
+	return s.local != nil && s.respAfterLocal && s.direct == nil && !s.failure && !s.local.Reset
 }
 
 // failed applies the failure policy to a stream whose plugin failed. The
@@ -107,13 +159,16 @@ func (s *HTTPStream) failed() Action {
 	if s.p.cfg.FailurePolicy == FailOpen {
 		return ActionContinue
 	}
-	if s.local == nil {
+	if !s.failure {
 		// Envoy's Context::failStream: 503, details wasm_fail_stream, gRPC
-		// status UNAVAILABLE (14); the body names the plugin.
-		s.local = &LocalResponse{Status: 503, Details: "wasm_fail_stream", GRPCStatus: 14,
+		// status UNAVAILABLE (14); the body names the plugin. It is sent
+		// once (failure_local_reply_sent_) and the plugin is not called
+		// for its response.
+		before := s.answer()
+		s.answerWith(&LocalResponse{Status: 503, Details: "wasm_fail_stream", GRPCStatus: 14,
 			Headers: Headers{{"content-type", "text/plain"}},
-			Body:    fmt.Appendf(nil, "plugin %s failed\n", s.p.cfg.Name)}
-		s.wake()
+			Body:    fmt.Appendf(nil, "plugin %s failed\n", s.p.cfg.Name)})
+		s.failure = s.answer() != before
 	}
 	return ActionPause
 }
@@ -187,12 +242,12 @@ func (s *HTTPStream) Wait(ctx context.Context, dir StreamType) error {
 		return errStreamClosed
 	}
 	d := dirOf(dir)
-	if err := s.wait(ctx, d, func() bool { return s.local != nil || !s.paused[d] || v.failed.Load() }); err != nil {
+	if err := s.wait(ctx, d, func() bool { return s.answer() != s.atPause[d] || !s.paused[d] || v.failed.Load() }); err != nil {
 		return err
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if s.local == nil && v.failed.Load() {
+	if s.answer() == s.atPause[d] && v.failed.Load() {
 		s.err = v.failure()
 		s.failed()
 	}
@@ -238,8 +293,16 @@ func (s *HTTPStream) TakeResponseBody() (b []byte) {
 
 // LocalResponse returns the response the plugin sent instead of the
 // upstream's, or the 503 of a plugin that failed closed; nil if none.
+//
+// A local response goes through the response callbacks of the chain, as in
+// Envoy: after a stream answered, its ResponseHeaders and ResponseBody
+// still run the plugin (unless it failed or reset the stream) on the
+// response that answers the exchange, its own or another plugin's. An
+// answer the plugin sends then replaces that response, to be sent to the
+// client directly (Envoy's sendDirectLocalReply): LocalResponse returns
+// the new one, so compare it with what it returned before the call.
 func (s *HTTPStream) LocalResponse() (lr *LocalResponse) {
-	s.locked(func() { lr = s.local })
+	s.locked(func() { lr = s.answer() })
 	return lr
 }
 
@@ -282,8 +345,8 @@ func (s *HTTPStream) headerMap(t MapType) *Headers {
 // responseCode is Envoy's StreamInfo::responseCode: the local response's
 // status, or the response headers' :status once they came.
 func (s *HTTPStream) responseCode() (int, bool) {
-	if s.local != nil && !s.local.Reset {
-		return s.local.Status, true
+	if lr := s.answer(); lr != nil && !lr.Reset {
+		return lr.Status, true
 	}
 	if st, ok := s.respHeaders.Get(":status"); ok {
 		if n, err := strconv.Atoi(st); err == nil {

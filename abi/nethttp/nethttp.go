@@ -21,12 +21,20 @@
 // does not. Hop-by-hop headers, and those the client's Connection header
 // names, are removed before the plugins see the request.
 //
+// A local response (a plugin's, or the middleware's own 413, 503 or 408)
+// is sent as Envoy's filter manager sends it: one decided before the
+// handler's response headers went into the chain runs through the response
+// callbacks of the plugins the request reached, the sender's own included
+// and the failed ones left out, last first; one decided later goes to the
+// client as it is; once the response headers were sent, the exchange is
+// reset. For a gRPC request it is a trailers-only response (grpc-status,
+// grpc-message).
+//
 // Limits: a plugin that paused a body in the middle gets its buffer again
 // with the next chunk or at the end of the body, so a proxy_continue_stream
-// in between takes effect then; local responses do not run through the
-// response callbacks of the chain; a handler that hijacks the connection (WebSocket upgrades through
-// httputil.ReverseProxy) is refused by the response writer, which does not
-// implement http.Hijacker.
+// in between takes effect then; a handler that hijacks the connection
+// (WebSocket upgrades through httputil.ReverseProxy) is refused by the
+// response writer, which does not implement http.Hijacker.
 package nethttp
 
 import (
@@ -122,7 +130,8 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// An exchange is not pooled: a transport may still read the request
 	// body after the handler returned, and must find this exchange closed.
-	x := &exchange{m: m, ctx: context.WithoutCancel(r.Context()), w: w}
+	x := &exchange{m: m, ctx: context.WithoutCancel(r.Context()), w: w,
+		grpc: isGRPC(r.Header.Get("Content-Type")), head: r.Method == http.MethodHead}
 	x.fillInfo(r)
 	x.wctx, x.cancel = context.WithCancel(r.Context())
 	x.idle.L = &x.mu
@@ -200,11 +209,17 @@ type exchange struct {
 	info     abi.StreamInfo // the attributes of the request (attributes.go)
 	answered bool           // the local response was written
 	aborted  bool           // the local response came too late: reset
+	grpc     bool           // a gRPC request: local responses are trailers-only
+	head     bool           // a HEAD request: local responses have no body
 
 	mu      sync.Mutex
 	idle    sync.Cond         // signalled when active drops to 0
 	active  int               // goroutines other than the handler's inside enter/leave
 	streams []*abi.HTTPStream // nil where a fail-open plugin was unreachable
+	// seen[k]: the request headers reached stream k (Envoy creates a
+	// filter's Wasm context there, and a local response runs only through
+	// the filters that have one).
+	seen []bool
 	// held[d][k] are the bytes of direction d's body plugin k holds since
 	// it paused; holding[d][k] says it paused and has not let go yet (a
 	// pause at the end of a body may hold no bytes).
@@ -219,6 +234,7 @@ type exchange struct {
 func (x *exchange) open(plugins []*abi.Plugin) bool {
 	x.plugins = plugins
 	x.streams = make([]*abi.HTTPStream, len(plugins))
+	x.seen = make([]bool, len(plugins))
 	for d := range x.held {
 		x.held[d] = make([]int, len(plugins))
 		x.holding[d] = make([]bool, len(plugins))
@@ -354,6 +370,7 @@ func (x *exchange) headerStep(phase, k int, h abi.Headers, eos bool) (abi.Header
 	var a abi.Action
 	switch phase {
 	case requestHeaders:
+		x.seen[k] = true
 		a, _ = s.RequestHeaders(x.ctx, h, eos)
 	case requestTrailers:
 		a, _ = s.RequestTrailers(x.ctx, h)
@@ -576,8 +593,12 @@ func bodyFailure(err error) *abi.LocalResponse {
 	return &abi.LocalResponse{Status: statusClientGone, Details: "downstream_remote_disconnect", GRPCStatus: -1}
 }
 
-// writeLocal sends the local response, if there is one, unless the
-// response is under way: then the exchange is to be reset.
+// writeLocal sends the local response, if there is one, as Envoy's
+// DownstreamFilterManager::sendLocalReply does: before the handler's
+// response headers went into the chain, through the response callbacks of
+// the chain (sendLocalReplyViaFilterChain); once they are in the chain but
+// not sent, to the client as it is (sendDirectLocalReply); after they were
+// sent, the exchange is reset.
 func (x *exchange) writeLocal() {
 	lr := x.localResponse()
 	if lr == nil || x.answered || x.aborted {
@@ -589,29 +610,214 @@ func (x *exchange) writeLocal() {
 		return
 	}
 	x.answered, x.rw.sent = true, true
-	if lr.Status == statusClientGone || lr.Reset {
-		// Nothing is written, and the server must not write its default
-		// 200 either: end the connection.
+	if ends(lr) {
 		x.aborted = true
 		return
 	}
-	h := x.w.Header()
-	clear(h)
-	for _, kv := range lr.Headers {
-		if kv.Key != "" && kv.Key[0] != ':' {
-			h.Add(kv.Key, kv.Value)
+	x.info.SetResponseCodeDetails(lr.Details) // as sendLocalReply does, for the plugins' response.code_details
+	h, body, headersOnly := x.prepareLocal(lr)
+	if !x.rw.chained {
+		var direct *abi.LocalResponse
+		var ok bool
+		if h, body, direct, ok = x.localThroughChain(h, body, headersOnly); !ok {
+			x.aborted = true // the client went away while a plugin held the response
+			return
+		}
+		if direct != nil {
+			if ends(direct) {
+				x.aborted = true
+				return
+			}
+			x.m.opts.Logger.Debug("nethttp: a plugin answered a local response", "status", direct.Status, "details", direct.Details)
+			x.info.SetResponseCodeDetails(direct.Details)
+			h, body, headersOnly = x.prepareLocal(direct)
 		}
 	}
-	if len(lr.Body) > 0 && h.Get("Content-Type") == "" {
-		h.Set("Content-Type", "text/plain")
+	out := x.w.Header()
+	clear(out)
+	status := http.StatusInternalServerError
+	for _, kv := range h {
+		if kv.Key == ":status" {
+			if n, err := strconv.Atoi(kv.Value); err == nil && n >= 200 && n <= 999 {
+				status = n
+			}
+		} else if kv.Key != "" && kv.Key[0] != ':' {
+			out.Add(kv.Key, kv.Value)
+		}
 	}
-	h.Set("Content-Length", strconv.Itoa(len(lr.Body)))
-	status := lr.Status
-	if status < 200 || status > 999 {
-		status = http.StatusInternalServerError
+	if !headersOnly {
+		// The body is what the plugins left: its length, whatever
+		// content-length they kept.
+		out.Set("Content-Length", strconv.Itoa(len(body)))
 	}
 	x.w.WriteHeader(status)
-	_, _ = x.w.Write(lr.Body)
+	if !headersOnly {
+		_, _ = x.w.Write(body)
+	}
+}
+
+// ends reports whether a local response writes nothing: the stream is
+// reset (a plugin closed it, or the client went away).
+func ends(lr *abi.LocalResponse) bool { return lr.Status == statusClientGone || lr.Reset }
+
+// prepareLocal builds the response a local response is, as Envoy's
+// Utility::prepareLocalReply and encodeLocalReply: :status and the
+// plugin's headers, then content-length and (if the plugin set none)
+// content-type text/plain for a body, neither without one; headersOnly
+// when there is no body to send (none, a HEAD request, or gRPC). For a gRPC
+// request: :status 200, content-type application/grpc, grpc-status (the
+// plugin's header, else its gRPC status, else the HTTP status mapped) and
+// grpc-message (the body, percent-encoded), all in the headers: a
+// trailers-only response.
+func (x *exchange) prepareLocal(lr *abi.LocalResponse) (h abi.Headers, body []byte, headersOnly bool) {
+	h = make(abi.Headers, 0, 4+len(lr.Headers))
+	h = append(h, abi.Header{Key: ":status", Value: strconv.Itoa(lr.Status)})
+	for _, kv := range lr.Headers {
+		if kv.Key != "" && kv.Key[0] != ':' {
+			h = append(h, kv)
+		}
+	}
+	body = lr.Body
+	if x.grpc {
+		h.Set(":status", "200")
+		h.Set("content-type", "application/grpc")
+		if _, ok := h.Get("grpc-status"); !ok {
+			code := int(lr.GRPCStatus)
+			if code < 0 {
+				code = grpcStatusOf(lr.Status)
+			}
+			h.Add("grpc-status", strconv.Itoa(code))
+		}
+		if len(body) > 0 && !x.head {
+			h.Set("grpc-message", percentEncode(body))
+		}
+		h.Del("content-length")
+		return h, nil, true
+	}
+	if len(body) > 0 {
+		h.Set("content-length", strconv.Itoa(len(body)))
+		if _, ok := h.Get("content-type"); !ok {
+			h.Add("content-type", "text/plain")
+		}
+	} else {
+		h.Del("content-length")
+		h.Del("content-type")
+	}
+	return h, body, len(body) == 0 || x.head
+}
+
+// localThroughChain runs a local response through the response callbacks
+// of the plugins the request reached, last first, as Envoy's
+// sendLocalReplyViaFilterChain runs it through every encoder filter and a
+// Wasm filter passes it on unless its context was never created (the
+// request did not reach it) or it failed (Context::encodeHeaders). A
+// plugin may change it, pause it (it is waited for) or answer instead:
+// then direct is that answer, to be sent as it is. ok is false when the
+// client went away while a plugin held the response.
+func (x *exchange) localThroughChain(h abi.Headers, body []byte, headersOnly bool) (_ abi.Headers, _ []byte, direct *abi.LocalResponse, ok bool) {
+	var live []*abi.HTTPStream
+	x.mu.Lock()
+	if !x.closed {
+		for i := range x.streams {
+			k := x.order(true, i)
+			if s := x.streams[k]; s != nil && x.seen[k] && s.Err() == nil {
+				live = append(live, s)
+			}
+		}
+	}
+	x.mu.Unlock()
+	for _, s := range live {
+		before := s.LocalResponse()
+		x.mu.Lock()
+		a, _ := s.ResponseHeaders(x.ctx, h, headersOnly)
+		x.mu.Unlock()
+		if direct, ok = x.localSettled(s, a, before); direct != nil || !ok {
+			return nil, nil, direct, ok
+		}
+		h = s.ResponseHeaderMap().Clone()
+	}
+	if headersOnly {
+		return h, nil, nil, true
+	}
+	for _, s := range live {
+		if s.Err() != nil { // failed in its headers callback, fail open
+			continue
+		}
+		before := s.LocalResponse()
+		x.mu.Lock()
+		out, a, _ := s.ResponseBody(x.ctx, body, true)
+		x.mu.Unlock()
+		if direct, ok = x.localSettled(s, a, before); direct != nil || !ok {
+			return nil, nil, direct, ok
+		}
+		if a == abi.ActionContinue {
+			body = out
+		} else {
+			body = s.TakeResponseBody()
+		}
+	}
+	return h, body, nil, true
+}
+
+// localSettled waits for a plugin that paused a local response; direct is
+// the answer it sent instead of before, if any; ok is false when the client
+// went away.
+func (x *exchange) localSettled(s *abi.HTTPStream, a abi.Action, before *abi.LocalResponse) (direct *abi.LocalResponse, ok bool) {
+	if lr := s.LocalResponse(); lr != before {
+		return lr, true
+	}
+	if a != abi.ActionPause {
+		return nil, true
+	}
+	if err := s.Wait(x.wctx, abi.StreamHTTPResponse); err != nil {
+		return nil, false
+	}
+	if lr := s.LocalResponse(); lr != before {
+		return lr, true
+	}
+	return nil, true
+}
+
+// isGRPC is Envoy's Grpc::Common::hasGrpcContentType: application/grpc,
+// alone or followed by "+" or ";".
+func isGRPC(ct string) bool {
+	rest, ok := strings.CutPrefix(ct, "application/grpc")
+	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
+}
+
+// grpcStatusOf is Envoy's Grpc::Utility::httpToGrpcStatus, gRPC's mapping
+// of HTTP statuses.
+func grpcStatusOf(status int) int {
+	switch status {
+	case 400:
+		return 13 // INTERNAL
+	case 401:
+		return 16 // UNAUTHENTICATED
+	case 403:
+		return 7 // PERMISSION_DENIED
+	case 404:
+		return 12 // UNIMPLEMENTED
+	case 429, 502, 503, 504:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
+}
+
+// percentEncode is the grpc-message encoding (Envoy's
+// PercentEncoding::encode): bytes outside ' '..'~', and '%', as %XX.
+func percentEncode(b []byte) string {
+	const hex = "0123456789ABCDEF"
+	var sb strings.Builder
+	for _, c := range b {
+		if c < ' ' || c > '~' || c == '%' {
+			sb.WriteByte('%')
+			sb.WriteByte(hex[c>>4])
+			sb.WriteByte(hex[c&15])
+		} else {
+			sb.WriteByte(c)
+		}
+	}
+	return sb.String()
 }
 
 // hopByHop are the connection-level headers of RFC 9110 section 7.6.1 that
@@ -885,7 +1091,8 @@ type responseWriter struct {
 	x        *exchange
 	header   http.Header
 	status   int
-	started  bool // headers went through the chain
+	started  bool // the handler's headers are done with (chained, or refused)
+	chained  bool // headers went into the chain
 	sent     bool // headers were sent to the client
 	trailers []string
 	err      error
@@ -975,6 +1182,7 @@ func (w *responseWriter) startHeaders(eos bool) bool {
 	}
 	h := make(abi.Headers, 0, 1+len(w.header))
 	h = append(h, abi.Header{Key: ":status", Value: strconv.Itoa(w.status)})
+	w.chained = true
 	h, ok := x.headers(responseHeaders, appendHeader(h, w.header), eos)
 	if !ok {
 		w.err = ErrAnswered

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -306,6 +307,100 @@ func TestChain(t *testing.T) {
 			t.Errorf("denied: %d %q", r.status, r.body)
 		}
 		e.backendSawNothing()
+	})
+}
+
+// TestLocalResponseThroughChain: a local response runs through the
+// response callbacks of the plugins the request reached, the sender's own
+// included, last first, as in Envoy; a plugin after the sender is not
+// called; for a gRPC request it is trailers-only; a plugin that fails on it
+// answers in its place (fail closed) or lets it pass (fail open).
+func TestLocalResponseThroughChain(t *testing.T) {
+	forEachRuntime(t, nil, abi.Options{}, func(t *testing.T, e *env) {
+		srv := e.proxy(nethttp.Options{},
+			e.load("headers", abi.PluginConfig{}),
+			e.load("body", abi.PluginConfig{}),
+			e.load("local_response", abi.PluginConfig{}),
+			e.load("headers", abi.PluginConfig{Name: "headers-after"}))
+		r := e.get(srv, "/", "X-Deny", "1")
+		e.backendSawNothing()
+		want := "denied\n\n-- anywasm" // body appends its trailer
+		if r.status != 403 || r.body != want || r.header.Get("X-Denied-By") != "anywasm" ||
+			r.header.Get("X-Local-Response-Saw") != "403" || r.header.Get("Content-Length") != strconv.Itoa(len(want)) ||
+			r.header.Get("Content-Type") != "text/plain" {
+			t.Errorf("denied: %d %q %v", r.status, r.body, r.header)
+		}
+		if got := r.header.Values("X-Anywasm-Plugin"); len(got) != 1 {
+			t.Errorf("x-anywasm-plugin %q: want the one of headers, not of headers-after", got)
+		}
+		// The same chain on an allowed request: all four see the response.
+		r = e.get(srv, "/")
+		e.backendSaw()
+		if r.status != 200 || len(r.header.Values("X-Anywasm-Plugin")) != 2 || r.header.Get("X-Local-Response-Saw") != "200" {
+			t.Errorf("allowed: %d %v", r.status, r.header)
+		}
+
+		// gRPC: trailers-only, grpc-status mapped from 403, the body as
+		// grpc-message; no body callback.
+		req, _ := http.NewRequest("POST", srv.URL+"/pkg.Svc/M", strings.NewReader("\x00\x00\x00\x00\x00"))
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("X-Deny", "1")
+		r = e.do(req)
+		e.backendSawNothing()
+		if r.status != 200 || r.body != "" || r.header.Get("Grpc-Status") != "7" || r.header.Get("Grpc-Message") != "denied%0A" ||
+			r.header.Get("Content-Type") != "application/grpc" || r.header.Get("X-Local-Response-Saw") != "200" ||
+			len(r.header.Values("X-Anywasm-Plugin")) != 1 {
+			t.Errorf("gRPC denied: %d %q %v", r.status, r.body, r.header)
+		}
+	})
+	for _, policy := range []abi.FailurePolicy{abi.FailClosed, abi.FailOpen} {
+		t.Run(policy.String(), func(t *testing.T) {
+			forEachRuntime(t, nil, abi.Options{}, func(t *testing.T, e *env) {
+				srv := e.proxy(nethttp.Options{},
+					e.load("trap", abi.PluginConfig{FailurePolicy: policy}),
+					e.load("local_response", abi.PluginConfig{}))
+				r := e.get(srv, "/", "X-Deny", "1", "X-Crash-Response", "panic")
+				e.backendSawNothing()
+				if policy == abi.FailClosed {
+					// Envoy's failStream while the local reply is encoded:
+					// its own 503, sent directly.
+					if r.status != 503 || !strings.Contains(r.body, "plugin trap failed") || r.header.Get("X-Local-Response-Saw") != "" {
+						t.Errorf("trap fails on the local response: %d %q %v", r.status, r.body, r.header)
+					}
+				} else if r.status != 403 || r.body != "denied\n" || r.header.Get("X-Local-Response-Saw") != "403" {
+					t.Errorf("trap fails open on the local response: %d %q %v", r.status, r.body, r.header)
+				}
+			})
+		})
+	}
+}
+
+// TestLocalResponseHeldOrAnswered: a plugin may hold a local response in
+// its response callbacks (a callout) and change it when it continues, or
+// answer it with a response of its own, which is then sent as it is
+// (Envoy's sendDirectLocalReply: the plugins before it are not called).
+func TestLocalResponseHeldOrAnswered(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) }))
+	defer up.Close()
+	opts := abi.Options{Upstreams: &abi.HTTPUpstreams{Clusters: map[string]string{"backend": up.URL}}}
+	forEachRuntime(t, nil, opts, func(t *testing.T, e *env) {
+		srv := e.proxy(nethttp.Options{}, e.load("headers", abi.PluginConfig{}), e.load("local_response", abi.PluginConfig{}))
+		r := e.get(srv, "/", "X-Deny", "1", "X-Hold-Response", "1")
+		e.backendSawNothing()
+		if r.status != 403 || r.body != "denied\n" || r.header.Get("X-Held") != "202" || r.header.Get("X-Anywasm-Plugin") != "headers" {
+			t.Errorf("held: %d %q %v", r.status, r.body, r.header)
+		}
+		r = e.get(srv, "/", "X-Deny", "1", "X-Answer-Again", "1")
+		e.backendSawNothing()
+		if r.status != 418 || r.body != "again\n" || r.header.Get("X-Anywasm-Plugin") != "" || r.header.Get("X-Denied-By") != "" {
+			t.Errorf("answered again: %d %q %v", r.status, r.body, r.header)
+		}
+		// On the upstream's response, an answer replaces it as before.
+		r = e.get(srv, "/", "X-Answer-Again", "1")
+		e.backendSaw()
+		if r.status != 418 || r.body != "again\n" || r.header.Get("X-Anywasm-Plugin") != "" {
+			t.Errorf("answered the upstream's: %d %q %v", r.status, r.body, r.header)
+		}
 	})
 }
 

@@ -291,8 +291,11 @@ func TestProxy(t *testing.T) {
 			}
 		})
 		t.Run("local response", func(t *testing.T) {
+			// The plugins before local_response see its answer, as in
+			// Envoy: body appends its trailer, headers its header.
 			r := h.do("GET", h.url("web", "/"), "", "X-Deny", "1")
-			if r.status != 403 || r.body != "denied\n" || r.header.Get("X-Denied-By") != "anywasm" {
+			if r.status != 403 || r.body != "denied\n\n-- anywasm" || r.header.Get("X-Denied-By") != "anywasm" ||
+				r.header.Get("X-Anywasm-Plugin") != "headers" {
 				t.Errorf("%d %q %v", r.status, r.body, r.header)
 			}
 		})

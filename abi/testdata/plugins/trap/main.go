@@ -1,7 +1,8 @@
 // Command trap is an HTTP filter that crashes on demand, to test how a host
 // survives a broken plugin. The request header x-crash selects the failure:
 // "panic" (Go panic), "loop" (never returns), "oom" (allocates until the
-// memory cannot grow). Any other request continues.
+// memory cannot grow). Any other request continues. With x-crash-response:
+// panic it panics in its response headers callback instead.
 package main
 
 import (
@@ -42,6 +43,13 @@ func (*httpContext) OnHttpRequestHeaders(int, bool) types.Action {
 			}
 			hoard = append(hoard, block)
 		}
+	}
+	return types.ActionContinue
+}
+
+func (*httpContext) OnHttpResponseHeaders(int, bool) types.Action {
+	if mode, _ := proxywasm.GetHttpRequestHeader("x-crash-response"); mode == "panic" {
+		panic("trap: x-crash-response: panic")
 	}
 	return types.ActionContinue
 }
