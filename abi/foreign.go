@@ -350,6 +350,9 @@ func declareProperty(ctx context.Context, args []byte) ([]byte, error) {
 	if _, dup := root.declared[name]; dup {
 		return nil, &StatusError{StatusBadArgument, fmt.Errorf("property %q is declared already", name)}
 	}
+	if max := c.v.group.host.opts.Limits.MaxProperties; len(root.declared) >= max {
+		return nil, &StatusError{StatusBadArgument, fmt.Errorf("property %q: the root context declared %d properties already (Limits.MaxProperties)", name, max)}
+	}
 	if root.declared == nil {
 		root.declared = map[string]propertyPrototype{}
 	}

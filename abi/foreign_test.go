@@ -148,3 +148,36 @@ func TestOnForeignFunction(t *testing.T) {
 		}
 	})
 }
+
+// TestPropertyLimits: what one context keeps of proxy_set_property, and
+// what a root context declares, is bounded (Limits.MaxProperties,
+// MaxPropertyBytes): a call over a bound is refused and changes nothing.
+func TestPropertyLimits(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
+		f := load(t, rt, "foreign", abi.PluginConfig{}, abi.Options{ForeignFunctions: abi.EnvoyForeignFunctions(),
+			Limits: abi.Limits{MaxProperties: 2, MaxPropertyBytes: 8}})
+		s := f.stream()
+		defer f.close(s)
+		for _, c := range []struct{ set, want string }{
+			{"a=1", "ok"},             // 2 bytes
+			{"b=1", "ok"},             // 4
+			{"c=1", "internal"},       // a third name
+			{"a=1234567", "internal"}, // 10 bytes
+			{"a=12345", "ok"},         // 8
+		} {
+			f.requestHeaders(s, abi.Headers{{":path", "/"}, {"x-set-property", c.set}, {"x-function", "clear_route_cache"}}, false)
+			if got := get(s.RequestHeaderMap(), "x-set-status"); !strings.Contains(got, c.want) {
+				t.Errorf("set %s: %s, want %s", c.set, got, c.want)
+			}
+		}
+		for i, c := range []struct{ args, want string }{
+			{"0a0178", "<none>"}, // name "x"
+			{"0a0179", "<none>"}, // "y"
+			{"0a017a", "bad argument"},
+		} {
+			if h := callForeign(f, "x-function", "declare_property", "x-input-hex", c.args); !strings.Contains(get(h, "x-status"), c.want) {
+				t.Errorf("declaration %d: %v, want %s", i, h, c.want)
+			}
+		}
+	})
+}

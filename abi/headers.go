@@ -139,18 +139,35 @@ type Limits struct {
 	MaxHeaderMapBytes int
 	// MaxHeaderMapPairs caps the entries of a header map (default 1024).
 	MaxHeaderMapPairs int
+	// MaxPropertyBytes caps what one context keeps of proxy_set_property
+	// (names and values; default 1 MiB) and MaxProperties the names it
+	// sets, and the properties a root context declares (declare_property;
+	// default 1024). Envoy has no bound; a call over them answers
+	// INTERNAL_FAILURE (declare_property: BAD_ARGUMENT, as its other
+	// refusals) and changes nothing.
+	MaxPropertyBytes, MaxProperties int
+	// MaxSharedDataBytes caps the shared data of one vm_id (keys and
+	// values; default 64 MiB). Envoy has no bound; a set over it answers
+	// INTERNAL_FAILURE and changes nothing.
+	MaxSharedDataBytes int
 }
 
-// DefaultLimits are proxy-wasm-cpp-host's limits.
-var DefaultLimits = Limits{MaxHeaderMapBytes: 1 << 20, MaxHeaderMapPairs: 1024}
+// DefaultLimits are proxy-wasm-cpp-host's limits for header maps, and
+// anywasm's own for what cpp-host leaves unbounded.
+var DefaultLimits = Limits{MaxHeaderMapBytes: 1 << 20, MaxHeaderMapPairs: 1024,
+	MaxPropertyBytes: 1 << 20, MaxProperties: 1024, MaxSharedDataBytes: 64 << 20}
 
 func (l Limits) withDefaults() Limits {
-	if l.MaxHeaderMapBytes <= 0 {
-		l.MaxHeaderMapBytes = DefaultLimits.MaxHeaderMapBytes
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
 	}
-	if l.MaxHeaderMapPairs <= 0 {
-		l.MaxHeaderMapPairs = DefaultLimits.MaxHeaderMapPairs
-	}
+	def(&l.MaxHeaderMapBytes, DefaultLimits.MaxHeaderMapBytes)
+	def(&l.MaxHeaderMapPairs, DefaultLimits.MaxHeaderMapPairs)
+	def(&l.MaxPropertyBytes, DefaultLimits.MaxPropertyBytes)
+	def(&l.MaxProperties, DefaultLimits.MaxProperties)
+	def(&l.MaxSharedDataBytes, DefaultLimits.MaxSharedDataBytes)
 	return l
 }
 

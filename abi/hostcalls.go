@@ -1032,10 +1032,25 @@ func (v *vm) hSetProperty(_ context.Context, s []uint64) Status {
 			return StatusBadArgument
 		}
 	}
+	lim := v.group.host.opts.Limits
+	old, had := c.props[key]
+	size := c.propBytes + len(val)
+	if had {
+		size -= len(old)
+	} else {
+		size += len(key)
+	}
+	if !had && len(c.props) >= lim.MaxProperties || size > lim.MaxPropertyBytes {
+		v.logger().Warn("proxy_set_property refused: over the context's property limit",
+			"property", key, "properties", len(c.props), "max_properties", lim.MaxProperties,
+			"bytes", size, "max_property_bytes", lim.MaxPropertyBytes)
+		return StatusInternalFailure
+	}
 	if c.props == nil {
 		c.props = map[string][]byte{}
 	}
 	c.props[key] = append([]byte(nil), val...)
+	c.propBytes = size
 	return StatusOK
 }
 

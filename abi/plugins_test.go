@@ -271,6 +271,26 @@ func TestGoSDKShared(t *testing.T) {
 	})
 }
 
+// TestSharedDataLimit: the shared data of a vm_id is bounded
+// (Limits.MaxSharedDataBytes): "hits" (4 bytes) counts to 9, and the set of
+// "10" is refused (INTERNAL_FAILURE), leaving 9.
+func TestSharedDataLimit(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
+		f := load(t, rt, "shared", abi.PluginConfig{}, abi.Options{Limits: abi.Limits{MaxSharedDataBytes: 5}})
+		for range 11 {
+			s := f.stream()
+			f.requestHeaders(s, abi.Headers{{":path", "/"}}, true)
+			f.close(s)
+		}
+		if v, _, _ := f.host.SharedData("vm-shared", "hits"); string(v) != "9" {
+			t.Errorf("hits = %q, want 9", v)
+		}
+		if !f.logs.has("over the vm_id's shared data limit") || !f.logs.has("shared: increment: ") {
+			t.Errorf("no refusal logged:\n%s", f.logs)
+		}
+	})
+}
+
 // eventually waits until cond holds, checking it every few milliseconds:
 // for an event the test cannot be told of (a delivery on another
 // goroutine), with no bound but the test's own timeout.

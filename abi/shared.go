@@ -9,9 +9,10 @@ import (
 // sharedStore is the shared data of one vm_id: key -> value with a CAS
 // counter, visible to every VM of every plugin with that vm_id.
 type sharedStore struct {
-	mu   sync.Mutex
-	data map[string]sharedValue
-	cas  uint32
+	mu    sync.Mutex
+	data  map[string]sharedValue
+	cas   uint32
+	bytes int // keys and values (Limits.MaxSharedDataBytes)
 }
 
 type sharedValue struct {
@@ -52,9 +53,22 @@ func (v *vm) hSetSharedData(_ context.Context, s []uint64) Status {
 	st := v.group.shared
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if cur, found := st.data[string(key)]; found && cas != 0 && cas != cur.cas {
+	cur, found := st.data[string(key)]
+	if found && cas != 0 && cas != cur.cas {
 		return StatusCasMismatch
 	}
+	size := st.bytes + len(val)
+	if found {
+		size -= len(cur.value)
+	} else {
+		size += len(key)
+	}
+	if max := v.group.host.opts.Limits.MaxSharedDataBytes; size > max {
+		v.logger().Warn("proxy_set_shared_data refused: over the vm_id's shared data limit",
+			"vm_id", v.group.key.vmID, "bytes", size, "max_shared_data_bytes", max)
+		return StatusInternalFailure
+	}
+	st.bytes = size
 	st.cas++
 	if st.cas == 0 {
 		st.cas++

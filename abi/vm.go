@@ -482,6 +482,8 @@ type contextState struct {
 	http   *HTTPStream
 	tcp    *TCPStream
 	props  map[string][]byte // proxy_set_property
+	// propBytes is what props holds, names and values (Limits.MaxPropertyBytes)
+	propBytes int
 	// root contexts: properties declared with declare_property, and what
 	// foreign functions keep (Caller.RootData)
 	declared map[string]propertyPrototype
