@@ -218,7 +218,65 @@ type PluginConfig struct {
 	// engine.Config.WithInterruptOnContextDone(true); Load refuses it on
 	// others. 0 means no bound.
 	CallTimeout time.Duration
+	// Service, when not NotService, loads the plugin as a Wasm service
+	// (Envoy's WasmService bootstrap extension): its root context serves
+	// no streams, and is started at Load on every VM it runs on, so that
+	// its ticks, callouts and queue deliveries run with no stream to start
+	// them. See ServiceMode.
+	Service ServiceMode
 }
+
+// ServiceMode says whether a plugin is a Wasm service, and on how many VMs
+// it runs: Envoy's envoy.extensions.wasm.v3.WasmService and its singleton
+// field. A service gets its root context only: proxy_on_vm_start,
+// proxy_on_configure, ticks, HTTP and gRPC callouts, shared data and
+// queues (with every plugin of its VMID, as filters), metrics and logs;
+// Plugin.NewHTTPStream and NewTCPStream refuse it (ErrService). Close ends
+// it as a filter's root context (proxy_on_done, proxy_on_delete).
+//
+// A service VM that fails (a trap in proxy_on_tick, say) is never entered
+// again, as any VM; with FailReload it is replaced at once (retrying with
+// backoff) and the service's root context started on the new VM, with the
+// other policies the service stays without it until it is loaded again
+// (Envoy leaves a failed service VM failed).
+type ServiceMode int
+
+// The service modes.
+const (
+	// NotService is a filter: a root context whose streams come through
+	// NewHTTPStream and NewTCPStream (default).
+	NotService ServiceMode = iota
+	// SingletonService runs on one VM (Envoy's singleton: true, a VM on
+	// the main thread). That VM is never shared with filters or
+	// per-worker services; singleton services with the same VMID, code and
+	// VM configuration share it (each with its own root context), as they
+	// share Envoy's main-thread VM. PoolSize must be 0 or 1.
+	SingletonService
+	// PerWorkerService runs on PoolSize VMs (Envoy's singleton: false, one
+	// VM per worker thread; PoolSize stands for the worker count), all made
+	// at Load, each with the service's root context and its own ticks.
+	// They are the VMs of the filters with the same VMID, code and VM
+	// configuration, as Envoy's per-worker VMs are: every VM holds each
+	// such plugin's root context, and those filters' streams are spread
+	// over all of them.
+	PerWorkerService
+)
+
+func (m ServiceMode) String() string {
+	switch m {
+	case NotService:
+		return "not_service"
+	case SingletonService:
+		return "singleton_service"
+	case PerWorkerService:
+		return "per_worker_service"
+	}
+	return fmt.Sprintf("ServiceMode(%d)", int(m))
+}
+
+// ErrService is what NewHTTPStream and NewTCPStream answer for a service
+// (PluginConfig.Service): services have no streams.
+var ErrService = errors.New("abi: the plugin is a Wasm service: services have no streams")
 
 // groupKey is what makes VMs shareable: the vm_id, the code and the VM
 // configuration (cpp-host's makeVmKey). Shared data and queues are by
@@ -227,6 +285,9 @@ type groupKey struct {
 	vmID string
 	code [32]byte
 	conf [32]byte
+	// singleton: the VM of singleton services, Envoy's main-thread VM,
+	// which filters and per-worker services never share.
+	singleton bool
 }
 
 // same reports whether two plugin configurations are identical: such
@@ -235,7 +296,7 @@ func (c PluginConfig) same(o PluginConfig) bool {
 	return c.Name == o.Name && c.RootID == o.RootID && c.VMID == o.VMID &&
 		string(c.Configuration) == string(o.Configuration) && string(c.VMConfiguration) == string(o.VMConfiguration) &&
 		maps.Equal(c.Environment, o.Environment) && c.FailurePolicy == o.FailurePolicy &&
-		c.PoolSize == o.PoolSize && c.CallTimeout == o.CallTimeout &&
+		c.PoolSize == o.PoolSize && c.CallTimeout == o.CallTimeout && c.Service == o.Service &&
 		(c.LogLevel == nil) == (o.LogLevel == nil) && (c.LogLevel == nil || *c.LogLevel == *o.LogLevel) &&
 		c.ListenerDirection == o.ListenerDirection && equalMetadata(c.ListenerMetadata, o.ListenerMetadata) &&
 		(c.ForeignFunctions == nil) == (o.ForeignFunctions == nil) && slices.Equal(c.ForeignFunctions, o.ForeignFunctions)
@@ -244,10 +305,17 @@ func (c PluginConfig) same(o PluginConfig) bool {
 // Load compiles a plugin (or reuses the VMs of a plugin with the same VMID
 // and code), checks its ABI version, creates its first VM and runs
 // proxy_on_vm_start and proxy_on_configure, so that a broken plugin fails
-// here with a clear error rather than on the first request.
+// here with a clear error rather than on the first request. A
+// PerWorkerService gets all its VMs here, each started and configured.
 func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin, error) {
 	if cfg.Name == "" {
 		cfg.Name = cfg.RootID
+	}
+	if cfg.Service < NotService || cfg.Service > PerWorkerService {
+		return nil, fmt.Errorf("abi: plugin %q: unknown %s", cfg.Name, cfg.Service)
+	}
+	if cfg.Service == SingletonService && cfg.PoolSize > 1 {
+		return nil, fmt.Errorf("abi: plugin %q: %w: %d, a singleton service runs on one VM", cfg.Name, ErrPoolSize, cfg.PoolSize)
 	}
 	if cfg.PoolSize <= 0 {
 		cfg.PoolSize = 1
@@ -259,7 +327,8 @@ func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin
 		return nil, fmt.Errorf("abi: plugin %q: CallTimeout needs a runtime opened with WithInterruptOnContextDone(true) (%s offers: %s): %w",
 			cfg.Name, h.rt.Name(), h.rt.Capabilities(), engine.ErrNotSupported)
 	}
-	key := groupKey{vmID: cfg.VMID, code: sha256.Sum256(wasm), conf: sha256.Sum256(cfg.VMConfiguration)}
+	key := groupKey{vmID: cfg.VMID, code: sha256.Sum256(wasm), conf: sha256.Sum256(cfg.VMConfiguration),
+		singleton: cfg.Service == SingletonService}
 	for {
 		h.mu.Lock()
 		if h.closed {
@@ -297,6 +366,12 @@ func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin
 		if err := g.checkPoolMemory(cfg.PoolSize); err != nil {
 			_ = p.Close(ctx)
 			return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
+		}
+		if cfg.Service == PerWorkerService {
+			if err := g.fill(ctx, cfg.PoolSize); err != nil {
+				_ = p.Close(ctx)
+				return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
+			}
 		}
 		return p, nil
 	}

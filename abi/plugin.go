@@ -3,6 +3,7 @@ package abi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -26,7 +27,8 @@ type Plugin struct {
 // Config returns the plugin's configuration.
 func (p *Plugin) Config() PluginConfig { return p.cfg }
 
-// VMs returns the number of live VMs the plugin's streams are spread over.
+// VMs returns the number of live VMs the plugin's streams are spread over
+// (for a service: the VMs its root context runs on).
 func (p *Plugin) VMs() int {
 	g := p.group
 	g.mu.Lock()
@@ -151,6 +153,9 @@ func dirOf(t StreamType) int { return int(t) & 1 }
 // are pooled so that a request allocates nothing of the host's own): only
 // the VM's context table refers to it, and Close removes it from there.
 func (s *stream) start(ctx context.Context, p *Plugin, info *StreamInfo) error {
+	if p.cfg.Service != NotService {
+		return fmt.Errorf("abi: plugin %q: %w", p.cfg.Name, ErrService)
+	}
 	v, err := p.group.acquire(ctx)
 	if err != nil {
 		return &PluginError{Plugin: p.cfg.Name, Callback: "proxy_on_context_create", Err: err}

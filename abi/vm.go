@@ -324,8 +324,55 @@ func backoff(failures int) time.Duration {
 	return min(d, 30*time.Second)
 }
 
-// replaceSoon creates a VM in the background to replace a failed one, for
-// FailReload, retrying with backoff.
+// fill makes VMs until the group has n live ones, for a per-worker
+// service: Envoy's WasmServiceExtension::createWasm gives every worker
+// thread its plugin handle (getOrCreateThreadLocalPlugin: the worker's VM,
+// then cpp-host's WasmBase::start and configure on it) when the service is
+// created, not when a stream comes, for a service has none. Failed VMs are
+// dropped and closed. g.mu must not be held.
+func (g *vmGroup) fill(ctx context.Context, n int) error {
+	var dead []*vm
+	defer func() {
+		for _, d := range dead {
+			_ = d.close(ctx)
+		}
+	}()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for {
+		if g.closed {
+			return engine.ErrClosed
+		}
+		dead = append(dead, g.dropFailed()...)
+		switch {
+		case len(g.vms) >= n:
+			return nil
+		case g.creating: // a stream is making one: count it when it is in
+			g.cond.Wait()
+		default:
+			if _, err := g.grow(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// serviceVMs is the number of VMs the group's services need at all times:
+// the largest PoolSize of its per-worker services, 1 for a singleton
+// service, 0 without a service. g.mu is held.
+func (g *vmGroup) serviceVMs() int {
+	n := 0
+	for _, p := range g.plugins {
+		if p.cfg.Service != NotService {
+			n = max(n, p.cfg.PoolSize)
+		}
+	}
+	return n
+}
+
+// replaceSoon creates VMs in the background to replace failed ones, for
+// FailReload, retrying with backoff: until one VM is live, or, in a group
+// with services, as many as they need (serviceVMs).
 func (g *vmGroup) replaceSoon() {
 	go func() {
 		for attempt := 1; ; attempt++ {
@@ -334,33 +381,43 @@ func (g *vmGroup) replaceSoon() {
 				g.mu.Unlock()
 				return
 			}
+			var dead []*vm
+			if g.serviceVMs() > 0 {
+				// No stream drops them (acquire does): close them here,
+				// outside g.mu.
+				dead = g.dropFailed()
+			}
 			live := 0
 			for _, v := range g.vms {
 				if !v.failed.Load() {
 					live++
 				}
 			}
-			if live > 0 {
-				g.mu.Unlock()
-				return
+			var err error
+			if live < max(1, g.serviceVMs()) {
+				var v *vm
+				if v, err = g.newVM(context.Background(), g.plugins); err == nil {
+					g.vms = append(g.vms, v)
+					g.failures = 0
+					live++
+				} else if !errors.Is(err, engine.ErrClosed) {
+					g.failures++
+					g.notBefore = time.Now().Add(backoff(g.failures))
+				}
 			}
-			v, err := g.newVM(context.Background(), g.plugins)
-			if err == nil {
-				g.vms = append(g.vms, v)
-				g.failures = 0
-				g.mu.Unlock()
-				return
-			}
-			if errors.Is(err, engine.ErrClosed) { // the runtime is gone
-				g.mu.Unlock()
-				return
-			}
-			g.failures++
+			done := live >= max(1, g.serviceVMs()) || errors.Is(err, engine.ErrClosed) // or the runtime is gone
 			wait := backoff(g.failures)
-			g.notBefore = time.Now().Add(wait)
 			g.mu.Unlock()
-			g.log.Error("reloading the VM failed", "attempt", attempt, "retry_in", wait, "err", err)
-			time.Sleep(wait)
+			for _, d := range dead {
+				_ = d.close(context.Background())
+			}
+			switch {
+			case done:
+				return
+			case err != nil:
+				g.log.Error("reloading the VM failed", "attempt", attempt, "retry_in", wait, "err", err)
+				time.Sleep(wait)
+			}
 		}
 	}()
 }

@@ -5,8 +5,10 @@
 //
 // The configuration (YAML or JSON) has HTTP and TCP listeners, named
 // clusters (upstreams of listeners and of plugin callouts) and, per
-// listener, a chain of plugins configured as Envoy's Wasm filters are; see
-// internal/proxy.Config and examples/proxy/proxy.yaml. The admin endpoint
+// listener, a chain of plugins configured as Envoy's Wasm filters are, and
+// Wasm services (wasm_services: plugins on no listener, Envoy's
+// WasmService); see internal/proxy.Config and examples/proxy/proxy.yaml.
+// The admin endpoint
 // serves /healthz, /metrics (Prometheus) and /plugins. A changed plugin
 // file is reloaded without dropping requests in flight (checked every
 // reload_interval and on SIGHUP); SIGINT or SIGTERM shut down gracefully.

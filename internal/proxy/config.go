@@ -47,6 +47,24 @@ type Config struct {
 	// Node is the proxy's identity, Envoy's node (the plugins' attributes
 	// node and xds.node).
 	Node *Node `json:"node,omitempty"`
+	// WasmServices are plugins attached to no listener: Envoy's
+	// bootstrap_extensions of type envoy.extensions.wasm.v3.WasmService.
+	// They start with the proxy (before the listeners' filters), run
+	// their root context only (ticks, callouts, shared data and queues
+	// with the filters of their vm_id, metrics, logs), and are reloaded
+	// and closed as filters are.
+	WasmServices []WasmService `json:"wasm_services,omitempty"`
+}
+
+// WasmService is Envoy's envoy.extensions.wasm.v3.WasmService: the
+// filters' plugin block (Envoy's config) and singleton.
+type WasmService struct {
+	Plugin
+	// Singleton runs the service on one VM of its own (Envoy: on the main
+	// thread). False (Envoy's default) runs it on pool_size VMs (Envoy:
+	// one per worker thread), which it shares with the filters of the
+	// same vm_id, code and VM configuration.
+	Singleton bool `json:"singleton,omitempty"`
 }
 
 // Node is Envoy's config.core.v3.Node: id, cluster and metadata (a
@@ -360,13 +378,18 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	dir := filepath.Dir(path)
+	abs := func(f *string) {
+		if !filepath.IsAbs(*f) {
+			*f = filepath.Join(dir, *f)
+		}
+	}
 	for _, l := range c.Listeners {
 		for i := range l.filters() {
-			f := &l.filters()[i].VMConfig.Code.Local.Filename
-			if !filepath.IsAbs(*f) {
-				*f = filepath.Join(dir, *f)
-			}
+			abs(&l.filters()[i].VMConfig.Code.Local.Filename)
 		}
+	}
+	for i := range c.WasmServices {
+		abs(&c.WasmServices[i].VMConfig.Code.Local.Filename)
 	}
 	if c.CacheDir != "" && !filepath.IsAbs(c.CacheDir) {
 		c.CacheDir = filepath.Join(dir, c.CacheDir)
@@ -419,15 +442,7 @@ func unknownFields(v any, t reflect.Type, path string) []error {
 		}
 		fields := map[string]reflect.Type{}
 		var names []string
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name == "" || name == "-" || !f.IsExported() {
-				continue
-			}
-			fields[name] = f.Type
-			names = append(names, name)
-		}
+		jsonFields(t, fields, &names)
 		for _, k := range slices.Sorted(maps.Keys(m)) {
 			field := k
 			if path != "" {
@@ -454,6 +469,25 @@ func unknownFields(v any, t reflect.Type, path string) []error {
 		}
 	}
 	return errs
+}
+
+// jsonFields adds the JSON fields of struct type t to fields and names,
+// those of embedded structs without a name too (encoding/json flattens
+// them: WasmService's Plugin).
+func jsonFields(t reflect.Type, fields map[string]reflect.Type, names *[]string) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			jsonFields(f.Type, fields, names)
+			continue
+		}
+		if name == "" || name == "-" || !f.IsExported() {
+			continue
+		}
+		fields[name] = f.Type
+		*names = append(*names, name)
+	}
 }
 
 func describe(path string) string {
@@ -648,45 +682,56 @@ func (c *Config) Validate() error {
 			bad(f+".cluster", "cluster %q is of type %s, a %s listener needs %s", cluster, cl.Type, want, want)
 		}
 		for j := range l.filters() {
-			p := &l.filters()[j]
-			pf := fmt.Sprintf("%s.filters[%d]", f, j)
-			if p.Name == "" {
-				bad(pf+".name", "missing")
-			}
-			if p.VMConfig.Code.Local.Filename == "" {
-				bad(pf+".vm_config.code.local.filename", "missing")
-			}
-			checkRuntime(pf+".vm_config.runtime", p.VMConfig.Runtime)
-			if _, err := p.Policy(); err != nil {
-				bad(pf+".failure_policy", "%v", err)
-			}
-			if err := p.CallTimeout.check(); err != nil {
-				bad(pf+".call_timeout", "%v", err)
-			}
-			if p.LogLevel != "" {
-				if _, err := abi.ParseLogLevel(p.LogLevel); err != nil {
-					bad(pf+".log_level", "%v", err)
-				}
-			}
-			if p.ForeignFunctions != nil {
-				for k, name := range *p.ForeignFunctions {
-					if _, ok := ForeignFunctions()[name]; !ok {
-						bad(fmt.Sprintf("%s.foreign_functions[%d]", pf, k), "%q: the proxy has %s", name, strings.Join(sortedNames(ForeignFunctions()), ", "))
-					}
-				}
-			}
-			if p.PoolSize < 0 || p.PoolSize > abi.MaxPoolSize {
-				bad(pf+".pool_size", "%d: want 1 to %d (or 0: 1)", p.PoolSize, abi.MaxPoolSize)
-			}
-			if _, err := p.Configuration.Bytes(); err != nil {
-				bad(pf+".configuration", "%v", err)
-			}
-			if _, err := p.VMConfig.Configuration.Bytes(); err != nil {
-				bad(pf+".vm_config.configuration", "%v", err)
-			}
+			checkPlugin(bad, checkRuntime, fmt.Sprintf("%s.filters[%d]", f, j), &l.filters()[j])
+		}
+	}
+	for i := range c.WasmServices {
+		sv := &c.WasmServices[i]
+		f := fmt.Sprintf("wasm_services[%d]", i)
+		checkPlugin(bad, checkRuntime, f, &sv.Plugin)
+		if sv.Singleton && sv.PoolSize > 1 {
+			bad(f+".pool_size", "%d with singleton: true: a singleton service runs on one VM (give 0 or 1, or singleton: false for one VM per worker)", sv.PoolSize)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkPlugin checks a filter's or a service's plugin block; f is its field.
+func checkPlugin(bad func(field, format string, args ...any), checkRuntime func(field, name string), f string, p *Plugin) {
+	if p.Name == "" {
+		bad(f+".name", "missing")
+	}
+	if p.VMConfig.Code.Local.Filename == "" {
+		bad(f+".vm_config.code.local.filename", "missing")
+	}
+	checkRuntime(f+".vm_config.runtime", p.VMConfig.Runtime)
+	if _, err := p.Policy(); err != nil {
+		bad(f+".failure_policy", "%v", err)
+	}
+	if err := p.CallTimeout.check(); err != nil {
+		bad(f+".call_timeout", "%v", err)
+	}
+	if p.LogLevel != "" {
+		if _, err := abi.ParseLogLevel(p.LogLevel); err != nil {
+			bad(f+".log_level", "%v", err)
+		}
+	}
+	if p.ForeignFunctions != nil {
+		for k, name := range *p.ForeignFunctions {
+			if _, ok := ForeignFunctions()[name]; !ok {
+				bad(fmt.Sprintf("%s.foreign_functions[%d]", f, k), "%q: the proxy has %s", name, strings.Join(sortedNames(ForeignFunctions()), ", "))
+			}
+		}
+	}
+	if p.PoolSize < 0 || p.PoolSize > abi.MaxPoolSize {
+		bad(f+".pool_size", "%d: want 1 to %d (or 0: 1)", p.PoolSize, abi.MaxPoolSize)
+	}
+	if _, err := p.Configuration.Bytes(); err != nil {
+		bad(f+".configuration", "%v", err)
+	}
+	if _, err := p.VMConfig.Configuration.Bytes(); err != nil {
+		bad(f+".vm_config.configuration", "%v", err)
+	}
 }
 
 // checkRoutes checks a route_config: every virtual host has domains (each

@@ -140,6 +140,19 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 			}
 		}
 	}
+	for _, sv := range cfg.WasmServices {
+		if sv.CallTimeout.Get() > 0 {
+			p.interrupt[p.runtimeOf(&sv.Plugin, opts.Runtime)] = true
+		}
+	}
+	// Services first, so that the filters' roots find the services' queues
+	// when they start (Envoy starts its WasmService extensions once the
+	// server is initialized; nothing of the ABI says which comes first).
+	for i := range cfg.WasmServices {
+		if _, err := p.loadSlot(ctx, fmt.Sprintf("wasm_services[%d]", i), nil, &cfg.WasmServices[i], opts.Runtime, upstreams); err != nil {
+			return nil, err
+		}
+	}
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
 		kind := "http"
@@ -149,7 +162,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 		c := &chain{}
 		for j := range l.filters() {
 			field := fmt.Sprintf("listeners[%d].%s.filters[%d]", i, kind, j)
-			s, err := p.loadSlot(ctx, field, l, &l.filters()[j], opts.Runtime, upstreams)
+			s, err := p.loadSlot(ctx, field, l, &WasmService{Plugin: l.filters()[j]}, opts.Runtime, upstreams)
 			if err != nil {
 				return nil, err
 			}
@@ -201,7 +214,8 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 	if interval > 0 && len(p.slots) > 0 {
 		p.wg.Go(func() { p.watch(interval) })
 	}
-	p.log.Info("proxy started", "listeners", len(p.http)+len(p.tcp), "plugins", len(p.slots), "runtimes", strings.Join(p.runtimeNames(), ","))
+	p.log.Info("proxy started", "listeners", len(p.http)+len(p.tcp), "plugins", len(p.slots), "services", len(cfg.WasmServices),
+		"runtimes", strings.Join(p.runtimeNames(), ","))
 	return p, nil
 }
 
@@ -358,27 +372,41 @@ func (p *Proxy) runtimeOf(f *Plugin, override string) string {
 	return "wazero"
 }
 
-// loadSlot loads a filter's plugin into a reloadable slot. A filter
+// loadSlot loads a filter's plugin (l its listener; svc.Plugin the filter)
+// or, with l nil, a Wasm service into a reloadable slot. A filter
 // configured exactly as an earlier one (the same plugin on two listeners)
 // shares its slot: one root context, as Envoy shares one for one plugin
 // configuration.
-func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, f *Plugin, override string, o abi.Options) (*slot, error) {
+func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, svc *WasmService, override string, o abi.Options) (*slot, error) {
+	f := &svc.Plugin
 	pc, err := pluginConfig(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s.%w", field, err)
 	}
-	// The listener's attributes (listener_metadata, listener_direction)
-	// are the plugin's: a plugin on two listeners that differ in them is
-	// two plugins.
-	pc.ListenerMetadata = l.Metadata.abi()
-	pc.ListenerDirection, _ = l.direction() // Validate checked it
+	var md *Metadata
+	if l != nil {
+		// The listener's attributes (listener_metadata,
+		// listener_direction) are the plugin's: a plugin on two listeners
+		// that differ in them is two plugins.
+		md = l.Metadata
+		pc.ListenerMetadata = md.abi()
+		pc.ListenerDirection, _ = l.direction() // Validate checked it
+	} else {
+		// A service has no listener: Envoy's WasmServiceExtension gives
+		// its plugin TrafficDirection UNSPECIFIED and no metadata.
+		pc.Service = abi.PerWorkerService
+		if svc.Singleton {
+			pc.Service = abi.SingletonService
+		}
+	}
 	rt := p.runtimeOf(f, override)
 	key, _ := json.Marshal(struct {
 		Runtime   string
 		Plugin    *Plugin
 		Metadata  *Metadata
 		Direction abi.TrafficDirection
-	}{rt, f, l.Metadata, pc.ListenerDirection})
+		Service   abi.ServiceMode
+	}{rt, f, md, pc.ListenerDirection, pc.Service})
 	for _, s := range p.slots {
 		if s.key == string(key) {
 			return s, nil

@@ -18,7 +18,7 @@ import (
 // exchanges it has and is closed when the last of them ends.
 type slot struct {
 	proxy   *Proxy
-	field   string // names the filter in errors: listeners[0].http.filters[1]
+	field   string // names the filter or service in errors: listeners[0].http.filters[1], wasm_services[0]
 	key     string // the runtime and configuration: identical filters share a slot
 	host    *abi.Host
 	runtime string
@@ -165,12 +165,19 @@ func (s *slot) status() map[string]any {
 	g := s.cur
 	draining := len(s.gens) - 1
 	s.mu.RUnlock()
-	return map[string]any{
-		"name": s.cfg.Name, "filter": s.field, "runtime": s.runtime, "root_id": s.cfg.RootID, "vm_id": s.cfg.VMID,
+	m := map[string]any{
+		"name": s.cfg.Name, "runtime": s.runtime, "root_id": s.cfg.RootID, "vm_id": s.cfg.VMID,
 		"file": s.path, "sha256": hex.EncodeToString(g.sum[:]), "generation": g.n, "loaded_at": g.loadedAt.Format(time.RFC3339Nano),
 		"abi_version": g.p.ABIVersion().String(), "failure_policy": s.cfg.FailurePolicy.String(), "draining": draining,
 		"pool_size": s.cfg.PoolSize, "vms": g.p.VMs(),
 	}
+	if s.cfg.Service == abi.NotService {
+		m["filter"] = s.field
+	} else {
+		m["service"] = s.field // wasm_services[0]
+		m["singleton"] = s.cfg.Service == abi.SingletonService
+	}
+	return m
 }
 
 // chain is a listener's filters; it implements nethttp.Chain.
