@@ -310,7 +310,8 @@ func TestChain(t *testing.T) {
 	})
 }
 
-// TestLocalResponseThroughChain: a local response runs through the
+// TestLocalResponseThroughChain (with reply, local_response watching the
+// responses): a local response runs through the
 // response callbacks of the plugins the request reached, the sender's own
 // included, last first, as in Envoy; a plugin after the sender is not
 // called; for a gRPC request it is trailers-only; a plugin that fails on it
@@ -320,7 +321,7 @@ func TestLocalResponseThroughChain(t *testing.T) {
 		srv := e.proxy(nethttp.Options{},
 			e.load("headers", abi.PluginConfig{}),
 			e.load("body", abi.PluginConfig{}),
-			e.load("local_response", abi.PluginConfig{}),
+			e.load("reply", abi.PluginConfig{}),
 			e.load("headers", abi.PluginConfig{Name: "headers-after"}))
 		r := e.get(srv, "/", "X-Deny", "1")
 		e.backendSawNothing()
@@ -358,7 +359,7 @@ func TestLocalResponseThroughChain(t *testing.T) {
 			forEachRuntime(t, nil, abi.Options{}, func(t *testing.T, e *env) {
 				srv := e.proxy(nethttp.Options{},
 					e.load("trap", abi.PluginConfig{FailurePolicy: policy}),
-					e.load("local_response", abi.PluginConfig{}))
+					e.load("reply", abi.PluginConfig{}))
 				r := e.get(srv, "/", "X-Deny", "1", "X-Crash-Response", "panic")
 				e.backendSawNothing()
 				if policy == abi.FailClosed {
@@ -384,7 +385,7 @@ func TestLocalResponseHeldOrAnswered(t *testing.T) {
 	defer up.Close()
 	opts := abi.Options{Upstreams: &abi.HTTPUpstreams{Clusters: map[string]string{"backend": up.URL}}}
 	forEachRuntime(t, nil, opts, func(t *testing.T, e *env) {
-		srv := e.proxy(nethttp.Options{}, e.load("headers", abi.PluginConfig{}), e.load("local_response", abi.PluginConfig{}))
+		srv := e.proxy(nethttp.Options{}, e.load("headers", abi.PluginConfig{}), e.load("reply", abi.PluginConfig{}))
 		r := e.get(srv, "/", "X-Deny", "1", "X-Hold-Response", "1")
 		e.backendSawNothing()
 		if r.status != 403 || r.body != "denied\n" || r.header.Get("X-Held") != "202" || r.header.Get("X-Anywasm-Plugin") != "headers" {

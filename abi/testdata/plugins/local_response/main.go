@@ -1,10 +1,5 @@
 // Command local_response is an HTTP filter that answers requests carrying an
-// x-deny header itself, with a 403, and lets the others through. It marks
-// every response it sees, its own too, with x-local-response-saw: the
-// status. On a request with x-hold-response it holds the response headers
-// while it asks the cluster "backend" for GET /info, and marks the response
-// with x-held: the answer's status; with x-answer-again it answers the
-// response it sees with a 418 of its own.
+// x-deny header itself, with a 403, and lets the others through.
 package main
 
 import (
@@ -31,39 +26,4 @@ func (*httpContext) OnHttpRequestHeaders(int, bool) types.Action {
 		proxywasm.LogError("local_response: send: " + err.Error())
 	}
 	return types.ActionPause
-}
-
-func (*httpContext) OnHttpResponseHeaders(int, bool) types.Action {
-	status, _ := proxywasm.GetHttpResponseHeader(":status")
-	_ = proxywasm.AddHttpResponseHeader("x-local-response-saw", status)
-	if _, err := proxywasm.GetHttpRequestHeader("x-answer-again"); err == nil {
-		if err := proxywasm.SendHttpResponse(418, nil, []byte("again\n"), -1); err != nil {
-			proxywasm.LogError("local_response: send again: " + err.Error())
-		}
-		return types.ActionPause
-	}
-	if _, err := proxywasm.GetHttpRequestHeader("x-hold-response"); err != nil {
-		return types.ActionContinue
-	}
-	headers := [][2]string{{":method", "GET"}, {":path", "/info"}, {":authority", "backend"}}
-	if _, err := proxywasm.DispatchHttpCall("backend", headers, nil, nil, 5000, onHeld); err != nil {
-		proxywasm.LogError("local_response: dispatch: " + err.Error())
-		return types.ActionContinue
-	}
-	return types.ActionPause
-}
-
-func onHeld(int, int, int) {
-	status := "none"
-	if headers, err := proxywasm.GetHttpCallResponseHeaders(); err == nil {
-		for _, h := range headers {
-			if h[0] == ":status" {
-				status = h[1]
-			}
-		}
-	}
-	_ = proxywasm.AddHttpResponseHeader("x-held", status)
-	if err := proxywasm.ResumeHttpResponse(); err != nil {
-		proxywasm.LogError("local_response: resume: " + err.Error())
-	}
 }
