@@ -233,11 +233,13 @@ type exchange struct {
 // skipped if it fails open, and answers 503 otherwise.
 func (x *exchange) open(plugins []*abi.Plugin) bool {
 	x.plugins = plugins
-	x.streams = make([]*abi.HTTPStream, len(plugins))
-	x.seen = make([]bool, len(plugins))
+	n := len(plugins)
+	x.streams = make([]*abi.HTTPStream, n)
+	held, flags := make([]int, 2*n), make([]bool, 3*n) // one allocation each
+	x.seen = flags[2*n:]
 	for d := range x.held {
-		x.held[d] = make([]int, len(plugins))
-		x.holding[d] = make([]bool, len(plugins))
+		x.held[d] = held[d*n : (d+1)*n : (d+1)*n]
+		x.holding[d] = flags[d*n : (d+1)*n : (d+1)*n]
 	}
 	for i, p := range plugins {
 		s, err := p.NewHTTPStreamInfo(x.ctx, &x.info)
