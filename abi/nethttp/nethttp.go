@@ -637,16 +637,7 @@ func (x *exchange) writeLocal() {
 	}
 	out := x.w.Header()
 	clear(out)
-	status := http.StatusInternalServerError
-	for _, kv := range h {
-		if kv.Key == ":status" {
-			if n, err := strconv.Atoi(kv.Value); err == nil && n >= 200 && n <= 999 {
-				status = n
-			}
-		} else if kv.Key != "" && kv.Key[0] != ':' {
-			out.Add(kv.Key, kv.Value)
-		}
-	}
+	status := toHeader(out, h, http.StatusInternalServerError)
 	if !headersOnly {
 		// The body is what the plugins left: its length, whatever
 		// content-length they kept.
@@ -656,6 +647,21 @@ func (x *exchange) writeLocal() {
 	if !headersOnly {
 		_, _ = x.w.Write(body)
 	}
+}
+
+// toHeader adds the response headers h to out, pseudo-headers left out,
+// and returns their :status, or status if it has none in 200..999.
+func toHeader(out http.Header, h abi.Headers, status int) int {
+	for _, kv := range h {
+		if kv.Key == ":status" {
+			if n, err := strconv.Atoi(kv.Value); err == nil && n >= 200 && n <= 999 {
+				status = n
+			}
+		} else if kv.Key != "" && kv.Key[0] != ':' {
+			out.Add(kv.Key, kv.Value)
+		}
+	}
+	return status
 }
 
 // ends reports whether a local response writes nothing: the stream is
@@ -1190,17 +1196,7 @@ func (w *responseWriter) startHeaders(eos bool) bool {
 		w.err = ErrAnswered
 		return false
 	}
-	out := x.w.Header()
-	status := w.status
-	for _, kv := range h {
-		if kv.Key == ":status" {
-			if n, err := strconv.Atoi(kv.Value); err == nil && n >= 200 && n <= 999 {
-				status = n
-			}
-		} else if kv.Key != "" && kv.Key[0] != ':' {
-			out.Add(kv.Key, kv.Value)
-		}
-	}
+	status := toHeader(x.w.Header(), h, w.status)
 	w.sent = true
 	x.w.WriteHeader(status)
 	return true
