@@ -139,10 +139,18 @@ type Limits struct {
 	MaxHeaderMapBytes int
 	// MaxHeaderMapPairs caps the entries of a header map (default 1024).
 	MaxHeaderMapPairs int
+	// MaxGRPCStreams caps the gRPC streams open at once in one VM, over
+	// all its root contexts (default 1024; Envoy has no bound): a
+	// proxy_grpc_stream over it is INTERNAL_FAILURE. A stream the server
+	// closed and the plugin did not counts until the plugin closes or
+	// cancels it, or until the limit is reached: then such streams are
+	// forgotten first (proxy_grpc_close of one answers NOT_FOUND after).
+	MaxGRPCStreams int
 }
 
-// DefaultLimits are proxy-wasm-cpp-host's limits.
-var DefaultLimits = Limits{MaxHeaderMapBytes: 1 << 20, MaxHeaderMapPairs: 1024}
+// DefaultLimits are proxy-wasm-cpp-host's limits, and anywasm's own bound
+// on gRPC streams.
+var DefaultLimits = Limits{MaxHeaderMapBytes: 1 << 20, MaxHeaderMapPairs: 1024, MaxGRPCStreams: 1024}
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxHeaderMapBytes <= 0 {
@@ -150,6 +158,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxHeaderMapPairs <= 0 {
 		l.MaxHeaderMapPairs = DefaultLimits.MaxHeaderMapPairs
+	}
+	if l.MaxGRPCStreams <= 0 {
+		l.MaxGRPCStreams = DefaultLimits.MaxGRPCStreams
 	}
 	return l
 }
