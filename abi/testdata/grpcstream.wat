@@ -12,7 +12,13 @@
 ;;   5 call    len:u8 cluster method  proxy_grpc_call(cluster, "anywasm.Echo",
 ;;             method, {}, "ping", 5000 ms); logs "call <status> <token>"
 ;;
-;; and logs every gRPC callback with its token and sizes:
+;; On request headers it opens a stream to grpc-backend anywasm.Echo/Chat
+;; (as command 1), sends "one" and "two" (end_stream) and pauses; each
+;; message received on that stream is added to the request as header
+;; x-grpc-msg, and its close continues the request (status 0) or answers
+;; 502 "grpc failed\n" (any other status, or a stream that did not open).
+;;
+;; It logs every gRPC callback with its token and sizes:
 ;;   "on_initial_metadata <token> <elements> k=<value of k, or ->"
 ;;   "on_receive <token> <size> <message>"
 ;;   "on_trailing_metadata <token> <elements>"
@@ -27,6 +33,10 @@
   (import "env" "proxy_grpc_send" (func $grpc_send (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_grpc_close" (func $grpc_close (param i32) (result i32)))
   (import "env" "proxy_grpc_cancel" (func $grpc_cancel (param i32) (result i32)))
+  (import "env" "proxy_set_effective_context" (func $effective (param i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $hadd (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
+  (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (data (i32.const 0x10) "anywasm.Echo")
   (data (i32.const 0x20) "ping")
@@ -44,8 +54,16 @@
   (data (i32.const 0x170) "on_trailing_metadata ")
   (data (i32.const 0x190) "on_close ")
   (data (i32.const 0x1a0) " k=")
+  (data (i32.const 0x1b0) "grpc-backend")
+  (data (i32.const 0x1c0) "Chat")
+  (data (i32.const 0x1c8) "one")
+  (data (i32.const 0x1cc) "two")
+  (data (i32.const 0x1d0) "x-grpc-msg")
+  (data (i32.const 0x1e0) "grpc failed\n")
   (global $heap (mut i32) (i32.const 0x10000))
   (global $line (mut i32) (i32.const 0x800)) ;; the end of the line being built at 0x800
+  (global $http (mut i32) (i32.const 0)) ;; the HTTP stream waiting for the stream $htoken
+  (global $htoken (mut i32) (i32.const 0))
 
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
@@ -119,6 +137,19 @@
       (call $put (i32.const 0x120) (i32.const 12))))
     (call $putnum (i32.load (local.get $a))) (call $space) (call $putnum (local.get $st)) (call $flush))
 
+  (func (export "proxy_on_request_headers") (param $ctx i32) (param i32 i32) (result i32)
+    (global.set $http (local.get $ctx))
+    (if (call $grpc_stream (i32.const 0x1b0) (i32.const 12) (i32.const 0x10) (i32.const 12)
+          (i32.const 0x1c0) (i32.const 4) (i32.const 0x40) (i32.const 19) (i32.const 0x3c))
+      (then (call $fail) (return (i32.const 1))))
+    (global.set $htoken (i32.load (i32.const 0x3c)))
+    (drop (call $grpc_send (global.get $htoken) (i32.const 0x1c8) (i32.const 3) (i32.const 0)))
+    (drop (call $grpc_send (global.get $htoken) (i32.const 0x1cc) (i32.const 3) (i32.const 1)))
+    (i32.const 1))
+  (func $fail
+    (drop (call $local (i32.const 502) (i32.const 0) (i32.const 0) (i32.const 0x1e0) (i32.const 12)
+      (i32.const 0x60) (i32.const 4) (i32.const 14))))
+
   (func (export "proxy_on_grpc_receive_initial_metadata") (param $root i32) (param $token i32) (param $n i32)
     (call $put (i32.const 0x140) (i32.const 20))
     (call $putnum (local.get $token)) (call $space) (call $putnum (local.get $n))
@@ -133,7 +164,10 @@
     (i32.store (i32.const 0x34) (i32.const 0))
     (drop (call $bget (i32.const 5) (i32.const 0) (local.get $size) (i32.const 0x30) (i32.const 0x34)))
     (call $put (i32.load (i32.const 0x30)) (i32.load (i32.const 0x34)))
-    (call $flush))
+    (call $flush)
+    (if (i32.and (i32.ne (global.get $http) (i32.const 0)) (i32.eq (local.get $token) (global.get $htoken))) (then
+      (drop (call $effective (global.get $http)))
+      (drop (call $hadd (i32.const 0) (i32.const 0x1d0) (i32.const 10) (i32.load (i32.const 0x30)) (i32.load (i32.const 0x34)))))))
   (func (export "proxy_on_grpc_receive_trailing_metadata") (param $root i32) (param $token i32) (param $n i32)
     (call $put (i32.const 0x170) (i32.const 21))
     (call $putnum (local.get $token)) (call $space) (call $putnum (local.get $n))
@@ -144,5 +178,8 @@
     (i32.store (i32.const 0x34) (i32.const 0))
     (drop (call $status (i32.const 0x3c) (i32.const 0x30) (i32.const 0x34)))
     (call $put (i32.load (i32.const 0x30)) (i32.load (i32.const 0x34)))
-    (call $flush))
+    (call $flush)
+    (if (i32.and (i32.ne (global.get $http) (i32.const 0)) (i32.eq (local.get $token) (global.get $htoken))) (then
+      (drop (call $effective (global.get $http)))
+      (if (local.get $code) (then (call $fail)) (else (drop (call $continue (i32.const 0))))))))
 )
