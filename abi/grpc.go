@@ -106,7 +106,7 @@ type grpcStream struct {
 	root   uint32
 	token  uint32
 	cancel context.CancelFunc
-	stream GRPCStream // nil until OpenStream returned
+	stream GRPCStream
 	// localClosed: the plugin closed it (proxy_grpc_close) before the
 	// server did; remoteClosed: the server did (proxy_on_grpc_close ran
 	// or runs). A stream both closed is forgotten, as Envoy forgets it.
@@ -276,10 +276,10 @@ func (v *vm) hGRPCStream(_ context.Context, s []uint64) Status {
 	if c, ok := up.(ClusterChecker); ok && !c.HasCluster(cluster) {
 		return StatusParseFailure
 	}
-	if max := v.group.host.opts.Limits.MaxGRPCStreams; len(v.grpcStreams) >= max {
+	if limit := v.group.host.opts.Limits.MaxGRPCStreams; len(v.grpcStreams) >= limit {
 		v.forgetRemoteClosed()
-		if len(v.grpcStreams) >= max {
-			v.logger().Warn("proxy_grpc_stream refused: too many gRPC streams open in this VM", "limit", max)
+		if len(v.grpcStreams) >= limit {
+			v.logger().Warn("proxy_grpc_stream refused: too many gRPC streams open in this VM", "limit", limit)
 			return StatusInternalFailure
 		}
 	}

@@ -446,3 +446,51 @@ func TestGRPCStreamRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestGRPCStreamLimit: Limits.MaxGRPCStreams bounds the streams open in a
+// VM (INTERNAL_FAILURE over it); a stream the server closed and the plugin
+// did not is forgotten first.
+func TestGRPCStreamLimit(t *testing.T) {
+	srv := newStreamServer(t)
+	up, err := grpcupstream.New(map[string]string{"grpc-backend": srv.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = up.Close() })
+	forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
+		ctx := context.Background()
+		logs := &logSink{}
+		h := abi.NewHost(rt, abi.Options{Logger: slog.New(logs), GRPCUpstreams: up, Limits: abi.Limits{MaxGRPCStreams: 2}})
+		defer h.Close(ctx)
+		p, err := h.Load(ctx, grpcStreamWasm, abi.PluginConfig{Name: "grpcstream"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := &grpcDriver{t: t, p: p, logs: logs}
+		_, hold := d.open("grpc-backend", "Hold")
+		srv.waitEntered(t)
+		_, fail := d.open("grpc-backend", "Fail")
+		d.send(fail, "x", true, abi.StatusOK)
+		d.waitFor(fail, fmt.Sprintf("on_close %d 7 go away", fail))
+		st, third := d.open("grpc-backend", "Hold") // fail is forgotten for it
+		srv.waitEntered(t)
+		if st != 0 {
+			t.Errorf("the second open stream = %s", abi.Status(st))
+		}
+		if st, _ := d.open("grpc-backend", "Hold"); abi.Status(st) != abi.StatusInternalFailure {
+			t.Errorf("a third open stream = %s, want INTERNAL_FAILURE", abi.Status(st))
+		}
+		d.close(fail, abi.StatusNotFound)
+		d.cancel(hold, abi.StatusOK)
+		srv.waitCancelled(t)
+		if st, _ := d.open("grpc-backend", "Chat"); st != 0 { // room again
+			t.Errorf("open after a cancel = %s", abi.Status(st))
+		}
+		d.cancel(third, abi.StatusOK)
+		srv.waitCancelled(t)
+		if err := h.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitNoStreamGoroutines(t)
+	})
+}
