@@ -84,7 +84,7 @@ func (v *vm) hHTTPCall(_ context.Context, s []uint64) Status {
 	if !okm || !okp || !oka {
 		return StatusBadArgument // Envoy checks Path(), Method() and Host()
 	}
-	root, token, ok := v.newCall()
+	root, token, ok := v.newCall(calloutHTTP)
 	if !ok {
 		return StatusBadArgument
 	}
@@ -170,15 +170,44 @@ func appendSorted(h Headers, from http.Header) Headers {
 	return h
 }
 
-// newCall numbers a callout of the running callback and returns the root
-// context its answer goes to.
-func (v *vm) newCall() (root *contextState, token uint32, ok bool) {
+// Callout tokens are numbered as cpp-host's WasmBase numbers them
+// (nextHttpCallId, nextGrpcCallId, nextGrpcStreamId), per VM: the two low
+// bits say the kind (HTTP call 0, gRPC call 1, gRPC stream 2; isGrpcCallId,
+// isGrpcStreamId) and each kind counts up by 4. cpp-host has no rollover
+// protection; here a token still in use, and 0, are skipped.
+const (
+	calloutHTTP       = 0
+	calloutGRPCCall   = 1
+	calloutGRPCStream = 2
+	calloutKindMask   = 3
+	calloutIncrement  = 4
+)
+
+func isGRPCCallToken(t uint32) bool   { return t&calloutKindMask == calloutGRPCCall }
+func isGRPCStreamToken(t uint32) bool { return t&calloutKindMask == calloutGRPCStream }
+
+// newCall numbers a callout of the given kind made by the running callback
+// and returns the root context its answer goes to. v.mu is held.
+func (v *vm) newCall(kind uint32) (root *contextState, token uint32, ok bool) {
 	root = v.rootOfEff() // cpp-host: contextOrEffectiveContext()->root_context()
 	if root == nil {
 		return nil, 0, false
 	}
-	v.nextCall++
-	return root, v.nextCall, true
+	next := &v.nextCall[kind]
+	for {
+		*next += calloutIncrement
+		token = *next | kind
+		if token == 0 {
+			continue
+		}
+		if _, used := v.grpcCalls[token]; used {
+			continue
+		}
+		if _, used := v.grpcStreams[token]; used {
+			continue
+		}
+		return root, token, true
+	}
 }
 
 // HTTPUpstreams is an Upstreams over net/http: each cluster name maps to a

@@ -150,12 +150,19 @@ type Limits struct {
 	// values; default 64 MiB). Envoy has no bound; a set over it answers
 	// INTERNAL_FAILURE and changes nothing.
 	MaxSharedDataBytes int
+	// MaxGRPCStreams caps the gRPC streams open at once in one VM, over
+	// all its root contexts (default 1024; Envoy has no bound): a
+	// proxy_grpc_stream over it is INTERNAL_FAILURE. A stream the server
+	// closed and the plugin did not counts until the plugin closes or
+	// cancels it, or until the limit is reached: then such streams are
+	// forgotten first (proxy_grpc_close of one answers NOT_FOUND after).
+	MaxGRPCStreams int
 }
 
 // DefaultLimits are proxy-wasm-cpp-host's limits for header maps, and
 // anywasm's own for what cpp-host leaves unbounded.
 var DefaultLimits = Limits{MaxHeaderMapBytes: 1 << 20, MaxHeaderMapPairs: 1024,
-	MaxPropertyBytes: 1 << 20, MaxProperties: 1024, MaxSharedDataBytes: 64 << 20}
+	MaxPropertyBytes: 1 << 20, MaxProperties: 1024, MaxSharedDataBytes: 64 << 20, MaxGRPCStreams: 1024}
 
 func (l Limits) withDefaults() Limits {
 	def := func(v *int, d int) {
@@ -168,6 +175,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxPropertyBytes, DefaultLimits.MaxPropertyBytes)
 	def(&l.MaxProperties, DefaultLimits.MaxProperties)
 	def(&l.MaxSharedDataBytes, DefaultLimits.MaxSharedDataBytes)
+	def(&l.MaxGRPCStreams, DefaultLimits.MaxGRPCStreams)
 	return l
 }
 

@@ -33,8 +33,9 @@ type Options struct {
 	// Upstreams carries HTTP callouts (proxy_http_call). Nil refuses them.
 	// NewHTTPUpstreams gives a net/http implementation over named clusters.
 	Upstreams Upstreams
-	// GRPCUpstreams carries unary gRPC callouts (proxy_grpc_call). Nil
-	// refuses them.
+	// GRPCUpstreams carries unary gRPC callouts (proxy_grpc_call) and,
+	// when it implements GRPCStreamer, gRPC streams (proxy_grpc_stream).
+	// Nil refuses them. abi/grpcupstream implements both over grpc-go.
 	GRPCUpstreams GRPCUpstreams
 	// Properties, when set, answers proxy_get_property first (so an
 	// embedder or a test can give any attribute); paths it does not know

@@ -97,6 +97,10 @@ var fuzzCalls = []fuzzCall{
 	{"proxy_set_property", []int{roleP, roleL, roleP, roleL}, -1, -1},
 	{"proxy_call_foreign_function", []int{roleP, roleL, roleP, roleL, roleO4, roleO4}, 4, 5},
 	{"proxy_get_configuration", []int{roleO4, roleO4}, 0, 1},
+	{"proxy_grpc_stream", []int{roleP, roleL, roleP, roleL, roleP, roleL, roleP, roleL, roleO4}, -1, -1},
+	{"proxy_grpc_send", []int{roleV, roleP, roleL, roleV}, -1, -1},
+	{"proxy_grpc_close", []int{roleV}, -1, -1},
+	{"proxy_grpc_cancel", []int{roleV}, -1, -1},
 }
 
 // TestFuzzGuestImports: the fuzz guest imports every hostcall anywasm

@@ -44,7 +44,7 @@ func TestHostilePointers(t *testing.T) {
 			}
 		}
 		logs.mu.Unlock()
-		const n = 28
+		const n = 30
 		if len(statuses) != n {
 			t.Fatalf("got %d statuses %v, want %d; logs:\n%s", len(statuses), []byte(statuses), n, logs)
 		}
@@ -54,7 +54,7 @@ func TestHostilePointers(t *testing.T) {
 			}
 		}
 		if abi.Status(statuses[n-2]) != abi.StatusUnimplemented {
-			t.Errorf("proxy_grpc_call returned %s, want UNIMPLEMENTED", abi.Status(statuses[n-2]))
+			t.Errorf("proxy_anywasm_lacks_this returned %s, want UNIMPLEMENTED", abi.Status(statuses[n-2]))
 		}
 		if statuses[n-1] != 21 {
 			t.Errorf("fd_write with a bad iovec returned errno %d, want 21 (EFAULT)", statuses[n-1])

@@ -87,8 +87,9 @@ func (p *Plugin) Close(ctx context.Context) error {
 }
 
 // dropRoot ends p's root context in v (proxy_on_done, proxy_on_delete) and
-// forgets it: its ticks, its context, its shared queues. A failed or closing
-// VM is left as it is: it goes away whole. v.mu is held.
+// forgets it: its ticks, its gRPC calls and streams, its context, its
+// shared queues. A failed or closing VM is left as it is: it goes away
+// whole. v.mu is held.
 func (v *vm) dropRoot(ctx context.Context, p *Plugin) {
 	root := v.roots[p]
 	if root == nil || v.failed.Load() || v.closing {
@@ -99,6 +100,7 @@ func (v *vm) dropRoot(ctx context.Context, p *Plugin) {
 		t.stop()
 		delete(v.ticks, root.id)
 	}
+	v.cancelGRPC(root.id)
 	delete(v.roots, p)
 	delete(v.ctxs, root.id)
 	v.group.host.queues.forget(v, root.id)

@@ -509,8 +509,12 @@ type vm struct {
 
 	callout  *calloutResult // during proxy_on_http_call_response
 	callData []byte         // during proxy_on_foreign_function: buffer type 8
-	nextCall uint32
-	out      [2][]byte // stdout and stderr not yet logged
+	nextCall [3]uint32      // per callout kind (newCall)
+	// grpcCalls and grpcStreams are the gRPC calls and streams in flight,
+	// by token (grpc.go)
+	grpcCalls   map[uint32]*grpcCall
+	grpcStreams map[uint32]*grpcStream
+	out         [2][]byte // stdout and stderr not yet logged
 	// queues are the shared queues a root context of this VM registered
 	// (guarded by mu, like the rest; also written under the host's
 	// queueRegistry.mu): closing the VM forgets it there.
@@ -769,6 +773,7 @@ func (v *vm) fail(c *contextState, callback string, err error) {
 	for _, t := range v.ticks {
 		t.stop()
 	}
+	v.cancelGRPC(0) // no callback runs any more: end the calls and streams
 	// Wake the streams waiting for this VM: they fail by their policy.
 	for _, sc := range v.ctxs {
 		if sc.http != nil {
@@ -838,6 +843,7 @@ func (v *vm) closeLocked(ctx context.Context) error {
 	for _, t := range v.ticks {
 		t.stop()
 	}
+	v.cancelGRPC(0)
 	v.group.host.queues.forget(v, 0)
 	return v.inst.Close(ctx)
 }

@@ -41,7 +41,7 @@ func TestLoadRecords(t *testing.T) {
 	s.Load.Unimplemented = []string{"proxy_grpc_call"}
 	s.Load.TickPeriodMS = new(20)
 	hasAll(t, failures(t, check(t, kitWasm(t), s)),
-		`load: proxy_grpc_call is not among the unimplemented hostcalls the plugin imports (proxy_grpc_stream (i32, i32, i32, i32, i32, i32, i32, i32, i32) -> (i32))`,
+		`load: proxy_grpc_call is not among the unimplemented hostcalls the plugin imports (proxy_anywasm_lacks_this (i32) -> (i32))`,
 		`load: tick period 10ms, want 20ms`)
 }
 

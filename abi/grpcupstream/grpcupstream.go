@@ -1,6 +1,7 @@
-// Package grpcupstream carries the unary gRPC calls of Proxy-Wasm plugins
-// (proxy_grpc_call) over google.golang.org/grpc: it implements
-// abi.GRPCUpstreams with one *grpc.ClientConn per cluster.
+// Package grpcupstream carries the gRPC calls and streams of Proxy-Wasm
+// plugins (proxy_grpc_call, proxy_grpc_stream) over google.golang.org/grpc:
+// it implements abi.GRPCUpstreams and abi.GRPCStreamer with one
+// *grpc.ClientConn per cluster.
 //
 // Messages pass through as raw bytes (a plugin sends a serialized message and
 // reads the serialized reply), so no protobuf message types are needed. The
@@ -12,9 +13,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/anywasm/anywasm/abi"
 	"google.golang.org/grpc"
@@ -33,6 +36,7 @@ type Clusters struct {
 
 var (
 	_ abi.GRPCUpstreams  = (*Clusters)(nil)
+	_ abi.GRPCStreamer   = (*Clusters)(nil)
 	_ abi.ClusterChecker = (*Clusters)(nil)
 )
 
@@ -92,6 +96,175 @@ func (c *Clusters) Call(ctx context.Context, req *abi.GRPCRequest) (*abi.GRPCRes
 	}
 	resp.Message = reply
 	return resp, nil
+}
+
+// MaxQueuedBytes bounds the bytes of the messages of one stream that wait
+// to be sent (the server or the network is slower than the plugin): a Send
+// over it fails, and the plugin's proxy_grpc_send is INTERNAL_FAILURE.
+const MaxQueuedBytes = 16 << 20
+
+// streamDesc is a bidirectional stream: the plugin decides how many
+// messages go each way.
+var streamDesc = grpc.StreamDesc{StreamName: "proxy_grpc_stream", ServerStreams: true, ClientStreams: true}
+
+// OpenStream implements abi.GRPCStreamer: a bidirectional stream
+// /Service/Method on the cluster's connection (ClientConn.NewStream with
+// the raw codec), made in the background, with the plugin's metadata as
+// outgoing metadata (as Call sends it). Two goroutines serve it, one
+// sending what Send and CloseSend queue, one receiving; both end when the
+// stream ends or ctx is done. Received metadata is sorted by key, as
+// Call's; the status of a stream that could not be made is the one
+// grpc-go gives (UNAVAILABLE, usually).
+func (c *Clusters) OpenStream(ctx context.Context, req *abi.GRPCStreamRequest, h abi.GRPCStreamHandler) (abi.GRPCStream, error) {
+	if req == nil || h == nil {
+		return nil, errors.New("grpcupstream: nil stream request or handler")
+	}
+	conn, ok := c.conns[req.Cluster]
+	if !ok {
+		return nil, fmt.Errorf("grpcupstream: unknown gRPC cluster %q (known: %s)", req.Cluster, strings.Join(c.quoted(), ", "))
+	}
+	if md := outgoing(req.Metadata); len(md) > 0 {
+		ctx = metadata.NewOutgoingContext(ctx, md)
+	}
+	s := &stream{wake: make(chan struct{}, 1)}
+	go s.run(ctx, conn, "/"+req.Service+"/"+req.Method, h)
+	return s, nil
+}
+
+// stream is an abi.GRPCStream: a queue of messages to send, drained by its
+// sending goroutine.
+type stream struct {
+	wake chan struct{} // a message or the end was queued
+
+	mu     sync.Mutex
+	queue  [][]byte
+	queued int  // bytes in queue
+	end    bool // half-close after the queue
+	over   bool // nothing will be sent any more
+}
+
+// Send implements abi.GRPCStream.
+func (s *stream) Send(msg []byte, endStream bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.over || s.end {
+		return nil // the stream is over or half-closed: nowhere to go
+	}
+	if s.queued+len(msg) > MaxQueuedBytes {
+		return fmt.Errorf("grpcupstream: %d bytes wait to be sent on the stream; %d more would exceed %d", s.queued, len(msg), MaxQueuedBytes)
+	}
+	s.queue = append(s.queue, msg)
+	s.queued += len(msg)
+	s.end = endStream
+	s.signal()
+	return nil
+}
+
+// CloseSend implements abi.GRPCStream.
+func (s *stream) CloseSend() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.end = true
+	s.signal()
+}
+
+func (s *stream) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run makes the stream, then sends on a goroutine of its own and receives
+// on this one until the stream ends.
+func (s *stream) run(ctx context.Context, conn *grpc.ClientConn, method string, h abi.GRPCStreamHandler) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // a stream that ended stops its sender
+	cs, err := conn.NewStream(ctx, &streamDesc, method, grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		s.stop()
+		st := status.Convert(err)
+		h.Closed(nil, uint32(st.Code()), st.Message())
+		return
+	}
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		s.send(ctx, cs)
+	}()
+	s.receive(cs, h)
+	cancel()
+	<-sent
+}
+
+// stop marks the stream over and drops what waits to be sent.
+func (s *stream) stop() {
+	s.mu.Lock()
+	s.over, s.queue, s.queued = true, nil, 0
+	s.mu.Unlock()
+}
+
+// send sends the queued messages in order, then half-closes when asked,
+// until ctx is done (the stream ended or was reset) or a send fails (the
+// stream ended; its status comes from the receiving side).
+func (s *stream) send(ctx context.Context, cs grpc.ClientStream) {
+	defer s.stop()
+	var batch [][]byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		batch, s.queue = s.queue, batch[:0]
+		s.queued = 0
+		end := s.end
+		s.mu.Unlock()
+		for i, msg := range batch {
+			batch[i] = nil
+			if cs.SendMsg(msg) != nil {
+				return
+			}
+		}
+		if end {
+			_ = cs.CloseSend()
+			return
+		}
+	}
+}
+
+// receive delivers the stream's events to h as Envoy's AsyncStreamImpl
+// delivers them: the headers (for a trailers-only answer, empty initial
+// metadata), each message, then the trailers and the status. grpc-go's
+// Header answers nil both for a trailers-only answer and for a stream that
+// failed before any header; a trailers-only answer carries metadata
+// (content-type at least), a failure none.
+func (s *stream) receive(cs grpc.ClientStream, h abi.GRPCStreamHandler) {
+	md, _ := cs.Header() // an error comes again from RecvMsg
+	if md != nil {
+		h.InitialMetadata(headers(md))
+	}
+	var msg []byte
+	for {
+		err := cs.RecvMsg(&msg)
+		if err == nil {
+			h.Message(msg)
+			msg = nil
+			continue
+		}
+		trailers := headers(cs.Trailer())
+		if md == nil && len(trailers) > 0 {
+			h.InitialMetadata(nil)
+		}
+		if err == io.EOF {
+			h.Closed(trailers, 0, "")
+			return
+		}
+		st := status.Convert(err)
+		h.Closed(trailers, uint32(st.Code()), st.Message())
+		return
+	}
 }
 
 // HasCluster implements abi.ClusterChecker: a plugin's call to another

@@ -280,3 +280,104 @@ func TestPlugin(t *testing.T) {
 		})
 	}
 }
+
+// recorder is an abi.GRPCStreamHandler that records the events it gets.
+type recorder struct {
+	events chan string
+}
+
+func (r *recorder) InitialMetadata(md abi.Headers) { r.events <- fmt.Sprintf("initial %v", md) }
+func (r *recorder) Message(msg []byte)             { r.events <- "message " + string(msg) }
+func (r *recorder) Closed(trailers abi.Headers, status uint32, message string) {
+	r.events <- fmt.Sprintf("closed %v %d %s", trailers, status, message)
+	close(r.events)
+}
+
+func (r *recorder) all(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e, ok := <-r.events:
+			if !ok {
+				return out
+			}
+			out = append(out, e)
+		case <-timeout:
+			t.Fatalf("the stream never closed; events: %q", out)
+		}
+	}
+}
+
+// TestOpenStream runs streams through OpenStream against the test server,
+// whose handler answers one message per call (a stream of one message
+// each way).
+func TestOpenStream(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := lis.Addr().String()
+	lis.Close()
+	c := clusters(t, map[string]string{"backend": server(t), "other": closed})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, cluster, method string
+		want                  []string
+	}{
+		{"echo", "backend", "Echo", []string{
+			"initial content-type: application/grpc+proto; k: v1; x-in: a; x-method: /anywasm.Echo/Echo",
+			"message olleh", "closed t: done 0 "}},
+		// Trailers-only: empty initial metadata first, as Envoy's
+		// AsyncStreamImpl::onHeaders gives it.
+		{"trailers only", "backend", "Fail", []string{"initial ",
+			"closed content-type: application/grpc+proto; t: failed 5 nope"}},
+		{"unreachable", "other", "Echo", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &recorder{events: make(chan string, 16)}
+			s, err := c.OpenStream(ctx, &abi.GRPCStreamRequest{Cluster: tc.cluster, Service: "anywasm.Echo", Method: tc.method,
+				Metadata: abi.Headers{{Key: "x-in", Value: "a"}}}, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Send([]byte("hello"), true); err != nil {
+				t.Fatal(err)
+			}
+			got := r.all(t)
+			if tc.want == nil { // no connection: only the close, UNAVAILABLE
+				if len(got) != 1 || !strings.HasPrefix(got[0], "closed  14 ") {
+					t.Errorf("events = %q", got)
+				}
+				return
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("events:\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+
+	t.Run("queue bound", func(t *testing.T) {
+		sctx, cancel := context.WithCancel(ctx)
+		r := &recorder{events: make(chan string, 16)}
+		s, err := c.OpenStream(sctx, &abi.GRPCStreamRequest{Cluster: "backend", Service: "s", Method: "Slow"}, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(make([]byte, grpcupstream.MaxQueuedBytes+1), false); err == nil {
+			t.Error("a message over MaxQueuedBytes was queued")
+		}
+		if err := s.Send([]byte("x"), false); err != nil { // the stream goes on
+			t.Error(err)
+		}
+		cancel()
+		r.all(t)
+	})
+
+	t.Run("unknown cluster", func(t *testing.T) {
+		if _, err := c.OpenStream(ctx, &abi.GRPCStreamRequest{Cluster: "nope"}, &recorder{}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+			t.Errorf("error = %v", err)
+		}
+	})
+}

@@ -81,6 +81,10 @@
   (import "env" "proxy_set_property" (func $h36 (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_call_foreign_function" (func $h37 (param i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_configuration" (func $h38 (param i32 i32) (result i32)))
+  (import "env" "proxy_grpc_stream" (func $h39 (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_grpc_send" (func $h40 (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_grpc_close" (func $h41 (param i32) (result i32)))
+  (import "env" "proxy_grpc_cancel" (func $h42 (param i32) (result i32)))
 
   (memory (export "memory") 3 6)
   (data (i32.const 0x20000) "FUZZREPORT")
@@ -88,7 +92,7 @@
   (data (i32.const 0x21020) "FUZZALLOC outside")
   (data (i32.const 0x21040) "FUZZALLOC nested")
   (data (i32.const 0x21060) "FUZZALLOC exhausted")
-  (data (i32.const 0x21100) "\03\01\01\01\01\00\05\05\03\02\03\03\05\05\05\03\01\01\00\00\00\03\08\0a\0c\05\05\03\05\03\03\04\02\02\02\04\04\06\02")
+  (data (i32.const 0x21100) "\03\01\01\01\01\00\05\05\03\02\03\03\05\05\05\03\01\01\00\00\00\03\08\0a\0c\05\05\03\05\03\03\04\02\02\02\04\04\06\02\09\04\01\01")
 
   (global $heap (mut i32) (i32.const 0x1000))
   (global $mode (mut i32) (i32.const 0))
@@ -147,7 +151,7 @@
     (local $n i32)
     (if (i32.lt_u (local.get $at) (global.get $prog)) (then (return (i32.const 0))))
     (if (i64.gt_u (i64.add (i64.extend_i32_u (local.get $at)) (i64.const 8)) (i64.extend_i32_u (global.get $prog_end))) (then (return (i32.const 0))))
-    (if (i32.ge_u (i32.load8_u (local.get $at)) (i32.const 39)) (then (return (i32.const 0))))
+    (if (i32.ge_u (i32.load8_u (local.get $at)) (i32.const 43)) (then (return (i32.const 0))))
     (local.set $n (i32.load8_u offset=1 (local.get $at)))
     (if (i32.ne (local.get $n) (i32.load8_u (i32.add (i32.const 0x21100) (i32.load8_u (local.get $at))))) (then (return (i32.const 0))))
     (i64.le_u (i64.add (i64.extend_i32_u (local.get $at)) (i64.extend_i32_u (i32.add (i32.const 8) (i32.shl (local.get $n) (i32.const 3)))))
@@ -162,6 +166,10 @@
   ;; $op makes the hostcall of the (valid) op at $at and returns its status.
   (func $op (param $at i32) (result i32)
     (block $bad
+    (block $c42
+    (block $c41
+    (block $c40
+    (block $c39
     (block $c38
     (block $c37
     (block $c36
@@ -201,7 +209,7 @@
     (block $c2
     (block $c1
     (block $c0
-      (br_table $c0 $c1 $c2 $c3 $c4 $c5 $c6 $c7 $c8 $c9 $c10 $c11 $c12 $c13 $c14 $c15 $c16 $c17 $c18 $c19 $c20 $c21 $c22 $c23 $c24 $c25 $c26 $c27 $c28 $c29 $c30 $c31 $c32 $c33 $c34 $c35 $c36 $c37 $c38 $bad (i32.load8_u (local.get $at))))
+      (br_table $c0 $c1 $c2 $c3 $c4 $c5 $c6 $c7 $c8 $c9 $c10 $c11 $c12 $c13 $c14 $c15 $c16 $c17 $c18 $c19 $c20 $c21 $c22 $c23 $c24 $c25 $c26 $c27 $c28 $c29 $c30 $c31 $c32 $c33 $c34 $c35 $c36 $c37 $c38 $c39 $c40 $c41 $c42 $bad (i32.load8_u (local.get $at))))
       (return (call $h0 (call $a (local.get $at) (i32.const 0)) (call $a (local.get $at) (i32.const 1)) (call $a (local.get $at) (i32.const 2)))))  ;; proxy_log
       (return (call $h1 (call $a (local.get $at) (i32.const 0)))))  ;; proxy_get_log_level
       (return (call $h2 (call $a (local.get $at) (i32.const 0)))))  ;; proxy_get_current_time_nanoseconds
@@ -241,6 +249,10 @@
       (return (call $h36 (call $a (local.get $at) (i32.const 0)) (call $a (local.get $at) (i32.const 1)) (call $a (local.get $at) (i32.const 2)) (call $a (local.get $at) (i32.const 3)))))  ;; proxy_set_property
       (return (call $h37 (call $a (local.get $at) (i32.const 0)) (call $a (local.get $at) (i32.const 1)) (call $a (local.get $at) (i32.const 2)) (call $a (local.get $at) (i32.const 3)) (call $a (local.get $at) (i32.const 4)) (call $a (local.get $at) (i32.const 5)))))  ;; proxy_call_foreign_function
       (return (call $h38 (call $a (local.get $at) (i32.const 0)) (call $a (local.get $at) (i32.const 1)))))  ;; proxy_get_configuration
+      (return (call $h39 (call $a (local.get $at) (i32.const 0)) (call $a (local.get $at) (i32.const 1)) (call $a (local.get $at) (i32.const 2)) (call $a (local.get $at) (i32.const 3)) (call $a (local.get $at) (i32.const 4)) (call $a (local.get $at) (i32.const 5)) (call $a (local.get $at) (i32.const 6)) (call $a (local.get $at) (i32.const 7)) (call $a (local.get $at) (i32.const 8)))))  ;; proxy_grpc_stream
+      (return (call $h40 (call $a (local.get $at) (i32.const 0)) (call $a (local.get $at) (i32.const 1)) (call $a (local.get $at) (i32.const 2)) (call $a (local.get $at) (i32.const 3)))))  ;; proxy_grpc_send
+      (return (call $h41 (call $a (local.get $at) (i32.const 0)))))  ;; proxy_grpc_close
+      (return (call $h42 (call $a (local.get $at) (i32.const 0)))))  ;; proxy_grpc_cancel
     (i32.const -1))
 
   ;; $allowed: a change at $addr during the op at $at is the host's right:

@@ -5,12 +5,12 @@
 ;;   3: proxy_on_request_headers pauses, and nothing ever continues it.
 ;; Otherwise every callback continues. proxy_on_configure sets a tick period
 ;; of 10 ms; proxy_on_tick logs "kit: tick"; a stream context logs
-;; "kit: stream context". It imports proxy_grpc_stream, which the host does
-;; not implement (an UNIMPLEMENTED stub).
+;; "kit: stream context". It imports proxy_anywasm_lacks_this, which the
+;; host does not implement (an UNIMPLEMENTED stub).
 (module
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (import "env" "proxy_set_tick_period_milliseconds" (func $tick (param i32) (result i32)))
-  (import "env" "proxy_grpc_stream" (func $grpc_stream (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_anywasm_lacks_this" (func $lacking (param i32) (result i32)))
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 1024))
   (global $mode (mut i32) (i32.const 0))
