@@ -20,7 +20,8 @@ type GRPCRequest struct {
 	Timeout time.Duration
 }
 
-// GRPCResponse is the answer to a GRPCRequest.
+// GRPCResponse is the answer to a GRPCRequest. As in Envoy, the plugin
+// gets the message (or the status and its message), not the metadata.
 type GRPCResponse struct {
 	InitialMetadata  Headers
 	Message          []byte
@@ -190,25 +191,18 @@ func (v *vm) doGRPC(ctx context.Context, log *slog.Logger, up GRPCUpstreams, req
 		return
 	}
 	defer v.forgetCall(token)
-	res := &calloutResult{headers: resp.InitialMetadata, trailers: resp.TrailingMetadata,
-		body: resp.Message, statusCode: resp.Status, statusMessage: resp.StatusMessage, grpc: true}
+	// Envoy's GrpcCallClientHandler: a call that succeeded is answered
+	// with proxy_on_grpc_receive alone (onSuccessRaw, onGrpcReceiveWrapper),
+	// one that failed with proxy_on_grpc_close alone (onFailure,
+	// onGrpcCloseWrapper: proxy_get_status gives its message); a unary
+	// call gets no metadata callback, and its metadata maps are empty.
+	res := &calloutResult{body: resp.Message, statusCode: resp.Status, statusMessage: resp.StatusMessage, grpc: true}
 	v.callout = res
 	defer func() { v.callout = nil }()
 	id, tok := uint64(rootID), uint64(token)
-	if len(res.headers) > 0 {
-		if _, err := v.call(cctx, root, v.cb.grpcInitialMetadata, "proxy_on_grpc_receive_initial_metadata", id, tok, uint64(len(res.headers))); err != nil || !live() {
-			return
-		}
-	}
 	if resp.Status == 0 {
-		if _, err := v.call(cctx, root, v.cb.grpcReceive, "proxy_on_grpc_receive", id, tok, uint64(len(res.body))); err != nil || !live() {
-			return
-		}
-	}
-	if len(res.trailers) > 0 {
-		if _, err := v.call(cctx, root, v.cb.grpcTrailingMetadata, "proxy_on_grpc_receive_trailing_metadata", id, tok, uint64(len(res.trailers))); err != nil || !live() {
-			return
-		}
+		_, _ = v.call(cctx, root, v.cb.grpcReceive, "proxy_on_grpc_receive", id, tok, uint64(len(res.body)))
+		return
 	}
 	_, _ = v.call(cctx, root, v.cb.grpcClose, "proxy_on_grpc_close", id, tok, uint64(resp.Status))
 }

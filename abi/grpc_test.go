@@ -33,7 +33,9 @@ func TestGRPCCallout(t *testing.T) {
 		meta   string
 		status int
 	}{
-		{"ok", &fakeGRPC{resp: &abi.GRPCResponse{Message: []byte("pong"), InitialMetadata: abi.Headers{{"k", "v1"}}}}, "pong", "v1", 0},
+		// The metadata is not delivered: Envoy's GrpcCallClientHandler
+		// answers a unary call with proxy_on_grpc_receive alone.
+		{"ok", &fakeGRPC{resp: &abi.GRPCResponse{Message: []byte("pong"), InitialMetadata: abi.Headers{{"k", "v1"}}}}, "pong", "<none>", 0},
 		{"status", &fakeGRPC{resp: &abi.GRPCResponse{Status: 5, StatusMessage: "not found"}}, "<none>", "<none>", 502},
 		{"error", &fakeGRPC{err: errors.New("connection refused")}, "<none>", "<none>", 502},
 	} {
@@ -64,7 +66,9 @@ func TestGRPCCallout(t *testing.T) {
 					t.Errorf("request = %+v", g)
 				}
 				hm := s.RequestHeaderMap()
-				if get(hm, "x-grpc-reply") != c.reply || get(hm, "x-grpc-meta") != c.meta {
+				// x-grpc-closed: proxy_on_grpc_close ran, which it must
+				// not after a receive (Envoy's onSuccessRaw is the end).
+				if get(hm, "x-grpc-reply") != c.reply || get(hm, "x-grpc-meta") != c.meta || (get(hm, "x-grpc-closed") == "1") != (c.status != 0) {
 					t.Errorf("headers = %s", hm)
 				}
 				lr := s.LocalResponse()

@@ -228,7 +228,7 @@ func TestPlugin(t *testing.T) {
 		reply, meta string
 		status      int
 	}{
-		{"ok", server(t), "gnip", "v1", 0},
+		{"ok", server(t), "gnip", "", 0}, // no metadata callback for a unary call, as in Envoy
 		{"unavailable", closed, "", "", 502},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,9 +1,12 @@
 ;; A Proxy-Wasm plugin (ABI 0.2.1) that makes a unary gRPC call: the Go SDK
 ;; has no gRPC API, so it is written by hand. On request headers it calls
-;; grpc-backend anywasm.Echo/Echo with the message "ping" and pauses; the
-;; initial metadata value of "k" becomes request header x-grpc-meta, the
-;; response message becomes x-grpc-reply, and on close the request
-;; continues (status 0) or is answered 502 (any other status).
+;; grpc-backend anywasm.Echo/Echo with the message "ping" and pauses. As
+;; Envoy answers a unary call with proxy_on_grpc_receive alone when it
+;; succeeds and proxy_on_grpc_close alone when it fails: the response
+;; message becomes x-grpc-reply and the request continues; a close answers
+;; 502 with the status as gRPC status. A metadata callback (which a unary
+;; call must not get) would copy the value of "k" into x-grpc-meta, and a
+;; close after a receive would add x-grpc-closed.
 (module
   (import "env" "proxy_grpc_call" (func $grpc_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_buffer_bytes" (func $bget (param i32 i32 i32 i32 i32) (result i32)))
@@ -21,6 +24,8 @@
   (data (i32.const 0x60) "x-grpc-meta")
   (data (i32.const 0x70) "k")
   (data (i32.const 0x90) "grpc failed\n")
+  (data (i32.const 0xa0) "x-grpc-closed")
+  (data (i32.const 0xb0) "1")
   (global $heap (mut i32) (i32.const 0x8000))
   (global $http (mut i32) (i32.const 0))
 
@@ -48,11 +53,11 @@
     (drop (call $bget (i32.const 5) (i32.const 0) (local.get $size) (i32.const 0x110) (i32.const 0x114)))
     (drop (call $effective (global.get $http)))
     (drop (call $hadd (i32.const 0) (i32.const 0x50) (i32.const 12)
-      (i32.load (i32.const 0x110)) (i32.load (i32.const 0x114)))))
+      (i32.load (i32.const 0x110)) (i32.load (i32.const 0x114))))
+    (drop (call $continue (i32.const 0))))
   (func (export "proxy_on_grpc_close") (param i32 i32) (param $status i32)
     (drop (call $effective (global.get $http)))
-    (if (local.get $status)
-      (then (drop (call $local (i32.const 502) (i32.const 0) (i32.const 0) (i32.const 0x90) (i32.const 12)
-        (i32.const 0x80) (i32.const 4) (local.get $status))))
-      (else (drop (call $continue (i32.const 0))))))
+    (drop (call $hadd (i32.const 0) (i32.const 0xa0) (i32.const 13) (i32.const 0xb0) (i32.const 1)))
+    (drop (call $local (i32.const 502) (i32.const 0) (i32.const 0) (i32.const 0x90) (i32.const 12)
+      (i32.const 0x80) (i32.const 4) (local.get $status))))
 )
