@@ -120,8 +120,7 @@ type grpcStream struct {
 
 // hGRPCCall is proxy_grpc_call(upstream, service, method, initial metadata,
 // message, timeout_ms, ret_token): a unary call answered in the background
-// with proxy_on_grpc_receive_initial_metadata, proxy_on_grpc_receive,
-// proxy_on_grpc_receive_trailing_metadata and proxy_on_grpc_close, on the
+// with proxy_on_grpc_receive or proxy_on_grpc_close (doGRPC), on the
 // calling root context. proxy_grpc_cancel or proxy_grpc_close of its token
 // cancels it.
 func (v *vm) hGRPCCall(_ context.Context, s []uint64) Status {
