@@ -722,20 +722,18 @@ func number(x any) (float64, bool) {
 // serialize is Envoy's serializeValue; ok false is SERIALIZATION_FAILURE.
 // Scalars are written into scratch (8 bytes) so that they need no
 // allocation.
-func (p prop) serialize(scratch []byte) ([]byte, bool) {
+func (p prop) serialize(buf []byte) ([]byte, bool) {
 	switch p.kind {
 	case propString:
 		return nil, true // the caller copies p.s
 	case propBytes:
 		return p.b, true
 	case propInt, propUint, propDouble:
-		binary.LittleEndian.PutUint64(scratch[:8], p.n)
-		return scratch[:8], true
+		return binary.LittleEndian.AppendUint64(buf[:0], p.n), true
 	case propBool:
-		scratch[0] = byte(p.n)
-		return scratch[:1], true
+		return append(buf[:0], byte(p.n)), true
 	case propHeaders:
-		return headerPairs(p.h), true
+		return appendHeaderPairs(buf[:0], p.h), true
 	case propStruct:
 		return structPairs(p.m)
 	case propList:
@@ -783,8 +781,63 @@ func marshalPairs(pairs []pair) []byte {
 	return b
 }
 
-// headerPairs serializes a header map as Envoy's HeadersWrapper is: each
-// name once, its values joined by ",".
+// appendHeaderPairs appends a header map serialized as Envoy's
+// HeadersWrapper is: each name once, in the order it first appears, its
+// values joined by ",". A small map (the common request) is done in place,
+// finding a name's other values by scanning, so that only b may grow.
+func appendHeaderPairs(b []byte, h Headers) []byte {
+	if len(h) > 32 {
+		return append(b, headerPairs(h)...)
+	}
+	first := func(i int) bool {
+		for j := range i {
+			if h[j].Key == h[i].Key {
+				return false
+			}
+		}
+		return true
+	}
+	n, size := 0, 4
+	for i := range h {
+		if first(i) {
+			n++
+			size += 8 + len(h[i].Key) + 2 + len(h[i].Value)
+		} else {
+			size += 1 + len(h[i].Value)
+		}
+	}
+	b = slices.Grow(b, size)
+	b = binary.LittleEndian.AppendUint32(b, uint32(n))
+	for i := range h {
+		if !first(i) {
+			continue
+		}
+		vlen := len(h[i].Value)
+		for j := i + 1; j < len(h); j++ {
+			if h[j].Key == h[i].Key {
+				vlen += 1 + len(h[j].Value)
+			}
+		}
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(h[i].Key)))
+		b = binary.LittleEndian.AppendUint32(b, uint32(vlen))
+	}
+	for i := range h {
+		if !first(i) {
+			continue
+		}
+		b = append(append(b, h[i].Key...), 0)
+		b = append(b, h[i].Value...)
+		for j := i + 1; j < len(h); j++ {
+			if h[j].Key == h[i].Key {
+				b = append(append(b, ','), h[j].Value...)
+			}
+		}
+		b = append(b, 0)
+	}
+	return b
+}
+
+// headerPairs is appendHeaderPairs for any size of map.
 func headerPairs(h Headers) []byte {
 	pairs := make([]pair, 0, len(h))
 	index := make(map[string]int, len(h))

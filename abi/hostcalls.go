@@ -984,6 +984,9 @@ func splitPath(p []byte) []string {
 	return strings.Split(s, "\x00")
 }
 
+// maxPropBuf is the most of a serialized property a VM keeps to reuse.
+const maxPropBuf = 64 << 10
+
 // hGetProperty is Envoy's Context::getProperty (attributes.go): what the
 // embedder's Options.Properties answers, then Envoy's attributes, then
 // what the plugin set on the stream (filter state).
@@ -1001,10 +1004,14 @@ func (v *vm) hGetProperty(ctx context.Context, s []uint64) Status {
 		if val.kind == propString {
 			return v.copyOutString(ctx, val.s, s[2], s[3])
 		}
-		var scratch [8]byte
-		b, ok := val.serialize(scratch[:])
+		// The VM's buffer: the guest allocator copyOut calls may not
+		// call back here (allowedInAllocator).
+		b, ok := val.serialize(v.propBuf[:0])
 		if !ok {
 			return StatusSerializationFailure
+		}
+		if cap(b) > cap(v.propBuf) && cap(b) <= maxPropBuf {
+			v.propBuf = b[:0]
 		}
 		return v.copyOut(ctx, b, s[2], s[3])
 	}
