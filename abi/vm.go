@@ -511,8 +511,8 @@ type vm struct {
 	callData []byte         // during proxy_on_foreign_function: buffer type 8
 	// propBuf is reused by proxy_get_property to serialize a value
 	// (up to maxPropBuf kept)
-	propBuf []byte
-	nextCall [3]uint32      // per callout kind (newCall)
+	propBuf  []byte
+	nextCall [3]uint32 // per callout kind (newCall)
 	// grpcCalls and grpcStreams are the gRPC calls and streams in flight,
 	// by token (grpc.go)
 	grpcCalls   map[uint32]*grpcCall
