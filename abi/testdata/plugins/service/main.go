@@ -10,9 +10,9 @@
 //     when a filter registered it. Its root context makes no HTTP or TCP
 //     context (the SDK's defaults: a stream on it panics).
 //   - "filter": registers "to-filter" and keeps the last item it dequeues;
-//     on request headers it enqueues the :path on "to-service" and adds
-//     request headers x-service-reply (the last item it got, when any) and
-//     x-service-items (shared data "service.items", when set).
+//     on request headers it adds request headers x-service-reply (the last
+//     item it got, when any) and x-service-items (shared data
+//     "service.items", when set), then enqueues the :path on "to-service".
 //
 // Options after the role: panic-configure (panics in proxy_on_configure),
 // panic-tick (in proxy_on_tick). A VM configuration "panic" panics in
@@ -122,9 +122,11 @@ func (r *rootContext) OnQueueReady(id uint32) {
 			}
 			return
 		}
-		proxywasm.LogInfo(r.role + ": got " + string(item))
+		// The log line comes last: a test that sees it sees what the
+		// item changed.
 		if r.role == "filter" {
 			r.last = string(item)
+			proxywasm.LogInfo(r.role + ": got " + string(item))
 			continue
 		}
 		r.items.Increment(1)
@@ -134,6 +136,7 @@ func (r *rootContext) OnQueueReady(id uint32) {
 		if _, err := increment("service.items"); err != nil {
 			proxywasm.LogError("service: increment service.items: " + err.Error())
 		}
+		proxywasm.LogInfo(r.role + ": got " + string(item))
 	}
 }
 
@@ -173,6 +176,14 @@ type httpContext struct {
 }
 
 func (h *httpContext) OnHttpRequestHeaders(int, bool) types.Action {
+	// Read before enqueuing: the service, on another VM, may take this
+	// request's item at once.
+	if h.root.last != "" {
+		_ = proxywasm.AddHttpRequestHeader("x-service-reply", h.root.last)
+	}
+	if v, _, err := proxywasm.GetSharedData("service.items"); err == nil {
+		_ = proxywasm.AddHttpRequestHeader("x-service-items", string(v))
+	}
 	if path, _ := proxywasm.GetHttpRequestHeader(":path"); path != "" {
 		id, err := proxywasm.ResolveSharedQueue("", "to-service")
 		if err == nil {
@@ -181,12 +192,6 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) types.Action {
 		if err != nil {
 			proxywasm.LogError("filter: enqueue: " + err.Error())
 		}
-	}
-	if h.root.last != "" {
-		_ = proxywasm.AddHttpRequestHeader("x-service-reply", h.root.last)
-	}
-	if v, _, err := proxywasm.GetSharedData("service.items"); err == nil {
-		_ = proxywasm.AddHttpRequestHeader("x-service-items", string(v))
 	}
 	return types.ActionContinue
 }
