@@ -194,7 +194,8 @@ type VirtualHost struct {
 }
 
 // Route is Envoy's config.route.v3.Route (a subset): the first route whose
-// match takes the request's path sends it to route.cluster.
+// match takes the request's path sends it to route.cluster, or answers it
+// with direct_response.
 type Route struct {
 	Name  string `json:"name,omitempty"`
 	Match struct {
@@ -204,7 +205,19 @@ type Route struct {
 	Route struct {
 		Cluster string `json:"cluster"`
 	} `json:"route"`
-	Metadata *Metadata `json:"metadata,omitempty"`
+	// DirectResponse answers the request itself, after the plugins (Envoy's
+	// DirectResponseAction); give it or route.cluster.
+	DirectResponse *DirectResponse `json:"direct_response,omitempty"`
+	Metadata       *Metadata       `json:"metadata,omitempty"`
+}
+
+// DirectResponse is Envoy's config.route.v3.DirectResponseAction: a status
+// (200 to 599) and an optional body (body.inline_string).
+type DirectResponse struct {
+	Status int `json:"status"`
+	Body   *struct {
+		InlineString string `json:"inline_string"`
+	} `json:"body,omitempty"`
 }
 
 // TCPOptions are a TCP listener's.
@@ -776,9 +789,18 @@ func checkRoutes(bad func(field, format string, args ...any), f string, rc *Rout
 			}
 			name := r.Route.Cluster
 			cl := clusters[name]
+			if d := r.DirectResponse; d != nil {
+				if name != "" {
+					bad(rf+".route.cluster", "set with direct_response: give one")
+				}
+				if d.Status < 200 || d.Status > 599 {
+					bad(rf+".direct_response.status", "%d: want 200 to 599", d.Status)
+				}
+				continue
+			}
 			switch {
 			case name == "":
-				bad(rf+".route.cluster", "missing")
+				bad(rf+".route.cluster", "missing (or give direct_response)")
 			case cl == nil && name != EchoCluster:
 				bad(rf+".route.cluster", "unknown cluster %q", name)
 			case cl != nil && cl.Type != "http":
