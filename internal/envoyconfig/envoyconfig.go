@@ -299,6 +299,12 @@ func (t *translator) http(m *hcmv3.HttpConnectionManager, path string) *proxy.HT
 		RequestHeadersTimeout: duration(m.GetRequestHeadersTimeout()),
 		StreamIdleTimeout:     duration(m.GetStreamIdleTimeout()),
 	}
+	switch m.GetCodecType() {
+	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1:
+	default:
+		// The proxy's listeners serve HTTP/1.1 (no prior-knowledge HTTP/2).
+		t.fail(path+".codec_type", "%s: %s (AUTO or HTTP1)", m.GetCodecType(), notSupported)
+	}
 	if c := m.GetCommonHttpProtocolOptions(); c != nil {
 		o.IdleTimeout = duration(c.GetIdleTimeout())
 		o.MaxHeadersCount = uint32p(c.GetMaxHeadersCount())

@@ -261,6 +261,8 @@ func TestRefused(t *testing.T) {
 			"Envoy's validation: invalid Bootstrap.StaticResources"},
 		{"a field Envoy does not have", "stat_prefix: web\n", "stat_prefx: web\n",
 			hcm + ".stat_prefx: unknown field (not in Envoy's envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager)"},
+		{"an HTTP/2 listener", "stat_prefix: web\n", "stat_prefix: web\n                codec_type: http2\n",
+			hcm + ".codec_type: HTTP2: not supported by anywasm (AUTO or HTTP1)"},
 		{"a header match", "match: {prefix: /}", "match: {prefix: /, headers: [{name: x-a, present_match: true}]}",
 			hcm + ".route_config.virtual_hosts[0].routes[0].match.headers: not supported by anywasm"},
 		{"a prefix rewrite", "route: {cluster: backend}", "route: {cluster: backend, prefix_rewrite: /v2}",
