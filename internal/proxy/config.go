@@ -357,12 +357,12 @@ func (v Value) Bytes() ([]byte, error) {
 		if err := json.Unmarshal(b, &a); err == nil && a.Type != "" {
 			var s string
 			switch {
-			case strings.HasSuffix(a.Type, "/google.protobuf.StringValue"):
+			case strings.HasSuffix(a.Type, "google.protobuf.StringValue"):
 				if err := json.Unmarshal(a.Value, &s); err != nil {
 					return nil, fmt.Errorf("value of a StringValue: %w", err)
 				}
 				return []byte(s), nil
-			case strings.HasSuffix(a.Type, "/google.protobuf.BytesValue"):
+			case strings.HasSuffix(a.Type, "google.protobuf.BytesValue"):
 				// protojson's form: base64, standard or URL-safe, padded or
 				// not.
 				if err := json.Unmarshal(a.Value, &s); err != nil {

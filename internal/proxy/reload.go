@@ -55,18 +55,20 @@ type generation struct {
 // current one.
 func (s *slot) load(ctx context.Context) error {
 	wasm := s.inline
+	var st os.FileInfo
 	if wasm == nil {
-		st, err := os.Stat(s.path)
-		if err != nil {
+		var err error
+		if st, err = os.Stat(s.path); err != nil {
 			return fmt.Errorf("%s.vm_config.code.local.filename: %w", s.field, err)
 		}
-		wasm, err = os.ReadFile(s.path)
-		if err != nil {
+		if wasm, err = os.ReadFile(s.path); err != nil {
 			return fmt.Errorf("%s.vm_config.code.local.filename: %w", s.field, err)
 		}
-		s.mod = fileStamp{size: st.Size(), mtime: st.ModTime(), sum: sha256.Sum256(wasm)}
 	}
 	sum := sha256.Sum256(wasm)
+	if st != nil {
+		s.mod = fileStamp{size: st.Size(), mtime: st.ModTime(), sum: sum}
+	}
 	p, err := s.host.Load(ctx, wasm, s.cfg)
 	if err != nil {
 		return fmt.Errorf("%s (plugin %s, %s, runtime %s): %w", s.field, s.cfg.Name, s.file(), s.runtime, err)
