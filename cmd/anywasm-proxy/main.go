@@ -1,14 +1,16 @@
 // Command anywasm-proxy is a reverse proxy that runs Proxy-Wasm plugins on
 // the runtime a configuration file or the -runtime flag chooses.
 //
-//	anywasm-proxy -config proxy.yaml [-runtime wasmtime] [-log-level info] [-log-format text|json] [-check]
+//	anywasm-proxy -config proxy.yaml [-config-format auto|anywasm|envoy] [-runtime wasmtime] [-log-level info] [-log-format text|json] [-check]
 //
 // The configuration (YAML or JSON) has HTTP and TCP listeners, named
 // clusters (upstreams of listeners and of plugin callouts) and, per
 // listener, a chain of plugins configured as Envoy's Wasm filters are, and
 // Wasm services (wasm_services: plugins on no listener, Envoy's
 // WasmService); see internal/proxy.Config and examples/proxy/proxy.yaml.
-// The admin endpoint
+// It also reads Envoy's own configuration, a bootstrap (a subset of it,
+// internal/envoyconfig), told apart by its top-level keys or named with
+// -config-format envoy. The admin endpoint
 // serves /healthz, /metrics (Prometheus) and /plugins. A changed plugin
 // file is reloaded without dropping requests in flight (checked every
 // reload_interval and on SIGHUP); SIGINT or SIGTERM shut down gracefully.
@@ -16,6 +18,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,6 +32,7 @@ import (
 	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/engine"
 	_ "github.com/anywasm/anywasm/engine/all"
+	"github.com/anywasm/anywasm/internal/envoyconfig"
 	"github.com/anywasm/anywasm/internal/proxy"
 )
 
@@ -42,6 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	fs := flag.NewFlagSet("anywasm-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "configuration file (YAML or JSON)")
+	configFormat := fs.String("config-format", "auto", "configuration format: anywasm, envoy (an Envoy bootstrap) or auto (envoy if the file has a top-level key of Envoy's bootstrap such as static_resources)")
 	runtime := fs.String("runtime", "", "runtime of every plugin, overriding the configuration (compiled in: "+strings.Join(engine.Runtimes(), ", ")+")")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error, critical")
 	format := fs.String("log-format", "text", "log format: text or json")
@@ -50,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 2
 	}
 	if *config == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: anywasm-proxy -config FILE [-runtime NAME] [-log-level LEVEL] [-log-format text|json] [-check]")
+		fmt.Fprintln(stderr, "usage: anywasm-proxy -config FILE [-config-format auto|anywasm|envoy] [-runtime NAME] [-log-level LEVEL] [-log-format text|json] [-check]")
 		return 2
 	}
 	var lv slog.Level
@@ -72,9 +77,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 2
 	}
 	log := slog.New(h)
-	cfg, err := proxy.LoadConfig(*config)
+	cfg, err := loadConfig(*config, *configFormat, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
+		if errors.Is(err, errUsage) {
+			return 2
+		}
 		return 1
 	}
 	if *check {
@@ -126,4 +134,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 1
 	}
 	return 0
+}
+
+var errUsage = errors.New("usage")
+
+// loadConfig reads the configuration in its format; the notes of an Envoy
+// translation (a runtime anywasm does not have) are logged at info.
+func loadConfig(path, format string, log *slog.Logger) (*proxy.Config, error) {
+	switch format {
+	case "anywasm", "envoy":
+	case "auto":
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		format = "anywasm"
+		if ok, err := envoyconfig.IsBootstrap(b); err == nil && ok {
+			format = "envoy"
+		}
+	default:
+		return nil, fmt.Errorf("-config-format: %q: want auto, anywasm or envoy (%w)", format, errUsage)
+	}
+	if format == "anywasm" {
+		return proxy.LoadConfig(path)
+	}
+	cfg, notes, err := envoyconfig.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("configuration read as an Envoy bootstrap", "file", path, "listeners", len(cfg.Listeners), "clusters", len(cfg.Clusters), "wasm_services", len(cfg.WasmServices))
+	for _, n := range notes {
+		log.Info(n.Message, "plugin", n.Plugin, "field", n.Field)
+	}
+	return cfg, nil
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -194,7 +195,8 @@ type VirtualHost struct {
 }
 
 // Route is Envoy's config.route.v3.Route (a subset): the first route whose
-// match takes the request's path sends it to route.cluster.
+// match takes the request's path sends it to route.cluster, or answers it
+// with direct_response.
 type Route struct {
 	Name  string `json:"name,omitempty"`
 	Match struct {
@@ -204,7 +206,19 @@ type Route struct {
 	Route struct {
 		Cluster string `json:"cluster"`
 	} `json:"route"`
-	Metadata *Metadata `json:"metadata,omitempty"`
+	// DirectResponse answers the request itself, after the plugins (Envoy's
+	// DirectResponseAction); give it or route.cluster.
+	DirectResponse *DirectResponse `json:"direct_response,omitempty"`
+	Metadata       *Metadata       `json:"metadata,omitempty"`
+}
+
+// DirectResponse is Envoy's config.route.v3.DirectResponseAction: a status
+// (200 to 599) and an optional body (body.inline_string).
+type DirectResponse struct {
+	Status int `json:"status"`
+	Body   *struct {
+		InlineString string `json:"inline_string"`
+	} `json:"body,omitempty"`
 }
 
 // TCPOptions are a TCP listener's.
@@ -271,11 +285,26 @@ type VMConfig struct {
 	EnvironmentVariables *Environment `json:"environment_variables,omitempty"`
 }
 
-// Code locates the module: Envoy's {local: {filename: ...}}.
+// Code locates the module: Envoy's {local: {filename: ...}}, or holds it:
+// {local: {inline_bytes: BASE64}} or {local: {inline_string: ...}} (code
+// given inline is never reloaded).
 type Code struct {
 	Local struct {
-		Filename string `json:"filename"`
+		Filename     string `json:"filename,omitempty"`
+		InlineBytes  []byte `json:"inline_bytes,omitempty"`
+		InlineString string `json:"inline_string,omitempty"`
 	} `json:"local"`
+}
+
+// inline returns the module given inline; nil for a file.
+func (c *Code) inline() []byte {
+	switch {
+	case c.Local.InlineBytes != nil:
+		return c.Local.InlineBytes
+	case c.Local.InlineString != "":
+		return []byte(c.Local.InlineString)
+	}
+	return nil
 }
 
 // Environment is Envoy's EnvironmentVariables: host variables passed on by
@@ -287,7 +316,8 @@ type Environment struct {
 
 // Value is a configuration: a string, an Envoy Any holding a StringValue
 // ({"@type": "type.googleapis.com/google.protobuf.StringValue", "value":
-// "..."}), or any other JSON value, which the plugin gets serialized.
+// "..."}) or a BytesValue (its value in base64, as protojson writes it),
+// or any other JSON value, which the plugin gets serialized.
 type Value struct {
 	raw json.RawMessage
 }
@@ -325,14 +355,31 @@ func (v Value) Bytes() ([]byte, error) {
 			Value json.RawMessage `json:"value"`
 		}
 		if err := json.Unmarshal(b, &a); err == nil && a.Type != "" {
-			if !strings.HasSuffix(a.Type, "google.protobuf.StringValue") {
-				return nil, fmt.Errorf("@type %q: only google.protobuf.StringValue is understood (or give a string or any JSON value)", a.Type)
-			}
 			var s string
-			if err := json.Unmarshal(a.Value, &s); err != nil {
-				return nil, fmt.Errorf("value of a StringValue: %w", err)
+			switch {
+			case strings.HasSuffix(a.Type, "google.protobuf.StringValue"):
+				if err := json.Unmarshal(a.Value, &s); err != nil {
+					return nil, fmt.Errorf("value of a StringValue: %w", err)
+				}
+				return []byte(s), nil
+			case strings.HasSuffix(a.Type, "google.protobuf.BytesValue"):
+				// protojson's form: base64, standard or URL-safe, padded or
+				// not.
+				if err := json.Unmarshal(a.Value, &s); err != nil {
+					return nil, fmt.Errorf("value of a BytesValue: %w", err)
+				}
+				s = strings.TrimRight(s, "=")
+				enc := base64.RawStdEncoding
+				if strings.ContainsAny(s, "-_") {
+					enc = base64.RawURLEncoding
+				}
+				v, err := enc.DecodeString(s)
+				if err != nil {
+					return nil, fmt.Errorf("value of a BytesValue: %w", err)
+				}
+				return v, nil
 			}
-			return []byte(s), nil
+			return nil, fmt.Errorf("@type %q: only google.protobuf.StringValue and BytesValue are understood (or give a string or any JSON value)", a.Type)
 		}
 	}
 	return b, nil
@@ -379,7 +426,7 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	dir := filepath.Dir(path)
 	abs := func(f *string) {
-		if !filepath.IsAbs(*f) {
+		if *f != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(dir, *f)
 		}
 	}
@@ -701,8 +748,11 @@ func checkPlugin(bad func(field, format string, args ...any), checkRuntime func(
 	if p.Name == "" {
 		bad(f+".name", "missing")
 	}
-	if p.VMConfig.Code.Local.Filename == "" {
-		bad(f+".vm_config.code.local.filename", "missing")
+	switch l := &p.VMConfig.Code.Local; {
+	case l.Filename == "" && l.InlineBytes == nil && l.InlineString == "":
+		bad(f+".vm_config.code.local.filename", "missing (or give inline_bytes or inline_string)")
+	case (l.Filename != "") && (l.InlineBytes != nil || l.InlineString != "") || l.InlineBytes != nil && l.InlineString != "":
+		bad(f+".vm_config.code.local", "give one of filename, inline_bytes and inline_string")
 	}
 	checkRuntime(f+".vm_config.runtime", p.VMConfig.Runtime)
 	if _, err := p.Policy(); err != nil {
@@ -776,9 +826,18 @@ func checkRoutes(bad func(field, format string, args ...any), f string, rc *Rout
 			}
 			name := r.Route.Cluster
 			cl := clusters[name]
+			if d := r.DirectResponse; d != nil {
+				if name != "" {
+					bad(rf+".route.cluster", "set with direct_response: give one")
+				}
+				if d.Status < 200 || d.Status > 599 {
+					bad(rf+".direct_response.status", "%d: want 200 to 599", d.Status)
+				}
+				continue
+			}
 			switch {
 			case name == "":
-				bad(rf+".route.cluster", "missing")
+				bad(rf+".route.cluster", "missing (or give direct_response)")
 			case cl == nil && name != EchoCluster:
 				bad(rf+".route.cluster", "unknown cluster %q", name)
 			case cl != nil && cl.Type != "http":

@@ -425,7 +425,8 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, svc *Wa
 		}
 		return nil, fmt.Errorf("%s.vm_config.runtime: %w", field, err)
 	}
-	s := &slot{proxy: p, field: field, key: string(key), host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename}
+	s := &slot{proxy: p, field: field, key: string(key), host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename,
+		inline: f.VMConfig.Code.inline()}
 	if err := s.load(ctx); err != nil {
 		if errors.Is(err, abi.ErrPoolSize) {
 			return nil, fmt.Errorf("%s.pool_size: %w", field, err)

@@ -24,6 +24,7 @@ type slot struct {
 	runtime string
 	cfg     abi.PluginConfig
 	path    string
+	inline  []byte // the module given inline (no path: never reloaded)
 
 	reloadMu sync.Mutex // one load at a time
 	mod      fileStamp  // the file as last loaded (or tried)
@@ -53,19 +54,24 @@ type generation struct {
 // load reads the file and loads it; on success the new plugin becomes the
 // current one.
 func (s *slot) load(ctx context.Context) error {
-	st, err := os.Stat(s.path)
-	if err != nil {
-		return fmt.Errorf("%s.vm_config.code.local.filename: %w", s.field, err)
-	}
-	wasm, err := os.ReadFile(s.path)
-	if err != nil {
-		return fmt.Errorf("%s.vm_config.code.local.filename: %w", s.field, err)
+	wasm := s.inline
+	var st os.FileInfo
+	if wasm == nil {
+		var err error
+		if st, err = os.Stat(s.path); err != nil {
+			return fmt.Errorf("%s.vm_config.code.local.filename: %w", s.field, err)
+		}
+		if wasm, err = os.ReadFile(s.path); err != nil {
+			return fmt.Errorf("%s.vm_config.code.local.filename: %w", s.field, err)
+		}
 	}
 	sum := sha256.Sum256(wasm)
-	s.mod = fileStamp{size: st.Size(), mtime: st.ModTime(), sum: sum}
+	if st != nil {
+		s.mod = fileStamp{size: st.Size(), mtime: st.ModTime(), sum: sum}
+	}
 	p, err := s.host.Load(ctx, wasm, s.cfg)
 	if err != nil {
-		return fmt.Errorf("%s (plugin %s, %s, runtime %s): %w", s.field, s.cfg.Name, s.path, s.runtime, err)
+		return fmt.Errorf("%s (plugin %s, %s, runtime %s): %w", s.field, s.cfg.Name, s.file(), s.runtime, err)
 	}
 	s.mu.Lock()
 	s.n++
@@ -92,6 +98,9 @@ func (s *slot) load(ctx context.Context) error {
 func (s *slot) reload(ctx context.Context) (bool, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	if s.inline != nil {
+		return false, nil
+	}
 	st, err := os.Stat(s.path)
 	if err != nil {
 		return false, err
@@ -159,6 +168,14 @@ func (s *slot) close(ctx context.Context) {
 	}
 }
 
+// file names the module in logs and /plugins.
+func (s *slot) file() string {
+	if s.inline != nil {
+		return "(inline)"
+	}
+	return s.path
+}
+
 // status describes the current generation for /plugins.
 func (s *slot) status() map[string]any {
 	s.mu.RLock()
@@ -167,7 +184,7 @@ func (s *slot) status() map[string]any {
 	s.mu.RUnlock()
 	m := map[string]any{
 		"name": s.cfg.Name, "runtime": s.runtime, "root_id": s.cfg.RootID, "vm_id": s.cfg.VMID,
-		"file": s.path, "sha256": hex.EncodeToString(g.sum[:]), "generation": g.n, "loaded_at": g.loadedAt.Format(time.RFC3339Nano),
+		"file": s.file(), "sha256": hex.EncodeToString(g.sum[:]), "generation": g.n, "loaded_at": g.loadedAt.Format(time.RFC3339Nano),
 		"abi_version": g.p.ABIVersion().String(), "failure_policy": s.cfg.FailurePolicy.String(), "draining": draining,
 		"pool_size": s.cfg.PoolSize, "vms": g.p.VMs(),
 	}

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/anywasm/anywasm/abi"
@@ -20,10 +22,31 @@ type router struct {
 	prefix []wildcard // "example.*", longest first
 }
 
-// target is where a route goes.
+// target is where a route goes: a cluster, or a direct response (no
+// cluster).
 type target struct {
 	handler http.Handler
 	cluster *abi.ClusterInfo
+}
+
+// directHandler answers as Envoy's DirectResponseAction: the status, the
+// body as text/plain, response code details "direct_response".
+func directHandler(d *DirectResponse) http.HandlerFunc {
+	var body string
+	if d.Body != nil {
+		body = d.Body.InlineString
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if info := nethttp.StreamInfoFrom(r); info != nil {
+			info.SetResponseCodeDetails("direct_response")
+		}
+		if body != "" {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		w.WriteHeader(d.Status)
+		_, _ = io.WriteString(w, body)
+	}
 }
 
 type vhost struct {
@@ -70,7 +93,13 @@ func (p *Proxy) router(l *Listener) *router {
 			r := &c.Routes[j]
 			info := vh.info
 			info.Name, info.Metadata = r.Name, r.Metadata.abi()
-			vh.routes = append(vh.routes, route{prefix: r.Match.Prefix, path: r.Match.Path, info: &info, to: to(r.Route.Cluster)})
+			var t *target
+			if r.DirectResponse != nil {
+				t = &target{handler: directHandler(r.DirectResponse)}
+			} else {
+				t = to(r.Route.Cluster)
+			}
+			vh.routes = append(vh.routes, route{prefix: r.Match.Prefix, path: r.Match.Path, info: &info, to: t})
 		}
 		for _, d := range c.Domains {
 			d = strings.ToLower(d)

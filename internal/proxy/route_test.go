@@ -119,6 +119,55 @@ listeners:
 	})
 }
 
+// TestDirectResponse: a route's direct_response answers after the plugins
+// (which see it in their response callbacks, details direct_response, no
+// cluster), beside a route to a cluster.
+func TestDirectResponse(t *testing.T) {
+	reads := "response response/code_details\nresponse xds/route_name\nresponse xds/cluster_name"
+	cfg := fmt.Sprintf(`
+reload_interval: 0s
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    http:
+      route_config:
+        virtual_hosts:
+          - name: all
+            domains: ["*"]
+            routes:
+              - {name: static, match: {prefix: /static}, direct_response: {status: 201, body: {inline_string: "example body\n"}}}
+              - {name: empty, match: {path: /empty}, direct_response: {status: 204}}
+              - {name: echo, match: {prefix: /}, route: {cluster: echo}}
+      filters:
+        - name: props
+          configuration: %q
+          vm_config: {vm_id: props, code: {local: {filename: %q}}}
+`, reads, plugins.Path(t, "props"))
+	forEachRuntime(t, func(t *testing.T, rt string) {
+		h := start(t, rt, cfg)
+		r := h.do("GET", h.url("web", "/static/x"), "")
+		if r.status != 201 || r.body != "example body\n" || r.header.Get("Content-Type") != "text/plain" {
+			t.Errorf("direct response: %d %v %q", r.status, r.header, r.body)
+		}
+		hx := func(s string) string { return "hex:" + hex.EncodeToString([]byte(s)) }
+		for _, want := range []string{
+			"attr response response/code_details = " + hx("direct_response"),
+			"attr response xds/route_name = " + hx("static"),
+			"attr response xds/cluster_name = error:",
+		} {
+			if !h.logs.Has(want) {
+				t.Errorf("no %q in the logs:\n%s", want, h.logs)
+			}
+		}
+		if r := h.do("GET", h.url("web", "/empty"), ""); r.status != 204 || r.body != "" {
+			t.Errorf("no body: %d %q", r.status, r.body)
+		}
+		if r := h.do("GET", h.url("web", "/other"), ""); r.status != 200 || !strings.HasPrefix(r.body, "GET /other HTTP/1.1") {
+			t.Errorf("echo: %d %q", r.status, r.body)
+		}
+	})
+}
+
 // TestRouteConfigRefused: route_config mistakes name their field.
 func TestRouteConfigRefused(t *testing.T) {
 	for _, c := range []struct{ http, want string }{
@@ -137,6 +186,12 @@ func TestRouteConfigRefused(t *testing.T) {
 			"routes[0].route.cluster: unknown cluster \"nope\""},
 		{`{route_config: {virtual_hosts: [{name: a, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: echo}}]}, {name: b, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: echo}}]}]}}`,
 			"virtual_hosts[1].domains[0]: \"*\" is in two virtual hosts"},
+		{`{route_config: {virtual_hosts: [{name: a, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: echo}, direct_response: {status: 200}}]}]}}`,
+			"routes[0].route.cluster: set with direct_response: give one"},
+		{`{route_config: {virtual_hosts: [{name: a, domains: ["*"], routes: [{match: {prefix: /}, direct_response: {status: 99}}]}]}}`,
+			"routes[0].direct_response.status: 99: want 200 to 599"},
+		{`{route_config: {virtual_hosts: [{name: a, domains: ["*"], routes: [{match: {prefix: /}}]}]}}`,
+			"routes[0].route.cluster: missing (or give direct_response)"},
 	} {
 		_, err := proxy.ParseConfig([]byte("listeners: [{address: \"127.0.0.1:0\", http: " + c.http + "}]\n"))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -1,0 +1,347 @@
+package envoyconfig_test
+
+import (
+	"encoding/json"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/anywasm/anywasm/engine"
+	_ "github.com/anywasm/anywasm/engine/all"
+	"github.com/anywasm/anywasm/internal/envoyconfig"
+	"github.com/anywasm/anywasm/internal/proxy"
+)
+
+// wasmtime is what envoy.wasm.runtime.wasmtime becomes in this binary.
+func wasmtime() string {
+	if slices.Contains(engine.Runtimes(), "wasmtime") {
+		return "wasmtime"
+	}
+	return `""`
+}
+
+// TestTranslate translates Envoy files, written as Envoy's docs and the Go
+// SDK's examples write them, into the proxy's configuration, written in
+// the proxy's own format.
+func TestTranslate(t *testing.T) {
+	for _, c := range []struct {
+		file, want string
+		notes      []string // fields
+	}{
+		{"headers.yaml", `
+node: {id: edge-1, cluster: edge, metadata: {zone: z1}}
+admin: {address: "127.0.0.1:9901"}
+listeners:
+  - name: ingress
+    address: 127.0.0.1:10000
+    http:
+      route_config:
+        virtual_hosts:
+          - {name: backend, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: upstream}}]}
+      filters:
+        - name: headers
+          root_id: headers_root
+          configuration: "{\"header\": \"x-wasm-header\", \"value\": \"demo\"}\n"
+          vm_config: {vm_id: headers_vm, code: {local: {filename: headers.wasm}}}
+  - name: static
+    address: 127.0.0.1:10001
+    http:
+      route_config:
+        virtual_hosts:
+          - {name: static, domains: ["*"], routes: [{match: {prefix: /}, direct_response: {status: 200, body: {inline_string: "static body\n"}}}]}
+clusters:
+  - {name: upstream, type: http, address: 127.0.0.1:10001}
+`, []string{"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.value.config.vm_config.runtime"}},
+		{"shared_queue.yaml", `
+admin: {address: "127.0.0.1:8001"}
+wasm_services:
+  - name: receiver-requests
+    singleton: true
+    configuration: http_request_headers
+    vm_config: {vm_id: receiver, code: {local: {filename: receiver.wasm}}}
+  - name: envoy.bootstrap.wasm
+    configuration: tcp_data_hashes
+    vm_config: {vm_id: receiver, runtime: ` + wasmtime() + `, code: {local: {filename: receiver.wasm}}}
+listeners:
+  - name: http
+    address: 0.0.0.0:18000
+    http:
+      route_config:
+        virtual_hosts:
+          - {name: local, domains: ["*"], routes: [{match: {prefix: /}, direct_response: {status: 200}}]}
+      filters:
+        - {name: sender-http, configuration: http, vm_config: {vm_id: sender, code: {local: {filename: sender.wasm}}}}
+  - name: tcp
+    address: 0.0.0.0:18001
+    tcp:
+      cluster: admin
+      filters:
+        - {name: sender-tcp, configuration: tcp, vm_config: {vm_id: sender, code: {local: {filename: sender.wasm}}}}
+clusters:
+  - {name: admin, type: tcp, address: "localhost:8001"}
+`, nil},
+		{"network.yaml", `
+listeners:
+  - name: main
+    address: "[::1]:18000"
+    tcp:
+      cluster: web_service
+      idle_timeout: 1m30s
+      filters:
+        - {name: envoy.filters.network.wasm, vm_config: {code: {local: {filename: /plugins/network.wasm}}}}
+        - {name: counter, fail_open: true, vm_config: {vm_id: counter, code: {local: {inline_bytes: AGFzbQEAAAA=}}}}
+clusters:
+  - name: web_service
+    type: tcp
+    address: backend.internal:8099
+    metadata: {filter_metadata: {location: {cloud_provider: aws, region: ap-northeast-1}}}
+`, []string{
+			"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.config.vm_config.runtime",
+			"static_resources.listeners[0].filter_chains[0].filters[1].typed_config.config.vm_config.runtime",
+		}},
+		{"properties.yaml", `
+listeners:
+  - name: main
+    address: 127.0.0.1:18000
+    traffic_direction: INBOUND
+    metadata: {filter_metadata: {envoy.filters.http.wasm: {tier: edge}}}
+    http:
+      max_request_headers_kb: 32
+      max_headers_count: 50
+      request_timeout: 30s
+      request_headers_timeout: 5s
+      stream_idle_timeout: 2m0s
+      idle_timeout: 10m0s
+      route_config:
+        virtual_hosts:
+          - name: local_service
+            domains: [example.com, "*.example.com"]
+            metadata: {filter_metadata: {envoy.filters.http.wasm: {vhost: local}}}
+            routes:
+              - {name: one, match: {prefix: /one}, route: {cluster: web_service}, metadata: {filter_metadata: {envoy.filters.http.wasm: {auth: cookie}}}}
+              - {match: {path: /two}, route: {cluster: web_service}, metadata: {filter_metadata: {envoy.filters.http.wasm: {auth: authorization}}}}
+              - {match: {prefix: /}, route: {cluster: web_service}}
+      filters:
+        - name: properties
+          failure_policy: FAIL_RELOAD
+          vm_config:
+            vm_id: props
+            runtime: ` + wasmtime() + `
+            code: {local: {filename: properties.wasm}}
+            configuration: {"@type": type.googleapis.com/google.protobuf.BytesValue, value: dm0tY29uZg==}
+            environment_variables: {host_env_keys: [HOME], key_values: {MODE: test}}
+clusters:
+  - {name: web_service, type: http, address: 127.0.0.1:8099}
+  - {name: grpc_service, type: grpc, address: 127.0.0.1:50051}
+`, nil},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			b, err := os.ReadFile("testdata/" + c.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, notes, err := envoyconfig.Parse(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := proxy.ParseConfig([]byte(c.want))
+			if err != nil {
+				t.Fatalf("the expected configuration: %v", err)
+			}
+			if g, w := asJSON(t, got), asJSON(t, want); !reflect.DeepEqual(g, w) {
+				gj, _ := json.MarshalIndent(g, "", "  ")
+				wj, _ := json.MarshalIndent(w, "", "  ")
+				t.Errorf("got\n%s\nwant\n%s", gj, wj)
+			}
+			var fields []string
+			for _, n := range notes {
+				if !strings.Contains(n.Message, "runs on the default runtime") || n.Plugin == "" {
+					t.Errorf("note %+v", n)
+				}
+				if !strings.Contains(n.Message, "not in this binary") { // wasmtime, in a binary without it
+					fields = append(fields, n.Field)
+				}
+			}
+			if c.notes == nil && c.file == "shared_queue.yaml" {
+				c.notes = []string{"bootstrap_extensions[0].typed_config.config.vm_config.runtime",
+					"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.config.vm_config.runtime",
+					"static_resources.listeners[1].filter_chains[0].filters[0].typed_config.config.vm_config.runtime"}
+			}
+			if !slices.Equal(fields, c.notes) {
+				t.Errorf("notes %q, want %q", fields, c.notes)
+			}
+		})
+	}
+}
+
+func asJSON(t *testing.T, c *proxy.Config) any {
+	t.Helper()
+	j, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(j, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// base is a small Envoy file that translates; the refusal cases edit it.
+const base = `
+static_resources:
+  listeners:
+    - name: web
+      address: {socket_address: {address: 127.0.0.1, port_value: 10000}}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: web
+                route_config:
+                  virtual_hosts:
+                    - name: all
+                      domains: ["*"]
+                      routes:
+                        - match: {prefix: /}
+                          route: {cluster: backend}
+                http_filters:
+                  - name: envoy.filters.http.wasm
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+                      config:
+                        name: headers
+                        vm_config:
+                          runtime: envoy.wasm.runtime.v8
+                          code: {local: {filename: headers.wasm}}
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+    - name: backend
+      load_assignment:
+        cluster_name: backend
+        endpoints:
+          - lb_endpoints:
+              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}
+`
+
+// TestRefused: what anywasm does not translate is refused with its path,
+// never ignored; so is what Envoy itself refuses.
+func TestRefused(t *testing.T) {
+	if _, _, err := envoyconfig.Parse([]byte(base)); err != nil {
+		t.Fatalf("base: %v", err)
+	}
+	const hcm = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
+	for _, c := range []struct {
+		name, old, new, want string
+	}{
+		{"access_log", "stat_prefix: web\n", "stat_prefix: web\n                access_log: [{name: x, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]\n",
+			hcm + ".access_log: not supported by anywasm"},
+		{"an unknown @type", "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n                      config:", "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors\n                      config:",
+			hcm + ".http_filters[0].typed_config.@type: type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors: not supported by anywasm"},
+		{"a type of the wrong place", "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n                      config:\n                        name: headers\n                        vm_config:\n                          runtime: envoy.wasm.runtime.v8\n                          code: {local: {filename: headers.wasm}}",
+			"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+			hcm + ".http_filters[0].typed_config: envoy.extensions.filters.http.router.v3.Router here: not supported by anywasm (want envoy.extensions.filters.http.wasm.v3.Wasm)"},
+		{"no router", "                  - name: envoy.filters.http.router\n                    typed_config:\n                      \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n", "",
+			hcm + ".http_filters: the last filter must be envoy.filters.http.router"},
+		{"a second filter chain", "  clusters:", "        - filters: []\n  clusters:",
+			"static_resources.listeners[0].filter_chains[1]: a second filter chain: not supported by anywasm"},
+		{"filter_chain_match", "        - filters:\n", "        - filter_chain_match: {server_names: [a.example.com]}\n          filters:\n",
+			"static_resources.listeners[0].filter_chains[0].filter_chain_match: not supported by anywasm"},
+		{"Envoy's validation of an extension", "stat_prefix: web\n", "\n",
+			hcm + ": Envoy's validation: invalid HttpConnectionManager.StatPrefix"},
+		{"Envoy's validation of the bootstrap", "port_value: 10000", "port_value: 70000",
+			"Envoy's validation: invalid Bootstrap.StaticResources"},
+		{"a field Envoy does not have", "stat_prefix: web\n", "stat_prefx: web\n",
+			hcm + ".stat_prefx: unknown field (not in Envoy's envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager)"},
+		{"an HTTP/2 listener", "stat_prefix: web\n", "stat_prefix: web\n                codec_type: http2\n",
+			hcm + ".codec_type: HTTP2: not supported by anywasm (AUTO or HTTP1)"},
+		{"a header match", "match: {prefix: /}", "match: {prefix: /, headers: [{name: x-a, present_match: true}]}",
+			hcm + ".route_config.virtual_hosts[0].routes[0].match.headers: not supported by anywasm"},
+		{"a prefix rewrite", "route: {cluster: backend}", "route: {cluster: backend, prefix_rewrite: /v2}",
+			hcm + ".route_config.virtual_hosts[0].routes[0].route.prefix_rewrite: not supported by anywasm"},
+		{"an unknown cluster", "route: {cluster: backend}", "route: {cluster: elsewhere}",
+			hcm + `.route_config.virtual_hosts[0].routes[0].route.cluster: unknown cluster "elsewhere"`},
+		{"two endpoints", "              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}\n",
+			"              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}\n              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8081}}}\n",
+			"static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[1]: a second endpoint: not supported by anywasm"},
+		{"an EDS cluster", "    - name: backend\n", "    - name: backend\n      type: EDS\n",
+			"static_resources.clusters[0].type: EDS: not supported by anywasm"},
+		{"a runtime Envoy does not have", "runtime: envoy.wasm.runtime.v8", "runtime: envoy.wasm.runtime.quickjs",
+			hcm + `.http_filters[0].typed_config.config.vm_config.runtime: "envoy.wasm.runtime.quickjs": want one of Envoy's`},
+		{"remote code", "code: {local: {filename: headers.wasm}}", "code: {remote: {http_uri: {uri: \"https://x/p.wasm\", cluster: backend, timeout: 1s}, sha256: ab}}",
+			hcm + ".http_filters[0].typed_config.config.vm_config.code.remote: not supported by anywasm"},
+		{"a TLS cluster", "    - name: backend\n", "    - name: backend\n      transport_socket: {name: envoy.transport_sockets.tls}\n",
+			"static_resources.clusters[0].transport_socket: not supported by anywasm"},
+		{"a second Bootstrap section", "static_resources:\n", "layered_runtime: {layers: [{name: static, static_layer: {}}]}\nstatic_resources:\n",
+			"layered_runtime: not supported by anywasm"},
+		{"a TypedStruct of an unknown type", "\"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n                      config:",
+			"\"@type\": type.googleapis.com/udpa.type.v1.TypedStruct\n                      type_url: type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua\n                      value:\n                       config:",
+			hcm + ".http_filters[0].typed_config.type_url: type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua: not supported by anywasm"},
+		{"a field under a TypedStruct", "\"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n                      config:\n                        name: headers\n",
+			"\"@type\": type.googleapis.com/udpa.type.v1.TypedStruct\n                      type_url: type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n                      value:\n                       config:\n                        name: headers\n                        allow_on_headers_stop_iteration: true\n",
+			hcm + ".http_filters[0].typed_config.value.config.allow_on_headers_stop_iteration: not supported by anywasm"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if !strings.Contains(base, c.old) {
+				t.Fatalf("the base has no %q", c.old)
+			}
+			_, _, err := envoyconfig.Parse([]byte(strings.Replace(base, c.old, c.new, 1)))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%v\nwant %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestIsBootstrap: an Envoy file is told from the proxy's own by its
+// top-level keys.
+func TestIsBootstrap(t *testing.T) {
+	own, err := os.ReadFile("../../examples/proxy/proxy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		file string
+		want bool
+	}{
+		{base, true},
+		{"bootstrap_extensions: []\n", true},
+		{string(own), false},
+		{"node: {id: a}\nadmin: {address: 127.0.0.1:9901}\nlisteners: []\n", false},
+	} {
+		got, err := envoyconfig.IsBootstrap([]byte(c.file))
+		if err != nil || got != c.want {
+			t.Errorf("%.40q: %v %v, want %v", c.file, got, err, c.want)
+		}
+	}
+}
+
+// TestSubset: every message and field the subset names is Envoy's (a
+// misspelt name would refuse what it means to accept).
+func TestSubset(t *testing.T) {
+	for name, fields := range envoyconfig.Subset() {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(name)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		md, ok := d.(protoreflect.MessageDescriptor)
+		if !ok {
+			t.Errorf("%s is not a message", name)
+			continue
+		}
+		for f := range fields {
+			if md.Fields().ByName(f) == nil {
+				t.Errorf("%s has no field %s", name, f)
+			}
+		}
+	}
+}

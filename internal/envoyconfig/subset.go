@@ -1,0 +1,177 @@
+package envoyconfig
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// opaque marks a field whose value is taken whole (metadata, a plugin's
+// configuration): nothing in it is checked against the subset.
+const opaque = true
+
+// subset is what anywasm translates: per message type, the fields it
+// reads (true: taken whole). A set field of a message that is not listed
+// here, of a listed message, or of a type not listed at all, is refused
+// with its path: nothing is ignored silently. Fields at their default
+// (proto3 scalars at zero: codec_type AUTO, lb_policy ROUND_ROBIN, type
+// STATIC) are not "set" and need no entry.
+var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
+	"envoy.config.bootstrap.v3.Bootstrap": {"node": false, "admin": false, "static_resources": false, "bootstrap_extensions": false},
+	"envoy.config.core.v3.Node":           {"id": false, "cluster": false, "metadata": opaque},
+	// access_log_path: where Envoy logs admin requests; anywasm logs none.
+	// Envoy's examples set it, so it is accepted and unused.
+	"envoy.config.bootstrap.v3.Admin":                        {"address": false, "access_log_path": false},
+	"envoy.config.core.v3.Address":                           {"socket_address": false},
+	"envoy.config.core.v3.SocketAddress":                     {"address": false, "port_value": false},
+	"envoy.config.bootstrap.v3.Bootstrap.StaticResources":    {"listeners": false, "clusters": false},
+	"envoy.config.core.v3.TypedExtensionConfig":              {"name": false, "typed_config": false},
+	"envoy.config.core.v3.Metadata":                          {"filter_metadata": opaque},
+	"envoy.config.listener.v3.Listener":                      {"name": false, "address": false, "filter_chains": false, "metadata": false, "traffic_direction": false},
+	"envoy.config.listener.v3.FilterChain":                   {"filters": false},
+	"envoy.config.listener.v3.Filter":                        {"name": false, "typed_config": false},
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy": {"stat_prefix": false, "cluster": false, "idle_timeout": false},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": {
+		"stat_prefix": false, "codec_type": false, "route_config": false, "http_filters": false,
+		"max_request_headers_kb": false, "request_timeout": false, "request_headers_timeout": false,
+		"stream_idle_timeout": false, "common_http_protocol_options": false,
+	},
+	"envoy.config.core.v3.HttpProtocolOptions":                                  {"idle_timeout": false, "max_headers_count": false},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":    {"name": false, "typed_config": false},
+	"envoy.extensions.filters.http.router.v3.Router":                            {},
+	"envoy.config.route.v3.RouteConfiguration":                                  {"name": false, "virtual_hosts": false},
+	"envoy.config.route.v3.VirtualHost":                                         {"name": false, "domains": false, "routes": false, "metadata": false},
+	"envoy.config.route.v3.Route":                                               {"name": false, "match": false, "route": false, "direct_response": false, "metadata": false},
+	"envoy.config.route.v3.RouteMatch":                                          {"prefix": false, "path": false},
+	"envoy.config.route.v3.RouteAction":                                         {"cluster": false},
+	"envoy.config.route.v3.DirectResponseAction":                                {"status": false, "body": false},
+	"envoy.config.core.v3.DataSource":                                           {"filename": false, "inline_bytes": false, "inline_string": false},
+	"envoy.config.core.v3.AsyncDataSource":                                      {"local": false},
+	"envoy.extensions.filters.http.wasm.v3.Wasm":                                {"config": false},
+	"envoy.extensions.filters.network.wasm.v3.Wasm":                             {"config": false},
+	"envoy.extensions.wasm.v3.WasmService":                                      {"config": false, "singleton": false},
+	"envoy.extensions.wasm.v3.PluginConfig":                                     {"name": false, "root_id": false, "vm_config": false, "configuration": opaque, "fail_open": false, "failure_policy": false},
+	"envoy.extensions.wasm.v3.VmConfig":                                         {"vm_id": false, "runtime": false, "code": false, "configuration": opaque, "environment_variables": false},
+	"envoy.extensions.wasm.v3.EnvironmentVariables":                             {"host_env_keys": false, "key_values": false},
+	"envoy.config.cluster.v3.Cluster":                                           {"name": false, "type": false, "connect_timeout": false, "lb_policy": false, "load_assignment": false, "metadata": false, "typed_extension_protocol_options": false},
+	"envoy.config.endpoint.v3.ClusterLoadAssignment":                            {"cluster_name": false, "endpoints": false},
+	"envoy.config.endpoint.v3.LocalityLbEndpoints":                              {"lb_endpoints": false},
+	"envoy.config.endpoint.v3.LbEndpoint":                                       {"endpoint": false},
+	"envoy.config.endpoint.v3.Endpoint":                                         {"address": false},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions":                    {"explicit_http_config": false},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig": {"http_protocol_options": false, "http2_protocol_options": false},
+	"envoy.config.core.v3.Http1ProtocolOptions":                                 {},
+	"envoy.config.core.v3.Http2ProtocolOptions":                                 {},
+}
+
+// notSupported is the refusal of whatever the subset lacks.
+const notSupported = "not supported by anywasm"
+
+// checker walks a decoded bootstrap and refuses every set field outside
+// the subset, and every Any whose message fails Envoy's validation.
+type checker struct {
+	errs        []error
+	typedStruct map[string]bool // Anys written as TypedStructs: their fields are under .value
+}
+
+func (c *checker) fail(path, format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+}
+
+// message checks the set fields of m, in field number order.
+func (c *checker) message(m protoreflect.Message, path string) {
+	d := m.Descriptor()
+	fields, ok := subset[d.FullName()]
+	if !ok {
+		c.fail(path, "%s: %s", d.FullName(), notSupported)
+		return
+	}
+	var set []protoreflect.FieldDescriptor
+	m.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		set = append(set, fd)
+		return true
+	})
+	slices.SortFunc(set, func(a, b protoreflect.FieldDescriptor) int { return int(a.Number() - b.Number()) })
+	for _, fd := range set {
+		fp := join(path, string(fd.Name()))
+		whole, ok := fields[fd.Name()]
+		switch {
+		case !ok:
+			c.fail(fp, notSupported)
+			continue
+		case whole:
+			continue
+		}
+		v := m.Get(fd)
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Message() == nil {
+				continue
+			}
+			var keys []string
+			v.Map().Range(func(k protoreflect.MapKey, _ protoreflect.Value) bool {
+				keys = append(keys, k.String())
+				return true
+			})
+			slices.Sort(keys)
+			for _, k := range keys {
+				c.value(v.Map().Get(protoreflect.ValueOfString(k).MapKey()).Message(), join(fp, k))
+			}
+		case fd.IsList():
+			if fd.Message() == nil {
+				continue
+			}
+			for i := range v.List().Len() {
+				c.value(v.List().Get(i).Message(), fmt.Sprintf("%s[%d]", fp, i))
+			}
+		case fd.Message() != nil:
+			c.value(v.Message(), fp)
+		}
+	}
+}
+
+// value checks a message value: an Any's content (validated as Envoy
+// validates it when it loads the extension), a well-known type as a
+// leaf, any other message by its fields.
+func (c *checker) value(m protoreflect.Message, path string) {
+	name := m.Descriptor().FullName()
+	switch {
+	case name == "google.protobuf.Any":
+		a := m.Interface().(*anypb.Any)
+		inner, err := a.UnmarshalNew()
+		if err != nil {
+			c.fail(join(path, "@type"), "%s: %v", a.GetTypeUrl(), err)
+			return
+		}
+		if _, ok := subset[inner.ProtoReflect().Descriptor().FullName()]; !ok {
+			field := "@type"
+			if c.typedStruct[path] {
+				field = "type_url"
+			}
+			c.fail(join(path, field), "%s: %s", a.GetTypeUrl(), notSupported)
+			return
+		}
+		if c.typedStruct[path] {
+			path = join(path, "value")
+		}
+		if v, ok := inner.(interface{ ValidateAll() error }); ok {
+			if err := v.ValidateAll(); err != nil {
+				c.fail(path, "Envoy's validation: %v", err)
+			}
+		}
+		c.message(inner.ProtoReflect(), path)
+	case strings.HasPrefix(string(name), "google.protobuf."):
+	default:
+		c.message(m, path)
+	}
+}
+
+// unpack returns the message of an Any the checker accepted.
+func unpack(a *anypb.Any) proto.Message {
+	m, _ := a.UnmarshalNew()
+	return m
+}
