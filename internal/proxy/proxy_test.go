@@ -745,7 +745,7 @@ func TestBadConfig(t *testing.T) {
 		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: x, vm_config: {cod: {}, code: {local: {filename: a}}}}]}}]`,
 			"listeners[0].http.filters[0].vm_config.cod: unknown field"},
 		{`listeners: [{address: "127.0.0.1:0", http: {cluster: echo, filters: [{name: x, vm_config: {code: {local: {filname: a}}}}]}}]`,
-			"listeners[0].http.filters[0].vm_config.code.local.filname: unknown field (listeners[0].http.filters[0].vm_config.code.local has filename)"},
+			"listeners[0].http.filters[0].vm_config.code.local.filname: unknown field (listeners[0].http.filters[0].vm_config.code.local has filename, inline_bytes, inline_string)"},
 		{`Runtime: wazero
 listeners: []`, "Runtime: unknown field"},
 		{"reload_interval: 1ns\nlisteners: []", "reload_interval: 1ns: want at least 100ms"},
