@@ -19,7 +19,8 @@ import (
 	"github.com/anywasm/anywasm/abi/promcollector"
 )
 
-// adminHandler serves /healthz (200 "ok", 503 "draining" during
+// adminHandler serves / (200: the endpoints, one per line, as Envoy's
+// admin home page lists its own), /healthz (200 "ok", 503 "draining" during
 // shutdown), /metrics (Prometheus text format: the plugins' metrics with a
 // runtime label under admin.plugin_metrics_prefix, the proxy's own, Go's
 // and the process's), /plugins (JSON: the loaded plugins) and, when
@@ -46,6 +47,14 @@ func (p *Proxy) adminHandler() http.Handler {
 		e := json.NewEncoder(w)
 		e.SetIndent("", "  ")
 		_ = e.Encode(out)
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		index := "anywasm admin\n/healthz\n/metrics\n/plugins\n"
+		if p.cfg.Admin.Pprof {
+			index += "/debug/pprof/\n"
+		}
+		_, _ = w.Write([]byte(index))
 	})
 	if p.cfg.Admin.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

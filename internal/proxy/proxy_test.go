@@ -419,6 +419,14 @@ func TestProxy(t *testing.T) {
 			if r := h.do("GET", admin+"/debug/pprof/", ""); r.status != 404 {
 				t.Errorf("pprof without admin.pprof: %d", r.status)
 			}
+			// The home page answers 200 as Envoy's does (the Go SDK's
+			// e2e tests probe it through a tcp_proxy); other paths 404.
+			if r := h.do("GET", admin+"/", ""); r.status != 200 || !strings.Contains(r.body, "/plugins\n") || strings.Contains(r.body, "pprof") {
+				t.Errorf("admin home: %d %q", r.status, r.body)
+			}
+			if r := h.do("GET", admin+"/nothing", ""); r.status != 404 {
+				t.Errorf("admin /nothing: %d", r.status)
+			}
 			m := h.do("GET", admin+"/metrics", "").body
 			for _, want := range []string{
 				`anywasm_proxy_http_requests_total{code="403",listener="web"} 1`,
