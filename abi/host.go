@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -225,6 +226,22 @@ type PluginConfig struct {
 	// its ticks, callouts and queue deliveries run with no stream to start
 	// them. See ServiceMode.
 	Service ServiceMode
+	// AllowedCapabilities, when not empty, are the only hostcalls
+	// (proxy_log, ...), WASI functions (fd_write, ... for both WASI
+	// modules) and callbacks (proxy_on_request_headers, ...) the plugin's
+	// module is linked to: Envoy's capability_restriction_config
+	// (proxy-wasm-cpp-host's allowed_capabilities_ and
+	// WasmBase::capabilityAllowed). Another proxy_* import is linked to a
+	// stub that logs "Attempted call to restricted proxy-wasm capability:
+	// NAME" at error and returns INTERNAL_FAILURE, another WASI import to
+	// one that logs "Attempted call to restricted WASI capability: NAME"
+	// and returns ENOTCAPABLE (76; proc_exit only logs), and a callback
+	// not listed is never called, as cpp-host's registerCallbacks and
+	// getFunctions do. The allocator (malloc, proxy_on_memory_allocate),
+	// the initializer and the ABI version marker are never restricted.
+	// Empty allows everything, as cpp-host's empty map does. Plugins share
+	// VMs only with plugins of the same capabilities.
+	AllowedCapabilities []string
 }
 
 // ServiceMode says whether a plugin is a Wasm service, and on how many VMs
@@ -289,6 +306,8 @@ type groupKey struct {
 	// singleton: the VM of singleton services, Envoy's main-thread VM,
 	// which filters and per-worker services never share.
 	singleton bool
+	// caps: the sorted, NUL-joined AllowedCapabilities, linked per group.
+	caps string
 }
 
 // same reports whether two plugin configurations are identical: such
@@ -300,7 +319,15 @@ func (c PluginConfig) same(o PluginConfig) bool {
 		c.PoolSize == o.PoolSize && c.CallTimeout == o.CallTimeout && c.Service == o.Service &&
 		(c.LogLevel == nil) == (o.LogLevel == nil) && (c.LogLevel == nil || *c.LogLevel == *o.LogLevel) &&
 		c.ListenerDirection == o.ListenerDirection && equalMetadata(c.ListenerMetadata, o.ListenerMetadata) &&
-		(c.ForeignFunctions == nil) == (o.ForeignFunctions == nil) && slices.Equal(c.ForeignFunctions, o.ForeignFunctions)
+		(c.ForeignFunctions == nil) == (o.ForeignFunctions == nil) && slices.Equal(c.ForeignFunctions, o.ForeignFunctions) &&
+		capsKey(c.AllowedCapabilities) == capsKey(o.AllowedCapabilities)
+}
+
+// capsKey is AllowedCapabilities as a set: sorted, without duplicates.
+func capsKey(caps []string) string {
+	c := slices.Clone(caps)
+	slices.Sort(c)
+	return strings.Join(slices.Compact(c), "\x00")
 }
 
 // Load compiles a plugin (or reuses the VMs of a plugin with the same VMID
@@ -329,7 +356,7 @@ func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin
 			cfg.Name, h.rt.Name(), h.rt.Capabilities(), engine.ErrNotSupported)
 	}
 	key := groupKey{vmID: cfg.VMID, code: sha256.Sum256(wasm), conf: sha256.Sum256(cfg.VMConfiguration),
-		singleton: cfg.Service == SingletonService}
+		singleton: cfg.Service == SingletonService, caps: capsKey(cfg.AllowedCapabilities)}
 	for {
 		h.mu.Lock()
 		if h.closed {

@@ -201,9 +201,38 @@ func stub(name string, t engine.FuncType, ret uint64) engine.HostFunction {
 	}}
 }
 
+// capabilityAllowed is proxy-wasm-cpp-host's WasmBase::capabilityAllowed:
+// with no AllowedCapabilities every capability is allowed.
+func (g *vmGroup) capabilityAllowed(name string) bool {
+	return g.allowed == nil || g.allowed[name]
+}
+
+// ENOTCAPABLE, what cpp-host's restricted WASI stubs return.
+const errnoNotcapable = 76
+
+// restrictedStub is linked, as cpp-host's registerCallbacks links its
+// _CREATE_PROXY_WASM_STUB and _CREATE_WASI_STUB stubs, to an import that
+// PluginConfig.AllowedCapabilities does not list: it logs the attempt at
+// error and returns INTERNAL_FAILURE (a hostcall) or ENOTCAPABLE (WASI; a
+// function without a result, proc_exit, only logs).
+func (g *vmGroup) restrictedStub(module, name string, t engine.FuncType) engine.HostFunction {
+	msg, ret := "Attempted call to restricted proxy-wasm capability: "+name, uint64(StatusInternalFailure)
+	if module != "env" {
+		msg, ret = "Attempted call to restricted WASI capability: "+name, errnoNotcapable
+	}
+	f := stub(name, t, ret)
+	inner := f.Func
+	f.Func = func(ctx context.Context, c engine.Caller, s []uint64) error {
+		g.log.Error(msg)
+		return inner(ctx, c, s)
+	}
+	return restrict(module, f)
+}
+
 // hostModules builds the host modules for a plugin's imports: hostcalls and
 // WASI where the signature matches, stubs for other proxy_* and WASI
-// imports; anything else stays missing, so instantiation names it.
+// imports, restricted stubs for those AllowedCapabilities leaves out;
+// anything else stays missing, so instantiation names it.
 func (g *vmGroup) hostModules(imports []engine.Import) []engine.HostModule {
 	mods := map[string]*engine.HostModule{}
 	seen := map[[2]string]bool{} // a module may import one function twice
@@ -223,9 +252,12 @@ func (g *vmGroup) hostModules(imports []engine.Import) []engine.HostModule {
 		if im.Kind != engine.ExternFunc {
 			continue
 		}
+		restricted := !g.capabilityAllowed(im.Name)
 		switch im.Module {
 		case "env":
-			if d, ok := findDef(hostcalls[im.Name], im.Type); ok {
+			if restricted && strings.HasPrefix(im.Name, "proxy_") {
+				add(im.Module, g.restrictedStub(im.Module, im.Name, im.Type))
+			} else if d, ok := findDef(hostcalls[im.Name], im.Type); ok {
 				add(im.Module, hostFunction(im.Name, d))
 			} else if strings.HasPrefix(im.Name, "proxy_") {
 				g.log.Warn("plugin imports a hostcall anywasm does not implement with this signature; it returns UNIMPLEMENTED",
@@ -240,7 +272,9 @@ func (g *vmGroup) hostModules(imports []engine.Import) []engine.HostModule {
 				}}))
 			}
 		case "wasi_snapshot_preview1", "wasi_unstable":
-			if d, ok := findDef(wasiCalls[im.Name], im.Type); ok {
+			if restricted {
+				add(im.Module, g.restrictedStub(im.Module, im.Name, im.Type))
+			} else if d, ok := findDef(wasiCalls[im.Name], im.Type); ok {
 				add(im.Module, wasiFunction(im.Module, im.Name, d))
 			} else {
 				add(im.Module, restrict(im.Module, stub(im.Name, im.Type, errnoNosys)))

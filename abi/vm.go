@@ -26,6 +26,7 @@ type vmGroup struct {
 	env     map[string]string
 	shared  *sharedStore
 	log     *slog.Logger
+	allowed map[string]bool // PluginConfig.AllowedCapabilities; nil allows all
 
 	mu       sync.Mutex
 	cond     sync.Cond // signalled when creating goes false; L is &mu
@@ -54,6 +55,12 @@ func (h *Host) newGroup(ctx context.Context, key groupKey, wasm []byte, cfg Plug
 		vmConf: cfg.VMConfiguration, env: cfg.Environment,
 		shared: h.sharedFor(key.vmID),
 		log:    h.log.With("vm_id", key.vmID),
+	}
+	if len(cfg.AllowedCapabilities) > 0 {
+		g.allowed = map[string]bool{}
+		for _, c := range cfg.AllowedCapabilities {
+			g.allowed[c] = true
+		}
 	}
 	g.cond.L = &g.mu
 	if err := g.checkExports(); err != nil {
@@ -613,7 +620,11 @@ func (g *vmGroup) newVM(ctx context.Context, plugins []*Plugin) (*vm, error) {
 		{&c.grpcTrailingMetadata, "proxy_on_grpc_receive_trailing_metadata"},
 		{&c.grpcReceive, "proxy_on_grpc_receive"}, {&c.grpcClose, "proxy_on_grpc_close"},
 	} {
-		*x.p = lookupFn(inst, x.name)
+		// cpp-host's WasmBase::getFunctions: a callback that is not an
+		// allowed capability is never looked up, so never called.
+		if g.capabilityAllowed(x.name) {
+			*x.p = lookupFn(inst, x.name)
+		}
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()

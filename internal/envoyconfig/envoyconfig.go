@@ -408,6 +408,31 @@ func (t *translator) plugin(pc *wasmv3.PluginConfig, path, name string) proxy.Pl
 	default:
 		t.fail(vp+".runtime", "%q: want one of Envoy's, %s%v", rt, runtimePrefix, envoyRuntimes)
 	}
+	if r := vm.GetCode().GetRemote(); r != nil {
+		// Envoy's createWasm fetches it through a RemoteAsyncDataProvider;
+		// the proxy fetches it at load (internal/proxy/remote.go).
+		rc := &proxy.RemoteCode{Sha256: r.GetSha256()}
+		rc.HTTPURI.URI = r.GetHttpUri().GetUri()
+		rc.HTTPURI.Cluster = r.GetHttpUri().GetCluster()
+		rc.HTTPURI.Timeout = duration(r.GetHttpUri().GetTimeout())
+		if rp := r.GetRetryPolicy(); rp != nil {
+			rc.RetryPolicy = &proxy.RetryPolicy{}
+			if n := rp.GetNumRetries(); n != nil {
+				v := n.GetValue()
+				rc.RetryPolicy.NumRetries = &v
+			}
+			if b := rp.GetRetryBackOff(); b != nil {
+				rc.RetryPolicy.RetryBackOff = &proxy.BackoffStrategy{BaseInterval: duration(b.GetBaseInterval()), MaxInterval: duration(b.GetMaxInterval())}
+			}
+		}
+		p.VMConfig.Code.Remote = rc
+	}
+	if cr := pc.GetCapabilityRestrictionConfig(); cr != nil {
+		p.CapabilityRestrictionConfig = &proxy.CapabilityRestrictionConfig{AllowedCapabilities: map[string]struct{}{}}
+		for k := range cr.GetAllowedCapabilities() {
+			p.CapabilityRestrictionConfig.AllowedCapabilities[k] = struct{}{}
+		}
+	}
 	local := vm.GetCode().GetLocal()
 	switch s := local.GetSpecifier().(type) {
 	case *corev3.DataSource_Filename:
@@ -417,7 +442,9 @@ func (t *translator) plugin(pc *wasmv3.PluginConfig, path, name string) proxy.Pl
 	case *corev3.DataSource_InlineString:
 		p.VMConfig.Code.Local.InlineString = s.InlineString
 	case nil:
-		t.fail(vp+".code.local", "missing (remote code is %s)", notSupported)
+		if vm.GetCode().GetRemote() == nil {
+			t.fail(vp+".code.local", "missing (or give code.remote)")
+		}
 	default:
 		t.fail(vp+".code.local", "%s (filename, inline_bytes or inline_string)", notSupported)
 	}

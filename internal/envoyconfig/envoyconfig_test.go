@@ -276,8 +276,10 @@ func TestRefused(t *testing.T) {
 			"static_resources.clusters[0].type: EDS: not supported by anywasm"},
 		{"a runtime Envoy does not have", "runtime: envoy.wasm.runtime.v8", "runtime: envoy.wasm.runtime.quickjs",
 			hcm + `.http_filters[0].typed_config.config.vm_config.runtime: "envoy.wasm.runtime.quickjs": want one of Envoy's`},
-		{"remote code", "code: {local: {filename: headers.wasm}}", "code: {remote: {http_uri: {uri: \"https://x/p.wasm\", cluster: backend, timeout: 1s}, sha256: ab}}",
-			hcm + ".http_filters[0].typed_config.config.vm_config.code.remote: not supported by anywasm"},
+		{"remote code's retry_on", "code: {local: {filename: headers.wasm}}", "code: {remote: {http_uri: {uri: \"https://x/p.wasm\", cluster: backend, timeout: 1s}, sha256: ab, retry_policy: {retry_on: 5xx}}}",
+			hcm + ".http_filters[0].typed_config.config.vm_config.code.remote.retry_policy.retry_on: not supported by anywasm"},
+		{"remote code without sha256", "code: {local: {filename: headers.wasm}}", "code: {remote: {http_uri: {uri: \"https://x/p.wasm\", cluster: backend, timeout: 1s}}}",
+			"Sha256: value length must be at least 1 runes"},
 		{"a TLS cluster", "    - name: backend\n", "    - name: backend\n      transport_socket: {name: envoy.transport_sockets.tls}\n",
 			"static_resources.clusters[0].transport_socket: not supported by anywasm"},
 		{"a second Bootstrap section", "static_resources:\n", "layered_runtime: {layers: [{name: static, static_layer: {}}]}\nstatic_resources:\n",
@@ -343,5 +345,40 @@ func TestSubset(t *testing.T) {
 				t.Errorf("%s has no field %s", name, f)
 			}
 		}
+	}
+}
+
+// TestRemoteCodeAndCapabilities: vm_config.code.remote and
+// capability_restriction_config translate into the proxy's fields of the
+// same names.
+func TestRemoteCodeAndCapabilities(t *testing.T) {
+	const sum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	b := strings.Replace(base, "code: {local: {filename: headers.wasm}}",
+		"code: {remote: {http_uri: {uri: \"http://plugins.example/p.wasm\", cluster: backend, timeout: 2s}, sha256: "+sum+
+			", retry_policy: {retry_back_off: {base_interval: 0.1s, max_interval: 3s}, num_retries: 4}}}", 1)
+	b = strings.Replace(b, "                        vm_config:\n",
+		"                        capability_restriction_config: {allowed_capabilities: {proxy_log: {}, fd_write: {}}}\n                        vm_config:\n", 1)
+	if b == base {
+		t.Fatal("the base changed")
+	}
+	cfg, _, err := envoyconfig.Parse([]byte(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Listeners[0].HTTP.Filters[0]
+	r := p.VMConfig.Code.Remote
+	if r == nil || p.VMConfig.Code.Local.Filename != "" {
+		t.Fatalf("code: %+v", p.VMConfig.Code)
+	}
+	got, _ := json.Marshal(r)
+	want := `{"http_uri":{"uri":"http://plugins.example/p.wasm","cluster":"backend","timeout":"2s"},"sha256":"` + sum +
+		`","retry_policy":{"retry_back_off":{"base_interval":"100ms","max_interval":"3s"},"num_retries":4}}`
+	if string(got) != want {
+		t.Errorf("remote:\n%s\nwant\n%s", got, want)
+	}
+	if c := p.CapabilityRestrictionConfig; c == nil || len(c.AllowedCapabilities) != 2 {
+		t.Errorf("capability_restriction_config: %+v", c)
+	} else if _, ok := c.AllowedCapabilities["fd_write"]; !ok {
+		t.Errorf("capability_restriction_config: %+v", c)
 	}
 }

@@ -272,6 +272,18 @@ type Plugin struct {
 	// compress, uncompress, declare_property, clear_route_cache,
 	// expr_create, expr_evaluate, expr_delete.
 	ForeignFunctions *[]string `json:"foreign_functions,omitempty"`
+	// CapabilityRestrictionConfig is Envoy's: the keys of
+	// allowed_capabilities are the only hostcalls, WASI functions and
+	// callbacks the module is linked to (abi.PluginConfig.AllowedCapabilities);
+	// none: all.
+	CapabilityRestrictionConfig *CapabilityRestrictionConfig `json:"capability_restriction_config,omitempty"`
+}
+
+// CapabilityRestrictionConfig is Envoy's (envoy.extensions.wasm.v3): a map
+// of capability names (proxy_log, fd_write, proxy_on_request_headers, ...)
+// to a SanitizationConfig, which has no fields.
+type CapabilityRestrictionConfig struct {
+	AllowedCapabilities map[string]struct{} `json:"allowed_capabilities,omitempty"`
 }
 
 // VMConfig is Envoy's VmConfig.
@@ -287,13 +299,16 @@ type VMConfig struct {
 
 // Code locates the module: Envoy's {local: {filename: ...}}, or holds it:
 // {local: {inline_bytes: BASE64}} or {local: {inline_string: ...}} (code
-// given inline is never reloaded).
+// given inline is never reloaded), or fetches it: {remote: {http_uri:
+// {uri, cluster, timeout}, sha256, retry_policy}} (never reloaded: its
+// sha256 pins it).
 type Code struct {
 	Local struct {
 		Filename     string `json:"filename,omitempty"`
 		InlineBytes  []byte `json:"inline_bytes,omitempty"`
 		InlineString string `json:"inline_string,omitempty"`
 	} `json:"local"`
+	Remote *RemoteCode `json:"remote,omitempty"`
 }
 
 // inline returns the module given inline; nil for a file.
@@ -729,13 +744,13 @@ func (c *Config) Validate() error {
 			bad(f+".cluster", "cluster %q is of type %s, a %s listener needs %s", cluster, cl.Type, want, want)
 		}
 		for j := range l.filters() {
-			checkPlugin(bad, checkRuntime, fmt.Sprintf("%s.filters[%d]", f, j), &l.filters()[j])
+			checkPlugin(bad, checkRuntime, fmt.Sprintf("%s.filters[%d]", f, j), &l.filters()[j], clusters)
 		}
 	}
 	for i := range c.WasmServices {
 		sv := &c.WasmServices[i]
 		f := fmt.Sprintf("wasm_services[%d]", i)
-		checkPlugin(bad, checkRuntime, f, &sv.Plugin)
+		checkPlugin(bad, checkRuntime, f, &sv.Plugin, clusters)
 		if sv.Singleton && sv.PoolSize > 1 {
 			bad(f+".pool_size", "%d with singleton: true: a singleton service runs on one VM (give 0 or 1, or singleton: false for one VM per worker)", sv.PoolSize)
 		}
@@ -744,11 +759,16 @@ func (c *Config) Validate() error {
 }
 
 // checkPlugin checks a filter's or a service's plugin block; f is its field.
-func checkPlugin(bad func(field, format string, args ...any), checkRuntime func(field, name string), f string, p *Plugin) {
+func checkPlugin(bad func(field, format string, args ...any), checkRuntime func(field, name string), f string, p *Plugin, clusters map[string]*Cluster) {
 	if p.Name == "" {
 		bad(f+".name", "missing")
 	}
 	switch l := &p.VMConfig.Code.Local; {
+	case p.VMConfig.Code.Remote != nil:
+		if l.Filename != "" || l.InlineBytes != nil || l.InlineString != "" {
+			bad(f+".vm_config.code", "give one of local and remote")
+		}
+		checkRemote(bad, f+".vm_config.code.remote", p.VMConfig.Code.Remote, clusters)
 	case l.Filename == "" && l.InlineBytes == nil && l.InlineString == "":
 		bad(f+".vm_config.code.local.filename", "missing (or give inline_bytes or inline_string)")
 	case (l.Filename != "") && (l.InlineBytes != nil || l.InlineString != "") || l.InlineBytes != nil && l.InlineString != "":

@@ -345,6 +345,9 @@ func pluginConfig(f *Plugin) (abi.PluginConfig, error) {
 	if f.ForeignFunctions != nil {
 		c.ForeignFunctions = append([]string{}, *f.ForeignFunctions...)
 	}
+	if cr := f.CapabilityRestrictionConfig; cr != nil {
+		c.AllowedCapabilities = slices.Sorted(maps.Keys(cr.AllowedCapabilities))
+	}
 	if f.LogLevel != "" {
 		l, err := abi.ParseLogLevel(f.LogLevel)
 		if err != nil {
@@ -426,7 +429,7 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, svc *Wa
 		return nil, fmt.Errorf("%s.vm_config.runtime: %w", field, err)
 	}
 	s := &slot{proxy: p, field: field, key: string(key), host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename,
-		inline: f.VMConfig.Code.inline()}
+		inline: f.VMConfig.Code.inline(), remote: f.VMConfig.Code.Remote}
 	if err := s.load(ctx); err != nil {
 		if errors.Is(err, abi.ErrPoolSize) {
 			return nil, fmt.Errorf("%s.pool_size: %w", field, err)

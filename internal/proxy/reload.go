@@ -24,7 +24,8 @@ type slot struct {
 	runtime string
 	cfg     abi.PluginConfig
 	path    string
-	inline  []byte // the module given inline (no path: never reloaded)
+	inline  []byte      // the module given inline (no path: never reloaded)
+	remote  *RemoteCode // the module fetched (no path: never reloaded)
 
 	reloadMu sync.Mutex // one load at a time
 	mod      fileStamp  // the file as last loaded (or tried)
@@ -51,12 +52,17 @@ type generation struct {
 	once     sync.Once
 }
 
-// load reads the file and loads it; on success the new plugin becomes the
-// current one.
+// load reads the file (or fetches the remote module) and loads it; on
+// success the new plugin becomes the current one.
 func (s *slot) load(ctx context.Context) error {
 	wasm := s.inline
 	var st os.FileInfo
-	if wasm == nil {
+	if s.remote != nil {
+		var err error
+		if wasm, err = s.proxy.fetchRemote(ctx, s.remote); err != nil {
+			return fmt.Errorf("%s.vm_config.code.remote: %w", s.field, err)
+		}
+	} else if wasm == nil {
 		var err error
 		if st, err = os.Stat(s.path); err != nil {
 			return fmt.Errorf("%s.vm_config.code.local.filename: %w", s.field, err)
@@ -98,7 +104,7 @@ func (s *slot) load(ctx context.Context) error {
 func (s *slot) reload(ctx context.Context) (bool, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	if s.inline != nil {
+	if s.inline != nil || s.remote != nil {
 		return false, nil
 	}
 	st, err := os.Stat(s.path)
@@ -170,8 +176,11 @@ func (s *slot) close(ctx context.Context) {
 
 // file names the module in logs and /plugins.
 func (s *slot) file() string {
-	if s.inline != nil {
+	switch {
+	case s.inline != nil:
 		return "(inline)"
+	case s.remote != nil:
+		return s.remote.HTTPURI.URI
 	}
 	return s.path
 }
