@@ -59,6 +59,14 @@ import (
 // request arrives and Release with the same slice once the exchange is done,
 // so that an embedder can swap plugins (reload) without dropping exchanges
 // in flight.
+//
+// A nil entry is a filter whose configuration has not arrived (Envoy's
+// extension config discovery before its first configuration): when the
+// request headers reach it, the exchange is answered 500 with no body and
+// no details, as Envoy's MissingConfigFilter answers
+// (source/common/http/filter_chain_helper.cc); the plugins before it have
+// seen the request headers and see the answer, those after it see
+// nothing.
 type Chain interface {
 	Acquire() []*abi.Plugin
 	Release([]*abi.Plugin)
@@ -242,6 +250,9 @@ func (x *exchange) open(plugins []*abi.Plugin) bool {
 		x.holding[d] = flags[d*n : (d+1)*n : (d+1)*n]
 	}
 	for i, p := range plugins {
+		if p == nil { // a filter missing its configuration: headerStep answers
+			continue
+		}
 		s, err := p.NewHTTPStreamInfo(x.ctx, &x.info)
 		if err != nil {
 			x.m.opts.Logger.Error("nethttp: plugin unavailable", "plugin", p.Config().Name, "err", err)
@@ -253,6 +264,14 @@ func (x *exchange) open(plugins []*abi.Plugin) bool {
 		x.streams[i] = s
 	}
 	return true
+}
+
+// missingConfig is the answer of a filter missing its configuration:
+// Envoy's MissingConfigFilter sends a local reply 500 with an empty body
+// and empty details (and sets the response flag NoFilterConfigFound,
+// which anywasm does not have).
+func missingConfig() *abi.LocalResponse {
+	return &abi.LocalResponse{Status: http.StatusInternalServerError, GRPCStatus: -1}
 }
 
 func unavailable(p *abi.Plugin) *abi.LocalResponse {
@@ -366,6 +385,11 @@ func (x *exchange) headerStep(phase, k int, h abi.Headers, eos bool) (abi.Header
 		return nil, false
 	}
 	if s == nil {
+		if phase == requestHeaders && x.plugins[k] == nil {
+			x.local = missingConfig()
+			x.mu.Unlock()
+			return nil, false
+		}
 		x.mu.Unlock()
 		return h, true
 	}

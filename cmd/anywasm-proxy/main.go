@@ -106,6 +106,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	if a := p.AdminAddr(); a != nil {
 		log.Info("admin", "address", a.String())
 	}
+	// Filters written with config_discovery take their plugin from a
+	// management server (Envoy's ECDS); the subscription ends before the
+	// proxy shuts down.
+	dctx, stopDiscovery := context.WithCancel(context.WithoutCancel(ctx))
+	discovered := make(chan struct{})
+	go func() {
+		defer close(discovered)
+		envoyconfig.Discover(dctx, p, cfg, log)
+	}()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -122,6 +131,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		break
 	}
 	stop()
+	stopDiscovery()
+	<-discovered
 	timeout := 10 * time.Second
 	if cfg.ShutdownTimeout != nil {
 		timeout = cfg.ShutdownTimeout.Get()

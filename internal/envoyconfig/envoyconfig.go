@@ -100,6 +100,9 @@ type translator struct {
 	clusters map[string]int
 	tcp      map[string]string // cluster to the field that names it
 	routed   map[string]string
+	xds      map[string]string // the management servers' clusters
+	// ads is dynamic_resources.ads_config's cluster ("" without one).
+	ads string
 }
 
 func (t *translator) fail(path, format string, args ...any) {
@@ -128,9 +131,12 @@ func (t *translator) bootstrap(bs *bootstrapv3.Bootstrap) *proxy.Config {
 	}
 	sr := bs.GetStaticResources()
 	t.clusters = map[string]int{}
-	t.tcp, t.routed = map[string]string{}, map[string]string{}
+	t.tcp, t.routed, t.xds = map[string]string{}, map[string]string{}, map[string]string{}
 	for i, c := range sr.GetClusters() {
 		t.clusters[c.GetName()] = i
+	}
+	if a := bs.GetDynamicResources().GetAdsConfig(); a != nil {
+		t.ads = t.apiConfigSource(a, "dynamic_resources.ads_config")
 	}
 	for i, l := range sr.GetListeners() {
 		cfg.Listeners = append(cfg.Listeners, t.listener(l, fmt.Sprintf("static_resources.listeners[%d]", i)))
@@ -319,6 +325,10 @@ func (t *translator) http(m *hcmv3.HttpConnectionManager, path string) *proxy.HT
 	}
 	for i, f := range fs {
 		fp := fmt.Sprintf("%s.http_filters[%d]", path, i)
+		if cd := f.GetConfigDiscovery(); cd != nil {
+			o.Filters = append(o.Filters, t.discovered(cd, fp+".config_discovery", f.GetName()))
+			continue
+		}
 		if i == len(fs)-1 && typeOf(f.GetTypedConfig()) == router {
 			_, _ = t.typed(f.GetTypedConfig(), fp+".typed_config", router).(*routerv3.Router)
 			continue
@@ -518,6 +528,9 @@ func (t *translator) cluster(c *clusterv3.Cluster, path string) proxy.Cluster {
 	}
 	tcpUse, tcp := t.tcp[out.Name]
 	routeUse, route := t.routed[out.Name]
+	if xdsUse, ok := t.xds[out.Name]; ok && (out.Type != "grpc" || tcp) {
+		t.fail(path, "cluster %q is a management server's (%s): it needs HTTP/2 (typed_extension_protocol_options, explicit_http_config.http2_protocol_options) and no tcp_proxy", out.Name, xdsUse)
+	}
 	switch {
 	case tcp && route:
 		t.fail(path, "cluster %q is a tcp_proxy's (%s) and a route's (%s): anywasm's clusters are one or the other", out.Name, tcpUse, routeUse)

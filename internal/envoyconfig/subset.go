@@ -21,8 +21,11 @@ const opaque = true
 // (proto3 scalars at zero: codec_type AUTO, lb_policy ROUND_ROBIN, type
 // STATIC) are not "set" and need no entry.
 var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
-	"envoy.config.bootstrap.v3.Bootstrap": {"node": false, "admin": false, "static_resources": false, "bootstrap_extensions": false},
-	"envoy.config.core.v3.Node":           {"id": false, "cluster": false, "metadata": opaque},
+	"envoy.config.bootstrap.v3.Bootstrap": {"node": false, "admin": false, "static_resources": false, "bootstrap_extensions": false, "dynamic_resources": false},
+	// dynamic_resources: ads_config only, for the HTTP filters discovered
+	// over ADS (ecds.go); lds_config and cds_config are refused.
+	"envoy.config.bootstrap.v3.Bootstrap.DynamicResources": {"ads_config": false},
+	"envoy.config.core.v3.Node":                            {"id": false, "cluster": false, "metadata": opaque},
 	// access_log_path: where Envoy logs admin requests; anywasm logs none.
 	// Envoy's examples set it, so it is accepted and unused.
 	"envoy.config.bootstrap.v3.Admin":                        {"address": false, "access_log_path": false},
@@ -40,8 +43,16 @@ var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 		"max_request_headers_kb": false, "request_timeout": false, "request_headers_timeout": false,
 		"stream_idle_timeout": false, "common_http_protocol_options": false,
 	},
-	"envoy.config.core.v3.HttpProtocolOptions":                                  {"idle_timeout": false, "max_headers_count": false},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":    {"name": false, "typed_config": false},
+	"envoy.config.core.v3.HttpProtocolOptions":                               {"idle_timeout": false, "max_headers_count": false},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name": false, "typed_config": false, "config_discovery": false},
+	// config_discovery (ECDS, ecds.go): over ADS or a gRPC stream of
+	// its own, state of the world, to an envoy_grpc cluster.
+	"envoy.config.core.v3.ExtensionConfigSource":                                {"config_source": false, "default_config": false, "apply_default_config_without_warming": false, "type_urls": false},
+	"envoy.config.core.v3.ConfigSource":                                         {"ads": false, "api_config_source": false, "resource_api_version": false},
+	"envoy.config.core.v3.AggregatedConfigSource":                               {},
+	"envoy.config.core.v3.ApiConfigSource":                                      {"api_type": false, "transport_api_version": false, "grpc_services": false},
+	"envoy.config.core.v3.GrpcService":                                          {"envoy_grpc": false},
+	"envoy.config.core.v3.GrpcService.EnvoyGrpc":                                {"cluster_name": false},
 	"envoy.extensions.filters.http.router.v3.Router":                            {},
 	"envoy.config.route.v3.RouteConfiguration":                                  {"name": false, "virtual_hosts": false},
 	"envoy.config.route.v3.VirtualHost":                                         {"name": false, "domains": false, "routes": false, "metadata": false},

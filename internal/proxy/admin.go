@@ -202,7 +202,7 @@ func newProxyMetrics(reg *prometheus.Registry) *proxyMetrics {
 		tcpConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "anywasm_proxy_tcp_connections_total",
 			Help: "TCP connections accepted, by listener."}, []string{"listener"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "anywasm_proxy_plugin_reloads_total",
-			Help: "Plugin file reloads, by plugin and result (ok, failed)."}, []string{"plugin", "result"}),
+			Help: "Plugin reloads (a changed file, or a discovered filter's update from its control plane), by plugin and result (ok, failed)."}, []string{"plugin", "result"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.tcpConns, m.reloads)
 	return m

@@ -277,6 +277,12 @@ type Plugin struct {
 	// callbacks the module is linked to (abi.PluginConfig.AllowedCapabilities);
 	// none: all.
 	CapabilityRestrictionConfig *CapabilityRestrictionConfig `json:"capability_restriction_config,omitempty"`
+	// Discovery, set by internal/envoyconfig for an HTTP filter written
+	// with Envoy's config_discovery (ECDS), makes the plugin one a control
+	// plane sends (UpdateFilter). The fields above are then its
+	// default_config's, or empty: the filter answers 500 until the first
+	// configuration arrives.
+	Discovery *Discovery `json:"-"`
 }
 
 // CapabilityRestrictionConfig is Envoy's (envoy.extensions.wasm.v3): a map
@@ -284,6 +290,28 @@ type Plugin struct {
 // to a SanitizationConfig, which has no fields.
 type CapabilityRestrictionConfig struct {
 	AllowedCapabilities map[string]struct{} `json:"allowed_capabilities,omitempty"`
+}
+
+// Discovery is a filter whose plugin comes from a control plane, over
+// Envoy's extension config discovery (envoy.config.core.v3.
+// ExtensionConfigSource). The proxy keeps the filter's place and swaps in
+// what UpdateFilter gives it; the subscription itself is
+// internal/envoyconfig's.
+type Discovery struct {
+	// Name is the TypedExtensionConfig's name: the filter's.
+	Name string
+	// Default says the plugin fields hold default_config's plugin.
+	Default bool
+	// Source is the management server.
+	Source ConfigSource
+}
+
+// ConfigSource is the management server of a discovered filter: a grpc
+// cluster of the configuration, over ADS (dynamic_resources.ads_config)
+// or its own stream.
+type ConfigSource struct {
+	Cluster string
+	ADS     bool
 }
 
 // VMConfig is Envoy's VmConfig.
@@ -744,7 +772,22 @@ func (c *Config) Validate() error {
 			bad(f+".cluster", "cluster %q is of type %s, a %s listener needs %s", cluster, cl.Type, want, want)
 		}
 		for j := range l.filters() {
-			checkPlugin(bad, checkRuntime, fmt.Sprintf("%s.filters[%d]", f, j), &l.filters()[j], clusters)
+			fp := &l.filters()[j]
+			if d := fp.Discovery; d != nil {
+				switch {
+				case l.TCP != nil:
+					bad(fmt.Sprintf("%s.filters[%d]", f, j), "a discovered filter on a tcp listener: only HTTP filters are")
+				case d.Name == "":
+					bad(fmt.Sprintf("%s.filters[%d].name", f, j), "missing (a discovered filter is named by its configuration's name)")
+				}
+				if cl := clusters[d.Source.Cluster]; cl == nil || cl.Type != "grpc" {
+					bad(fmt.Sprintf("%s.filters[%d]", f, j), "the management server's cluster %q is not a grpc cluster", d.Source.Cluster)
+				}
+				if !d.Default {
+					continue
+				}
+			}
+			checkPlugin(bad, checkRuntime, fmt.Sprintf("%s.filters[%d]", f, j), fp, clusters)
 		}
 	}
 	for i := range c.WasmServices {

@@ -72,6 +72,7 @@ type Proxy struct {
 	interrupt map[string]bool
 	grpc      *grpcupstream.Clusters
 	slots     []*slot
+	override  string // -runtime
 	http      []*httpListener
 	tcp       []*tcpListener
 	admin     *http.Server
@@ -112,7 +113,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 	if opts.Runtime != "" && !slices.Contains(engine.Runtimes(), RuntimeName(opts.Runtime)) {
 		return nil, fmt.Errorf("-runtime %s: not in this binary (it has %s)", opts.Runtime, strings.Join(engine.Runtimes(), ", "))
 	}
-	p := &Proxy{cfg: cfg, log: opts.Logger, runtimes: map[string]*engine.Runtime{}, hosts: map[string]*abi.Host{}}
+	p := &Proxy{cfg: cfg, log: opts.Logger, runtimes: map[string]*engine.Runtime{}, hosts: map[string]*abi.Host{}, override: opts.Runtime}
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -406,10 +407,11 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, svc *Wa
 	key, _ := json.Marshal(struct {
 		Runtime   string
 		Plugin    *Plugin
+		Discovery *Discovery
 		Metadata  *Metadata
 		Direction abi.TrafficDirection
 		Service   abi.ServiceMode
-	}{rt, f, md, pc.ListenerDirection, pc.Service})
+	}{rt, f, f.Discovery, md, pc.ListenerDirection, pc.Service})
 	for _, s := range p.slots {
 		if s.key == string(key) {
 			return s, nil
@@ -429,7 +431,12 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, svc *Wa
 		return nil, fmt.Errorf("%s.vm_config.runtime: %w", field, err)
 	}
 	s := &slot{proxy: p, field: field, key: string(key), host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename,
-		inline: f.VMConfig.Code.inline(), remote: f.VMConfig.Code.Remote}
+		inline: f.VMConfig.Code.inline(), remote: f.VMConfig.Code.Remote, discovery: f.Discovery, lmd: pc.ListenerMetadata, ldir: pc.ListenerDirection}
+	if f.Discovery != nil && !f.Discovery.Default {
+		// No plugin until the control plane sends one.
+		p.slots = append(p.slots, s)
+		return s, nil
+	}
 	if err := s.load(ctx); err != nil {
 		if errors.Is(err, abi.ErrPoolSize) {
 			return nil, fmt.Errorf("%s.pool_size: %w", field, err)
@@ -438,6 +445,68 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, svc *Wa
 	}
 	p.slots = append(p.slots, s)
 	return s, nil
+}
+
+// UpdateFilter loads plugin f for the filters discovered as name (Envoy's
+// config_discovery) beside their running plugin and swaps it in, as a
+// file reload does: the exchanges in flight finish on the old plugin. A
+// plugin that is invalid or fails to load (read, compile, start,
+// configure) leaves the running plugin in place and is the error. It
+// runs on the runtimes opened at Start only: those of the configured
+// plugins, and the default runtime of the discovered filters.
+func (p *Proxy) UpdateFilter(ctx context.Context, name string, f *Plugin) error {
+	if p.ctx.Err() != nil {
+		return errors.New("proxy: shutting down")
+	}
+	var slots []*slot
+	for _, s := range p.slots {
+		if s.discovery != nil && s.discovery.Name == name {
+			slots = append(slots, s)
+		}
+	}
+	if len(slots) == 0 {
+		return fmt.Errorf("proxy: no filter is discovered as %q", name)
+	}
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	rt := p.runtimeOf(f, p.override)
+	h := p.hosts[rt]
+	checkRuntime := func(field, _ string) {
+		if h == nil {
+			bad(field, "runtime %s is not open: the proxy opens its runtimes at start (it has %s open)", rt, strings.Join(p.runtimeNames(), ", "))
+		}
+	}
+	clusters := map[string]*Cluster{}
+	for i := range p.cfg.Clusters {
+		clusters[p.cfg.Clusters[i].Name] = &p.cfg.Clusters[i]
+	}
+	checkPlugin(bad, checkRuntime, slots[0].field, f, clusters)
+	if f.VMConfig.Code.Remote != nil {
+		// UpdateFilter loads a file or inline code; a fetch is the
+		// control plane's to add.
+		bad(slots[0].field+".vm_config.code.remote", "not supported by anywasm for a discovered filter (local code only)")
+	}
+	if f.CallTimeout.Get() > 0 && !p.interrupt[rt] {
+		bad(slots[0].field+".call_timeout", "runtime %s was opened unable to interrupt a guest", rt)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, s := range slots {
+		pc, err := pluginConfig(f)
+		if err != nil {
+			return fmt.Errorf("%s.%w", s.field, err)
+		}
+		pc.ListenerMetadata, pc.ListenerDirection = s.lmd, s.ldir
+		if err := s.update(ctx, h, rt, pc, f.VMConfig.Code.Local.Filename, f.VMConfig.Code.inline()); err != nil {
+			p.metrics.reloads.WithLabelValues(pc.Name, "failed").Inc()
+			return err
+		}
+		p.metrics.reloads.WithLabelValues(pc.Name, "ok").Inc()
+	}
+	return nil
 }
 
 // listen binds a listener.

@@ -26,6 +26,13 @@ type slot struct {
 	path    string
 	inline  []byte      // the module given inline (no path: never reloaded)
 	remote  *RemoteCode // the module fetched (no path: never reloaded)
+	// discovery is set for a filter whose plugin a control plane sends:
+	// never reloaded from its file; host, runtime, cfg, path and inline
+	// change with each update (under mu, and reloadMu), and lmd and ldir
+	// are its listener's, for each update's configuration.
+	discovery *Discovery
+	lmd       abi.Metadata
+	ldir      abi.TrafficDirection
 
 	reloadMu sync.Mutex // one load at a time
 	mod      fileStamp  // the file as last loaded (or tried)
@@ -45,6 +52,7 @@ type fileStamp struct {
 type generation struct {
 	p        *abi.Plugin
 	n        int
+	name     string // the plugin's
 	sum      [32]byte
 	loadedAt time.Time
 	refs     atomic.Int64
@@ -55,7 +63,15 @@ type generation struct {
 // load reads the file (or fetches the remote module) and loads it; on
 // success the new plugin becomes the current one.
 func (s *slot) load(ctx context.Context) error {
-	wasm := s.inline
+	return s.loadPlugin(ctx, s.host, s.runtime, s.cfg, s.path, s.inline)
+}
+
+// loadPlugin loads a plugin (its module at path, or inline) on host h;
+// on success it becomes the current one, and h, rt, cfg, path and inline
+// the slot's. A discovered filter's update changes them; a file reload
+// gives the slot's own.
+func (s *slot) loadPlugin(ctx context.Context, h *abi.Host, rt string, cfg abi.PluginConfig, path string, inline []byte) error {
+	wasm := inline
 	var st os.FileInfo
 	if s.remote != nil {
 		var err error
@@ -64,10 +80,10 @@ func (s *slot) load(ctx context.Context) error {
 		}
 	} else if wasm == nil {
 		var err error
-		if st, err = os.Stat(s.path); err != nil {
+		if st, err = os.Stat(path); err != nil {
 			return fmt.Errorf("%s.vm_config.code.local.filename: %w", s.field, err)
 		}
-		if wasm, err = os.ReadFile(s.path); err != nil {
+		if wasm, err = os.ReadFile(path); err != nil {
 			return fmt.Errorf("%s.vm_config.code.local.filename: %w", s.field, err)
 		}
 	}
@@ -75,13 +91,14 @@ func (s *slot) load(ctx context.Context) error {
 	if st != nil {
 		s.mod = fileStamp{size: st.Size(), mtime: st.ModTime(), sum: sum}
 	}
-	p, err := s.host.Load(ctx, wasm, s.cfg)
+	p, err := h.Load(ctx, wasm, cfg)
 	if err != nil {
-		return fmt.Errorf("%s (plugin %s, %s, runtime %s): %w", s.field, s.cfg.Name, s.file(), s.runtime, err)
+		return fmt.Errorf("%s (plugin %s, %s, runtime %s): %w", s.field, cfg.Name, fileName(path, inline, s.remote), rt, err)
 	}
 	s.mu.Lock()
+	s.host, s.runtime, s.cfg, s.path, s.inline = h, rt, cfg, path, inline
 	s.n++
-	g := &generation{p: p, n: s.n, sum: sum, loadedAt: time.Now()}
+	g := &generation{p: p, n: s.n, name: cfg.Name, sum: sum, loadedAt: time.Now()}
 	if s.gens == nil {
 		s.gens = map[*abi.Plugin]*generation{}
 	}
@@ -98,13 +115,24 @@ func (s *slot) load(ctx context.Context) error {
 	return nil
 }
 
+// update loads a plugin a control plane sent for a discovered filter
+// beside the running one and swaps it in, as a file reload does: the
+// exchanges in flight finish on the old plugin. A plugin that fails to
+// load leaves the running one (or none) in place.
+func (s *slot) update(ctx context.Context, h *abi.Host, rt string, cfg abi.PluginConfig, path string, inline []byte) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	return s.loadPlugin(ctx, h, rt, cfg, path, inline)
+}
+
 // reload loads the file again if it changed; it reports whether a new
 // plugin was swapped in. A file that fails to load leaves the running
 // plugin in place.
 func (s *slot) reload(ctx context.Context) (bool, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	if s.inline != nil || s.remote != nil {
+	if s.inline != nil || s.remote != nil || s.discovery != nil {
+		// A discovered filter's plugin is the control plane's to change.
 		return false, nil
 	}
 	st, err := os.Stat(s.path)
@@ -128,11 +156,17 @@ func (s *slot) reload(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// acquire returns the current plugin, held until release; nil for a
+// discovered filter whose first configuration has not arrived (nethttp
+// answers 500, as Envoy's MissingConfigFilter).
 func (s *slot) acquire() *abi.Plugin {
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	g := s.cur
+	if g == nil {
+		return nil
+	}
 	g.refs.Add(1)
-	s.mu.RUnlock()
 	return g.p
 }
 
@@ -152,7 +186,7 @@ func (s *slot) retire(g *generation) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := g.p.Close(ctx); err != nil {
-				s.proxy.log.Warn("closing a replaced plugin", "plugin", s.cfg.Name, "generation", g.n, "err", err)
+				s.proxy.log.Warn("closing a replaced plugin", "plugin", g.name, "generation", g.n, "err", err)
 			}
 			s.mu.Lock()
 			delete(s.gens, g.p)
@@ -174,15 +208,15 @@ func (s *slot) close(ctx context.Context) {
 	}
 }
 
-// file names the module in logs and /plugins.
-func (s *slot) file() string {
+// fileName names a module in logs and /plugins.
+func fileName(path string, inline []byte, remote *RemoteCode) string {
 	switch {
-	case s.inline != nil:
+	case inline != nil:
 		return "(inline)"
-	case s.remote != nil:
-		return s.remote.HTTPURI.URI
+	case remote != nil:
+		return remote.HTTPURI.URI
 	}
-	return s.path
+	return path
 }
 
 // status describes the current generation for /plugins.
@@ -190,18 +224,27 @@ func (s *slot) status() map[string]any {
 	s.mu.RLock()
 	g := s.cur
 	draining := len(s.gens) - 1
+	cfg, rt, file := s.cfg, s.runtime, fileName(s.path, s.inline, s.remote)
 	s.mu.RUnlock()
-	m := map[string]any{
-		"name": s.cfg.Name, "runtime": s.runtime, "root_id": s.cfg.RootID, "vm_id": s.cfg.VMID,
-		"file": s.file(), "sha256": hex.EncodeToString(g.sum[:]), "generation": g.n, "loaded_at": g.loadedAt.Format(time.RFC3339Nano),
-		"abi_version": g.p.ABIVersion().String(), "failure_policy": s.cfg.FailurePolicy.String(), "draining": draining,
-		"pool_size": s.cfg.PoolSize, "vms": g.p.VMs(),
+	var m map[string]any
+	if g == nil { // a discovered filter before its first configuration
+		m = map[string]any{"name": s.discovery.Name, "generation": 0, "draining": 0}
+	} else {
+		m = map[string]any{
+			"name": cfg.Name, "runtime": rt, "root_id": cfg.RootID, "vm_id": cfg.VMID,
+			"file": file, "sha256": hex.EncodeToString(g.sum[:]), "generation": g.n, "loaded_at": g.loadedAt.Format(time.RFC3339Nano),
+			"abi_version": g.p.ABIVersion().String(), "failure_policy": cfg.FailurePolicy.String(), "draining": draining,
+			"pool_size": cfg.PoolSize, "vms": g.p.VMs(),
+		}
 	}
-	if s.cfg.Service == abi.NotService {
+	if s.discovery != nil {
+		m["discovered"] = s.discovery.Name
+	}
+	if cfg.Service == abi.NotService {
 		m["filter"] = s.field
 	} else {
 		m["service"] = s.field // wasm_services[0]
-		m["singleton"] = s.cfg.Service == abi.SingletonService
+		m["singleton"] = cfg.Service == abi.SingletonService
 	}
 	return m
 }

@@ -1,0 +1,306 @@
+package envoyconfig
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	extensionv3 "github.com/envoyproxy/go-control-plane/envoy/service/extension/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/anywasm/anywasm/internal/proxy"
+)
+
+// ExtensionConfigType is the type URL of the resources of Envoy's
+// Extension Config Discovery Service.
+const ExtensionConfigType = typeURLPrefix + "envoy.config.core.v3.TypedExtensionConfig"
+
+// Envoy's retry backoff of an xDS stream (RETRY_INITIAL_DELAY_MS and
+// RETRY_MAX_DELAY_MS of source/common/config/grpc_stream.h), jittered.
+const (
+	retryInitial = 500 * time.Millisecond
+	retryMax     = 30 * time.Second
+)
+
+// maxErrorDetail bounds a NACK's message, as Envoy's
+// truncateGrpcStatusMessage does.
+const maxErrorDetail = 4096
+
+// Discover subscribes to the management servers of the proxy's
+// discovered filters (proxy.Discovery: Envoy's config_discovery) and
+// applies what they send until ctx ends; it returns then. One stream per
+// management server (cluster, ADS or not) asks for the
+// TypedExtensionConfigs named by its filters, state of the world. A
+// response whose every resource translates (ExtensionConfig) and loads
+// (proxy.UpdateFilter) is ACKed: the next request carries its
+// version_info and nonce. Otherwise it is NACKed: the last accepted
+// version_info, the nonce, and error_detail (code INTERNAL, the errors),
+// as Envoy's GrpcMuxImpl does; the filters whose resource failed keep
+// their running plugin. A broken stream is opened again after a backoff
+// (Envoy's: 500ms doubling to 30s, jittered), the running plugins kept.
+// Without discovered filters it returns at once.
+func Discover(ctx context.Context, p *proxy.Proxy, cfg *proxy.Config, log *slog.Logger) {
+	if log == nil {
+		log = slog.Default()
+	}
+	subs := map[proxy.ConfigSource]*subscription{}
+	var order []proxy.ConfigSource
+	for _, l := range cfg.Listeners {
+		if l.HTTP == nil {
+			continue
+		}
+		for _, f := range l.HTTP.Filters {
+			d := f.Discovery
+			if d == nil {
+				continue
+			}
+			s := subs[d.Source]
+			if s == nil {
+				var addr string
+				for _, c := range cfg.Clusters {
+					if c.Name == d.Source.Cluster {
+						addr = c.Address
+					}
+				}
+				s = &subscription{proxy: p, log: log.With("xds_cluster", d.Source.Cluster), src: d.Source, addr: addr,
+					node: node(cfg.Node), applied: map[string][]byte{}, failed: map[string]failure{}}
+				subs[d.Source] = s
+				order = append(order, d.Source)
+			}
+			if !slices.Contains(s.names, d.Name) {
+				s.names = append(s.names, d.Name)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, src := range order {
+		s := subs[src]
+		slices.Sort(s.names)
+		wg.Go(func() { s.run(ctx) })
+	}
+	wg.Wait()
+}
+
+func node(n *proxy.Node) *corev3.Node {
+	if n == nil {
+		return nil
+	}
+	out := &corev3.Node{Id: n.ID, Cluster: n.Cluster}
+	if n.Metadata != nil {
+		out.Metadata, _ = structpb.NewStruct(n.Metadata)
+	}
+	return out
+}
+
+// subscription is one management server's stream.
+type subscription struct {
+	proxy *proxy.Proxy
+	log   *slog.Logger
+	src   proxy.ConfigSource
+	addr  string
+	node  *corev3.Node
+	names []string
+	// version is the last version_info accepted; applied is, per name,
+	// the typed_config last applied (Envoy skips an update whose
+	// typed_config hashes as the last one's).
+	version string
+	applied map[string][]byte
+	// failed is, per name, the typed_config that failed last and its
+	// error: sent again (a management server may answer a NACK with the
+	// same resources, as go-control-plane's snapshot cache does), it is
+	// NACKed again without being loaded again, and the NACK waits a
+	// backoff (lastNACK, nackDelay) so that the two do not spin.
+	failed    map[string]failure
+	lastNACK  string
+	nackDelay time.Duration
+}
+
+type failure struct {
+	hash []byte
+	err  error
+}
+
+// stream is what the ADS and ECDS streams share.
+type stream interface {
+	Send(*discoveryv3.DiscoveryRequest) error
+	Recv() (*discoveryv3.DiscoveryResponse, error)
+}
+
+func (s *subscription) run(ctx context.Context) {
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		s.log.Error("xds: the management server's address", "address", s.addr, "err", err)
+		return
+	}
+	defer conn.Close()
+	delay := retryInitial
+	for ctx.Err() == nil {
+		received, err := s.stream(ctx, conn)
+		if ctx.Err() != nil {
+			return
+		}
+		if received {
+			delay = retryInitial
+		}
+		wait := delay/2 + rand.N(delay/2+1)
+		s.log.Warn("xds: stream to the management server ended; the running plugins stay", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		delay = min(2*delay, retryMax)
+	}
+}
+
+// stream runs one stream until it breaks; received says a response came.
+func (s *subscription) stream(ctx context.Context, conn *grpc.ClientConn) (received bool, _ error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var st stream
+	var err error
+	if s.src.ADS {
+		st, err = discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
+	} else {
+		st, err = extensionv3.NewExtensionConfigDiscoveryServiceClient(conn).StreamExtensionConfigs(sctx)
+	}
+	if err != nil {
+		return false, err
+	}
+	// The first request carries the version last accepted (none at
+	// first) and no nonce.
+	if err := st.Send(s.request(s.version, "", nil)); err != nil {
+		return false, err
+	}
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			return received, err
+		}
+		received = true
+		if resp.GetTypeUrl() != ExtensionConfigType {
+			s.log.Warn("xds: a response of a type not asked for, ignored", "type_url", resp.GetTypeUrl())
+			continue
+		}
+		var detail *statuspb.Status
+		if err := s.apply(ctx, resp); err != nil {
+			msg := err.Error()
+			if len(msg) > maxErrorDetail {
+				msg = msg[:maxErrorDetail]
+			}
+			detail = &statuspb.Status{Code: int32(codes.Internal), Message: msg}
+			if msg == s.lastNACK { // the same rejection again: pace it
+				s.nackDelay = min(max(2*s.nackDelay, retryInitial), retryMax)
+				select {
+				case <-ctx.Done():
+					return received, ctx.Err()
+				case <-time.After(s.nackDelay):
+				}
+			} else {
+				s.log.Error("xds: configuration rejected (NACK); the running plugins stay", "version_info", resp.GetVersionInfo(), "err", err)
+				s.lastNACK, s.nackDelay = msg, 0
+			}
+		} else {
+			s.version = resp.GetVersionInfo()
+			s.lastNACK, s.nackDelay = "", 0
+			s.log.Info("xds: configuration accepted (ACK)", "version_info", s.version)
+		}
+		if err := st.Send(s.request(s.version, resp.GetNonce(), detail)); err != nil {
+			return received, err
+		}
+	}
+}
+
+func (s *subscription) request(version, nonce string, detail *statuspb.Status) *discoveryv3.DiscoveryRequest {
+	return &discoveryv3.DiscoveryRequest{VersionInfo: version, Node: s.node, ResourceNames: s.names,
+		TypeUrl: ExtensionConfigType, ResponseNonce: nonce, ErrorDetail: detail}
+}
+
+// apply translates the response's resources, then loads each changed
+// one into its filters. A name the response lacks keeps its plugin (as
+// Envoy's watches of a type with several watches are not called); a
+// name it does not ask for is ignored. The first failures do not stop
+// the others: what loaded stays loaded, as Envoy's watches that
+// succeeded stay updated when another fails.
+func (s *subscription) apply(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
+	byName := map[string][]*corev3.TypedExtensionConfig{}
+	var errs []error
+	for i, r := range resp.GetResources() {
+		tec := &corev3.TypedExtensionConfig{}
+		if err := r.UnmarshalTo(tec); err != nil {
+			errs = append(errs, fmt.Errorf("resources[%d]: %s: %w", i, r.GetTypeUrl(), err))
+			continue
+		}
+		byName[tec.GetName()] = append(byName[tec.GetName()], tec)
+	}
+	type update struct {
+		name   string
+		plugin proxy.Plugin
+		hash   []byte
+	}
+	var updates []update
+	for _, name := range s.names {
+		rs := byName[name]
+		switch len(rs) {
+		case 0:
+			continue
+		case 1:
+		default:
+			// FilterConfigSubscription::onConfigUpdate's message.
+			errs = append(errs, fmt.Errorf("%s: Unexpected number of resources in ExtensionConfigDS response: %d", name, len(rs)))
+			continue
+		}
+		hash, _ := proto.MarshalOptions{Deterministic: true}.Marshal(rs[0].GetTypedConfig())
+		if old, ok := s.applied[name]; ok && bytes.Equal(old, hash) {
+			continue
+		}
+		if f, ok := s.failed[name]; ok && bytes.Equal(f.hash, hash) {
+			errs = append(errs, f.err)
+			continue
+		}
+		p, notes, err := ExtensionConfig(rs[0])
+		if err != nil {
+			err = fmt.Errorf("%s: %w", name, err)
+			s.failed[name] = failure{hash, err}
+			errs = append(errs, err)
+			continue
+		}
+		for _, n := range notes {
+			s.log.Info("xds: "+n.Message, "filter", name, "field", n.Field)
+		}
+		updates = append(updates, update{name, p, hash})
+	}
+	for _, u := range updates {
+		if err := s.proxy.UpdateFilter(ctx, u.name, &u.plugin); err != nil {
+			err = fmt.Errorf("%s: %w", u.name, err)
+			s.failed[u.name] = failure{u.hash, err}
+			errs = append(errs, err)
+			continue
+		}
+		s.applied[u.name] = u.hash
+		delete(s.failed, u.name)
+		s.log.Info("xds: filter updated", "filter", u.name, "version_info", resp.GetVersionInfo())
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	var msgs []string
+	for _, e := range errs {
+		msgs = append(msgs, e.Error())
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
