@@ -106,3 +106,26 @@ func TestAttributes(t *testing.T) {
 		}
 	})
 }
+
+// TestOwnLocalResponseThroughChain: the middleware's own local response
+// (413: guard holds a body over MaxBufferBytes) runs through the response
+// callbacks of the plugins before it, which read its status and, as Envoy's
+// sendLocalReply sets it, its details.
+func TestOwnLocalResponseThroughChain(t *testing.T) {
+	forEachRuntime(t, nil, abi.Options{}, func(t *testing.T, e *env) {
+		srv := e.proxy(nethttp.Options{MaxBufferBytes: 1 << 10},
+			e.load("props", abi.PluginConfig{Configuration: []byte("response response/code\nresponse response/code_details")}),
+			e.load("guard", abi.PluginConfig{}))
+		req, _ := http.NewRequest("POST", srv.URL+"/", strings.NewReader(strings.Repeat("x", 8<<10)))
+		r := e.do(req)
+		if r.status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%d %q", r.status, r.body)
+		}
+		if got := attr(e, "response", "response/code"); got != hexI64(413) {
+			t.Errorf("response.code in props' response callback: %s, want 413", got)
+		}
+		if got := attr(e, "response", "response/code_details"); got != hexStr("request_payload_too_large") {
+			t.Errorf("response.code_details: %s, want request_payload_too_large", got)
+		}
+	})
+}
