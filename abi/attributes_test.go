@@ -2,6 +2,7 @@ package abi_test
 
 import (
 	"context"
+	_ "embed"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -248,6 +249,34 @@ func TestAttributesTCP(t *testing.T) {
 			if !f.logs.hasLine("INFO " + line) {
 				t.Errorf("want %q; got %q", line, f.logs.find("attr connection "+c.path+" ="))
 			}
+		}
+	})
+}
+
+//go:embed testdata/propalias.wasm
+var propAliasWasm []byte
+
+// TestPropertyBufferKeepsFilterState: a property the plugin set
+// (filter_state.wasm.k) reads back unchanged after a read that serializes
+// into the VM's reused buffer (request.headers): the buffer must never be
+// the stored value itself. propalias.wat traps otherwise.
+func TestPropertyBufferKeepsFilterState(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
+		ctx := context.Background()
+		h := abi.NewHost(rt, abi.Options{Logger: newSlog(&logSink{})})
+		defer h.Close(ctx)
+		p, err := h.Load(ctx, propAliasWasm, abi.PluginConfig{Name: "propalias"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := p.NewHTTPStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close(ctx)
+		hs := abi.Headers{{Key: ":path", Value: "/"}, {Key: ":method", Value: "GET"}, {Key: "x-a", Value: "1"}, {Key: "x-b", Value: "2"}}
+		if a, err := s.RequestHeaders(ctx, hs, true); err != nil || a != abi.ActionContinue || s.Err() != nil {
+			t.Fatalf("%v %v %v", a, err, s.Err())
 		}
 	})
 }

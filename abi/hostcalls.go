@@ -1044,7 +1044,9 @@ func (v *vm) hGetProperty(ctx context.Context, s []uint64) Status {
 		if !ok {
 			return StatusSerializationFailure
 		}
-		if cap(b) > cap(v.propBuf) && cap(b) <= maxPropBuf {
+		// Keep a grown buffer, never a stored value (propBytes is the
+		// plugin's filter state itself: reusing it would overwrite it).
+		if val.kind != propBytes && cap(b) > cap(v.propBuf) && cap(b) <= maxPropBuf {
 			v.propBuf = b[:0]
 		}
 		return v.copyOut(ctx, b, s[2], s[3])
