@@ -20,3 +20,6 @@ func RootContexts(p *Plugin) int {
 	}
 	return n
 }
+
+// JitteredLowerBound is FailReload's interval for base.
+var JitteredLowerBound = jitteredLowerBound

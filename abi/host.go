@@ -156,10 +156,18 @@ const (
 	// FailOpen lets the stream continue as if the plugin were absent.
 	FailOpen
 	// FailReload answers the stream with a local 503 like FailClosed and
-	// replaces the VM at once in the background, retrying with exponential
-	// backoff (100 ms doubling to 30 s) while creating a VM fails.
+	// replaces the VM in the background as Envoy's FAIL_RELOAD does
+	// (PluginConfig::maybeReloadHandleIfNeeded): no sooner than a random
+	// interval in [ReloadBackoff, 1.5 ReloadBackoff) after the failed VM
+	// was made (at once if it was made longer ago), and again that
+	// interval after every attempt that fails. Streams that find no live
+	// VM meanwhile fail as under FailClosed.
 	FailReload
 )
+
+// DefaultReloadBackoff is PluginConfig.ReloadBackoff's default, Envoy's
+// for reload_config.backoff.base_interval.
+const DefaultReloadBackoff = time.Second
 
 func (f FailurePolicy) String() string {
 	switch f {
@@ -195,6 +203,11 @@ type PluginConfig struct {
 	Environment map[string]string
 	// FailurePolicy decides a stream's fate when the plugin fails.
 	FailurePolicy FailurePolicy
+	// ReloadBackoff is, with FailReload, the base interval between a VM's
+	// making and its replacement's (Envoy's reload_config.backoff.
+	// base_interval; see FailReload). 0 means DefaultReloadBackoff. Plugins
+	// sharing VMs with different intervals get the smallest.
+	ReloadBackoff time.Duration
 	// PoolSize is the number of VMs streams are spread over (Envoy runs one
 	// per worker thread). Default 1; each VM runs one callback at a time.
 	// VMs are made as streams need them, one at a time. At most
@@ -253,8 +266,8 @@ type PluginConfig struct {
 // it as a filter's root context (proxy_on_done, proxy_on_delete).
 //
 // A service VM that fails (a trap in proxy_on_tick, say) is never entered
-// again, as any VM; with FailReload it is replaced at once (retrying with
-// backoff) and the service's root context started on the new VM, with the
+// again, as any VM; with FailReload it is replaced (at FailReload's
+// interval) and the service's root context started on the new VM, with the
 // other policies the service stays without it until it is loaded again
 // (Envoy leaves a failed service VM failed).
 type ServiceMode int
@@ -347,6 +360,9 @@ func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin
 	}
 	if cfg.PoolSize <= 0 {
 		cfg.PoolSize = 1
+	}
+	if cfg.ReloadBackoff < 0 {
+		return nil, fmt.Errorf("abi: plugin %q: ReloadBackoff %s is negative", cfg.Name, cfg.ReloadBackoff)
 	}
 	if cfg.PoolSize > MaxPoolSize {
 		return nil, fmt.Errorf("abi: plugin %q: %w: %d, at most %d VMs", cfg.Name, ErrPoolSize, cfg.PoolSize, MaxPoolSize)

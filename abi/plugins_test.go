@@ -481,6 +481,56 @@ func TestGoSDKTrap(t *testing.T) {
 	})
 }
 
+// TestFailReloadInterval: FailReload replaces a failed VM as Envoy's
+// FAIL_RELOAD does, no sooner than ReloadBackoff after the failed VM was
+// made. With an interval of an hour, the VM that trapped right after its
+// making is not replaced and streams meanwhile are refused naming the
+// interval; with a millisecond it is.
+func TestFailReloadInterval(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
+		crash := func(f *fixture) {
+			t.Helper()
+			s := f.stream()
+			defer s.Close(f.ctx)
+			if _, err := s.RequestHeaders(f.ctx, abi.Headers{{":path", "/"}, {"x-crash", "panic"}}, true); err != nil {
+				t.Fatal(err)
+			}
+			if lr := s.LocalResponse(); lr == nil || lr.Status != 503 {
+				t.Fatalf("after the trap: %+v, err %v", lr, s.Err())
+			}
+		}
+		t.Run("hour", func(t *testing.T) {
+			f := load(t, rt, "trap", abi.PluginConfig{FailurePolicy: abi.FailReload, ReloadBackoff: time.Hour}, abi.Options{})
+			crash(f)
+			eventually(t, func() bool { return f.p.VMs() == 0 }, "the failed VM dropped")
+			for range 3 {
+				_, err := f.p.NewHTTPStream(f.ctx)
+				if err == nil || !strings.Contains(err.Error(), "FailReload's interval") {
+					t.Fatalf("a stream within the interval = %v", err)
+				}
+			}
+			if n := f.p.VMs(); n != 0 {
+				t.Errorf("%d VMs made within the interval", n)
+			}
+		})
+		t.Run("millisecond", func(t *testing.T) {
+			f := load(t, rt, "trap", abi.PluginConfig{FailurePolicy: abi.FailReload, ReloadBackoff: time.Millisecond}, abi.Options{})
+			crash(f)
+			eventually(t, func() bool { return f.p.VMs() == 1 }, "a new VM")
+			s := f.stream()
+			defer s.Close(f.ctx)
+			if a, err := s.RequestHeaders(f.ctx, abi.Headers{{":path", "/"}}, true); err != nil || a != abi.ActionContinue || s.Err() != nil {
+				t.Errorf("on the new VM: %s %v %v", a, err, s.Err())
+			}
+		})
+		h := abi.NewHost(rt, abi.Options{})
+		defer h.Close(context.Background())
+		if _, err := h.Load(context.Background(), plugins.Build(t, "trap"), abi.PluginConfig{Name: "x", ReloadBackoff: -time.Second}); err == nil || !strings.Contains(err.Error(), "ReloadBackoff -1s is negative") {
+			t.Errorf("negative ReloadBackoff = %v", err)
+		}
+	})
+}
+
 func TestGoSDKInfiniteLoop(t *testing.T) {
 	for _, name := range engine.Runtimes() {
 		t.Run(name, func(t *testing.T) {

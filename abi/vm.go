@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -34,8 +35,10 @@ type vmGroup struct {
 	vms      []*vm // live VMs, at most the largest PoolSize of the plugins
 	creating bool  // a VM is being made outside mu (grow)
 	closed   bool
+	shutCh   chan struct{} // closed when closed is set; made by replaceSoon
 
-	// crash-loop protection: consecutive failures to create a VM
+	// crash-loop protection: consecutive failures to create a VM, and no
+	// VM is made before notBefore (backoff, or FailReload's interval)
 	failures  int
 	notBefore time.Time
 }
@@ -227,7 +230,7 @@ func (g *vmGroup) acquire(ctx context.Context) (*vm, error) {
 		if grow {
 			if now := time.Now(); now.Before(g.notBefore) {
 				if best == nil {
-					return nil, fmt.Errorf("no VM: creating one failed %d times, next attempt in %s", g.failures, g.notBefore.Sub(now).Round(time.Millisecond))
+					return nil, g.noVM(now)
 				}
 			} else {
 				v, err := g.grow(ctx)
@@ -254,9 +257,15 @@ func (g *vmGroup) acquire(ctx context.Context) (*vm, error) {
 // held.
 func (g *vmGroup) dropFailed() (dead []*vm) {
 	live := g.vms[:0]
+	base := g.reloadBase()
 	for _, v := range g.vms {
 		if v.failed.Load() {
 			dead = append(dead, v)
+			if base > 0 {
+				// FailReload: no new VM sooner than the interval after
+				// the failed one was made (Envoy's last_load).
+				g.later(v.made.Add(jitteredLowerBound(base)))
+			}
 			continue
 		}
 		live = append(live, v)
@@ -283,13 +292,71 @@ func (g *vmGroup) grow(ctx context.Context) (*vm, error) {
 	if err != nil {
 		if !errors.Is(err, engine.ErrClosed) {
 			g.failures++
-			g.notBefore = time.Now().Add(backoff(g.failures))
+			g.later(time.Now().Add(g.retryDelay()))
 		}
 		return nil, err
 	}
 	g.failures = 0
 	g.vms = append(g.vms, v)
 	return v, nil
+}
+
+// later moves notBefore to t if t is later. g.mu is held.
+func (g *vmGroup) later(t time.Time) {
+	if t.After(g.notBefore) {
+		g.notBefore = t
+	}
+}
+
+// noVM is the error of a stream that finds no live VM while none may be
+// made before notBefore. g.mu is held.
+func (g *vmGroup) noVM(now time.Time) error {
+	wait := g.notBefore.Sub(now).Round(time.Millisecond)
+	if g.failures == 0 {
+		return fmt.Errorf("no VM: the last one failed; the next is made in %s (FailReload's interval)", wait)
+	}
+	return fmt.Errorf("no VM: creating one failed %d times, next attempt in %s", g.failures, wait)
+}
+
+// retryDelay is how long after a failed attempt to make a VM the next may
+// be made: FailReload's interval if a plugin of the group has that policy
+// (reloadBase), else backoff. g.mu is held.
+func (g *vmGroup) retryDelay() time.Duration {
+	if base := g.reloadBase(); base > 0 {
+		return jitteredLowerBound(base)
+	}
+	return backoff(g.failures)
+}
+
+// reloadBase is the base interval of FailReload (PluginConfig.ReloadBackoff,
+// default 1 s) of the group's plugins that have that policy, the smallest
+// if they differ; 0 if none has. g.mu is held.
+func (g *vmGroup) reloadBase() time.Duration {
+	var base time.Duration
+	for _, p := range g.plugins {
+		if p.cfg.FailurePolicy != FailReload {
+			continue
+		}
+		b := p.cfg.ReloadBackoff
+		if b <= 0 {
+			b = DefaultReloadBackoff
+		}
+		if base == 0 || b < base {
+			base = b
+		}
+	}
+	return base
+}
+
+// jitteredLowerBound is a random duration in [base, 1.5 base), as Envoy's
+// JitteredLowerBoundBackOffStrategy::nextBackOffMs (in milliseconds there:
+// random() % (base >> 1) + base), the interval of its FAIL_RELOAD
+// (PluginConfig::maybeReloadHandleIfNeeded).
+func jitteredLowerBound(base time.Duration) time.Duration {
+	if half := base / 2; half > 0 {
+		return base + rand.N(half)
+	}
+	return base
 }
 
 // syncRoots gives v the root contexts of the group's plugins as they are
@@ -378,52 +445,60 @@ func (g *vmGroup) serviceVMs() int {
 }
 
 // replaceSoon creates VMs in the background to replace failed ones, for
-// FailReload, retrying with backoff: until one VM is live, or, in a group
-// with services, as many as they need (serviceVMs).
+// FailReload: until one VM is live, or, in a group with services, as many
+// as they need (serviceVMs). As Envoy's PluginConfig::maybeReloadHandleIfNeeded,
+// a VM is made no sooner than a random interval in [base, 1.5 base) after
+// the failed one was made, and the same interval after every attempt that
+// fails (reloadBase, jitteredLowerBound; dropFailed and grow set
+// notBefore), so a plugin that fails at once is reloaded at most once per
+// interval. Envoy reloads when the next stream comes; here the VM is made
+// when the interval ends, so that the next stream need not wait for it.
+// v.mu of the failed VM may be held: g.mu is taken on another goroutine.
 func (g *vmGroup) replaceSoon() {
 	go func() {
-		for attempt := 1; ; attempt++ {
+		ctx := context.Background()
+		attempts := 0
+		for {
 			g.mu.Lock()
 			if g.closed {
 				g.mu.Unlock()
 				return
 			}
-			var dead []*vm
-			if g.serviceVMs() > 0 {
-				// No stream drops them (acquire does): close them here,
-				// outside g.mu.
-				dead = g.dropFailed()
+			if g.shutCh == nil {
+				g.shutCh = make(chan struct{})
 			}
-			live := 0
-			for _, v := range g.vms {
-				if !v.failed.Load() {
-					live++
-				}
+			shut := g.shutCh
+			dead := g.dropFailed()
+			short := len(g.vms) < max(1, g.serviceVMs())
+			if short && g.creating { // a stream is making one: see how it went
+				g.cond.Wait()
+				short = false
 			}
+			wait := time.Until(g.notBefore)
 			var err error
-			if live < max(1, g.serviceVMs()) {
-				var v *vm
-				if v, err = g.newVM(context.Background(), g.plugins); err == nil {
-					g.vms = append(g.vms, v)
-					g.failures = 0
-					live++
-				} else if !errors.Is(err, engine.ErrClosed) {
-					g.failures++
-					g.notBefore = time.Now().Add(backoff(g.failures))
-				}
+			if short && wait <= 0 {
+				attempts++
+				_, err = g.grow(ctx)
 			}
-			done := live >= max(1, g.serviceVMs()) || errors.Is(err, engine.ErrClosed) // or the runtime is gone
-			wait := backoff(g.failures)
+			again := g.creating || len(g.vms) < max(1, g.serviceVMs())
 			g.mu.Unlock()
 			for _, d := range dead {
-				_ = d.close(context.Background())
+				_ = d.close(ctx)
 			}
 			switch {
-			case done:
+			case errors.Is(err, engine.ErrClosed): // the runtime is gone
 				return
 			case err != nil:
-				g.log.Error("reloading the VM failed", "attempt", attempt, "retry_in", wait, "err", err)
-				time.Sleep(wait)
+				g.log.Error("reloading the VM failed", "attempt", attempts, "err", err)
+			case !again:
+				return
+			case short && wait > 0:
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-shut: // closed: the loop ends
+					t.Stop()
+				}
 			}
 		}
 	}()
@@ -447,6 +522,9 @@ func (g *vmGroup) shut() (vms []*vm, ok bool) {
 		return nil, false
 	}
 	g.closed = true
+	if g.shutCh != nil {
+		close(g.shutCh)
+	}
 	vms = g.vms
 	g.vms = nil
 	return vms, true
@@ -507,6 +585,7 @@ type vm struct {
 	// initializing: the module's initializer runs; hostcalls are restricted
 	initializing bool
 
+	made    time.Time // when newVM began making it (FailReload's interval counts from here)
 	streams atomic.Int64
 	failed  atomic.Bool
 	err     error // why it failed
@@ -578,7 +657,7 @@ func lookupFn(inst engine.Instance, name string) callback {
 // newVM instantiates the module, runs its initializer and starts the root
 // context of each plugin. It touches nothing of g that g.mu guards.
 func (g *vmGroup) newVM(ctx context.Context, plugins []*Plugin) (*vm, error) {
-	v := &vm{group: g, roots: map[*Plugin]*contextState{}, ctxs: map[uint32]*contextState{}}
+	v := &vm{group: g, roots: map[*Plugin]*contextState{}, ctxs: map[uint32]*contextState{}, made: time.Now()}
 	v.cc = callCtx{Context: context.Background(), vm: v}
 	inst, err := g.host.rt.Instantiate(&v.cc, g.mod, g.imports)
 	if err != nil {

@@ -398,6 +398,14 @@ func (t *translator) plugin(pc *wasmv3.PluginConfig, path, name string) proxy.Pl
 	if fp := pc.GetFailurePolicy(); fp != wasmv3.FailurePolicy_UNSPECIFIED {
 		p.FailurePolicy = fp.String()
 	}
+	if rc := pc.GetReloadConfig(); rc != nil {
+		// Envoy's PluginConfig constructor reads backoff.base_interval
+		// only (default 1000 ms) for its JitteredLowerBoundBackOffStrategy.
+		p.ReloadConfig = &proxy.ReloadConfig{}
+		if b := rc.GetBackoff(); b != nil {
+			p.ReloadConfig.Backoff = &proxy.BackoffStrategy{BaseInterval: duration(b.GetBaseInterval()), MaxInterval: duration(b.GetMaxInterval())}
+		}
+	}
 	p.Configuration = t.value(pc.GetConfiguration(), path+".configuration")
 	vm := pc.GetVmConfig()
 	if vm == nil {

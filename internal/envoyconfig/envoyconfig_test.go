@@ -129,6 +129,7 @@ listeners:
       filters:
         - name: properties
           failure_policy: FAIL_RELOAD
+          reload_config: {backoff: {base_interval: 250ms}}
           vm_config:
             vm_id: props
             runtime: ` + wasmtime() + `

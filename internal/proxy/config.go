@@ -256,6 +256,12 @@ type Plugin struct {
 	FailurePolicy string `json:"failure_policy,omitempty"`
 	// FailOpen is Envoy's older boolean form of FAIL_OPEN.
 	FailOpen bool `json:"fail_open,omitempty"`
+	// ReloadConfig is Envoy's reload_config: with FAIL_RELOAD, a failed VM
+	// is replaced no sooner than a random interval in [base, 1.5 base)
+	// after it was made (abi.FailReload), base being backoff.base_interval
+	// (default 1s). Envoy reads nothing else of it (max_interval is
+	// accepted and unused there too).
+	ReloadConfig *ReloadConfig `json:"reload_config,omitempty"`
 	// PoolSize is the number of VMs requests are spread over (default 1).
 	PoolSize int `json:"pool_size,omitempty"`
 	// CallTimeout bounds each callback ("100ms"); needs a runtime that
@@ -602,6 +608,20 @@ func RuntimeName(s string) string {
 	return strings.TrimPrefix(s, "envoy.wasm.runtime.")
 }
 
+// ReloadConfig is Envoy's envoy.extensions.wasm.v3.ReloadConfig.
+type ReloadConfig struct {
+	Backoff *BackoffStrategy `json:"backoff,omitempty"`
+}
+
+// base is the reload interval's base: backoff.base_interval, 0 for the
+// default (abi.DefaultReloadBackoff, Envoy's 1s).
+func (r *ReloadConfig) base() time.Duration {
+	if r == nil || r.Backoff == nil {
+		return 0
+	}
+	return r.Backoff.BaseInterval.Get()
+}
+
 // FailurePolicy returns the plugin's policy.
 func (p *Plugin) Policy() (abi.FailurePolicy, error) {
 	switch p.FailurePolicy {
@@ -820,6 +840,17 @@ func checkPlugin(bad func(field, format string, args ...any), checkRuntime func(
 	checkRuntime(f+".vm_config.runtime", p.VMConfig.Runtime)
 	if _, err := p.Policy(); err != nil {
 		bad(f+".failure_policy", "%v", err)
+	}
+	if r := p.ReloadConfig; r != nil && r.Backoff != nil {
+		bf := f + ".reload_config.backoff"
+		if err := r.Backoff.BaseInterval.check(); err != nil {
+			bad(bf+".base_interval", "%v", err)
+		} else if r.Backoff.BaseInterval.Get() < time.Millisecond {
+			bad(bf+".base_interval", "missing or under 1ms (Envoy requires at least 1ms)")
+		}
+		if err := r.Backoff.MaxInterval.check(); err != nil {
+			bad(bf+".max_interval", "%v", err)
+		}
 	}
 	if err := p.CallTimeout.check(); err != nil {
 		bad(f+".call_timeout", "%v", err)

@@ -174,3 +174,50 @@ listeners:
 		memcheck.Check(t, rt, reloads, before, after, memcheck.Limits{Heap: 512 << 10, RSS: rssLimit, Goroutines: 2})
 	})
 }
+
+// TestFailReloadConfig: a filter's reload_config reaches the plugin. With
+// FAIL_RELOAD and a base interval of an hour, the VM that trapped is not
+// replaced, so the requests after the trap are answered 503 too; with one
+// of a millisecond a new VM serves them.
+func TestFailReloadConfig(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, rt string) {
+		for _, c := range []struct {
+			base      string
+			recovered bool
+		}{{"1h", false}, {"1ms", true}} {
+			t.Run(c.base, func(t *testing.T) {
+				cfg := fmt.Sprintf(`listeners:
+  - name: web
+    address: 127.0.0.1:0
+    http:
+      cluster: echo
+      filters:
+        - name: trap
+          failure_policy: FAIL_RELOAD
+          reload_config: {backoff: {base_interval: %s}}
+          vm_config: {code: {local: {filename: %q}}}
+`, c.base, plugins.Path(t, "trap"))
+				h := start(t, rt, cfg)
+				if r := h.do("GET", h.url("web", "/"), ""); r.status != 200 {
+					t.Fatalf("before the trap: %d", r.status)
+				}
+				if r := h.do("GET", h.url("web", "/"), "", "x-crash", "panic"); r.status != 503 {
+					t.Fatalf("the trap: %d", r.status)
+				}
+				if c.recovered {
+					for deadline := time.Now().Add(time.Minute); h.do("GET", h.url("web", "/"), "").status != 200; time.Sleep(5 * time.Millisecond) {
+						if time.Now().After(deadline) {
+							t.Fatal("no new VM after a minute")
+						}
+					}
+					return
+				}
+				for range 3 {
+					if r := h.do("GET", h.url("web", "/"), ""); r.status != 503 {
+						t.Errorf("within the interval: %d, want 503", r.status)
+					}
+				}
+			})
+		}
+	})
+}
