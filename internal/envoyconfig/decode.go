@@ -64,34 +64,46 @@ func IsBootstrap(b []byte) (bool, error) {
 // JSON normalized against the descriptors (below), then protojson and
 // Envoy's generated validation. It returns the paths of the Anys that
 // were written as TypedStructs (for error paths).
-func decode(b []byte) (*bootstrapv3.Bootstrap, map[string]bool, error) {
+//
+// The top-level anywasm block (own.go) is taken out first and returned
+// apart (nil without one).
+func decode(b []byte) (*bootstrapv3.Bootstrap, map[string]bool, *own, error) {
 	j, err := yaml.YAMLToJSON(b)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	d := json.NewDecoder(bytes.NewReader(j))
 	d.UseNumber()
 	var raw any
 	if err := d.Decode(&raw); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	var o *own
+	if top, ok := raw.(map[string]any); ok {
+		if v, ok := top[ownKey]; ok {
+			delete(top, ownKey)
+			if o, err = decodeOwn(v); err != nil {
+				return nil, nil, nil, err
+			}
+		}
 	}
 	n := &normalizer{typedStruct: map[string]bool{}}
 	raw = n.message(raw, (&bootstrapv3.Bootstrap{}).ProtoReflect().Descriptor(), "")
 	if len(n.errs) > 0 {
-		return nil, nil, errors.Join(n.errs...)
+		return nil, nil, nil, errors.Join(n.errs...)
 	}
 	j, err = json.Marshal(raw)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var bs bootstrapv3.Bootstrap
 	if err := protojson.Unmarshal(j, &bs); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := bs.ValidateAll(); err != nil {
-		return nil, nil, fmt.Errorf("Envoy's validation: %w", err)
+		return nil, nil, nil, fmt.Errorf("Envoy's validation: %w", err)
 	}
-	return &bs, n.typedStruct, nil
+	return &bs, n.typedStruct, o, nil
 }
 
 // normalizer prepares decoded JSON for protojson as Envoy reads its

@@ -69,7 +69,7 @@ func Load(path string) (*proxy.Config, []Note, error) {
 // does not translate, naming each field by its path, and returns the
 // proxy's configuration, validated.
 func Parse(b []byte) (*proxy.Config, []Note, error) {
-	bs, typedStruct, err := decode(b)
+	bs, typedStruct, o, err := decode(b)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -80,6 +80,9 @@ func Parse(b []byte) (*proxy.Config, []Note, error) {
 	}
 	t := &translator{typedStruct: typedStruct}
 	cfg := t.bootstrap(bs)
+	if o != nil {
+		t.errs = append(t.errs, o.apply(cfg)...)
+	}
 	if len(t.errs) > 0 {
 		return nil, nil, errors.Join(t.errs...)
 	}
