@@ -147,3 +147,62 @@ func TestLogLevelFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleEnvoy runs examples/proxy/envoy.yaml, the example in Envoy's
+// form, with the plugins where it names them (relative to the working
+// directory, as Envoy takes them): the plugins' header, the deny plugin's
+// 403.
+func TestExampleEnvoy(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile("../../examples/proxy/envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.NewReplacer("port_value: 8080", "port_value: 0", "port_value: 9901", "port_value: 0",
+		"anywasm:                     # anywasm's knobs (Envoy has no name for them)\n",
+		"anywasm:\n  reload_interval: 0s\n  cache_dir: "+testrt.Dir()+"\n").Replace(string(b))
+	os.MkdirAll(filepath.Join(dir, "examples/proxy"), 0o755)
+	os.WriteFile(filepath.Join(dir, "envoy.yaml"), []byte(cfg), 0o644)
+	for _, p := range []string{"headers", "local_response", "metrics"} {
+		w, _ := os.ReadFile(plugins.Path(t, p))
+		os.WriteFile(filepath.Join(dir, "examples/proxy", p+".wasm"), w, 0o644)
+	}
+	t.Chdir(dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *proxy.Proxy, 1)
+	done := make(chan int)
+	var errb bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"-config", "envoy.yaml"}, io.Discard, &errb, ready)
+	}()
+	var p *proxy.Proxy
+	select {
+	case p = <-ready:
+	case code := <-done:
+		t.Fatalf("exited %d: %s", code, errb.String())
+	}
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit %d", code)
+		}
+	}()
+	resp, err := http.Get("http://" + p.Addr("ingress").String() + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Anywasm-Plugin") != "headers" || string(body) != "hello from anywasm\n" {
+		t.Errorf("%d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	req, _ := http.NewRequest("GET", "http://"+p.Addr("ingress").String()+"/", nil)
+	req.Header.Set("X-Deny", "1")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("x-deny: %d", resp.StatusCode)
+	}
+}
