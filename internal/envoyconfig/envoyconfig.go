@@ -34,6 +34,7 @@ import (
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -308,11 +309,19 @@ func (t *translator) http(m *hcmv3.HttpConnectionManager, path string) *proxy.HT
 		RequestHeadersTimeout: duration(m.GetRequestHeadersTimeout()),
 		StreamIdleTimeout:     duration(m.GetStreamIdleTimeout()),
 	}
-	switch m.GetCodecType() {
-	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1:
+	switch c := m.GetCodecType(); c {
+	case hcmv3.HttpConnectionManager_AUTO:
+	case hcmv3.HttpConnectionManager_HTTP1, hcmv3.HttpConnectionManager_HTTP2:
+		o.CodecType = c.String()
 	default:
-		// The proxy's listeners serve HTTP/1.1 (no prior-knowledge HTTP/2).
-		t.fail(path+".codec_type", "%s: %s (AUTO or HTTP1)", m.GetCodecType(), notSupported)
+		t.fail(path+".codec_type", "%s: %s (AUTO, HTTP1 or HTTP2)", c, notSupported)
+	}
+	if h2 := m.GetHttp2ProtocolOptions(); h2 != nil {
+		o.HTTP2ProtocolOptions = &proxy.HTTP2ProtocolOptions{
+			MaxConcurrentStreams:        uint32p(h2.GetMaxConcurrentStreams()),
+			InitialStreamWindowSize:     uint32p(h2.GetInitialStreamWindowSize()),
+			InitialConnectionWindowSize: uint32p(h2.GetInitialConnectionWindowSize()),
+		}
 	}
 	if c := m.GetCommonHttpProtocolOptions(); c != nil {
 		o.IdleTimeout = duration(c.GetIdleTimeout())
@@ -533,8 +542,14 @@ func (t *translator) cluster(c *clusterv3.Cluster, path string) proxy.Cluster {
 	for _, k := range sortedKeys(c.GetTypedExtensionProtocolOptions()) {
 		kp := join(path+".typed_extension_protocol_options", k)
 		o, ok := t.typed(c.GetTypedExtensionProtocolOptions()[k], kp, "envoy.extensions.upstreams.http.v3.HttpProtocolOptions").(*upstreamhttpv3.HttpProtocolOptions)
-		if ok && o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil {
+		if h2 := o.GetExplicitHttpConfig().GetHttp2ProtocolOptions(); ok && h2 != nil {
 			out.Type = "grpc"
+			// The subset's Http2ProtocolOptions fields are a listener's.
+			h2p := t.in(kp) + ".explicit_http_config.http2_protocol_options"
+			h2.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+				t.fail(join(h2p, string(fd.Name())), "on a cluster: %s", notSupported)
+				return true
+			})
 		}
 	}
 	tcpUse, tcp := t.tcp[out.Name]

@@ -41,7 +41,7 @@ var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": {
 		"stat_prefix": false, "codec_type": false, "route_config": false, "http_filters": false,
 		"max_request_headers_kb": false, "request_timeout": false, "request_headers_timeout": false,
-		"stream_idle_timeout": false, "common_http_protocol_options": false,
+		"stream_idle_timeout": false, "common_http_protocol_options": false, "http2_protocol_options": false,
 	},
 	"envoy.config.core.v3.HttpProtocolOptions":                               {"idle_timeout": false, "max_headers_count": false},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name": false, "typed_config": false, "config_discovery": false},
@@ -83,7 +83,9 @@ var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions":                    {"explicit_http_config": false},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig": {"http_protocol_options": false, "http2_protocol_options": false},
 	"envoy.config.core.v3.Http1ProtocolOptions":                                 {},
-	"envoy.config.core.v3.Http2ProtocolOptions":                                 {},
+	// Http2ProtocolOptions: the fields below on a listener's
+	// HttpConnectionManager; a cluster's (explicit_http_config) takes none.
+	"envoy.config.core.v3.Http2ProtocolOptions": {"max_concurrent_streams": false, "initial_stream_window_size": false, "initial_connection_window_size": false},
 }
 
 // notSupported is the refusal of whatever the subset lacks.

@@ -177,7 +177,41 @@ type HTTPOptions struct {
 	// 50000). At the limit a new connection closes the one idle longest,
 	// or is refused.
 	MaxConnections *int `json:"max_connections,omitempty"`
+	// CodecType is Envoy's codec_type: AUTO (default: HTTP/1.1, and
+	// HTTP/2 with prior knowledge, told apart by the connection preface as
+	// Envoy's AUTO codec does on a plaintext connection), HTTP1 or HTTP2
+	// (prior knowledge only). The listeners are plaintext: no TLS, no ALPN,
+	// no h2c upgrade (Envoy has none either).
+	CodecType string `json:"codec_type,omitempty"`
+	// HTTP2ProtocolOptions are Envoy's http2_protocol_options (a subset).
+	HTTP2ProtocolOptions *HTTP2ProtocolOptions `json:"http2_protocol_options,omitempty"`
 }
+
+// HTTP2ProtocolOptions are the HTTP/2 settings of an HTTP listener, with
+// Envoy's names. Envoy's defaults (2^31-1 streams, 256 MiB windows) are
+// "none" for an edge proxy; the defaults here are its edge-proxy
+// recommendation (docs: "Configuring Envoy as an edge proxy").
+type HTTP2ProtocolOptions struct {
+	// MaxConcurrentStreams bounds the streams a connection has open at
+	// once (default 100; 1 to 2147483647).
+	MaxConcurrentStreams *int `json:"max_concurrent_streams,omitempty"`
+	// InitialStreamWindowSize is a stream's flow-control window, the body
+	// a client may send ahead (default 65536; Envoy's range 65535 to
+	// 2147483647, at most 4 MiB - 1 here, Go's bound).
+	InitialStreamWindowSize *int `json:"initial_stream_window_size,omitempty"`
+	// InitialConnectionWindowSize is the connection's (default 1048576;
+	// same range).
+	InitialConnectionWindowSize *int `json:"initial_connection_window_size,omitempty"`
+}
+
+// Envoy's edge-proxy recommendation for HTTP/2, and Go's bound on the
+// windows (http.HTTP2Config).
+const (
+	defaultMaxConcurrentStreams        = 100
+	defaultInitialStreamWindowSize     = 65536
+	defaultInitialConnectionWindowSize = 1 << 20
+	maxHTTP2Window                     = 4<<20 - 1
+)
 
 // RouteConfig is Envoy's config.route.v3.RouteConfiguration (a subset).
 type RouteConfig struct {
@@ -755,6 +789,19 @@ func (c *Config) Validate() error {
 			checkRange(bad, f+".max_request_headers_kb", o.MaxRequestHeadersKB, 1, 8192)
 			checkRange(bad, f+".max_headers_count", o.MaxHeadersCount, 1, 1<<20)
 			checkRange(bad, f+".max_connections", o.MaxConnections, 1, 1<<24)
+			switch o.CodecType {
+			case "", "AUTO", "HTTP1", "HTTP2":
+			default:
+				bad(f+".codec_type", "%q: want AUTO, HTTP1 or HTTP2 (HTTP3 is not supported by anywasm)", o.CodecType)
+			}
+			if h2 := o.HTTP2ProtocolOptions; h2 != nil {
+				if o.CodecType == "HTTP1" {
+					bad(f+".http2_protocol_options", "set with codec_type HTTP1")
+				}
+				checkRange(bad, f+".http2_protocol_options.max_concurrent_streams", h2.MaxConcurrentStreams, 1, 1<<31-1)
+				checkRange(bad, f+".http2_protocol_options.initial_stream_window_size", h2.InitialStreamWindowSize, 65535, maxHTTP2Window)
+				checkRange(bad, f+".http2_protocol_options.initial_connection_window_size", h2.InitialConnectionWindowSize, 65535, maxHTTP2Window)
+			}
 			for _, d := range []struct {
 				name string
 				d    *Duration

@@ -40,6 +40,11 @@ type limits struct {
 	streamIdleTimeout     time.Duration
 	idleTimeout           time.Duration
 	maxConnections        int
+	// HTTP/2 (HTTP listeners): which protocols, and its settings
+	http1, h2c   bool
+	maxStreams   int
+	streamWindow int
+	connWindow   int
 }
 
 // defaultMaxConnections shares what the process's file descriptor limit
@@ -83,6 +88,14 @@ func limitsOf(l *Listener, n int) limits {
 		lim.streamIdleTimeout = orDefault(o.StreamIdleTimeout, defaultStreamIdleTimeout)
 		lim.idleTimeout = orDefault(o.IdleTimeout, defaultIdleTimeout)
 		lim.maxConnections = orDefaultInt(o.MaxConnections, lim.maxConnections)
+		lim.http1, lim.h2c = o.CodecType != "HTTP2", o.CodecType != "HTTP1"
+		h2 := o.HTTP2ProtocolOptions
+		if h2 == nil {
+			h2 = &HTTP2ProtocolOptions{}
+		}
+		lim.maxStreams = orDefaultInt(h2.MaxConcurrentStreams, defaultMaxConcurrentStreams)
+		lim.streamWindow = min(orDefaultInt(h2.InitialStreamWindowSize, defaultInitialStreamWindowSize), maxHTTP2Window)
+		lim.connWindow = min(orDefaultInt(h2.InitialConnectionWindowSize, defaultInitialConnectionWindowSize), maxHTTP2Window)
 	case l.TCP != nil:
 		lim.idleTimeout = orDefault(l.TCP.IdleTimeout, defaultIdleTimeout)
 		lim.maxConnections = orDefaultInt(l.TCP.MaxConnections, lim.maxConnections)
@@ -94,14 +107,32 @@ func limitsOf(l *Listener, n int) limits {
 // Go's server refuses request headers (request line included) over
 // MaxHeaderBytes plus 4 KiB itself, with 431; limitHandler checks the exact
 // limits.
+//
+// HTTP/2 is prior knowledge over plaintext (Go's UnencryptedHTTP2: a
+// connection that opens with the HTTP/2 preface), beside HTTP/1.1 for
+// codec_type AUTO, as Envoy's AUTO codec tells the two apart by the
+// preface. Go's HTTP/2 server applies MaxHeaderBytes to the header list,
+// ReadTimeout per stream, and bounds resets and control frames a client
+// may send (the rapid-reset and flood mitigations).
 func (lim limits) server(h http.Handler) *http.Server {
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           h,
 		MaxHeaderBytes:    lim.maxHeaderBytes,
 		ReadHeaderTimeout: lim.requestHeadersTimeout,
 		ReadTimeout:       lim.requestTimeout,
 		IdleTimeout:       lim.idleTimeout,
+		Protocols:         new(http.Protocols),
 	}
+	srv.Protocols.SetHTTP1(lim.http1)
+	srv.Protocols.SetUnencryptedHTTP2(lim.h2c)
+	if lim.h2c {
+		srv.HTTP2 = &http.HTTP2Config{
+			MaxConcurrentStreams:          lim.maxStreams,
+			MaxReceiveBufferPerStream:     lim.streamWindow,
+			MaxReceiveBufferPerConnection: max(lim.connWindow, 64<<10), // Go's least
+		}
+	}
+	return srv
 }
 
 // limitHandler answers 431 to a request over the header limits (as Envoy's
