@@ -111,6 +111,7 @@ listeners:
     traffic_direction: INBOUND
     metadata: {filter_metadata: {envoy.filters.http.wasm: {tier: edge}}}
     http:
+      codec_type: HTTP1
       max_request_headers_kb: 32
       max_headers_count: 50
       request_timeout: 30s
