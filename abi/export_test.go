@@ -1,5 +1,7 @@
 package abi
 
+import "github.com/anywasm/anywasm/engine"
+
 // Groups returns the number of VM groups h holds (loaded code per vm_id).
 func Groups(h *Host) int {
 	h.mu.Lock()
@@ -23,3 +25,17 @@ func RootContexts(p *Plugin) int {
 
 // JitteredLowerBound is FailReload's interval for base.
 var JitteredLowerBound = jitteredLowerBound
+
+// KeyValue runs the pair reader of proxy_add_header_map_value on a VM
+// whose memory is mem, with the same VM (and so the same table of pairs)
+// for every call on one *PairReader.
+type PairReader struct{ v *vm }
+
+func NewPairReader(mem engine.Memory) *PairReader { return &PairReader{v: &vm{mem: mem}} }
+
+func (r *PairReader) KeyValue(kp, kl, vp, vl uint32) (string, string, Status) {
+	return r.v.keyValue([]uint64{0, uint64(kp), uint64(kl), uint64(vp), uint64(vl)})
+}
+
+// Chunk returns the bytes of the VM's chunk of pairs carved so far.
+func (r *PairReader) Chunk() []byte { return r.v.pairs }

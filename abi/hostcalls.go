@@ -780,22 +780,51 @@ func keyEqual[T string | []byte](guest T, key string) bool {
 
 // keyValue copies a header key (lower-cased, as Envoy stores it) and value
 // from the guest, in one allocation.
+//
+// The pair's bytes are carved from the VM's current chunk of pairs
+// (v.pairs, pairBytes): a request that adds a header allocates nothing on
+// the host but, every few hundred pairs, a new chunk. A chunk is never
+// written again once a pair is carved from it and never reused, so the
+// strings stay immutable whoever keeps them (a chunk lives as long as one
+// of its strings does); a pair over maxChunkedPair bytes gets an
+// allocation of its own.
 func (v *vm) keyValue(s []uint64) (string, string, Status) {
 	kb, ok1 := v.bytes(s[1], s[2])
 	vb, ok2 := v.bytes(s[3], s[4])
 	if !ok1 || !ok2 {
 		return "", "", StatusInvalidMemoryAccess
 	}
-	buf := make([]byte, len(kb)+len(vb))
-	n := copy(buf, kb)
-	copy(buf[n:], vb)
-	for i, c := range buf[:n] {
-		if 'A' <= c && c <= 'Z' {
-			buf[i] = c + 'a' - 'A'
+	n, size := len(kb), len(kb)+len(vb)
+	var buf []byte
+	if size > maxChunkedPair {
+		buf = make([]byte, size)
+	} else {
+		if len(v.pairs)+size > cap(v.pairs) {
+			v.pairs = make([]byte, 0, pairBytes)
 		}
+		buf = v.pairs[len(v.pairs) : len(v.pairs)+size]
+		v.pairs = v.pairs[:len(v.pairs)+size]
 	}
+	copy(buf, kb)
+	copy(buf[n:], vb)
+	lower(buf[:n])
 	both := unsafe.String(unsafe.SliceData(buf), len(buf))
 	return both[:n], both[n:], StatusOK
+}
+
+// The chunks of added header pairs (keyValue).
+const (
+	pairBytes      = 4 << 10
+	maxChunkedPair = 512
+)
+
+// lower lower-cases ASCII letters in place.
+func lower(b []byte) {
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
 }
 
 // mutableMap is Envoy's Context::getMap: the request and response headers

@@ -597,7 +597,10 @@ type vm struct {
 	callData []byte         // during proxy_on_foreign_function: buffer type 8
 	// propBuf is reused by proxy_get_property to serialize a value
 	// (up to maxPropBuf kept)
-	propBuf  []byte
+	propBuf []byte
+	// pairs is the chunk the header pairs the guest adds are carved from
+	// (keyValue); only its free capacity is ever written
+	pairs    []byte
 	nextCall [3]uint32 // per callout kind (newCall)
 	// grpcCalls and grpcStreams are the gRPC calls and streams in flight,
 	// by token (grpc.go)
