@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -163,5 +164,103 @@ func TestEnvoyConfig(t *testing.T) {
 	if code := run(context.Background(), []string{"-config", bad, "-check"}, io.Discard, &errb, nil); code != 1 ||
 		!strings.Contains(errb.String(), "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.use_remote_address: not supported by anywasm") {
 		t.Errorf("a refused field: %d %q", code, errb.String())
+	}
+}
+
+// TestEnvoyStats runs an Envoy file written like the Go SDK's metrics
+// example (stats_config.stats_tags with two regexes; our own plugin and
+// file, internal/envoyconfig/testdata/metrics.yaml) on every runtime,
+// sends requests with x-tag-value foo three times and bar five times, and
+// reads the admin's /stats/prometheus as the SDK's e2e test does: the tags
+// come out of the names, in the configuration's order, under the name
+// without the wasmcustom namespace and without "envoy_".
+func TestEnvoyStats(t *testing.T) {
+	src, err := os.ReadFile("../../internal/envoyconfig/testdata/metrics.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "envoy.yaml")
+	yaml := strings.Replace(string(src), "filename: tagged.wasm", fmt.Sprintf("filename: %q", plugins.Path(t, "tagged")), 1)
+	if err := os.WriteFile(f, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range engine.Runtimes() {
+		t.Run(rt, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			ready := make(chan *proxy.Proxy, 1)
+			done := make(chan int)
+			var logs bytes.Buffer
+			go func() {
+				done <- run(ctx, []string{"-config", f, "-runtime", rt, "-log-format", "json"}, io.Discard, &logs, ready)
+			}()
+			var p *proxy.Proxy
+			select {
+			case p = <-ready:
+			case code := <-done:
+				t.Fatalf("exited %d: %s", code, logs.String())
+			}
+			defer func() {
+				cancel()
+				if code := <-done; code != 0 {
+					t.Errorf("exit %d: %s", code, logs.String())
+				}
+			}()
+			for value, n := range map[string]int{"foo": 3, "bar": 5} {
+				for range n {
+					req, _ := http.NewRequest("GET", "http://"+p.Addr("main").String()+"/", nil)
+					req.Header.Set("x-tag-value", value)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 || string(b) != "counted\n" {
+						t.Fatalf("%s: %d %q", value, resp.StatusCode, b)
+					}
+				}
+			}
+			admin := func(path string) string {
+				t.Helper()
+				resp, err := http.Get("http://" + p.AdminAddr().String() + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != 200 {
+					t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+				}
+				return string(b)
+			}
+			prom := admin("/stats/prometheus")
+			// The SDK e2e test's check: these lines are in the output.
+			for _, want := range []string{`tagged_requests{value="foo",reporter="anywasm"} 3`, `tagged_requests{value="bar",reporter="anywasm"} 5`} {
+				if !slices.Contains(strings.Split(prom, "\n"), want) {
+					t.Errorf("/stats/prometheus has no line %s:\n%s", want, prom)
+				}
+			}
+			// And the whole of it, as Envoy writes it: the counters' family,
+			// its stats by name, then the histogram (every value was 3).
+			const wantProm = `# TYPE tagged_requests counter
+tagged_requests{value="bar",reporter="anywasm"} 5
+tagged_requests{value="foo",reporter="anywasm"} 3
+# TYPE tagged_header_bytes histogram
+tagged_header_bytes_bucket{reporter="anywasm",le="3"} 8
+tagged_header_bytes_bucket{reporter="anywasm",le="+Inf"} 8
+tagged_header_bytes_sum{reporter="anywasm"} 24
+tagged_header_bytes_count{reporter="anywasm"} 8
+`
+			if prom != wantProm {
+				t.Errorf("/stats/prometheus:\n%s\nwant\n%s", prom, wantProm)
+			}
+			if got, want := admin("/stats"), "wasmcustom.tagged_requests_value=bar_reporter=anywasm: 5\nwasmcustom.tagged_requests_value=foo_reporter=anywasm: 3\n"; got != want {
+				t.Errorf("/stats:\n%s\nwant\n%s", got, want)
+			}
+			// /metrics is the proxy's own exposition, unchanged.
+			if m := admin("/metrics"); !strings.Contains(m, `anywasm_plugin_tagged_requests_value_foo_reporter_anywasm_total{runtime="`+rt+`"} 3`) {
+				t.Errorf("/metrics has no tagged counter:\n%s", m)
+			}
+		})
 	}
 }

@@ -25,6 +25,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	httpwasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
@@ -123,6 +124,12 @@ func (t *translator) bootstrap(bs *bootstrapv3.Bootstrap) *proxy.Config {
 	}
 	if a := bs.GetAdmin(); a != nil && a.GetAddress() != nil {
 		cfg.Admin.Address = t.address(a.GetAddress(), "admin.address")
+	}
+	if sc := bs.GetStatsConfig(); sc != nil {
+		cfg.Stats = statsConfig(sc)
+		if err := cfg.Stats.Check("stats_config"); err != nil {
+			t.errs = append(t.errs, err)
+		}
 	}
 	for i, e := range bs.GetBootstrapExtensions() {
 		f := fmt.Sprintf("bootstrap_extensions[%d]", i)
@@ -570,4 +577,27 @@ func (t *translator) cluster(c *clusterv3.Cluster, path string) proxy.Cluster {
 		t.fail(path+".typed_extension_protocol_options", "HTTP/2 upstreams of routes are %s (an HTTP/2 cluster is for the plugins' gRPC calls; route %s)", notSupported, routeUse)
 	}
 	return out
+}
+
+// statsConfig translates stats_config's tag extraction (stats_tags,
+// use_all_default_tags) into the proxy's stats, which the caller checks
+// (proxy.Stats.Check) under Envoy's field names.
+func statsConfig(sc *metricsv3.StatsConfig) *proxy.Stats {
+	st := &proxy.Stats{}
+	if u := sc.GetUseAllDefaultTags(); u != nil {
+		v := u.GetValue()
+		st.UseAllDefaultTags = &v
+	}
+	for _, ts := range sc.GetStatsTags() {
+		tag := proxy.StatsTag{TagName: ts.GetTagName()}
+		switch v := ts.GetTagValue().(type) {
+		case *metricsv3.TagSpecifier_Regex:
+			tag.Regex = v.Regex
+		case *metricsv3.TagSpecifier_FixedValue:
+			fixed := v.FixedValue
+			tag.FixedValue = &fixed
+		}
+		st.StatsTags = append(st.StatsTags, tag)
+	}
+	return st
 }

@@ -57,6 +57,23 @@ listeners:
 clusters:
   - {name: upstream, type: http, address: 127.0.0.1:10001}
 `, []string{"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.value.config.vm_config.runtime"}},
+		{"metrics.yaml", `
+admin: {address: "127.0.0.1:0"}
+stats:
+  use_all_default_tags: true
+  stats_tags:
+    - {tag_name: value, regex: "(_value=([a-z]+))"}
+    - {tag_name: reporter, regex: "(_reporter=([a-z]+))"}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    http:
+      route_config:
+        virtual_hosts:
+          - {name: local_service, domains: ["*"], routes: [{match: {prefix: /}, direct_response: {status: 200, body: {inline_string: "counted\n"}}}]}
+      filters:
+        - {name: envoy.filters.http.wasm, vm_config: {code: {local: {filename: tagged.wasm}}}}
+`, []string{"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.value.config.vm_config.runtime"}},
 		{"shared_queue.yaml", `
 admin: {address: "127.0.0.1:8001"}
 wasm_services:
@@ -286,6 +303,16 @@ func TestRefused(t *testing.T) {
 			hcm + ".http_filters[0].typed_config.config.vm_config.code.remote.retry_policy.retry_on: not supported by anywasm"},
 		{"remote code without sha256", "code: {local: {filename: headers.wasm}}", "code: {remote: {http_uri: {uri: \"https://x/p.wasm\", cluster: backend, timeout: 1s}}}",
 			"Sha256: value length must be at least 1 runes"},
+		{"stats_config.stats_matcher", "static_resources:\n", "stats_config: {stats_matcher: {reject_all: true}}\nstatic_resources:\n",
+			"stats_config.stats_matcher: not supported by anywasm"},
+		{"stats_config.histogram_bucket_settings", "static_resources:\n", "stats_config: {histogram_bucket_settings: [{match: {prefix: x}, buckets: [1, 2]}]}\nstatic_resources:\n",
+			"stats_config.histogram_bucket_settings: not supported by anywasm"},
+		{"a stats_tags regex Go cannot compile", "static_resources:\n", "stats_config: {stats_tags: [{tag_name: v, regex: '(x'}]}\nstatic_resources:\n",
+			"stats_config.stats_tags[0].regex: \"(x\": error parsing regexp: missing closing )"},
+		{"a stats_tags lookahead", "static_resources:\n", "stats_config: {stats_tags: [{tag_name: v, regex: '(?=a)(a)'}]}\nstatic_resources:\n",
+			"stats_config.stats_tags[0].regex: \"(?=a)(a)\": \"(?=\" at offset 0: only (?:...) groups: flags, named groups, lookarounds are not supported by anywasm"},
+		{"a stats_tags name with no default", "static_resources:\n", "stats_config: {stats_tags: [{tag_name: mine}]}\nstatic_resources:\n",
+			"stats_config.stats_tags[0]: no regex specified for tag specifier and no default regex for name: \"mine\""},
 		{"a TLS cluster", "    - name: backend\n", "    - name: backend\n      transport_socket: {name: envoy.transport_sockets.tls}\n",
 			"static_resources.clusters[0].transport_socket: not supported by anywasm"},
 		{"a second Bootstrap section", "static_resources:\n", "layered_runtime: {layers: [{name: static, static_layer: {}}]}\nstatic_resources:\n",

@@ -21,7 +21,13 @@ const opaque = true
 // (proto3 scalars at zero: codec_type AUTO, lb_policy ROUND_ROBIN, type
 // STATIC) are not "set" and need no entry.
 var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
-	"envoy.config.bootstrap.v3.Bootstrap": {"node": false, "admin": false, "static_resources": false, "bootstrap_extensions": false, "dynamic_resources": false},
+	"envoy.config.bootstrap.v3.Bootstrap": {"node": false, "admin": false, "static_resources": false, "bootstrap_extensions": false, "dynamic_resources": false, "stats_config": false},
+	// stats_config: tag extraction from the plugins' metric names, for the
+	// admin's /stats/prometheus and /stats (internal/proxy/stats.go):
+	// stats_tags and use_all_default_tags. stats_matcher,
+	// histogram_bucket_settings and the rest are refused.
+	"envoy.config.metrics.v3.StatsConfig":  {"stats_tags": false, "use_all_default_tags": false},
+	"envoy.config.metrics.v3.TagSpecifier": {"tag_name": false, "regex": false, "fixed_value": false},
 	// dynamic_resources: ads_config only, for the HTTP filters discovered
 	// over ADS (ecds.go); lds_config and cds_config are refused.
 	"envoy.config.bootstrap.v3.Bootstrap.DynamicResources": {"ads_config": false},

@@ -16,7 +16,7 @@ import (
 // wantNames is the plugin set README.md documents.
 var wantNames = []string{
 	"body", "callout", "config", "foreign", "guard", "headers", "local_response",
-	"metrics", "props", "reply", "service", "shared", "tcp", "tick", "trap",
+	"metrics", "props", "reply", "service", "shared", "tagged", "tcp", "tick", "trap",
 }
 
 func TestNames(t *testing.T) {
@@ -39,6 +39,7 @@ var wantEnv = map[string]string{
 	"reply":          "add_header_map_value continue_stream get_header_map_pairs get_header_map_value http_call log send_local_response set_effective_context",
 	"service":        "add_header_map_value define_metric dequeue_shared_queue enqueue_shared_queue get_buffer_bytes get_header_map_value get_shared_data increment_metric log register_shared_queue resolve_shared_queue set_effective_context set_shared_data set_tick_period_milliseconds",
 	"shared":         "add_header_map_value dequeue_shared_queue enqueue_shared_queue get_header_map_value get_shared_data log register_shared_queue set_effective_context set_shared_data",
+	"tagged":         "define_metric get_header_map_value increment_metric record_metric set_effective_context",
 	"tcp":            "get_buffer_bytes log set_buffer_bytes set_effective_context",
 	"guard":          "get_buffer_bytes log replace_header_map_value send_local_response set_effective_context",
 	"tick":           "get_shared_data log set_effective_context set_shared_data set_tick_period_milliseconds",

@@ -23,8 +23,9 @@ import (
 // admin home page lists its own), /healthz (200 "ok", 503 "draining" during
 // shutdown), /metrics (Prometheus text format: the plugins' metrics with a
 // runtime label under admin.plugin_metrics_prefix, the proxy's own, Go's
-// and the process's), /plugins (JSON: the loaded plugins) and, when
-// admin.pprof is set, Go's profiles under /debug/pprof/.
+// and the process's), /plugins (JSON: the loaded plugins), Envoy's
+// /stats/prometheus and /stats for the plugins' metrics (statsrender.go)
+// and, when admin.pprof is set, Go's profiles under /debug/pprof/.
 func (p *Proxy) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -38,6 +39,8 @@ func (p *Proxy) adminHandler() http.Handler {
 	// say) leaves out what it concerns and never fails the scrape.
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{
 		ErrorLog: &onceLog{log: p.log}, ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("GET /stats/prometheus", p.statsHandler(writePrometheus))
+	mux.HandleFunc("GET /stats", p.statsHandler(writeStatsText))
 	mux.HandleFunc("GET /plugins", func(w http.ResponseWriter, r *http.Request) {
 		var out []map[string]any
 		for _, s := range p.slots {
@@ -50,7 +53,7 @@ func (p *Proxy) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
-		index := "anywasm admin\n/healthz\n/metrics\n/plugins\n"
+		index := "anywasm admin\n/healthz\n/metrics\n/plugins\n/stats\n/stats/prometheus\n"
 		if p.cfg.Admin.Pprof {
 			index += "/debug/pprof/\n"
 		}

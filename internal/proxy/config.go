@@ -55,6 +55,44 @@ type Config struct {
 	// with the filters of their vm_id, metrics, logs), and are reloaded
 	// and closed as filters are.
 	WasmServices []WasmService `json:"wasm_services,omitempty"`
+	// Stats is Envoy's bootstrap stats_config, as far as it concerns the
+	// plugins' metrics: how the admin's Envoy-format endpoints
+	// (/stats/prometheus, /stats) turn a metric's name into a name and
+	// tags. /metrics does not use it.
+	Stats *Stats `json:"stats,omitempty"`
+}
+
+// Stats is the part of Envoy's envoy.config.metrics.v3.StatsConfig that
+// anywasm implements: tag extraction from the plugins' metric names.
+// Envoy names a plugin metric "wasmcustom.<name>" and extracts tags from
+// that whole name: the default extractors first (unless
+// use_all_default_tags is false), then stats_tags in order (Envoy's
+// TagProducerImpl). See stats.go.
+type Stats struct {
+	// StatsTags are Envoy's stats_tags (TagSpecifier), applied in order.
+	StatsTags []StatsTag `json:"stats_tags,omitempty"`
+	// UseAllDefaultTags is Envoy's use_all_default_tags: nil or true adds
+	// Envoy's default tag extractors (of which only envoy.response_code,
+	// envoy.response_code_class and envoy.local_http_ratelimit_prefix can
+	// match a plugin metric's name; see defaultExtractors).
+	UseAllDefaultTags *bool `json:"use_all_default_tags,omitempty"`
+}
+
+// StatsTag is Envoy's envoy.config.metrics.v3.TagSpecifier: a tag named
+// TagName whose value is either extracted by Regex (the first capture
+// group is removed from the name; the tag's value is the second group if
+// the regex has one, else the first) or FixedValue, added to every
+// metric. With neither, TagName must name one of Envoy's default
+// extractors, which is then added (again).
+type StatsTag struct {
+	TagName string `json:"tag_name"`
+	// Regex is Go's RE2 syntax (Envoy's is ECMAScript, std::regex): the
+	// common subset (groups, (?:...), classes, anchors, quantifiers,
+	// \d \w \s) means the same in both; lookaheads and backreferences,
+	// which RE2 lacks, and RE2's own flags and named groups, which
+	// ECMAScript lacks, are refused.
+	Regex      string  `json:"regex,omitempty"`
+	FixedValue *string `json:"fixed_value,omitempty"`
 }
 
 // WasmService is Envoy's envoy.extensions.wasm.v3.WasmService: the
@@ -91,8 +129,9 @@ func (m *Metadata) abi() abi.Metadata {
 	return abi.Metadata(m.FilterMetadata)
 }
 
-// Admin is the admin endpoint: /healthz, /metrics (Prometheus text format)
-// and /plugins.
+// Admin is the admin endpoint: /healthz, /metrics (Prometheus text format),
+// /plugins, and Envoy's /stats/prometheus and /stats for the plugins'
+// metrics (see Stats).
 type Admin struct {
 	Address string `json:"address"`
 	// Pprof serves Go's profiles under /debug/pprof/ (net/http/pprof).
@@ -712,6 +751,9 @@ func (c *Config) Validate() error {
 	}
 	if err := checkMetricsPrefix(c.Admin.PluginMetricsPrefix); err != nil {
 		bad("admin.plugin_metrics_prefix", "%v", err)
+	}
+	if _, err := newTagProducer(c.Stats, "stats"); err != nil {
+		errs = append(errs, err)
 	}
 	clusters := map[string]*Cluster{}
 	for i := range c.Clusters {

@@ -79,6 +79,9 @@ type Proxy struct {
 	adminLn   net.Listener
 	reg       *prometheus.Registry
 	metrics   *proxyMetrics
+	// statNames names the plugins' metrics for /stats/prometheus and
+	// /stats (cfg.Stats: Envoy's stats_config tag extraction).
+	statNames *statNames
 	// connLimited counts connections refused at max_connections.
 	connLimited *prometheus.CounterVec
 	draining    atomic.Bool
@@ -120,6 +123,11 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 			_ = p.Shutdown(context.Background())
 		}
 	}()
+	tp, err := newTagProducer(cfg.Stats, "stats")
+	if err != nil {
+		return nil, err
+	}
+	p.statNames = &statNames{tp: tp}
 	p.reg = prometheus.NewRegistry()
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.metrics = newProxyMetrics(p.reg)
@@ -183,7 +191,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 		return p, nil
 	}
 	if a := cfg.Admin.Address; a != "" && !loopback(a) {
-		what := "/healthz, /metrics and /plugins"
+		what := "/healthz, /metrics, /stats, /stats/prometheus and /plugins"
 		if cfg.Admin.Pprof {
 			what += " and Go's profiles (/debug/pprof/: heap contents, CPU profiles, command line)"
 		}
