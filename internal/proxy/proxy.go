@@ -341,7 +341,8 @@ func pluginConfig(f *Plugin) (abi.PluginConfig, error) {
 		}
 	}
 	c := abi.PluginConfig{Name: f.Name, RootID: f.RootID, VMID: f.VMConfig.VMID, Configuration: conf,
-		VMConfiguration: vmConf, Environment: env, FailurePolicy: policy, PoolSize: f.PoolSize}
+		VMConfiguration: vmConf, Environment: env, FailurePolicy: policy, PoolSize: f.PoolSize,
+		AllowPrecompiled: f.VMConfig.AllowPrecompiled}
 	c.CallTimeout = f.CallTimeout.Get()
 	if f.ForeignFunctions != nil {
 		c.ForeignFunctions = append([]string{}, *f.ForeignFunctions...)
