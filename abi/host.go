@@ -255,6 +255,25 @@ type PluginConfig struct {
 	// Empty allows everything, as cpp-host's empty map does. Plugins share
 	// VMs only with plugins of the same capabilities.
 	AllowedCapabilities []string
+	// AllowPrecompiled lets the module's precompiled code for the host's
+	// runtime, in the custom section the runtime names
+	// (engine.Runtime.PrecompiledSectionName, e.g.
+	// precompiled_wasmtime_v44.0.0_linux_x86_64; made by
+	// engine.Runtime.Precompile), be loaded instead of compiling its
+	// bytecode: Envoy's vm_config.allow_precompiled (cpp-host's
+	// WasmBase::load). If the runtime refuses that code (another version,
+	// configuration or CPU, not its format) or has none (wazero), the
+	// bytecode is compiled and the reason logged at warn. Whatever it says,
+	// every custom section whose name contains "precompiled_" is stripped
+	// before the bytecode is compiled, as Envoy does; a module whose
+	// section table is malformed is refused ("Failed to parse corrupted
+	// Wasm module").
+	//
+	// Precompiled code is native code that the runtime runs without
+	// checking it: set this only for modules you trust as much as the
+	// proxy's own binary. Plugins share VMs only with plugins of the same
+	// setting.
+	AllowPrecompiled bool
 }
 
 // ServiceMode says whether a plugin is a Wasm service, and on how many VMs
@@ -321,6 +340,9 @@ type groupKey struct {
 	singleton bool
 	// caps: the sorted, NUL-joined AllowedCapabilities, linked per group.
 	caps string
+	// precompiled: AllowPrecompiled (the same code may then run other
+	// native code).
+	precompiled bool
 }
 
 // same reports whether two plugin configurations are identical: such
@@ -333,7 +355,7 @@ func (c PluginConfig) same(o PluginConfig) bool {
 		(c.LogLevel == nil) == (o.LogLevel == nil) && (c.LogLevel == nil || *c.LogLevel == *o.LogLevel) &&
 		c.ListenerDirection == o.ListenerDirection && equalMetadata(c.ListenerMetadata, o.ListenerMetadata) &&
 		(c.ForeignFunctions == nil) == (o.ForeignFunctions == nil) && slices.Equal(c.ForeignFunctions, o.ForeignFunctions) &&
-		capsKey(c.AllowedCapabilities) == capsKey(o.AllowedCapabilities)
+		capsKey(c.AllowedCapabilities) == capsKey(o.AllowedCapabilities) && c.AllowPrecompiled == o.AllowPrecompiled
 }
 
 // capsKey is AllowedCapabilities as a set: sorted, without duplicates.
@@ -372,7 +394,7 @@ func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin
 			cfg.Name, h.rt.Name(), h.rt.Capabilities(), engine.ErrNotSupported)
 	}
 	key := groupKey{vmID: cfg.VMID, code: sha256.Sum256(wasm), conf: sha256.Sum256(cfg.VMConfiguration),
-		singleton: cfg.Service == SingletonService, caps: capsKey(cfg.AllowedCapabilities)}
+		singleton: cfg.Service == SingletonService, caps: capsKey(cfg.AllowedCapabilities), precompiled: cfg.AllowPrecompiled}
 	for {
 		h.mu.Lock()
 		if h.closed {

@@ -43,8 +43,42 @@ type vmGroup struct {
 	notBefore time.Time
 }
 
+// compile compiles a plugin's code as cpp-host's WasmBase::load does
+// (src/wasm.cc): every "precompiled_" custom section is stripped from the
+// bytecode (BytecodeUtil::getStrippedSource); with allowPrecompiled, the
+// runtime's own section (getPrecompiledSectionName,
+// BytecodeUtil::getCustomSection) is loaded in place of the bytecode if the
+// runtime accepts it, and the bytecode compiled otherwise (as
+// Wasmtime::load falls back to Module::compile).
+func (h *Host) compile(ctx context.Context, code []byte, allowPrecompiled bool, log *slog.Logger) (*engine.Module, error) {
+	stripped, err := engine.StripPrecompiled(code)
+	if err != nil {
+		return nil, fmt.Errorf("Failed to parse corrupted Wasm module: %w", err)
+	}
+	var pre []byte
+	name := ""
+	if allowPrecompiled {
+		if name = h.rt.PrecompiledSectionName(); name != "" {
+			if pre, _, err = engine.CustomSection(code, name); err != nil {
+				return nil, fmt.Errorf("Failed to parse corrupted Wasm module: %w", err)
+			}
+		}
+	}
+	mod, err := h.rt.CompilePrecompiled(ctx, stripped, pre)
+	if err != nil {
+		return nil, err
+	}
+	switch loaded, why := mod.Precompiled(); {
+	case loaded:
+		log.Debug("loaded the module's precompiled code", "section", name)
+	case why != nil:
+		log.Warn("the module's precompiled code was not used; compiled its bytecode", "section", name, "err", why)
+	}
+	return mod, nil
+}
+
 func (h *Host) newGroup(ctx context.Context, key groupKey, wasm []byte, cfg PluginConfig) (*vmGroup, error) {
-	mod, err := h.rt.Compile(ctx, wasm)
+	mod, err := h.compile(ctx, wasm, cfg.AllowPrecompiled, h.log.With("vm_id", key.vmID))
 	if err != nil {
 		return nil, err
 	}

@@ -163,6 +163,9 @@ type moduleEntry struct {
 	drv  DriverModule
 	info *ModuleInfo
 	refs int
+
+	precompiled bool  // loaded from precompiled code (CompilePrecompiled)
+	fallback    error // why CompilePrecompiled compiled the bytecode instead
 }
 
 // Module is a compiled module. Compiling the same bytes again in the same
@@ -176,9 +179,26 @@ type Module struct {
 }
 
 // Compile validates and compiles a WebAssembly binary. A malformed or
-// invalid module is refused with an error that says why.
+// invalid module is refused with an error that says why. Custom sections
+// are compiled as they are (runtimes ignore them); to load a module that
+// may carry precompiled code as Envoy does, see CompilePrecompiled.
 func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
-	key := sha256.Sum256(wasm)
+	return r.compile(ctx, sha256.Sum256(wasm), wasm, func(info *ModuleInfo) (built, error) {
+		dm, err := r.rt.Compile(ctx, wasm, info)
+		return built{dm: dm}, err
+	})
+}
+
+// built is what a compile's build function made.
+type built struct {
+	dm          DriverModule
+	precompiled bool  // loaded from precompiled code
+	fallback    error // why precompiled code given was not used
+}
+
+// compile returns the module cached under key, or parses wasm and builds
+// it with build and caches it.
+func (r *Runtime) compile(ctx context.Context, key [32]byte, wasm []byte, build func(*ModuleInfo) (built, error)) (*Module, error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -195,7 +215,7 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: compile (%s): %w", r.Name(), err)
 	}
-	dm, err := r.rt.Compile(ctx, wasm, info)
+	b, err := build(info)
 	if err != nil {
 		return nil, fmt.Errorf("engine: compile (%s): %w", r.Name(), err)
 	}
@@ -203,15 +223,15 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		_ = dm.Close(context.Background())
+		_ = b.dm.Close(context.Background())
 		return nil, ErrClosed
 	}
 	if e, ok := r.modules[key]; ok { // compiled concurrently: keep the first
-		_ = dm.Close(context.Background())
+		_ = b.dm.Close(context.Background())
 		e.refs++
 		return &Module{rt: r, e: e}, nil
 	}
-	e := &moduleEntry{key: key, drv: dm, info: info, refs: 1}
+	e := &moduleEntry{key: key, drv: b.dm, info: info, refs: 1, precompiled: b.precompiled, fallback: b.fallback}
 	r.modules[key] = e
 	return &Module{rt: r, e: e}, nil
 }

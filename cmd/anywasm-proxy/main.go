@@ -2,6 +2,7 @@
 // the runtime a configuration file or the -runtime flag chooses.
 //
 //	anywasm-proxy -config proxy.yaml [-config-format auto|anywasm|envoy] [-runtime wasmtime] [-log-level info] [-log-format text|json] [-check]
+//	anywasm-proxy precompile [-runtime wasmtime] [-interrupt] -o out.wasm in.wasm
 //
 // The configuration (YAML or JSON) has HTTP and TCP listeners, named
 // clusters (upstreams of listeners and of plugin callouts) and, per
@@ -14,6 +15,9 @@
 // serves /healthz, /metrics (Prometheus) and /plugins. A changed plugin
 // file is reloaded without dropping requests in flight (checked every
 // reload_interval and on SIGHUP); SIGINT or SIGTERM shut down gracefully.
+//
+// The precompile command writes a module carrying a runtime's precompiled
+// code, for plugins with vm_config.allow_precompiled (see precompile.go).
 package main
 
 import (
@@ -43,6 +47,9 @@ func main() {
 // run runs the proxy until a signal, or until ctx is done. ready, when
 // non-nil, receives the proxy once it serves.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- *proxy.Proxy) int {
+	if len(args) > 0 && args[0] == "precompile" {
+		return precompile(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("anywasm-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "configuration file (YAML or JSON)")
@@ -56,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	}
 	if *config == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "usage: anywasm-proxy -config FILE [-config-format auto|anywasm|envoy] [-runtime NAME] [-log-level LEVEL] [-log-format text|json] [-check]")
+		fmt.Fprintln(stderr, "       anywasm-proxy precompile [-runtime NAME] [-interrupt] -o OUT.wasm IN.wasm")
 		return 2
 	}
 	var lv slog.Level

@@ -182,6 +182,7 @@ func Run(t *testing.T, name string) {
 	t.Run("Fuel", h.testFuel)
 	t.Run("CompilationCache", h.testCompilationCache)
 	t.Run("CompilationCacheTrust", h.testCacheTrust)
+	t.Run("Precompiled", h.testPrecompiled)
 	t.Run("CallErrors", h.testCallErrors)
 	t.Run("Close", h.testClose)
 	t.Run("Concurrent", h.testConcurrent)

@@ -109,6 +109,32 @@ wasm_module_t *wasm_module_new(wasm_store_t *, const wasm_byte_vec_t *binary);
 void wasm_module_serialize(const wasm_module_t *, wasm_byte_vec_t *out);
 wasm_module_t *wasm_module_deserialize(wasm_store_t *, const wasm_byte_vec_t *);
 
+wasm_valkind_t wasm_valtype_kind(const wasm_valtype_t *);
+const wasm_valtype_vec_t *wasm_functype_params(const wasm_functype_t *);
+const wasm_valtype_vec_t *wasm_functype_results(const wasm_functype_t *);
+typedef struct wasm_externtype_t wasm_externtype_t;
+wasm_externkind_t wasm_externtype_kind(const wasm_externtype_t *);
+const wasm_functype_t *wasm_externtype_as_functype_const(const wasm_externtype_t *);
+typedef struct wasm_importtype_t wasm_importtype_t;
+typedef struct wasm_importtype_vec_t {
+  size_t size;
+  wasm_importtype_t **data;
+} wasm_importtype_vec_t;
+void wasm_importtype_vec_delete(wasm_importtype_vec_t *);
+const wasm_name_t *wasm_importtype_module(const wasm_importtype_t *);
+const wasm_name_t *wasm_importtype_name(const wasm_importtype_t *);
+const wasm_externtype_t *wasm_importtype_type(const wasm_importtype_t *);
+typedef struct wasm_exporttype_t wasm_exporttype_t;
+typedef struct wasm_exporttype_vec_t {
+  size_t size;
+  wasm_exporttype_t **data;
+} wasm_exporttype_vec_t;
+void wasm_exporttype_vec_delete(wasm_exporttype_vec_t *);
+const wasm_name_t *wasm_exporttype_name(const wasm_exporttype_t *);
+const wasm_externtype_t *wasm_exporttype_type(const wasm_exporttype_t *);
+void wasm_module_imports(const wasm_module_t *, wasm_importtype_vec_t *out);
+void wasm_module_exports(const wasm_module_t *, wasm_exporttype_vec_t *out);
+
 typedef struct wasm_func_t wasm_func_t;
 void wasm_func_delete(wasm_func_t *);
 typedef wasm_trap_t *(*wasm_func_callback_t)(

@@ -71,6 +71,16 @@
 // Anyone running as the same user can still write entries (the key is
 // theirs to read): the cache protects the process from other users.
 //
+// # Precompiled code
+//
+// Runtime.Precompile and CompilePrecompiled use Wasmer's serialized
+// modules, in a custom section named "precompiled_wasmer_v<version>_<platform>"
+// (e.g. precompiled_wasmer_v2.0.0_linux_x86_64), in the style of
+// proxy-wasm-cpp-host's section names (Envoy has no Wasmer runtime). They
+// are interned like compiled modules. A Runtime with fuel never uses them
+// (Wasmer cannot tell whether they were compiled with its metering), and
+// Wasmer trusts an artifact's contents after its header: see precompiled.go.
+//
 // # Native objects
 //
 // Runtime.As, Module.As and Instance.As accept a *unsafe.Pointer and set it

@@ -167,8 +167,9 @@ func mayGrowMemory(wasm []byte) bool {
 	return false
 }
 
-// stats counts compilations and disk cache loads, for tests.
-var stats struct{ compiled, loaded atomic.Int64 }
+// stats counts compilations, disk cache loads and precompiled code loads,
+// for tests.
+var stats struct{ compiled, loaded, deserialized atomic.Int64 }
 
 var (
 	enginesMu sync.Mutex
@@ -324,14 +325,22 @@ func (r *wasmerRuntime) Compile(ctx context.Context, wasm []byte, info *engine.M
 // yet. Concurrent compilations of the same bytes wait for the first.
 func (e *engineState) module(wasm []byte, dir *filecache.Dir) (*cmodule, error) {
 	key := sha256.Sum256(wasm)
+	cm, hit, err := e.intern(key, func() (*cmodule, error) { return e.load(key, wasm, dir) })
+	if hit && dir != nil {
+		e.store2disk(cm, dir)
+	}
+	return cm, err
+}
+
+// intern returns the module interned under key, or makes it with load and
+// interns it; hit reports that it was there. Concurrent calls for one key
+// wait for the first.
+func (e *engineState) intern(key [32]byte, load func() (*cmodule, error)) (cm *cmodule, hit bool, err error) {
 	for {
 		e.mu.Lock()
 		if cm := e.modules[key]; cm != nil {
 			e.mu.Unlock()
-			if dir != nil {
-				e.store2disk(cm, dir)
-			}
-			return cm, nil
+			return cm, true, nil
 		}
 		if wg := e.pending[key]; wg != nil {
 			e.mu.Unlock()
@@ -343,7 +352,7 @@ func (e *engineState) module(wasm []byte, dir *filecache.Dir) (*cmodule, error) 
 		e.pending[key] = wg
 		e.mu.Unlock()
 
-		cm, err := e.load(key, wasm, dir)
+		cm, err := load()
 		e.mu.Lock()
 		delete(e.pending, key)
 		if err == nil {
@@ -351,7 +360,7 @@ func (e *engineState) module(wasm []byte, dir *filecache.Dir) (*cmodule, error) 
 		}
 		e.mu.Unlock()
 		wg.Done()
-		return cm, err
+		return cm, false, err
 	}
 }
 

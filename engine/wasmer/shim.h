@@ -51,6 +51,9 @@ char *aw_last_error(void);
 wasm_module_t *aw_compile(wasm_store_t *store, const char *wasm, size_t n, char **err);
 wasm_module_t *aw_deserialize(wasm_store_t *store, const char *b, size_t n, char **err);
 void aw_serialize(const wasm_module_t *m, wasm_byte_vec_t *out);
+// aw_module_shape writes the shape of m's imports and exports (see package
+// engine/internal/cshape) to out, up to cap bytes, and returns its length.
+size_t aw_module_shape(const wasm_module_t *m, uint8_t *out, size_t cap);
 wasm_functype_t *aw_functype_new(const uint8_t *sig);
 aw_inst *aw_inst_new(wasm_store_t *store, uint32_t id, size_t nimports, const uintptr_t *types, const uint8_t *nresults);
 int aw_inst_start(aw_inst *in, const wasm_module_t *m, int may_grow, wasm_trap_t **trap, char **err);

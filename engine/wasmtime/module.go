@@ -123,6 +123,12 @@ func (r *runtime) Compile(_ context.Context, wasm []byte, info *engine.ModuleInf
 			r.cacheStore(key, cm)
 		}
 	}
+	return r.newModule(cm, info)
+}
+
+// newModule makes the DriverModule of cm, which it owns (and frees on
+// failure).
+func (r *runtime) newModule(cm *C.wasmtime_module_t, info *engine.ModuleInfo) (*module, error) {
 	m := &module{rt: r, info: info, m: cm, funcs: map[string]int{}, bufLen: 1}
 	if err := m.prepare(); err != nil {
 		m.free()
@@ -131,8 +137,9 @@ func (r *runtime) Compile(_ context.Context, wasm []byte, info *engine.ModuleInf
 	return m, nil
 }
 
-// stats counts compilations and disk cache loads, for tests.
-var stats struct{ compiled, loaded atomic.Int64 }
+// stats counts compilations, disk cache loads and precompiled code loads,
+// for tests.
+var stats struct{ compiled, loaded, deserialized atomic.Int64 }
 
 // oneLine joins Wasmtime's multi-line error text ("what\n\nCaused by:\n
 // 0: why\n 1: because") into one line: "what: why: because".

@@ -77,6 +77,39 @@ uint32_t wasm_frame_func_index(const wasm_frame_t *);
 size_t wasm_frame_module_offset(const wasm_frame_t *);
 void wasm_trap_trace(const wasm_trap_t *, wasm_frame_vec_t *out);
 
+wasm_valkind_t wasm_valtype_kind(const wasm_valtype_t *);
+const wasm_valtype_vec_t *wasm_functype_params(const wasm_functype_t *);
+const wasm_valtype_vec_t *wasm_functype_results(const wasm_functype_t *);
+typedef struct wasm_externtype_t wasm_externtype_t;
+typedef uint8_t wasm_externkind_t;
+enum wasm_externkind_enum {
+  WASM_EXTERN_FUNC,
+  WASM_EXTERN_GLOBAL,
+  WASM_EXTERN_TABLE,
+  WASM_EXTERN_MEMORY,
+  WASM_EXTERN_TAG,
+};
+wasm_externkind_t wasm_externtype_kind(const wasm_externtype_t *);
+const wasm_functype_t *
+wasm_externtype_as_functype_const(const wasm_externtype_t *);
+typedef struct wasm_importtype_t wasm_importtype_t;
+typedef struct wasm_importtype_vec_t {
+  size_t size;
+  wasm_importtype_t **data;
+} wasm_importtype_vec_t;
+void wasm_importtype_vec_delete(wasm_importtype_vec_t *);
+const wasm_name_t *wasm_importtype_module(const wasm_importtype_t *);
+const wasm_name_t *wasm_importtype_name(const wasm_importtype_t *);
+const wasm_externtype_t *wasm_importtype_type(const wasm_importtype_t *);
+typedef struct wasm_exporttype_t wasm_exporttype_t;
+typedef struct wasm_exporttype_vec_t {
+  size_t size;
+  wasm_exporttype_t **data;
+} wasm_exporttype_vec_t;
+void wasm_exporttype_vec_delete(wasm_exporttype_vec_t *);
+const wasm_name_t *wasm_exporttype_name(const wasm_exporttype_t *);
+const wasm_externtype_t *wasm_exporttype_type(const wasm_exporttype_t *);
+
 // ---- wasmtime.h ----
 
 #define WASMTIME_VERSION "44.0.0"
@@ -117,6 +150,10 @@ wasmtime_error_t *wasmtime_module_deserialize(wasm_engine_t *engine,
                                               const uint8_t *bytes,
                                               size_t bytes_len,
                                               wasmtime_module_t **ret);
+void wasmtime_module_imports(const wasmtime_module_t *module,
+                             wasm_importtype_vec_t *out);
+void wasmtime_module_exports(const wasmtime_module_t *module,
+                             wasm_exporttype_vec_t *out);
 
 // ---- wasmtime/store.h ----
 
@@ -367,6 +404,10 @@ typedef struct aw_frame {
   uint32_t func_index;
   uint64_t module_offset;
 } aw_frame;
+// aw_module_shape writes the shape of m's imports and exports (see package
+// engine/internal/cshape) to out, up to cap bytes, and returns its length.
+size_t aw_module_shape(const wasmtime_module_t *m, uint8_t *out, size_t cap);
+
 size_t aw_frames(aw_inst *in, wasm_engine_t *engine, aw_frame *out,
                  size_t max, bool nested);
 

@@ -13,7 +13,10 @@
 // interruption: while a call with a cancellable context runs, a goroutine
 // advances the engine's epoch every millisecond and the store checks the
 // call's context), fuel, and a compilation cache on disk that loads only
-// entries it wrote itself, authenticated (see cache.go).
+// entries it wrote itself, authenticated (see cache.go). Precompiled code
+// (Runtime.Precompile, CompilePrecompiled) is Wasmtime's serialized module
+// in proxy-wasm-cpp-host's section "precompiled_wasmtime_v<Version>_<platform>"
+// (see precompiled.go).
 //
 // As accepts *EnginePtr (Runtime.As), *ModulePtr (Module.As), and *StorePtr,
 // *ContextPtr or *InstancePtr (Instance.As): the C pointers of Wasmtime's C

@@ -433,6 +433,9 @@ func (t *translator) plugin(pc *wasmv3.PluginConfig, path, name string) proxy.Pl
 	}
 	vp := path + ".vm_config"
 	p.VMConfig.VMID = vm.GetVmId()
+	// Envoy's createWasm passes it to WasmBase::load (cpp-host's
+	// src/wasm.cc); abi.PluginConfig.AllowPrecompiled does the same.
+	p.VMConfig.AllowPrecompiled = vm.GetAllowPrecompiled()
 	switch rt := vm.GetRuntime(); {
 	case rt == runtimePrefix+"wasmtime" && slices.Contains(engine.Runtimes(), "wasmtime"):
 		p.VMConfig.Runtime = "wasmtime"

@@ -415,3 +415,22 @@ func TestRemoteCodeAndCapabilities(t *testing.T) {
 		t.Errorf("capability_restriction_config: %+v", c)
 	}
 }
+
+// TestAllowPrecompiled: vm_config.allow_precompiled translates into the
+// proxy's field of the same name (false when absent).
+func TestAllowPrecompiled(t *testing.T) {
+	b := strings.Replace(base, "code: {local: {filename: headers.wasm}}",
+		"code: {local: {filename: headers.wasm}}\n                          allow_precompiled: true", 1)
+	if b == base {
+		t.Fatal("the base changed")
+	}
+	for want, src := range map[bool]string{true: b, false: base} {
+		cfg, _, err := envoyconfig.Parse([]byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Listeners[0].HTTP.Filters[0].VMConfig.AllowPrecompiled; got != want {
+			t.Errorf("allow_precompiled = %v, want %v", got, want)
+		}
+	}
+}

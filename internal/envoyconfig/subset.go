@@ -79,7 +79,7 @@ var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 	"envoy.extensions.wasm.v3.WasmService":                                      {"config": false, "singleton": false},
 	"envoy.extensions.wasm.v3.PluginConfig":                                     {"name": false, "root_id": false, "vm_config": false, "configuration": opaque, "fail_open": false, "failure_policy": false, "reload_config": false, "capability_restriction_config": false},
 	"envoy.extensions.wasm.v3.ReloadConfig":                                     {"backoff": false},
-	"envoy.extensions.wasm.v3.VmConfig":                                         {"vm_id": false, "runtime": false, "code": false, "configuration": opaque, "environment_variables": false},
+	"envoy.extensions.wasm.v3.VmConfig":                                         {"vm_id": false, "runtime": false, "code": false, "configuration": opaque, "environment_variables": false, "allow_precompiled": false},
 	"envoy.extensions.wasm.v3.EnvironmentVariables":                             {"host_env_keys": false, "key_values": false},
 	"envoy.config.cluster.v3.Cluster":                                           {"name": false, "type": false, "connect_timeout": false, "lb_policy": false, "load_assignment": false, "metadata": false, "typed_extension_protocol_options": false},
 	"envoy.config.endpoint.v3.ClusterLoadAssignment":                            {"cluster_name": false, "endpoints": false},

@@ -402,6 +402,13 @@ type VMConfig struct {
 	Code                 Code         `json:"code"`
 	Configuration        Value        `json:"configuration,omitempty"`
 	EnvironmentVariables *Environment `json:"environment_variables,omitempty"`
+	// AllowPrecompiled is Envoy's allow_precompiled: the module's
+	// precompiled code for the plugin's runtime, in the custom section
+	// that runtime names (anywasm-proxy precompile makes such modules), is
+	// loaded instead of compiling the bytecode, which is compiled if the
+	// runtime refuses it (abi.PluginConfig.AllowPrecompiled). Precompiled
+	// code is native code run unchecked: only for code you trust.
+	AllowPrecompiled bool `json:"allow_precompiled,omitempty"`
 }
 
 // Code locates the module: Envoy's {local: {filename: ...}}, or holds it:

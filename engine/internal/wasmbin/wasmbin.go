@@ -523,3 +523,125 @@ func (m *Module) parseExports(r *reader) error {
 	}
 	return nil
 }
+
+// A rawSection is one section of a module: its id, its bytes from the id to
+// the end of its body, and, for a custom section, its name.
+type rawSection struct {
+	id         byte
+	start, end int    // b[start:end] is the whole section
+	body       []byte // the body; for a custom section, after its name
+	name       string // the custom section's name
+}
+
+// sections splits b into its sections, checking the header, every section
+// size and every custom section's name against the bytes there are, as
+// proxy-wasm-cpp-host's BytecodeUtil does (src/bytecode_util.cc). It reads
+// nothing inside the other sections: the runtime validates them.
+func sections(b []byte) ([]rawSection, error) {
+	if len(b) < 8 || string(b[:4]) != "\x00asm" {
+		return nil, errors.New("missing the \\0asm magic header (not a WebAssembly binary)")
+	}
+	if b[4] != 1 || b[5] != 0 || b[6] != 0 || b[7] != 0 {
+		return nil, fmt.Errorf("unsupported binary version % x (only version 1 modules are supported; components are not)", b[4:8])
+	}
+	var out []rawSection
+	r := &reader{b: b, off: 8}
+	for r.off < len(b) {
+		s := rawSection{start: r.off}
+		var err error
+		if s.id, err = r.byte(); err != nil {
+			return nil, err
+		}
+		size, err := r.u32()
+		if err != nil {
+			return nil, fmt.Errorf("%s section at offset %d: size: %w", sectionName(s.id), s.start, err)
+		}
+		if s.body, err = r.bytes(size); err != nil {
+			return nil, fmt.Errorf("%s section at offset %d: size %d past the end of the module (%d bytes left)", sectionName(s.id), s.start, size, len(b)-r.off)
+		}
+		s.end = r.off
+		if s.id == 0 {
+			cr := &reader{b: s.body}
+			if s.name, err = cr.name(); err != nil {
+				return nil, fmt.Errorf("custom section at offset %d: name: %w", s.start, err)
+			}
+			s.body = s.body[cr.off:]
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// CustomSection returns the contents (after the name) of the first custom
+// section of b named name: proxy-wasm-cpp-host's
+// BytecodeUtil::getCustomSection. found is false if b has none; err is
+// set if b's section table is malformed. The contents alias b.
+func CustomSection(b []byte, name string) (contents []byte, found bool, err error) {
+	secs, err := sections(b)
+	if err != nil {
+		return nil, false, fmt.Errorf("malformed module: %w", err)
+	}
+	for _, s := range secs {
+		if s.id == 0 && s.name == name {
+			return s.body, true, nil
+		}
+	}
+	return nil, false, nil
+}
+
+// StripCustomSections returns b without the custom sections whose name
+// match accepts, or b itself if it has none; err is set if b's section
+// table is malformed. The other sections are kept, in order, byte for
+// byte.
+func StripCustomSections(b []byte, match func(name string) bool) ([]byte, error) {
+	secs, err := sections(b)
+	if err != nil {
+		return nil, fmt.Errorf("malformed module: %w", err)
+	}
+	var out []byte
+	for _, s := range secs {
+		drop := s.id == 0 && match(s.name)
+		if drop && out == nil {
+			out = make([]byte, 0, len(b))
+			out = append(out, b[:s.start]...)
+		} else if !drop && out != nil {
+			out = append(out, b[s.start:s.end]...)
+		}
+	}
+	if out == nil {
+		return b, nil
+	}
+	return out, nil
+}
+
+// WithCustomSection returns a copy of b without its custom sections named
+// name and with one such section holding contents appended:
+// proxy-wasm-cpp-host's BytecodeUtil::writeModuleWithCustomSection (which
+// replaces sections whose name contains name; this replaces those named
+// exactly name).
+func WithCustomSection(b []byte, name string, contents []byte) ([]byte, error) {
+	if uint64(len(name))+uint64(len(contents))+5 > 0xffffffff {
+		return nil, errors.New("custom section too large")
+	}
+	stripped, err := StripCustomSections(b, func(n string) bool { return n == name })
+	if err != nil {
+		return nil, err
+	}
+	nameLen := appendU32(nil, uint32(len(name)))
+	size := uint32(len(nameLen) + len(name) + len(contents))
+	out := make([]byte, 0, len(stripped)+1+5+int(size))
+	out = append(out, stripped...)
+	out = append(out, 0)
+	out = appendU32(out, size)
+	out = append(out, nameLen...)
+	out = append(out, name...)
+	return append(out, contents...), nil
+}
+
+func appendU32(b []byte, v uint32) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
