@@ -38,6 +38,7 @@ import (
 	_ "github.com/anywasm/anywasm/engine/all"
 	"github.com/anywasm/anywasm/internal/envoyconfig"
 	"github.com/anywasm/anywasm/internal/proxy"
+	"github.com/anywasm/anywasm/internal/version"
 )
 
 func main() {
@@ -58,8 +59,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error, critical")
 	format := fs.String("log-format", "text", "log format: text or json")
 	check := fs.Bool("check", false, "validate the configuration, load every plugin (compile, start, configure) and exit")
+	showVersion := fs.Bool("version", false, "print the build's module version and Go version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		version.Print(stdout, "anywasm-proxy")
+		return 0
 	}
 	if *config == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "usage: anywasm-proxy -config FILE [-config-format auto|anywasm|envoy] [-runtime NAME] [-log-level LEVEL] [-log-format text|json] [-check]")

@@ -91,7 +91,13 @@ func compare(args []string, stdout, stderr io.Writer) int {
 	fa, fb := strings.Split(ca["cpu-features"], ","), strings.Split(cb["cpu-features"], ",")
 	fmt.Fprintf(stdout, "\nCPU features only A has: %s\n", orDash(strings.Join(minus(fa, fb), " ")))
 	fmt.Fprintf(stdout, "CPU features only B has: %s\n\n", orDash(strings.Join(minus(fb, fa), " ")))
-	if err := benchstatWith(stdout, stderr, []string{"-ignore", strings.Join(ignore, ",")}, a, b); err != nil {
+	src, err := locate(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	defer src.cleanup()
+	if err := benchstatWith(stdout, stderr, src, []string{"-ignore", strings.Join(ignore, ",")}, a, b); err != nil {
 		fmt.Fprintln(stderr, "bench: benchstat:", err)
 		return 1
 	}

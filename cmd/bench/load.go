@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/klauspost/cpuid/v2"
+
+	"github.com/anywasm/anywasm/internal/version"
 )
 
 // The load subcommand measures requests per second and latency through
@@ -90,13 +92,18 @@ func load(args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", 2*time.Second, "length of each run")
 	conns := fs.Int("conns", 16, "concurrent keep-alive connections of the closed-loop load generator")
 	out := fs.String("o", "", "results file (default results/<goos>-<goarch>-<cpu>-<date>-load.txt)")
-	short := fs.Bool("short", false, "smoke run: -count 1 -duration 300ms unless set")
+	short := fs.Bool("short", false, "smoke run: -count 1 -duration 300ms unless set; written to a temporary directory unless -o is set")
+	showVersion := fs.Bool("version", false, "print the build's module version and Go version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: bench load [flags]\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		version.Print(stdout, "bench")
+		return 0
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
@@ -136,11 +143,22 @@ func load(args []string, stdout, stderr io.Writer) int {
 			o.plugins = append(o.plugins, n)
 		}
 	}
+	src, err := locate(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench load:", err)
+		return 1
+	}
+	defer src.cleanup()
 	if o.out == "" {
 		name := strings.TrimSuffix(defaultName(time.Now(), nil), ".txt") + "-load.txt"
-		o.out = filepath.Join("results", name)
+		out, err := defaultOut(*short, name)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench load:", err)
+			return 1
+		}
+		o.out = out
 	}
-	samples, err := measureLoad(stderr, o)
+	samples, err := measureLoad(stderr, src, o)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench load:", err)
 		return 1
@@ -148,7 +166,7 @@ func load(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "bench load: wrote %s\n", o.out)
 	base := strings.TrimSuffix(o.out, ".txt")
 	var bs bytes.Buffer
-	if err := benchstatWith(&bs, stderr, []string{"-col", "/runtime"}, o.out); err != nil {
+	if err := benchstatWith(&bs, stderr, src, []string{"-col", "/runtime"}, o.out); err != nil {
 		fmt.Fprintln(stderr, "bench load: benchstat:", err)
 		return 1
 	}
@@ -180,22 +198,18 @@ func load(args []string, stdout, stderr io.Writer) int {
 // measureLoad builds the proxy binaries and the plugins, starts the
 // backend, runs every (runtime, plugins) count times, interleaved, and
 // writes the results file.
-func measureLoad(stderr io.Writer, o loadOptions) ([]sample, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return nil, err
-	}
+func measureLoad(stderr io.Writer, src *source, o loadOptions) ([]sample, error) {
 	tmp, err := os.MkdirTemp("", "anywasm-load-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
 
-	bins, err := buildProxies(stderr, root, tmp, o.runtimes)
+	bins, err := buildProxies(stderr, src, tmp, o.runtimes)
 	if err != nil {
 		return nil, err
 	}
-	if err := buildPlugins(stderr, root, tmp, o.plugins); err != nil {
+	if err := buildPlugins(stderr, src, tmp, o.plugins); err != nil {
 		return nil, err
 	}
 
@@ -216,13 +230,12 @@ func measureLoad(stderr io.Writer, o loadOptions) ([]sample, error) {
 	writeLoadHeader(f, o)
 
 	var samples []sample
-	start := time.Now()
+	prog := newProgress(o.count * len(o.runtimes) * len(o.plugins))
 	for round := range o.count {
 		for i := range o.runtimes {
 			r := o.runtimes[(i+round)%len(o.runtimes)] // rotate: no runtime always goes first
 			for _, n := range o.plugins {
-				fmt.Fprintf(stderr, "bench load: round %d/%d: %s, %d plugins (%s elapsed)\n",
-					round+1, o.count, r, n, time.Since(start).Round(time.Second))
+				fmt.Fprintf(stderr, "bench load: %s\n", prog.line(len(samples), fmt.Sprintf("round %d/%d: %s, %d plugins", round+1, o.count, r, n)))
 				s, err := loadRun(bins[r], tmp, backend.Addr().String(), r, n, o)
 				if err != nil {
 					return samples, fmt.Errorf("%s, %d plugins, round %d: %w", r, n, round+1, err)
@@ -241,7 +254,7 @@ func measureLoad(stderr io.Writer, o loadOptions) ([]sample, error) {
 // binary for wazero and wasmtime, one with -tags anywasm_wasmer for
 // wasmer (wasmtime and wasmer never share one). It returns the binary of
 // each runtime.
-func buildProxies(stderr io.Writer, root, dir string, runtimes []string) (map[string]string, error) {
+func buildProxies(stderr io.Writer, src *source, dir string, runtimes []string) (map[string]string, error) {
 	bins := map[string]string{}
 	for _, r := range runtimes {
 		bin, tags := filepath.Join(dir, "proxy"), ""
@@ -256,8 +269,8 @@ func buildProxies(stderr io.Writer, root, dir string, runtimes []string) (map[st
 		if tags != "" {
 			args = append(args, "-tags", tags)
 		}
-		args = append(args, "./cmd/anywasm-proxy")
-		if err := goCmd(stderr, root, nil, args...); err != nil {
+		args = append(args, src.pkg("cmd/anywasm-proxy"))
+		if err := goCmd(stderr, src.root, src.env, args...); err != nil {
 			return nil, fmt.Errorf("building the proxy for %s: %w", r, err)
 		}
 	}
@@ -266,7 +279,7 @@ func buildProxies(stderr io.Writer, root, dir string, runtimes []string) (map[st
 
 // buildPlugins builds the Go-SDK plugins of the chains into dir as
 // <name>.wasm.
-func buildPlugins(stderr io.Writer, root, dir string, chains []int) error {
+func buildPlugins(stderr io.Writer, src *source, dir string, chains []int) error {
 	built := map[string]bool{}
 	for _, n := range chains {
 		for _, p := range loadChains[n] {
@@ -274,7 +287,7 @@ func buildPlugins(stderr io.Writer, root, dir string, chains []int) error {
 				continue
 			}
 			built[p] = true
-			err := goCmd(stderr, filepath.Join(root, "abi", "testdata", "plugins"),
+			err := goCmd(stderr, src.pluginsDir,
 				[]string{"GOOS=wasip1", "GOARCH=wasm", "GOWORK=off"},
 				"build", "-trimpath", "-buildmode=c-shared", "-o", filepath.Join(dir, p+".wasm"), "./"+p)
 			if err != nil {

@@ -8,11 +8,19 @@
 //	go run ./cmd/bench -short                # each benchmark once (a smoke run, as CI does)
 //	go run ./cmd/bench -runtime wazero,wasmtime -bench 'Request' -count 5
 //	go run ./cmd/bench compare A.txt B.txt   # two machines side by side, and their CPU features
+//	go run ./cmd/bench chart A.txt           # redraw A.svg and A.png from a results file
 //	go run ./cmd/bench load                  # requests/s, p50, p99 through anywasm-proxy (load.go)
 //	go run ./cmd/bench soak                  # leak check: 1M requests per runtime through anywasm-proxy (soak.go)
 //
 // Output goes to results/<goos>-<goarch>-<cpu>-<date>.txt (and .svg, .png
-// beside it) unless -o names the .txt. Progress goes to stderr.
+// beside it) unless -o names the .txt; a -short run without -o writes to a
+// new temporary directory instead. Progress, with an estimate of the time
+// left, goes to stderr.
+//
+// Inside a checkout of anywasm it builds the checkout's code; elsewhere
+// (go run github.com/anywasm/anywasm/cmd/bench@VERSION, or a binary from go
+// install) it runs the benchmarks of its own version from the module
+// cache, through a temporary module (source.go).
 package main
 
 import (
@@ -30,6 +38,8 @@ import (
 	"time"
 
 	"github.com/klauspost/cpuid/v2"
+
+	"github.com/anywasm/anywasm/internal/version"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -65,23 +75,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "soak" {
 		return soak(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "chart" {
+		return chartCmd(args[1:], stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	runtimes := fs.String("runtime", "wazero,wasmtime,wasmer", "comma-separated runtimes to measure")
 	bench := fs.String("bench", mainBench, "benchmark filter (go test -bench)")
 	count := fs.Int("count", 10, "runs of each benchmark, interleaved across runtimes")
-	short := fs.Bool("short", false, "smoke run: each benchmark once (-benchtime 1x), -count 1 unless set")
+	short := fs.Bool("short", false, "smoke run: each benchmark once (-benchtime 1x), -count 1 unless set; written to a temporary directory unless -o is set")
 	full := fs.Bool("full", false, "full profile: -benchtime "+fullBenchtime+" instead of "+mainBenchtime)
 	benchtime := fs.String("benchtime", "", "override the profile's -benchtime")
 	out := fs.String("o", "", "results file (default results/<goos>-<goarch>-<cpu>-<date>.txt)")
 	noChart := fs.Bool("nochart", false, "do not draw the chart")
+	showVersion := fs.Bool("version", false, "print the build's module version and Go version and exit")
 	arch := fs.String("arch", runtime.GOARCH, "GOARCH to measure; another than the host's is cross-built and run under qemu-user (linux/arm64 on amd64: Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user-static), and the results say emulated: true (correctness only, never performance)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: bench [flags]\n       bench compare A.txt B.txt\n       bench load [flags]\n       bench soak [flags]\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: bench [flags]\n       bench compare A.txt B.txt\n       bench chart A.txt...\n       bench load [flags]\n       bench soak [flags]\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		version.Print(stdout, "bench")
+		return 0
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
@@ -129,15 +147,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 			want = slices.DeleteFunc(want, func(r string) bool { return r == "wasmer" })
 		}
 	}
-	if *out == "" {
-		*out = filepath.Join("results", defaultName(time.Now(), emu))
+	src, err := locate(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
 	}
-	if err := measure(stderr, want, *bench, bt, *count, *out, emu); err != nil {
+	defer src.cleanup()
+	if *out == "" {
+		o, err := defaultOut(*short, defaultName(time.Now(), emu))
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		*out = o
+	}
+	if err := measure(stderr, src, want, *bench, bt, *count, *out, emu); err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
 	fmt.Fprintf(stderr, "bench: wrote %s\n", *out)
-	if err := benchstat(stdout, stderr, *out); err != nil {
+	if err := benchstat(stdout, stderr, src, *out); err != nil {
 		fmt.Fprintln(stderr, "bench: benchstat:", err)
 		return 1
 	}
@@ -156,7 +185,38 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// defaultName is <goos>-<goarch>-<cpu>-<date>.txt.
+// defaultOut is where a run writes without -o: results/name, or for a
+// -short run (a smoke test, not a measurement to keep) name in a new
+// temporary directory.
+func defaultOut(short bool, name string) (string, error) {
+	if !short {
+		return filepath.Join("results", name), nil
+	}
+	dir, err := os.MkdirTemp("", "anywasm-bench-short-")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, name), nil
+}
+
+// chartCmd redraws the charts of results files: A.svg and A.png beside
+// A.txt.
+func chartCmd(args []string, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: bench chart A.txt...")
+		return 2
+	}
+	for _, f := range args {
+		base := strings.TrimSuffix(f, ".txt")
+		if err := chart(f, base+".svg", base+".png"); err != nil {
+			fmt.Fprintln(stderr, "bench: chart:", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "bench: wrote %s.svg and %s.png\n", base, base)
+	}
+	return 0
+}
+
 // emulation runs test binaries of another GOARCH under qemu-user.
 type emulation struct {
 	goarch string
@@ -199,26 +259,9 @@ func defaultName(now time.Time, emu *emulation) string {
 	return fmt.Sprintf("%s-%s-%s-%s.txt", runtime.GOOS, arch, cpu, now.UTC().Format("2006-01-02"))
 }
 
-// moduleRoot is the directory of the main module's go.mod.
-func moduleRoot() (string, error) {
-	b, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(b))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the anywasm module")
-	}
-	return filepath.Dir(gomod), nil
-}
-
 // measure builds the test binaries the runtimes need, runs them count
 // times, rotating the runtimes' order each round, and writes the results.
-func measure(stderr io.Writer, want []string, bench, benchtime string, count int, out string, emu *emulation) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
+func measure(stderr io.Writer, src *source, want []string, bench, benchtime string, count int, out string, emu *emulation) error {
 	tmp, err := os.MkdirTemp("", "anywasm-bench-")
 	if err != nil {
 		return err
@@ -240,15 +283,12 @@ func measure(stderr io.Writer, want []string, bench, benchtime string, count int
 		if b.tags != "" {
 			args = append(args, "-tags", b.tags)
 		}
-		args = append(args, "./bench/")
-		fmt.Fprintf(stderr, "bench: go %s\n", strings.Join(args, " "))
-		cmd := exec.Command("go", args...)
-		cmd.Dir = root
-		cmd.Stdout, cmd.Stderr = stderr, stderr
+		args = append(args, src.pkg("bench"))
+		env := src.env
 		if emu != nil {
-			cmd.Env = append(os.Environ(), emu.env...)
+			env = append(append([]string(nil), env...), emu.env...)
 		}
-		if err := cmd.Run(); err != nil {
+		if err := goCmd(stderr, src.root, env, args...); err != nil {
 			return fmt.Errorf("building the %s test binary: %w", strings.Join(rts, "+"), err)
 		}
 		for _, r := range rts {
@@ -264,15 +304,16 @@ func measure(stderr io.Writer, want []string, bench, benchtime string, count int
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "bench-profile: benchtime=%s,count=%d\n", benchtime, count)
+	fmt.Fprintf(f, "date: %s\n", time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(f, "emulated: %t\n", emu != nil)
 	if emu != nil {
 		fmt.Fprintf(f, "emulator: %s\n", emu.exec[0])
 	}
-	start := time.Now()
+	prog := newProgress(count * len(want))
 	for round := range count {
 		for i := range want {
 			r := want[(i+round)%len(want)] // rotate: no runtime always goes first
-			fmt.Fprintf(stderr, "bench: round %d/%d: %s (%s elapsed)\n", round+1, count, r, time.Since(start).Round(time.Second))
+			fmt.Fprintf(stderr, "bench: %s\n", prog.line(round*len(want)+i, fmt.Sprintf("round %d/%d: %s", round+1, count, r)))
 			var buf bytes.Buffer
 			argv := []string{binOf[r], "-test.run", "^$", "-test.bench", bench, "-test.benchtime", benchtime,
 				"-test.count", "1", "-test.benchmem", "-runtime", r}
@@ -280,7 +321,10 @@ func measure(stderr io.Writer, want []string, bench, benchtime string, count int
 				argv = append(append([]string(nil), emu.exec...), argv...)
 			}
 			cmd := exec.Command(argv[0], argv[1:]...)
-			cmd.Dir = filepath.Join(root, "bench")
+			cmd.Dir = src.benchDir
+			if env := src.benchEnv(); env != nil {
+				cmd.Env = append(os.Environ(), env...)
+			}
 			cmd.Stdout, cmd.Stderr = &buf, stderr
 			err := cmd.Run()
 			if _, werr := f.Write(buf.Bytes()); werr != nil {
@@ -304,23 +348,23 @@ func tail(s string, n int) string {
 
 // benchstat prints the comparison with runtimes as columns, through the
 // benchstat the module pins as a tool (go tool benchstat).
-func benchstat(stdout, stderr io.Writer, files ...string) error {
-	return benchstatWith(stdout, stderr, benchstatArgs, files...)
+func benchstat(stdout, stderr io.Writer, src *source, files ...string) error {
+	return benchstatWith(stdout, stderr, src, benchstatArgs, files...)
 }
 
-func benchstatWith(stdout, stderr io.Writer, args []string, files ...string) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
+// benchstatWith runs the benchstat of the module (a checkout's tool, or
+// the temporary module's) on files.
+func benchstatWith(stdout, stderr io.Writer, src *source, args []string, files ...string) error {
 	abs := make([]string, len(files))
 	for i, f := range files {
+		var err error
 		if abs[i], err = filepath.Abs(f); err != nil {
 			return err
 		}
 	}
 	cmd := exec.Command("go", append(append([]string{"tool", "benchstat"}, args...), abs...)...)
-	cmd.Dir = root
+	cmd.Dir = src.root
+	cmd.Env = append(os.Environ(), src.env...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	return cmd.Run()
 }

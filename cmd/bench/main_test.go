@@ -5,6 +5,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,61 @@ func TestRunUsage(t *testing.T) {
 		if code := run(args, &out, &errb); code != 2 {
 			t.Errorf("run(%q) = %d, want 2; stderr:\n%s", args, code, errb.String())
 		}
+	}
+}
+
+// TestVersion: -version on the command and its subcommands with flags
+// prints the build's version line and exits 0.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"-version"}, {"load", "-version"}, {"soak", "-version"}} {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		s := out.String()
+		if code != 0 || !strings.HasPrefix(s, "bench ") || !strings.Contains(s, " "+runtime.Version()+" ") || strings.Count(s, "\n") != 1 || errb.Len() != 0 {
+			t.Errorf("run(%q) = %d, stdout %q, stderr %q", args, code, s, errb.String())
+		}
+	}
+}
+
+// TestDefaultOut: a -short run without -o writes to a new temporary
+// directory, never to results/.
+func TestDefaultOut(t *testing.T) {
+	if got, err := defaultOut(false, "x.txt"); err != nil || got != filepath.Join("results", "x.txt") {
+		t.Errorf("defaultOut(false) = %q, %v", got, err)
+	}
+	got, err := defaultOut(true, "x.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(filepath.Dir(got))
+	if filepath.Base(got) != "x.txt" || !strings.HasPrefix(got, os.TempDir()) || strings.Contains(got, "results") {
+		t.Errorf("defaultOut(true) = %q", got)
+	}
+	if st, err := os.Stat(filepath.Dir(got)); err != nil || !st.IsDir() {
+		t.Errorf("defaultOut(true): %v", err)
+	}
+}
+
+// TestChartCommand redraws a results file's charts beside it.
+func TestChartCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.txt")
+	if err := os.WriteFile(path, []byte(sampleA), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"chart", path}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "wrote ") {
+		t.Fatalf("chart = %d; stderr:\n%s", code, errb.String())
+	}
+	for _, ext := range []string{".svg", ".png"} {
+		if _, err := os.Stat(strings.TrimSuffix(path, ".txt") + ext); err != nil {
+			t.Error(err)
+		}
+	}
+	if code := run([]string{"chart"}, &out, &errb); code != 2 {
+		t.Errorf("chart without files = %d", code)
+	}
+	if code := run([]string{"chart", filepath.Join(t.TempDir(), "missing.txt")}, &out, &errb); code != 1 {
+		t.Errorf("chart of a missing file = %d", code)
 	}
 }
 
@@ -62,15 +119,18 @@ func TestMedians(t *testing.T) {
 	if err := os.WriteFile(path, []byte(sampleA), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	med, rts, err := medians(path)
+	res, err := readResults(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(rts, ",") != "wazero,wasmtime" {
-		t.Errorf("runtimes %q", rts)
+	if strings.Join(res.runtimes, ",") != "wazero,wasmtime" {
+		t.Errorf("runtimes %q", res.runtimes)
 	}
-	if got := med["Call/impl=anywasm/op=empty"]["wasmtime"]; math.Abs(got-30) > 1e-6 {
-		t.Errorf("median = %v, want 30 (have %v)", got, med)
+	if got := res.stats["Call/impl=anywasm/op=empty"]["wasmtime"]; math.Abs(got.center-30) > 1e-6 || got.n != 1 {
+		t.Errorf("median = %v, want 30 of 1 run (have %v)", got, res.stats)
+	}
+	if res.versions["wasmtime"] != "44.0.0" || res.cfg["cpu-brand"] != "A CPU" {
+		t.Errorf("versions %v, config %v", res.versions, res.cfg)
 	}
 	dir := t.TempDir()
 	if err := chart(path, filepath.Join(dir, "c.svg"), filepath.Join(dir, "c.png")); err != nil {
@@ -113,11 +173,25 @@ func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the bench test binaries")
 	}
-	out := filepath.Join(t.TempDir(), "r.txt")
+	// -short without -o: a temporary directory, said on stderr; nothing
+	// in results/ (relative to the working directory, this package's).
+	before := results(t)
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"-short", "-bench", "^BenchmarkCall$/runtime=/impl=anywasm/op=empty$", "-count", "1", "-o", out}, &stdout, &stderr)
+	code := run([]string{"-short", "-bench", "^BenchmarkCall$/runtime=/impl=anywasm/op=empty$", "-count", "1"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("run = %d; stderr:\n%s", code, stderr.String())
+	}
+	m := regexp.MustCompile(`bench: wrote (\S+\.txt)\n`).FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("stderr does not say where it wrote:\n%s", stderr.String())
+	}
+	out := m[1]
+	defer os.RemoveAll(filepath.Dir(out))
+	if !strings.HasPrefix(out, os.TempDir()) {
+		t.Errorf("-short wrote %s, not in a temporary directory", out)
+	}
+	if after := results(t); after != before {
+		t.Errorf("-short changed results/: %q, then %q", before, after)
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {
@@ -128,7 +202,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("results lack %q:\n%s", want, b)
 		}
 	}
-	if !strings.Contains(stdout.String(), "wasmtime") || !strings.Contains(stderr.String(), "round 1/1") {
+	if !strings.Contains(stdout.String(), "wasmtime") || !strings.Contains(stderr.String(), "run 1/3: round 1/1: ") {
 		t.Errorf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	}
 	for _, ext := range []string{".svg", ".png"} {
@@ -136,4 +210,21 @@ func TestRun(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// results lists results/ from the working directory and from the module
+// root.
+func results(t *testing.T) string {
+	t.Helper()
+	var names []string
+	for _, dir := range []string{"results", filepath.Join("..", "..", "results")} {
+		entries, err := os.ReadDir(dir)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			names = append(names, filepath.Join(dir, e.Name()))
+		}
+	}
+	return strings.Join(names, " ")
 }

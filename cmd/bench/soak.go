@@ -16,6 +16,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/anywasm/anywasm/internal/version"
 )
 
 // The soak subcommand looks for leaks in cmd/anywasm-proxy: on each
@@ -127,13 +129,18 @@ func soak(args []string, stdout, stderr io.Writer) int {
 	conns := fs.Int("conns", 16, "concurrent keep-alive connections of the closed-loop load generator")
 	warmup := fs.Float64("warmup", 0.2, "fraction of -requests after which the leak check's baseline is taken")
 	out := fs.String("o", "", "results file (default results/<goos>-<goarch>-<cpu>-<date>-soak.txt)")
-	short := fs.Bool("short", false, "smoke run: -requests 20000 -interval 1s unless set")
+	short := fs.Bool("short", false, "smoke run: -requests 20000 -interval 1s unless set; written to a temporary directory unless -o is set")
+	showVersion := fs.Bool("version", false, "print the build's module version and Go version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: bench soak [flags]\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		version.Print(stdout, "bench")
+		return 0
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
@@ -163,11 +170,22 @@ func soak(args []string, stdout, stderr io.Writer) int {
 			o.runtimes = append(o.runtimes, r)
 		}
 	}
+	src, err := locate(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench soak:", err)
+		return 1
+	}
+	defer src.cleanup()
 	if o.out == "" {
 		name := strings.TrimSuffix(defaultName(time.Now(), nil), ".txt") + "-soak.txt"
-		o.out = filepath.Join("results", name)
+		out, err := defaultOut(*short, name)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench soak:", err)
+			return 1
+		}
+		o.out = out
 	}
-	runs, err := measureSoak(stderr, o)
+	runs, err := measureSoak(stderr, src, o)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench soak:", err)
 		return 1
@@ -247,21 +265,17 @@ func fmtQty(v float64, unit string) string {
 
 // measureSoak builds the proxy binaries and the plugins, starts the
 // backend, soaks each runtime in turn and writes the results file.
-func measureSoak(stderr io.Writer, o soakOptions) ([]soakRun, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return nil, err
-	}
+func measureSoak(stderr io.Writer, src *source, o soakOptions) ([]soakRun, error) {
 	tmp, err := os.MkdirTemp("", "anywasm-soak-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	bins, err := buildProxies(stderr, root, tmp, o.runtimes)
+	bins, err := buildProxies(stderr, src, tmp, o.runtimes)
 	if err != nil {
 		return nil, err
 	}
-	if err := buildPlugins(stderr, root, tmp, []int{soakChain}); err != nil {
+	if err := buildPlugins(stderr, src, tmp, []int{soakChain}); err != nil {
 		return nil, err
 	}
 	backend, err := startBackend()
@@ -281,8 +295,9 @@ func measureSoak(stderr io.Writer, o soakOptions) ([]soakRun, error) {
 	writeSoakHeader(f, o)
 
 	var runs []soakRun
-	for _, r := range o.runtimes {
-		fmt.Fprintf(stderr, "bench soak: %s: %d requests through %s\n", r, o.requests, strings.Join(loadChains[soakChain], ", "))
+	prog := newProgress(len(o.runtimes))
+	for i, r := range o.runtimes {
+		fmt.Fprintf(stderr, "bench soak: %s\n", prog.line(i, fmt.Sprintf("%s: %d requests through %s", r, o.requests, strings.Join(loadChains[soakChain], ", "))))
 		run, err := soakOne(stderr, f, bins[r], tmp, backend, r, o)
 		if err != nil {
 			return runs, fmt.Errorf("%s: %w", r, err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/anywasm/anywasm/abi/abitest"
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/internal/version"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -33,6 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	scriptPath := fs.String("script", "", "the conformance script (JSON)")
 	verbose := fs.Bool("v", false, "print every runtime's transcript")
 	cache := fs.String("cache", "", "keep compiled plugins in this directory (private to the user) across runs")
+	showVersion := fs.Bool("version", false, "print the build's module version and Go version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: proxywasm-conformance [-v] [-cache DIR] -script s.json plugin.wasm\n\n"+
 			"Runs the plugin through the script on every runtime compiled in (%v).\n\n", engine.Runtimes())
@@ -43,6 +45,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		return 2
+	}
+	if *showVersion {
+		version.Print(stdout, "proxywasm-conformance")
+		return 0
 	}
 	if *scriptPath == "" || fs.NArg() != 1 {
 		fs.Usage()

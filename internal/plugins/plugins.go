@@ -89,11 +89,25 @@ var (
 	moduleDirErr  error
 )
 
-// findModuleDir locates abi/testdata/plugins from this source file's path, so
-// it works from any package's test. Under -trimpath the recorded path is not
-// a file system path; then the main module is asked of the go command, run
-// in the test's working directory (inside the main module).
+// DirEnv names the environment variable that, when set, is the plugin
+// module's directory. cmd/bench sets it for the benchmarks it runs from the
+// module cache, outside a checkout: the plugin module is a nested module,
+// so it is not in the module zip of github.com/anywasm/anywasm, and the go
+// command downloads it apart.
+const DirEnv = "ANYWASM_PLUGINS_DIR"
+
+// findModuleDir locates abi/testdata/plugins: $ANYWASM_PLUGINS_DIR when set,
+// else from this source file's path, so it works from any package's test.
+// Under -trimpath the recorded path is not a file system path; then the
+// main module is asked of the go command, run in the test's working
+// directory (inside the main module).
 func findModuleDir() (string, error) {
+	if dir := os.Getenv(DirEnv); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+			return "", fmt.Errorf("plugins: $%s: plugin module not found: %w", DirEnv, err)
+		}
+		return dir, nil
+	}
 	var abiDir string
 	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
 		abiDir = filepath.Join(filepath.Dir(file), "..", "..", "abi")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -200,6 +201,26 @@ func TestUnknown(t *testing.T) {
 	c := &cache{dir: func() (string, error) { return t.TempDir(), nil }}
 	if _, err := c.build("no-such-plugin"); err == nil || !strings.Contains(err.Error(), "unknown plugin") {
 		t.Fatalf("build(no-such-plugin) error = %v", err)
+	}
+}
+
+// TestDirEnv: $ANYWASM_PLUGINS_DIR names the plugin module's directory
+// (cmd/bench outside a checkout) and is refused when it holds no go.mod.
+func TestDirEnv(t *testing.T) {
+	real, err := findModuleDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := t.TempDir()
+	t.Setenv(DirEnv, elsewhere)
+	if dir, err := findModuleDir(); err == nil || !strings.Contains(err.Error(), DirEnv) {
+		t.Errorf("findModuleDir with $%s=%s (no go.mod) = %q, %v; want an error naming %s", DirEnv, elsewhere, dir, err, DirEnv)
+	}
+	if err := os.WriteFile(filepath.Join(elsewhere, "go.mod"), []byte("module x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if dir, err := findModuleDir(); err != nil || dir != elsewhere || dir == real {
+		t.Errorf("findModuleDir with $%s=%s = %q, %v", DirEnv, elsewhere, dir, err)
 	}
 }
 
