@@ -47,35 +47,63 @@ var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name": false, "typed_config": false, "config_discovery": false},
 	// config_discovery (ECDS, ecds.go): over ADS or a gRPC stream of
 	// its own, state of the world, to an envoy_grpc cluster.
-	"envoy.config.core.v3.ExtensionConfigSource":                                {"config_source": false, "default_config": false, "apply_default_config_without_warming": false, "type_urls": false},
-	"envoy.config.core.v3.ConfigSource":                                         {"ads": false, "api_config_source": false, "resource_api_version": false},
-	"envoy.config.core.v3.AggregatedConfigSource":                               {},
-	"envoy.config.core.v3.ApiConfigSource":                                      {"api_type": false, "transport_api_version": false, "grpc_services": false},
-	"envoy.config.core.v3.GrpcService":                                          {"envoy_grpc": false},
-	"envoy.config.core.v3.GrpcService.EnvoyGrpc":                                {"cluster_name": false},
-	"envoy.extensions.filters.http.router.v3.Router":                            {},
-	"envoy.config.route.v3.RouteConfiguration":                                  {"name": false, "virtual_hosts": false},
-	"envoy.config.route.v3.VirtualHost":                                         {"name": false, "domains": false, "routes": false, "metadata": false},
-	"envoy.config.route.v3.Route":                                               {"name": false, "match": false, "route": false, "direct_response": false, "metadata": false},
-	"envoy.config.route.v3.RouteMatch":                                          {"prefix": false, "path": false},
-	"envoy.config.route.v3.RouteAction":                                         {"cluster": false},
-	"envoy.config.route.v3.DirectResponseAction":                                {"status": false, "body": false},
-	"envoy.config.core.v3.DataSource":                                           {"filename": false, "inline_bytes": false, "inline_string": false},
-	"envoy.config.core.v3.AsyncDataSource":                                      {"local": false, "remote": false},
-	"envoy.config.core.v3.RemoteDataSource":                                     {"http_uri": false, "sha256": false, "retry_policy": false},
-	"envoy.config.core.v3.HttpUri":                                              {"uri": false, "cluster": false, "timeout": false},
-	"envoy.config.core.v3.RetryPolicy":                                          {"retry_back_off": false, "num_retries": false},
-	"envoy.config.core.v3.BackoffStrategy":                                      {"base_interval": false, "max_interval": false},
-	"envoy.extensions.wasm.v3.CapabilityRestrictionConfig":                      {"allowed_capabilities": false},
-	"envoy.extensions.wasm.v3.SanitizationConfig":                               {},
-	"envoy.extensions.filters.http.wasm.v3.Wasm":                                {"config": false},
-	"envoy.extensions.filters.network.wasm.v3.Wasm":                             {"config": false},
-	"envoy.extensions.wasm.v3.WasmService":                                      {"config": false, "singleton": false},
-	"envoy.extensions.wasm.v3.PluginConfig":                                     {"name": false, "root_id": false, "vm_config": false, "configuration": opaque, "fail_open": false, "failure_policy": false, "capability_restriction_config": false},
-	"envoy.extensions.wasm.v3.VmConfig":                                         {"vm_id": false, "runtime": false, "code": false, "configuration": opaque, "environment_variables": false},
-	"envoy.extensions.wasm.v3.EnvironmentVariables":                             {"host_env_keys": false, "key_values": false},
-	"envoy.config.cluster.v3.Cluster":                                           {"name": false, "type": false, "connect_timeout": false, "lb_policy": false, "load_assignment": false, "metadata": false, "typed_extension_protocol_options": false},
-	"envoy.config.endpoint.v3.ClusterLoadAssignment":                            {"cluster_name": false, "endpoints": false},
+	"envoy.config.core.v3.ExtensionConfigSource":     {"config_source": false, "default_config": false, "apply_default_config_without_warming": false, "type_urls": false},
+	"envoy.config.core.v3.ConfigSource":              {"ads": false, "api_config_source": false, "resource_api_version": false},
+	"envoy.config.core.v3.AggregatedConfigSource":    {},
+	"envoy.config.core.v3.ApiConfigSource":           {"api_type": false, "transport_api_version": false, "grpc_services": false},
+	"envoy.config.core.v3.GrpcService":               {"envoy_grpc": false},
+	"envoy.config.core.v3.GrpcService.EnvoyGrpc":     {"cluster_name": false},
+	"envoy.extensions.filters.http.router.v3.Router": {},
+	"envoy.config.route.v3.RouteConfiguration":       {"name": false, "virtual_hosts": false},
+	"envoy.config.route.v3.VirtualHost":              {"name": false, "domains": false, "routes": false, "metadata": false},
+	"envoy.config.route.v3.Route":                    {"name": false, "match": false, "route": false, "direct_response": false, "metadata": false},
+	// RouteMatch: the path by prefix, exact path or RE2 regular expression
+	// (case_sensitive for the first two), then headers and query
+	// parameters (internal/proxy/match.go); connect_matcher,
+	// path_separated_prefix, path_match_policy, runtime_fraction, grpc,
+	// tls_context, dynamic_metadata, filter_state and cookies are refused.
+	"envoy.config.route.v3.RouteMatch": {"prefix": false, "path": false, "safe_regex": false, "case_sensitive": false, "headers": false, "query_parameters": false},
+	// HeaderMatcher: every form, Envoy's HeaderUtility semantics (values
+	// of a repeated header joined with ",", pseudo-headers the request's).
+	"envoy.config.route.v3.HeaderMatcher": {
+		"name": false, "exact_match": false, "safe_regex_match": false, "range_match": false, "present_match": false,
+		"prefix_match": false, "suffix_match": false, "contains_match": false, "string_match": false,
+		"invert_match": false, "treat_missing_header_as_empty": false,
+	},
+	"envoy.config.route.v3.QueryParameterMatcher": {"name": false, "string_match": false, "present_match": false},
+	// StringMatcher: all but custom (an extension).
+	"envoy.type.matcher.v3.StringMatcher": {"exact": false, "prefix": false, "suffix": false, "safe_regex": false, "contains": false, "ignore_case": false},
+	// RegexMatcher: RE2 syntax, run by Go's regexp (a full match).
+	// google_re2 is accepted empty (its max_program_size is refused).
+	"envoy.type.matcher.v3.RegexMatcher":                   {"google_re2": false, "regex": false},
+	"envoy.type.matcher.v3.RegexMatcher.GoogleRE2":         {},
+	"envoy.type.v3.Int64Range":                             {"start": false, "end": false},
+	"envoy.config.route.v3.RouteAction":                    {"cluster": false},
+	"envoy.config.route.v3.DirectResponseAction":           {"status": false, "body": false},
+	"envoy.config.core.v3.DataSource":                      {"filename": false, "inline_bytes": false, "inline_string": false},
+	"envoy.config.core.v3.AsyncDataSource":                 {"local": false, "remote": false},
+	"envoy.config.core.v3.RemoteDataSource":                {"http_uri": false, "sha256": false, "retry_policy": false},
+	"envoy.config.core.v3.HttpUri":                         {"uri": false, "cluster": false, "timeout": false},
+	"envoy.config.core.v3.RetryPolicy":                     {"retry_back_off": false, "num_retries": false},
+	"envoy.config.core.v3.BackoffStrategy":                 {"base_interval": false, "max_interval": false},
+	"envoy.extensions.wasm.v3.CapabilityRestrictionConfig": {"allowed_capabilities": false},
+	"envoy.extensions.wasm.v3.SanitizationConfig":          {},
+	"envoy.extensions.filters.http.wasm.v3.Wasm":           {"config": false},
+	"envoy.extensions.filters.network.wasm.v3.Wasm":        {"config": false},
+	"envoy.extensions.wasm.v3.WasmService":                 {"config": false, "singleton": false},
+	"envoy.extensions.wasm.v3.PluginConfig":                {"name": false, "root_id": false, "vm_config": false, "configuration": opaque, "fail_open": false, "failure_policy": false, "capability_restriction_config": false},
+	"envoy.extensions.wasm.v3.VmConfig":                    {"vm_id": false, "runtime": false, "code": false, "configuration": opaque, "environment_variables": false},
+	"envoy.extensions.wasm.v3.EnvironmentVariables":        {"host_env_keys": false, "key_values": false},
+	// Cluster: type STATIC (IP addresses), STRICT_DNS or LOGICAL_DNS (with
+	// dns_refresh_rate, default 5 s, and dns_lookup_family); lb_policy
+	// ROUND_ROBIN, RANDOM or LEAST_REQUEST (Envoy's defaults: 2 choices),
+	// others refused by the translation (internal/proxy/upstream.go).
+	"envoy.config.cluster.v3.Cluster": {"name": false, "type": false, "connect_timeout": false, "lb_policy": false, "load_assignment": false, "metadata": false, "typed_extension_protocol_options": false,
+		"dns_refresh_rate": false, "dns_lookup_family": false},
+	"envoy.config.endpoint.v3.ClusterLoadAssignment": {"cluster_name": false, "endpoints": false},
+	// Every lb_endpoints entry of every LocalityLbEndpoints is an endpoint
+	// of equal weight: locality, load_balancing_weight and priority are
+	// refused.
 	"envoy.config.endpoint.v3.LocalityLbEndpoints":                              {"lb_endpoints": false},
 	"envoy.config.endpoint.v3.LbEndpoint":                                       {"endpoint": false},
 	"envoy.config.endpoint.v3.Endpoint":                                         {"address": false},
