@@ -60,7 +60,9 @@ func grpcClusters(ups []*upstream) (*grpcupstream.Clusters, error) {
 		state := func(hs []*endpoint) resolver.State {
 			var st resolver.State
 			for _, e := range hs {
-				st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{{Addr: e.addr}}})
+				// gRPC makes an endpoint of each address (base balancers,
+				// anywasm_random's, read the addresses).
+				st.Addresses = append(st.Addresses, resolver.Address{Addr: e.addr})
 			}
 			return st
 		}

@@ -56,10 +56,10 @@ type upstream struct {
 	// onUpdate, when set, hears every new host set (the gRPC resolver).
 	onUpdate func([]*endpoint)
 
-	mu       sync.Mutex            // resolutions
-	resolved map[int][]*endpoint   // strict_dns: the last addresses of each endpoint
-	known    map[string]*endpoint  // every endpoint built, by scheme://addr
-	targets  []cfgEndpoint             // the endpoints as configured
+	mu       sync.Mutex           // resolutions
+	resolved map[int][]*endpoint  // strict_dns: the last addresses of each endpoint
+	known    map[string]*endpoint // every endpoint built, by scheme://addr
+	targets  []cfgEndpoint        // the endpoints as configured
 	lookup   func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
