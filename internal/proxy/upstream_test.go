@@ -236,3 +236,74 @@ func (rawServerCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 func (rawServerCodec) Name() string { return "proto" }
+
+// TestGRPCResolvedAgain: a strict_dns grpc cluster's calls follow its
+// resolution (the proxy feeds gRPC's resolver): once the name moves from
+// 127.0.0.1 to 127.0.0.2, the calls reach the server there.
+func TestGRPCResolvedAgain(t *testing.T) {
+	one, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(one.Addr().String())
+	two, err := net.Listen("tcp", net.JoinHostPort("127.0.0.2", port))
+	if err != nil {
+		one.Close()
+		t.Skipf("127.0.0.2: %v", err)
+	}
+	for ln, name := range map[net.Listener]string{one: "one", two: "two"} {
+		s := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, st grpc.ServerStream) error {
+			var in rawFrame
+			if err := st.RecvMsg(&in); err != nil && err != io.EOF {
+				return err
+			}
+			return st.SendMsg(&rawFrame{b: []byte(name)})
+		}), grpc.ForceServerCodecV2(rawServerCodec{}))
+		go s.Serve(ln)
+		t.Cleanup(s.Stop)
+	}
+	dns := &fakeDNS{m: map[string][]string{"g.test": {"127.0.0.1"}}}
+	u := newUpstream(&Cluster{Name: "g", Type: "grpc", Address: "g.test:" + port, Discovery: "strict_dns"}, nil)
+	u.lookup = dns.lookup
+	if err := u.resolve(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := grpcClusters([]*upstream{u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	call := func() string {
+		t.Helper()
+		resp, err := cs.Call(t.Context(), &abi.GRPCRequest{Cluster: "g", Service: "s.S", Method: "M", Message: []byte("x")})
+		if err != nil || resp.Status != 0 {
+			t.Fatalf("%v %+v", err, resp)
+		}
+		return string(resp.Message)
+	}
+	if got := call(); got != "one" {
+		t.Fatalf("%q, want one", got)
+	}
+	dns.set("g.test", "127.0.0.2")
+	if err := u.resolve(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for call() != "two" {
+		if time.Now().After(deadline) {
+			t.Fatal("still one after 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPickAllocates: picking an endpoint allocates nothing, under every
+// policy.
+func TestPickAllocates(t *testing.T) {
+	for _, policy := range []string{"", "RANDOM", "LEAST_REQUEST"} {
+		u := newUpstream(&Cluster{Name: "p", Type: "tcp", Endpoints: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}, LbPolicy: policy}, nil)
+		if n := testing.AllocsPerRun(100, func() { u.pick() }); n != 0 {
+			t.Errorf("%q: %v allocations per pick", policy, n)
+		}
+	}
+}
