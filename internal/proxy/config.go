@@ -1053,6 +1053,10 @@ func splitEndpoint(typ, e string) (host, port string, err error) {
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 			return "", "", fmt.Errorf("%q: want host:port or an http(s) URL", e)
 		}
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			// The endpoint is an address: the request keeps its own path.
+			return "", "", fmt.Errorf("%q: a URL with a path, query or user: want scheme://host:port", e)
+		}
 		addr = u.Host
 		if u.Port() == "" {
 			if u.Scheme == "https" {

@@ -340,6 +340,7 @@ func TestEndpointsRefused(t *testing.T) {
 		{`{name: c}`, "clusters[0].address: missing (or give endpoints)"},
 		{`{name: c, endpoints: ["127.0.0.1"]}`, "clusters[0].endpoints[0]: address 127.0.0.1: missing port in address"},
 		{`{name: c, endpoints: ["127.0.0.1:1", "ftp://x:1"]}`, `clusters[0].endpoints[1]: "ftp://x:1": want host:port or an http(s) URL`},
+		{`{name: c, address: "http://127.0.0.1:1/base"}`, `clusters[0].address: "http://127.0.0.1:1/base": a URL with a path, query or user: want scheme://host:port`},
 		{`{name: c, endpoints: ["127.0.0.1:1"], lb_policy: RING_HASH}`, `clusters[0].lb_policy: "RING_HASH": want ROUND_ROBIN, RANDOM or LEAST_REQUEST`},
 		{`{name: c, endpoints: ["127.0.0.1:1"], discovery: eds}`, `clusters[0].discovery: "eds": want static, strict_dns or logical_dns`},
 		{`{name: c, endpoints: ["a:1", "b:1"], discovery: logical_dns}`, "clusters[0].endpoints: logical_dns: 2 endpoints, a logical_dns cluster has exactly one"},
