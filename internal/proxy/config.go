@@ -139,11 +139,11 @@ type HTTPOptions struct {
 	// when no cluster of that name is defined. Give either Cluster or
 	// RouteConfig.
 	Cluster string `json:"cluster,omitempty"`
-	// RouteConfig routes requests by host and path, as Envoy's
-	// HttpConnectionManager route_config (a subset: virtual hosts by
-	// domain, routes by path prefix or exact path to a cluster, with
-	// names and metadata for the plugins' attributes). A request no
-	// route takes is answered 404.
+	// RouteConfig routes requests by host, path, headers and query
+	// parameters, as Envoy's HttpConnectionManager route_config (a
+	// subset: virtual hosts by domain, routes by RouteMatch to a cluster
+	// or a direct response, with names and metadata for the plugins'
+	// attributes). A request no route takes is answered 404.
 	RouteConfig *RouteConfig `json:"route_config,omitempty"`
 	// MaxBufferBytes bounds the body a paused plugin may buffer (default
 	// 1 MiB): 413 for a request, 500 for a response.
@@ -195,8 +195,8 @@ type VirtualHost struct {
 }
 
 // Route is Envoy's config.route.v3.Route (a subset): the first route whose
-// match takes the request's path sends it to route.cluster, or answers it
-// with direct_response.
+// match takes the request sends it to route.cluster, or answers it with
+// direct_response.
 type Route struct {
 	Name  string     `json:"name,omitempty"`
 	Match RouteMatch `json:"match"`
