@@ -61,6 +61,18 @@ func New(targets map[string]string, opts ...grpc.DialOption) (*Clusters, error) 
 	return c, nil
 }
 
+// FromConns makes a Clusters of client connections the caller made (with
+// its own resolver and balancing policy: a cluster of several endpoints),
+// by cluster name. The Clusters owns them: Close closes them.
+func FromConns(conns map[string]*grpc.ClientConn) *Clusters {
+	c := &Clusters{conns: make(map[string]*grpc.ClientConn, len(conns))}
+	for _, name := range slices.Sorted(maps.Keys(conns)) {
+		c.conns[name] = conns[name]
+		c.names = append(c.names, name)
+	}
+	return c
+}
+
 // Call makes the unary call /Service/Method on the cluster's connection. The
 // request metadata is sent as outgoing metadata (keys lower-cased,
 // pseudo-headers such as ":path" left out); req.Timeout, when positive,

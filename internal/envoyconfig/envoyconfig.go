@@ -11,12 +11,15 @@
 package envoyconfig
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +37,7 @@ import (
 	netwasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/wasm/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -373,7 +377,7 @@ func (t *translator) routes(rc *routev3.RouteConfiguration, path string) *proxy.
 		for j, r := range vh.GetRoutes() {
 			rp := fmt.Sprintf("%s.routes[%d]", vp, j)
 			pr := proxy.Route{Name: r.GetName(), Metadata: metadata(r.GetMetadata())}
-			pr.Match.Prefix, pr.Match.Path = r.GetMatch().GetPrefix(), r.GetMatch().GetPath()
+			pr.Match = t.match(r.GetMatch(), rp+".match")
 			switch {
 			case r.GetRoute() != nil:
 				pr.Route.Cluster = r.GetRoute().GetCluster()
@@ -395,6 +399,85 @@ func (t *translator) routes(rc *routev3.RouteConfiguration, path string) *proxy.
 			v.Routes = append(v.Routes, pr)
 		}
 		out.VirtualHosts = append(out.VirtualHosts, v)
+	}
+	return out
+}
+
+// match translates a RouteMatch (the checker refused the path specifiers
+// and fields outside the subset).
+func (t *translator) match(m *routev3.RouteMatch, path string) proxy.RouteMatch {
+	var out proxy.RouteMatch
+	switch ps := m.GetPathSpecifier().(type) {
+	case *routev3.RouteMatch_Prefix:
+		// An empty prefix takes every path, as "/" does.
+		out.Prefix = cmp.Or(ps.Prefix, "/")
+	case *routev3.RouteMatch_Path:
+		out.Path = ps.Path
+	case *routev3.RouteMatch_SafeRegex:
+		out.SafeRegex = t.regex(ps.SafeRegex, path+".safe_regex")
+	}
+	if cs := m.GetCaseSensitive(); cs != nil {
+		v := cs.GetValue()
+		out.CaseSensitive = &v
+	}
+	for i, h := range m.GetHeaders() {
+		hp := fmt.Sprintf("%s.headers[%d]", path, i)
+		hm := proxy.HeaderMatcher{Name: h.GetName(), InvertMatch: h.GetInvertMatch(), TreatMissingHeaderAsEmpty: h.GetTreatMissingHeaderAsEmpty()}
+		switch sp := h.GetHeaderMatchSpecifier().(type) {
+		case *routev3.HeaderMatcher_ExactMatch:
+			hm.ExactMatch = &sp.ExactMatch
+		case *routev3.HeaderMatcher_PrefixMatch:
+			hm.PrefixMatch = &sp.PrefixMatch
+		case *routev3.HeaderMatcher_SuffixMatch:
+			hm.SuffixMatch = &sp.SuffixMatch
+		case *routev3.HeaderMatcher_ContainsMatch:
+			hm.ContainsMatch = &sp.ContainsMatch
+		case *routev3.HeaderMatcher_SafeRegexMatch:
+			hm.SafeRegexMatch = t.regex(sp.SafeRegexMatch, hp+".safe_regex_match")
+		case *routev3.HeaderMatcher_RangeMatch:
+			hm.RangeMatch = &proxy.Int64Range{Start: sp.RangeMatch.GetStart(), End: sp.RangeMatch.GetEnd()}
+		case *routev3.HeaderMatcher_PresentMatch:
+			hm.PresentMatch = &sp.PresentMatch
+		case *routev3.HeaderMatcher_StringMatch:
+			hm.StringMatch = t.stringMatcher(sp.StringMatch, hp+".string_match")
+		}
+		out.Headers = append(out.Headers, hm)
+	}
+	for i, q := range m.GetQueryParameters() {
+		qm := proxy.QueryParameterMatcher{Name: q.GetName()}
+		switch sp := q.GetQueryParameterMatchSpecifier().(type) {
+		case *routev3.QueryParameterMatcher_StringMatch:
+			qm.StringMatch = t.stringMatcher(sp.StringMatch, fmt.Sprintf("%s.query_parameters[%d].string_match", path, i))
+		case *routev3.QueryParameterMatcher_PresentMatch:
+			qm.PresentMatch = &sp.PresentMatch
+		}
+		out.QueryParameters = append(out.QueryParameters, qm)
+	}
+	return out
+}
+
+// regex is a RegexMatcher, checked here to name Envoy's path (the proxy
+// compiles it again).
+func (t *translator) regex(r *matcherv3.RegexMatcher, path string) *proxy.RegexMatcher {
+	if _, err := regexp.Compile(r.GetRegex()); err != nil {
+		t.fail(path+".regex", "%q: %v", r.GetRegex(), err)
+	}
+	return &proxy.RegexMatcher{Regex: r.GetRegex()}
+}
+
+func (t *translator) stringMatcher(m *matcherv3.StringMatcher, path string) *proxy.StringMatcher {
+	out := &proxy.StringMatcher{IgnoreCase: m.GetIgnoreCase()}
+	switch p := m.GetMatchPattern().(type) {
+	case *matcherv3.StringMatcher_Exact:
+		out.Exact = &p.Exact
+	case *matcherv3.StringMatcher_Prefix:
+		out.Prefix = &p.Prefix
+	case *matcherv3.StringMatcher_Suffix:
+		out.Suffix = &p.Suffix
+	case *matcherv3.StringMatcher_Contains:
+		out.Contains = &p.Contains
+	case *matcherv3.StringMatcher_SafeRegex:
+		out.SafeRegex = t.regex(p.SafeRegex, path+".safe_regex")
 	}
 	return out
 }
@@ -527,27 +610,59 @@ func bytesValue(b []byte) []byte {
 func (t *translator) cluster(c *clusterv3.Cluster, path string) proxy.Cluster {
 	out := proxy.Cluster{Name: c.GetName(), Type: "http", Metadata: metadata(c.GetMetadata())}
 	switch c.GetType() {
-	case clusterv3.Cluster_STATIC, clusterv3.Cluster_STRICT_DNS, clusterv3.Cluster_LOGICAL_DNS:
+	case clusterv3.Cluster_STATIC:
+	case clusterv3.Cluster_STRICT_DNS:
+		out.Discovery = "strict_dns"
+	case clusterv3.Cluster_LOGICAL_DNS:
+		out.Discovery = "logical_dns"
 	default:
 		t.fail(path+".type", "%s: %s (STATIC, STRICT_DNS or LOGICAL_DNS)", c.GetType(), notSupported)
 	}
-	var eps []*corev3.Address
+	switch c.GetLbPolicy() {
+	case clusterv3.Cluster_ROUND_ROBIN:
+	case clusterv3.Cluster_RANDOM, clusterv3.Cluster_LEAST_REQUEST:
+		out.LbPolicy = c.GetLbPolicy().String()
+	default:
+		t.fail(path+".lb_policy", "%s: %s (ROUND_ROBIN, RANDOM or LEAST_REQUEST)", c.GetLbPolicy(), notSupported)
+	}
+	if c.GetType() == clusterv3.Cluster_STRICT_DNS || c.GetType() == clusterv3.Cluster_LOGICAL_DNS {
+		out.DNSRefreshRate = duration(c.GetDnsRefreshRate())
+		if f := c.GetDnsLookupFamily(); f != clusterv3.Cluster_AUTO {
+			out.DNSLookupFamily = f.String()
+		}
+	}
+	var eps []string
 	var epPaths []string
 	for i, le := range c.GetLoadAssignment().GetEndpoints() {
 		for j, lb := range le.GetLbEndpoints() {
-			eps = append(eps, lb.GetEndpoint().GetAddress())
-			epPaths = append(epPaths, fmt.Sprintf("%s.load_assignment.endpoints[%d].lb_endpoints[%d]", path, i, j))
+			ep := fmt.Sprintf("%s.load_assignment.endpoints[%d].lb_endpoints[%d]", path, i, j)
+			a := lb.GetEndpoint().GetAddress()
+			if a == nil {
+				t.fail(ep+".endpoint.address", "missing")
+				continue
+			}
+			addr := t.address(a, ep+".endpoint.address")
+			if host, _, err := net.SplitHostPort(addr); err == nil && c.GetType() == clusterv3.Cluster_STATIC {
+				if _, err := netip.ParseAddr(host); err != nil {
+					// Envoy's StaticClusterImpl takes IP addresses only.
+					t.fail(ep+".endpoint.address.socket_address.address", "%q: a STATIC cluster's endpoints are IP addresses (STRICT_DNS or LOGICAL_DNS resolve host names)", host)
+				}
+			}
+			eps = append(eps, addr)
+			epPaths = append(epPaths, ep)
 		}
 	}
 	switch {
-	case len(eps) == 0:
+	case len(eps) == 0 && len(epPaths) == 0:
 		t.fail(path+".load_assignment", "no endpoint (anywasm needs one)")
-	case len(eps) > 1:
-		t.fail(epPaths[1], "a second endpoint: %s (a cluster is one address)", notSupported)
-	case eps[0] == nil:
-		t.fail(epPaths[0]+".endpoint.address", "missing")
+	case c.GetType() == clusterv3.Cluster_LOGICAL_DNS && len(eps) > 1:
+		// Envoy's LogicalDnsCluster::create: "LOGICAL_DNS clusters must
+		// have a single locality_lb_endpoint and a single lb_endpoint".
+		t.fail(epPaths[1], "a second endpoint: a LOGICAL_DNS cluster has exactly one")
+	case len(eps) == 1:
+		out.Address = eps[0]
 	default:
-		out.Address = t.address(eps[0], epPaths[0]+".endpoint.address")
+		out.Endpoints = eps
 	}
 	for _, k := range sortedKeys(c.GetTypedExtensionProtocolOptions()) {
 		kp := join(path+".typed_extension_protocol_options", k)
@@ -566,6 +681,8 @@ func (t *translator) cluster(c *clusterv3.Cluster, path string) proxy.Cluster {
 	routeUse, route := t.routed[out.Name]
 	if xdsUse, ok := t.xds[out.Name]; ok && (out.Type != "grpc" || tcp) {
 		t.fail(path, "cluster %q is a management server's (%s): it needs HTTP/2 (typed_extension_protocol_options, explicit_http_config.http2_protocol_options) and no tcp_proxy", out.Name, xdsUse)
+	} else if ok && len(out.Endpoints) > 1 {
+		t.fail(epPaths[1], "a second endpoint of a management server's cluster (%s): %s (its stream goes to one address)", xdsUse, notSupported)
 	}
 	switch {
 	case tcp && route:

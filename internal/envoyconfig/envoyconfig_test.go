@@ -100,7 +100,7 @@ listeners:
       filters:
         - {name: sender-tcp, configuration: tcp, vm_config: {vm_id: sender, code: {local: {filename: sender.wasm}}}}
 clusters:
-  - {name: admin, type: tcp, address: "localhost:8001"}
+  - {name: admin, type: tcp, address: "localhost:8001", discovery: strict_dns}
 `, nil},
 		{"network.yaml", `
 listeners:
@@ -116,6 +116,7 @@ clusters:
   - name: web_service
     type: tcp
     address: backend.internal:8099
+    discovery: logical_dns
     metadata: {filter_metadata: {location: {cloud_provider: aws, region: ap-northeast-1}}}
 `, []string{
 			"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.config.vm_config.runtime",
@@ -286,15 +287,42 @@ func TestRefused(t *testing.T) {
 			"static_resources.clusters[0].typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config.http2_protocol_options.max_concurrent_streams: on a cluster: not supported by anywasm"},
 		{"an HTTP/2 option not in the subset", "stat_prefix: web\n", "stat_prefix: web\n                http2_protocol_options: {hpack_table_size: 100}\n",
 			hcm + ".http2_protocol_options.hpack_table_size: not supported by anywasm"},
-		{"a header match", "match: {prefix: /}", "match: {prefix: /, headers: [{name: x-a, present_match: true}]}",
-			hcm + ".route_config.virtual_hosts[0].routes[0].match.headers: not supported by anywasm"},
+		{"a gRPC route match", "match: {prefix: /}", "match: {prefix: /, grpc: {}}",
+			hcm + ".route_config.virtual_hosts[0].routes[0].match.grpc: not supported by anywasm"},
+		{"a runtime_fraction match", "match: {prefix: /}", "match: {prefix: /, runtime_fraction: {default_value: {numerator: 50}}}",
+			hcm + ".route_config.virtual_hosts[0].routes[0].match.runtime_fraction: not supported by anywasm"},
+		{"a path_separated_prefix match", "match: {prefix: /}", "match: {path_separated_prefix: /api}",
+			hcm + ".route_config.virtual_hosts[0].routes[0].match.path_separated_prefix: not supported by anywasm"},
+		{"a custom string matcher", "match: {prefix: /}", "match: {prefix: /, headers: [{name: x-a, string_match: {custom: {name: x, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]}",
+			hcm + ".route_config.virtual_hosts[0].routes[0].match.headers[0].string_match.custom: not supported by anywasm"},
+		{"a regex program size", "match: {prefix: /}", "match: {safe_regex: {google_re2: {max_program_size: 100}, regex: \"/a.*\"}}",
+			hcm + ".route_config.virtual_hosts[0].routes[0].match.safe_regex.google_re2.max_program_size: not supported by anywasm"},
+		{"a bad header regex", "match: {prefix: /}", "match: {prefix: /, headers: [{name: x-a, safe_regex_match: {regex: \"a(\"}}]}",
+			hcm + ".route_config.virtual_hosts[0].routes[0].match.headers[0].safe_regex_match.regex: \"a(\": error parsing regexp"},
+		{"two header specifiers", "match: {prefix: /}", "match: {prefix: /, headers: [{name: x-a, exact_match: a, present_match: true}]}",
+			"oneof envoy.config.route.v3.HeaderMatcher.header_match_specifier is already set"},
+		{"a RING_HASH cluster", "    - name: backend\n", "    - name: backend\n      lb_policy: RING_HASH\n",
+			"static_resources.clusters[0].lb_policy: RING_HASH: not supported by anywasm (ROUND_ROBIN, RANDOM or LEAST_REQUEST)"},
+		{"least_request_lb_config", "    - name: backend\n", "    - name: backend\n      lb_policy: LEAST_REQUEST\n      least_request_lb_config: {choice_count: 3}\n",
+			"static_resources.clusters[0].least_request_lb_config: not supported by anywasm"},
+		{"an endpoint weight", "              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}\n",
+			"              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}\n                load_balancing_weight: 3\n",
+			"static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].load_balancing_weight: not supported by anywasm"},
+		{"a locality priority", "          - lb_endpoints:\n", "          - priority: 1\n            lb_endpoints:\n",
+			"static_resources.clusters[0].load_assignment.endpoints[0].priority: not supported by anywasm"},
+		{"health checks", "    - name: backend\n", "    - name: backend\n      health_checks: [{timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}}]\n",
+			"static_resources.clusters[0].health_checks: not supported by anywasm"},
+		{"dns_failure_refresh_rate", "    - name: backend\n", "    - name: backend\n      type: STRICT_DNS\n      dns_failure_refresh_rate: {base_interval: 1s}\n",
+			"static_resources.clusters[0].dns_failure_refresh_rate: not supported by anywasm"},
+		{"a STATIC host name", "address: 127.0.0.1, port_value: 8080", "address: backend.internal, port_value: 8080",
+			`static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: "backend.internal": a STATIC cluster's endpoints are IP addresses`},
 		{"a prefix rewrite", "route: {cluster: backend}", "route: {cluster: backend, prefix_rewrite: /v2}",
 			hcm + ".route_config.virtual_hosts[0].routes[0].route.prefix_rewrite: not supported by anywasm"},
 		{"an unknown cluster", "route: {cluster: backend}", "route: {cluster: elsewhere}",
 			hcm + `.route_config.virtual_hosts[0].routes[0].route.cluster: unknown cluster "elsewhere"`},
-		{"two endpoints", "              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}\n",
-			"              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}\n              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8081}}}\n",
-			"static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[1]: a second endpoint: not supported by anywasm"},
+		{"two LOGICAL_DNS endpoints", "              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}\n",
+			"              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}\n              - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8081}}}\n      type: LOGICAL_DNS\n",
+			"static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[1]: a second endpoint: a LOGICAL_DNS cluster has exactly one"},
 		{"an EDS cluster", "    - name: backend\n", "    - name: backend\n      type: EDS\n",
 			"static_resources.clusters[0].type: EDS: not supported by anywasm"},
 		{"a runtime Envoy does not have", "runtime: envoy.wasm.runtime.v8", "runtime: envoy.wasm.runtime.quickjs",

@@ -178,11 +178,11 @@ type HTTPOptions struct {
 	// when no cluster of that name is defined. Give either Cluster or
 	// RouteConfig.
 	Cluster string `json:"cluster,omitempty"`
-	// RouteConfig routes requests by host and path, as Envoy's
-	// HttpConnectionManager route_config (a subset: virtual hosts by
-	// domain, routes by path prefix or exact path to a cluster, with
-	// names and metadata for the plugins' attributes). A request no
-	// route takes is answered 404.
+	// RouteConfig routes requests by host, path, headers and query
+	// parameters, as Envoy's HttpConnectionManager route_config (a
+	// subset: virtual hosts by domain, routes by RouteMatch to a cluster
+	// or a direct response, with names and metadata for the plugins'
+	// attributes). A request no route takes is answered 404.
 	RouteConfig *RouteConfig `json:"route_config,omitempty"`
 	// MaxBufferBytes bounds the body a paused plugin may buffer (default
 	// 1 MiB): 413 for a request, 500 for a response.
@@ -268,14 +268,11 @@ type VirtualHost struct {
 }
 
 // Route is Envoy's config.route.v3.Route (a subset): the first route whose
-// match takes the request's path sends it to route.cluster, or answers it
-// with direct_response.
+// match takes the request sends it to route.cluster, or answers it with
+// direct_response.
 type Route struct {
-	Name  string `json:"name,omitempty"`
-	Match struct {
-		Prefix string `json:"prefix,omitempty"`
-		Path   string `json:"path,omitempty"`
-	} `json:"match"`
+	Name  string     `json:"name,omitempty"`
+	Match RouteMatch `json:"match"`
 	Route struct {
 		Cluster string `json:"cluster"`
 	} `json:"route"`
@@ -283,6 +280,78 @@ type Route struct {
 	// DirectResponseAction); give it or route.cluster.
 	DirectResponse *DirectResponse `json:"direct_response,omitempty"`
 	Metadata       *Metadata       `json:"metadata,omitempty"`
+}
+
+// RouteMatch is Envoy's config.route.v3.RouteMatch (a subset): one of
+// prefix, path (the path without its query) and safe_regex (a regular
+// expression the whole path without its query must match), and then every
+// header and query parameter matcher. Matchers are compiled when the
+// configuration loads (route.go, match.go).
+type RouteMatch struct {
+	Prefix    string        `json:"prefix,omitempty"`
+	Path      string        `json:"path,omitempty"`
+	SafeRegex *RegexMatcher `json:"safe_regex,omitempty"`
+	// CaseSensitive (default true) is for prefix and path; false compares
+	// them ignoring ASCII case. A regular expression has its own flags.
+	CaseSensitive   *bool                   `json:"case_sensitive,omitempty"`
+	Headers         []HeaderMatcher         `json:"headers,omitempty"`
+	QueryParameters []QueryParameterMatcher `json:"query_parameters,omitempty"`
+}
+
+// HeaderMatcher is Envoy's config.route.v3.HeaderMatcher: the request
+// header name (case-insensitive; the pseudo-headers :authority, :method,
+// :path and :scheme are the request's) and one of exact_match,
+// prefix_match, suffix_match, contains_match (Envoy's deprecated forms),
+// string_match, safe_regex_match, range_match and present_match (none:
+// present_match true). Several values of a header are joined with ","
+// before they are matched. A missing header matches nothing (not even
+// inverted) but present_match: false, unless treat_missing_header_as_empty
+// (then it is matched as ""). invert_match inverts the result.
+type HeaderMatcher struct {
+	Name                      string         `json:"name"`
+	ExactMatch                *string        `json:"exact_match,omitempty"`
+	PrefixMatch               *string        `json:"prefix_match,omitempty"`
+	SuffixMatch               *string        `json:"suffix_match,omitempty"`
+	ContainsMatch             *string        `json:"contains_match,omitempty"`
+	SafeRegexMatch            *RegexMatcher  `json:"safe_regex_match,omitempty"`
+	RangeMatch                *Int64Range    `json:"range_match,omitempty"`
+	PresentMatch              *bool          `json:"present_match,omitempty"`
+	StringMatch               *StringMatcher `json:"string_match,omitempty"`
+	InvertMatch               bool           `json:"invert_match,omitempty"`
+	TreatMissingHeaderAsEmpty bool           `json:"treat_missing_header_as_empty,omitempty"`
+}
+
+// QueryParameterMatcher is Envoy's config.route.v3.QueryParameterMatcher:
+// the first value of the query parameter name (decoded) against
+// string_match, or present_match (whether it is there); neither: present.
+type QueryParameterMatcher struct {
+	Name         string         `json:"name"`
+	StringMatch  *StringMatcher `json:"string_match,omitempty"`
+	PresentMatch *bool          `json:"present_match,omitempty"`
+}
+
+// StringMatcher is Envoy's type.matcher.v3.StringMatcher: one of exact,
+// prefix, suffix, contains and safe_regex; ignore_case (ASCII) applies to
+// all but safe_regex.
+type StringMatcher struct {
+	Exact      *string       `json:"exact,omitempty"`
+	Prefix     *string       `json:"prefix,omitempty"`
+	Suffix     *string       `json:"suffix,omitempty"`
+	Contains   *string       `json:"contains,omitempty"`
+	SafeRegex  *RegexMatcher `json:"safe_regex,omitempty"`
+	IgnoreCase bool          `json:"ignore_case,omitempty"`
+}
+
+// RegexMatcher is Envoy's type.matcher.v3.RegexMatcher: an RE2 regular
+// expression (Go's regexp, RE2's syntax), which must match the whole value.
+type RegexMatcher struct {
+	Regex string `json:"regex"`
+}
+
+// Int64Range is Envoy's type.v3.Int64Range: [start, end).
+type Int64Range struct {
+	Start int64 `json:"start"`
+	End   int64 `json:"end"`
 }
 
 // DirectResponse is Envoy's config.route.v3.DirectResponseAction: a status
@@ -313,8 +382,30 @@ type Cluster struct {
 	Name string `json:"name"`
 	// Type is http (default), grpc or tcp.
 	Type string `json:"type,omitempty"`
-	// Address is host:port; for http a URL ("http://host:port") works too.
-	Address string `json:"address"`
+	// Address is the cluster's one endpoint, host:port; for http a URL
+	// ("http://host:port") works too. Give it or Endpoints.
+	Address string `json:"address,omitempty"`
+	// Endpoints are the cluster's endpoints, each as Address: a request
+	// (an HTTP exchange, a TCP connection, a plugin's callout) goes to one
+	// of them, chosen by LbPolicy.
+	Endpoints []string `json:"endpoints,omitempty"`
+	// LbPolicy is Envoy's: ROUND_ROBIN (default), RANDOM, or LEAST_REQUEST
+	// (the one with fewer requests in flight of two picked at random).
+	LbPolicy string `json:"lb_policy,omitempty"`
+	// Discovery is Envoy's cluster type, how endpoints become addresses:
+	// static (default: each endpoint is dialed as written, a host name
+	// resolved at each connection), strict_dns (every address of every
+	// endpoint's host name is an endpoint, resolved again every
+	// dns_refresh_rate) or logical_dns (one endpoint; the first address
+	// of its host name, resolved again every dns_refresh_rate).
+	Discovery string `json:"discovery,omitempty"`
+	// DNSRefreshRate is how often strict_dns and logical_dns resolve
+	// (default 5s, at least 1ms).
+	DNSRefreshRate *Duration `json:"dns_refresh_rate,omitempty"`
+	// DNSLookupFamily is Envoy's: AUTO (default: IPv6 addresses if there
+	// are any, else IPv4), V4_ONLY, V6_ONLY, V4_PREFERRED (IPv4 if any,
+	// else IPv6) or ALL.
+	DNSLookupFamily string `json:"dns_lookup_family,omitempty"`
 	// Metadata is the plugins' xds.cluster_metadata.
 	Metadata *Metadata `json:"metadata,omitempty"`
 }
@@ -779,18 +870,7 @@ func (c *Config) Validate() error {
 		default:
 			bad(f+".type", "%q: want http, grpc or tcp", cl.Type)
 		}
-		switch {
-		case cl.Address == "":
-			bad(f+".address", "missing")
-		case cl.Type == "http" && strings.Contains(cl.Address, "://"):
-			if u, err := url.Parse(cl.Address); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-				bad(f+".address", "%q: want host:port or an http(s) URL", cl.Address)
-			}
-		default:
-			if _, _, err := net.SplitHostPort(cl.Address); err != nil {
-				bad(f+".address", "%v", err)
-			}
-		}
+		checkEndpoints(bad, f, cl)
 	}
 	if len(c.Listeners) == 0 {
 		bad("listeners", "none: the proxy needs at least one")
@@ -1006,14 +1086,7 @@ func checkRoutes(bad func(field, format string, args ...any), f string, rc *Rout
 		for j := range vh.Routes {
 			r := &vh.Routes[j]
 			rf := fmt.Sprintf("%s.routes[%d]", vf, j)
-			switch {
-			case r.Match.Prefix != "" && r.Match.Path != "":
-				bad(rf+".match", "both prefix and path: give one")
-			case r.Match.Prefix == "" && r.Match.Path == "":
-				bad(rf+".match", "neither prefix nor path (prefix \"/\" takes every path)")
-			case !strings.HasPrefix(r.Match.Prefix+r.Match.Path, "/"):
-				bad(rf+".match", "%q: a path starts with /", r.Match.Prefix+r.Match.Path)
-			}
+			compileRouteMatch(bad, rf+".match", &r.Match)
 			name := r.Route.Cluster
 			cl := clusters[name]
 			if d := r.DirectResponse; d != nil {
@@ -1035,6 +1108,92 @@ func checkRoutes(bad func(field, format string, args ...any), f string, rc *Rout
 			}
 		}
 	}
+}
+
+// checkEndpoints checks a cluster's endpoints and how they are balanced
+// and resolved.
+func checkEndpoints(bad func(field, format string, args ...any), f string, cl *Cluster) {
+	switch {
+	case cl.Address != "" && len(cl.Endpoints) > 0:
+		bad(f+".endpoints", "set with address: give one")
+	case cl.Address == "" && len(cl.Endpoints) == 0:
+		bad(f+".address", "missing (or give endpoints)")
+	}
+	for i, e := range cl.endpoints() {
+		ef := fmt.Sprintf("%s.endpoints[%d]", f, i)
+		if cl.Address != "" {
+			ef = f + ".address"
+		}
+		host, _, err := splitEndpoint(cl.Type, e)
+		switch {
+		case err != nil:
+			bad(ef, "%v", err)
+		case host == "":
+			bad(ef, "%q: no host", e)
+		}
+	}
+	switch cl.LbPolicy {
+	case "", "ROUND_ROBIN", "RANDOM", "LEAST_REQUEST":
+	default:
+		bad(f+".lb_policy", "%q: want ROUND_ROBIN, RANDOM or LEAST_REQUEST", cl.LbPolicy)
+	}
+	switch cl.Discovery {
+	case "", "static":
+		if cl.DNSRefreshRate != nil || cl.DNSLookupFamily != "" {
+			bad(f+".discovery", "static: dns_refresh_rate and dns_lookup_family are for strict_dns and logical_dns")
+		}
+	case "logical_dns":
+		if n := len(cl.endpoints()); n != 1 {
+			// Envoy's LogicalDnsCluster: "LOGICAL_DNS clusters must have a single host".
+			bad(f+".endpoints", "logical_dns: %d endpoints, a logical_dns cluster has exactly one", n)
+		}
+		fallthrough
+	case "strict_dns":
+		if err := cl.DNSRefreshRate.check(); err != nil {
+			bad(f+".dns_refresh_rate", "%v", err)
+		} else if cl.DNSRefreshRate != nil && cl.DNSRefreshRate.Get() < time.Millisecond {
+			bad(f+".dns_refresh_rate", "%s: want at least 1ms", cl.DNSRefreshRate.Get())
+		}
+		if _, ok := lookupFamilies[cl.DNSLookupFamily]; !ok {
+			bad(f+".dns_lookup_family", "%q: want AUTO, V4_ONLY, V6_ONLY, V4_PREFERRED or ALL", cl.DNSLookupFamily)
+		}
+	default:
+		bad(f+".discovery", "%q: want static, strict_dns or logical_dns", cl.Discovery)
+	}
+}
+
+// endpoints are the cluster's endpoints as written: address, or endpoints.
+func (c *Cluster) endpoints() []string {
+	if c.Address != "" {
+		return []string{c.Address}
+	}
+	return c.Endpoints
+}
+
+// splitEndpoint splits an endpoint into its host and the rest of it: for
+// an http cluster, an http(s) URL or host:port (scheme http); else
+// host:port.
+func splitEndpoint(typ, e string) (host, port string, err error) {
+	addr := e
+	if (typ == "http" || typ == "") && strings.Contains(e, "://") {
+		u, err := url.Parse(e)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return "", "", fmt.Errorf("%q: want host:port or an http(s) URL", e)
+		}
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			// The endpoint is an address: the request keeps its own path.
+			return "", "", fmt.Errorf("%q: a URL with a path, query or user: want scheme://host:port", e)
+		}
+		addr = u.Host
+		if u.Port() == "" {
+			if u.Scheme == "https" {
+				addr = net.JoinHostPort(u.Hostname(), "443")
+			} else {
+				addr = net.JoinHostPort(u.Hostname(), "80")
+			}
+		}
+	}
+	return net.SplitHostPort(addr)
 }
 
 // checkRange refuses a set value outside [lo, hi].

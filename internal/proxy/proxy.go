@@ -71,6 +71,7 @@ type Proxy struct {
 	hosts     map[string]*abi.Host
 	interrupt map[string]bool
 	grpc      *grpcupstream.Clusters
+	ups       map[string]*upstream // the clusters, by name
 	slots     []*slot
 	override  string // -runtime
 	http      []*httpListener
@@ -135,6 +136,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 		Help: "Connections closed at accept because the listener had max_connections and none idle, by listener."}, []string{"listener"})
 	p.reg.MustRegister(p.connLimited)
 
+	p.clusters(ctx, !opts.check)
 	upstreams, err := p.upstreams()
 	if err != nil {
 		return nil, err
@@ -256,21 +258,21 @@ func (p *Proxy) upstreams() (abi.Options, error) {
 	if n := p.cfg.Node; n != nil {
 		o.Node = &abi.Node{ID: n.ID, Cluster: n.Cluster, Metadata: n.Metadata}
 	}
-	httpc := map[string]string{}
-	grpcc := map[string]string{}
+	httpc := &calloutUpstreams{client: &http.Client{Timeout: 60 * time.Second}, ups: map[string]*upstream{}}
+	var grpcc []*upstream
 	for _, c := range p.cfg.Clusters {
 		switch c.Type {
 		case "http":
-			httpc[c.Name] = clusterURL(c.Address)
+			httpc.ups[c.Name] = p.ups[c.Name]
 		case "grpc":
-			grpcc[c.Name] = c.Address
+			grpcc = append(grpcc, p.ups[c.Name])
 		}
 	}
-	if len(httpc) > 0 {
-		o.Upstreams = &abi.HTTPUpstreams{Clusters: httpc, Client: &http.Client{Timeout: 60 * time.Second}}
+	if len(httpc.ups) > 0 {
+		o.Upstreams = httpc
 	}
 	if len(grpcc) > 0 {
-		g, err := grpcupstream.New(grpcc)
+		g, err := grpcClusters(grpcc)
 		if err != nil {
 			return o, fmt.Errorf("clusters: %w", err)
 		}
@@ -278,6 +280,33 @@ func (p *Proxy) upstreams() (abi.Options, error) {
 		o.GRPCUpstreams = g
 	}
 	return o, nil
+}
+
+// clusters sets up the clusters' endpoints: a strict_dns or logical_dns
+// cluster is resolved once now (a failure is logged: the cluster has no
+// endpoint until a resolution succeeds, as an Envoy cluster whose
+// resolution failed), then again every dns_refresh_rate when refresh.
+func (p *Proxy) clusters(ctx context.Context, refresh bool) {
+	p.ups = map[string]*upstream{}
+	for i := range p.cfg.Clusters {
+		cl := &p.cfg.Clusters[i]
+		var build func(addr, scheme string) *endpoint
+		if cl.Type == "http" {
+			build = p.httpEndpoints(cl)
+		}
+		u := newUpstream(cl, build)
+		p.ups[cl.Name] = u
+		if !u.dns() {
+			continue
+		}
+		logErr := func(err error) { p.log.Warn("DNS resolution failed", "cluster", cl.Name, "err", err) }
+		if err := u.resolve(ctx); err != nil {
+			logErr(err)
+		}
+		if refresh {
+			p.wg.Go(func() { u.refresh(p.ctx, logErr) })
+		}
+	}
 }
 
 // loopback reports whether a host:port listens on loopback only.
@@ -532,10 +561,7 @@ func (p *Proxy) listen(l *Listener, c *chain) error {
 		t := &tcpListener{name: l.Name, ln: ll, chain: c, conns: map[net.Conn]struct{}{}}
 		info := &abi.ClusterInfo{Name: cl.Name, Metadata: cl.Metadata.abi()}
 		t.proxy = nettcp.Proxy{Logger: p.log, MaxBufferBytes: l.TCP.MaxBufferBytes, IdleTimeout: lim.idleTimeout,
-			Dial: func(ctx context.Context) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "tcp", cl.Address)
-			},
+			Dial: p.ups[cl.Name].dial,
 			Info: func(_ net.Conn, si *abi.StreamInfo) {
 				si.ConnectionID = p.connIDs.Add(1)
 				si.Cluster = info
@@ -566,42 +592,83 @@ func (p *Proxy) cluster(name string) *Cluster {
 	return nil
 }
 
-// reverseProxy forwards to an HTTP cluster, keeping the request's
-// authority (as Envoy does without host_rewrite) and its trailers.
-func (p *Proxy) reverseProxy(listener string, cl *Cluster) http.Handler {
-	u, _ := url.Parse(clusterURL(cl.Address))
+// clusterHandler sends a request to the endpoint its cluster picks; 503
+// with Envoy's "no healthy upstream" when the cluster has none.
+type clusterHandler struct {
+	u *upstream
+}
+
+func (h clusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e := h.u.pick()
+	if e == nil {
+		if info := nethttp.StreamInfoFrom(r); info != nil {
+			info.SetResponseCodeDetails("no_healthy_upstream")
+		}
+		localReply(w, http.StatusServiceUnavailable, "no healthy upstream")
+		return
+	}
+	e.active.Add(1)
+	defer e.active.Add(-1)
+	e.handler.ServeHTTP(w, r)
+}
+
+// localReply answers as Envoy's sendLocalReply: a text/plain body.
+func localReply(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body)
+}
+
+// httpEndpoints returns what builds the endpoints of an HTTP cluster: a
+// reverse proxy to each (one transport for the cluster), keeping the
+// request's authority (as Envoy does without host_rewrite) and its
+// trailers.
+func (p *Proxy) httpEndpoints(cl *Cluster) func(addr, scheme string) *endpoint {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 1024
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(u)
-			pr.Out.Host = pr.In.Host
-			pr.Out.Trailer = pr.In.Trailer
-			pr.SetXForwarded()
-			if info := nethttp.StreamInfoFrom(pr.In); info != nil { // upstream.address for the plugins
-				pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), &httptrace.ClientTrace{
-					GotConn: func(c httptrace.GotConnInfo) {
-						info.SetUpstream(c.Conn.RemoteAddr().String(), c.Conn.LocalAddr().String(), nil)
-					},
-				}))
-			}
-		},
-		Transport: tr,
-		ErrorLog:  log.New(io.Discard, "", 0),
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, nethttp.ErrAnswered) {
-				return
-			}
-			if errors.Is(err, nethttp.ErrClientAborted) { // the middleware answers (408, 413) or resets
-				p.log.Debug("client request body failed", "listener", listener, "err", err)
-				return
-			}
-			p.log.Warn("upstream error", "listener", listener, "cluster", cl.Name, "err", err)
-			if info := nethttp.StreamInfoFrom(r); info != nil { // Envoy's details for a failed upstream
-				info.SetResponseCodeDetails("upstream_reset_before_response_started")
-			}
-			w.WriteHeader(http.StatusBadGateway)
-		},
+	return func(addr, scheme string) *endpoint {
+		e := &endpoint{addr: addr, scheme: scheme}
+		u := &url.URL{Scheme: scheme, Host: addr}
+		e.handler = &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(u)
+				pr.Out.Host = pr.In.Host
+				pr.Out.Trailer = pr.In.Trailer
+				pr.SetXForwarded()
+				if info := nethttp.StreamInfoFrom(pr.In); info != nil { // upstream.address for the plugins
+					pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), &httptrace.ClientTrace{
+						GotConn: func(c httptrace.GotConnInfo) {
+							info.SetUpstream(c.Conn.RemoteAddr().String(), c.Conn.LocalAddr().String(), nil)
+						},
+					}))
+				}
+			},
+			Transport: tr,
+			ErrorLog:  log.New(io.Discard, "", 0),
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				if errors.Is(err, context.Canceled) || errors.Is(err, nethttp.ErrAnswered) {
+					return
+				}
+				if errors.Is(err, nethttp.ErrClientAborted) { // the middleware answers (408, 413) or resets
+					p.log.Debug("client request body failed", "cluster", cl.Name, "err", err)
+					return
+				}
+				p.log.Warn("upstream error", "cluster", cl.Name, "endpoint", addr, "err", err)
+				// Envoy's Router::Filter::onUpstreamReset: 503, whatever the
+				// reset reason, for this attempt (no retry without a
+				// retry_policy), with the reason in the details and body.
+				reason := "connection termination"
+				if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+					reason = "remote connection failure"
+				}
+				if info := nethttp.StreamInfoFrom(r); info != nil {
+					info.SetResponseCodeDetails("upstream_reset_before_response_started{" + strings.ReplaceAll(reason, " ", "_") + "}")
+				}
+				localReply(w, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: "+reason)
+			},
+		}
+		return e
 	}
 }
 

@@ -193,14 +193,13 @@ func sha256Of(b []byte) []byte {
 // fetchOnce is one GET of the module, to the cluster's address with the
 // URI's path and query, and its host as Host.
 func (p *Proxy) fetchOnce(ctx context.Context, r *RemoteCode, want string) ([]byte, error) {
-	var cl *Cluster
-	for i := range p.cfg.Clusters {
-		if p.cfg.Clusters[i].Name == r.HTTPURI.Cluster {
-			cl = &p.cfg.Clusters[i]
-		}
-	}
-	if cl == nil { // Validate refuses it; RemoteDataFetcher's "no cluster"
+	up := p.ups[r.HTTPURI.Cluster]
+	if up == nil { // Validate refuses it; RemoteDataFetcher's "no cluster"
 		return nil, fmt.Errorf("no cluster %q", r.HTTPURI.Cluster)
+	}
+	e := up.pick()
+	if e == nil {
+		return nil, fmt.Errorf("cluster %s: %w", r.HTTPURI.Cluster, errNoHealthyUpstream)
 	}
 	u, err := url.Parse(r.HTTPURI.URI)
 	if err != nil {
@@ -208,7 +207,7 @@ func (p *Proxy) fetchOnce(ctx context.Context, r *RemoteCode, want string) ([]by
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.HTTPURI.Timeout.Get())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(clusterURL(cl.Address), "/")+u.RequestURI(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.scheme+"://"+e.addr+u.RequestURI(), nil)
 	if err != nil {
 		return nil, err
 	}

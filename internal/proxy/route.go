@@ -55,9 +55,9 @@ type vhost struct {
 }
 
 type route struct {
-	prefix, path string
-	info         *abi.RouteInfo
-	to           *target
+	match *routeMatcher
+	info  *abi.RouteInfo
+	to    *target
 }
 
 type wildcard struct {
@@ -74,7 +74,7 @@ func (p *Proxy) router(l *Listener) *router {
 		}
 		t := &target{handler: echoHandler{}, cluster: &abi.ClusterInfo{Name: name}}
 		if cl := p.cluster(name); cl != nil {
-			t.handler = p.reverseProxy(l.Name, cl)
+			t.handler = clusterHandler{u: p.ups[name]}
 			t.cluster.Metadata = cl.Metadata.abi()
 		}
 		targets[name] = t
@@ -99,7 +99,9 @@ func (p *Proxy) router(l *Listener) *router {
 			} else {
 				t = to(r.Route.Cluster)
 			}
-			vh.routes = append(vh.routes, route{prefix: r.Match.Prefix, path: r.Match.Path, info: &info, to: t})
+			// Validate reported what is wrong with the match.
+			m := compileRouteMatch(func(string, string, ...any) {}, "", &r.Match)
+			vh.routes = append(vh.routes, route{match: m, info: &info, to: t})
 		}
 		for _, d := range c.Domains {
 			d = strings.ToLower(d)
@@ -154,22 +156,24 @@ func (rt *router) vhost(host string) *vhost {
 	}
 }
 
-// match returns the route a request takes; nil for none.
-func (rt *router) match(host, path string) (*abi.RouteInfo, *target) {
+// match returns the route a request takes, the first of its virtual host
+// whose match takes it; nil for none.
+func (rt *router) match(r *http.Request) (*abi.RouteInfo, *target) {
 	if rt.fixed != nil {
 		return nil, rt.fixed
 	}
-	vh := rt.vhost(host)
+	vh := rt.vhost(r.Host)
 	if vh == nil {
 		return nil, nil
 	}
+	path := r.URL.Path
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
 	for i := range vh.routes {
-		r := &vh.routes[i]
-		if (r.path != "" && path == r.path) || (r.prefix != "" && strings.HasPrefix(path, r.prefix)) {
-			return r.info, r.to
+		ro := &vh.routes[i]
+		if ro.match.match(r, path) {
+			return ro.info, ro.to
 		}
 	}
 	return nil, nil
@@ -178,7 +182,7 @@ func (rt *router) match(host, path string) (*abi.RouteInfo, *target) {
 // info gives the plugins the route and cluster of a request as it arrived
 // (nethttp.Options.Info).
 func (rt *router) info(r *http.Request, info *abi.StreamInfo) {
-	route, to := rt.match(r.Host, r.URL.Path)
+	route, to := rt.match(r)
 	info.Route = route
 	if to != nil {
 		info.Cluster = to.cluster
@@ -189,7 +193,7 @@ func (rt *router) info(r *http.Request, info *abi.StreamInfo) {
 // (as Envoy's router, after filters changed the headers); 404 when no route
 // takes it (Envoy's route_not_found).
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	_, to := rt.match(r.Host, r.URL.Path)
+	_, to := rt.match(r)
 	if to == nil {
 		if info := nethttp.StreamInfoFrom(r); info != nil {
 			info.SetResponseCodeDetails("route_not_found")

@@ -179,7 +179,7 @@ func TestRouteConfigRefused(t *testing.T) {
 		{`{route_config: {virtual_hosts: [{name: a, domains: ["a*b"], routes: [{match: {prefix: /}, route: {cluster: echo}}]}]}}`,
 			"virtual_hosts[0].domains[0]: \"a*b\": a wildcard goes at the start or the end only"},
 		{`{route_config: {virtual_hosts: [{name: a, domains: ["*"], routes: [{match: {prefix: /, path: /x}, route: {cluster: echo}}]}]}}`,
-			"virtual_hosts[0].routes[0].match: both prefix and path"},
+			"virtual_hosts[0].routes[0].match: more than one of prefix, path and safe_regex"},
 		{`{route_config: {virtual_hosts: [{name: a, domains: ["*"], routes: [{match: {prefix: x}, route: {cluster: echo}}]}]}}`,
 			"routes[0].match: \"x\": a path starts with /"},
 		{`{route_config: {virtual_hosts: [{name: a, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: nope}}]}]}}`,
