@@ -28,16 +28,17 @@
 // plugin failure is read from the host's failure log, whatever callback
 // and goroutine it happened in. Queue deliveries (proxy_on_queue_ready)
 // come when the host makes them: the logs they write are listed in the
-// script's async_logs and checked by await steps. The package links every runtime the build can
-// have: wazero, plus wasmtime with cgo, or wasmer with cgo and
-// -tags anywasm_wasmer (the runtimes engine/all documents).
+// script's async_logs and checked by await steps.
+//
+// The runtimes are the caller's: a script runs on every runtime the
+// binary registers (engine.Runtimes), and this package links none of its
+// own. Import the backends to compare, e.g. _
+// "github.com/anywasm/anywasm/engine/all" for every runtime the build can
+// have (wazero, plus wasmtime with cgo, or wasmer with cgo and -tags
+// anywasm_wasmer), or _ "github.com/anywasm/anywasm/engine/wazero" alone.
 package abitest
 
-import (
-	"testing"
-
-	_ "github.com/anywasm/anywasm/engine/all"
-)
+import "testing"
 
 // Run checks the script with Check and reports through t: one subtest per
 // runtime with that runtime's failures (naming exchange and step), and the

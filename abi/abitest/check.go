@@ -42,7 +42,7 @@ func Check(ctx context.Context, wasm []byte, s *Script) (*Report, error) {
 	}
 	names := engine.Runtimes()
 	if len(names) == 0 {
-		return nil, errors.New("abitest: no runtime compiled in (import github.com/anywasm/anywasm/engine/all)")
+		return nil, errors.New("abitest: no runtime registered: import a backend (github.com/anywasm/anywasm/engine/wazero, ...) or engine/all")
 	}
 	r := &Report{}
 	for _, name := range names {

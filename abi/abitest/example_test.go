@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/anywasm/anywasm/abi/abitest"
+	_ "github.com/anywasm/anywasm/engine/all" // the runtimes to compare: every one the build has
 )
 
 // Check a plugin (abi/testdata/example.wat) against a script, on every

@@ -23,6 +23,7 @@ import (
 
 	"github.com/anywasm/anywasm/abi/abitest"
 	"github.com/anywasm/anywasm/engine"
+	_ "github.com/anywasm/anywasm/engine/all" // every runtime the build can have
 	"github.com/anywasm/anywasm/internal/version"
 )
 
