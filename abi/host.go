@@ -152,9 +152,9 @@ type FailurePolicy int
 // The failure policies.
 const (
 	// FailClosed answers the stream with a local 503 response (default).
-	FailClosed FailurePolicy = iota
+	FailClosed FailurePolicy = iota // fail_closed
 	// FailOpen lets the stream continue as if the plugin were absent.
-	FailOpen
+	FailOpen // fail_open
 	// FailReload answers the stream with a local 503 like FailClosed and
 	// replaces the VM in the background as Envoy's FAIL_RELOAD does
 	// (PluginConfig::maybeReloadHandleIfNeeded): no sooner than a random
@@ -162,24 +162,12 @@ const (
 	// was made (at once if it was made longer ago), and again that
 	// interval after every attempt that fails. Streams that find no live
 	// VM meanwhile fail as under FailClosed.
-	FailReload
+	FailReload // fail_reload
 )
 
 // DefaultReloadBackoff is PluginConfig.ReloadBackoff's default, Envoy's
 // for reload_config.backoff.base_interval.
 const DefaultReloadBackoff = time.Second
-
-func (f FailurePolicy) String() string {
-	switch f {
-	case FailClosed:
-		return "fail_closed"
-	case FailOpen:
-		return "fail_open"
-	case FailReload:
-		return "fail_reload"
-	}
-	return fmt.Sprintf("FailurePolicy(%d)", int(f))
-}
 
 // PluginConfig describes a plugin, in the shape of Envoy's Wasm filter
 // configuration.
@@ -295,13 +283,13 @@ type ServiceMode int
 const (
 	// NotService is a filter: a root context whose streams come through
 	// NewHTTPStream and NewTCPStream (default).
-	NotService ServiceMode = iota
+	NotService ServiceMode = iota // not_service
 	// SingletonService runs on one VM (Envoy's singleton: true, a VM on
 	// the main thread). That VM is never shared with filters or
 	// per-worker services; singleton services with the same VMID, code and
 	// VM configuration share it (each with its own root context), as they
 	// share Envoy's main-thread VM. PoolSize must be 0 or 1.
-	SingletonService
+	SingletonService // singleton_service
 	// PerWorkerService runs on PoolSize VMs (Envoy's singleton: false, one
 	// VM per worker thread; PoolSize stands for the worker count), all made
 	// at Load, each with the service's root context and its own ticks.
@@ -309,20 +297,8 @@ const (
 	// configuration, as Envoy's per-worker VMs are: every VM holds each
 	// such plugin's root context, and those filters' streams are spread
 	// over all of them.
-	PerWorkerService
+	PerWorkerService // per_worker_service
 )
-
-func (m ServiceMode) String() string {
-	switch m {
-	case NotService:
-		return "not_service"
-	case SingletonService:
-		return "singleton_service"
-	case PerWorkerService:
-		return "per_worker_service"
-	}
-	return fmt.Sprintf("ServiceMode(%d)", int(m))
-}
 
 // ErrService is what NewHTTPStream and NewTCPStream answer for a service
 // (PluginConfig.Service): services have no streams.

@@ -9,81 +9,37 @@
 // ticks and HTTP callouts are implemented here.
 package abi
 
-import "fmt"
+//go:generate go run golang.org/x/tools/cmd/stringer@v0.52.0 -linecomment -type Status,LogLevel,MetricType,Action,Version,FailurePolicy,ServiceMode -output enums_string.go
 
 // Status is a Proxy-Wasm status code, returned by every hostcall.
 type Status uint32
 
 // The status codes.
 const (
-	StatusOK                   Status = 0
-	StatusNotFound             Status = 1
-	StatusBadArgument          Status = 2
-	StatusSerializationFailure Status = 3
-	StatusParseFailure         Status = 4
-	StatusInvalidMemoryAccess  Status = 6
-	StatusEmpty                Status = 7
-	StatusCasMismatch          Status = 8
-	StatusInternalFailure      Status = 10
-	StatusUnimplemented        Status = 12
+	StatusOK                   Status = 0  // OK
+	StatusNotFound             Status = 1  // NOT_FOUND
+	StatusBadArgument          Status = 2  // BAD_ARGUMENT
+	StatusSerializationFailure Status = 3  // SERIALIZATION_FAILURE
+	StatusParseFailure         Status = 4  // PARSE_FAILURE
+	StatusInvalidMemoryAccess  Status = 6  // INVALID_MEMORY_ACCESS
+	StatusEmpty                Status = 7  // EMPTY
+	StatusCasMismatch          Status = 8  // CAS_MISMATCH
+	StatusInternalFailure      Status = 10 // INTERNAL_FAILURE
+	StatusUnimplemented        Status = 12 // UNIMPLEMENTED
 )
-
-func (s Status) String() string {
-	switch s {
-	case StatusOK:
-		return "OK"
-	case StatusNotFound:
-		return "NOT_FOUND"
-	case StatusBadArgument:
-		return "BAD_ARGUMENT"
-	case StatusSerializationFailure:
-		return "SERIALIZATION_FAILURE"
-	case StatusParseFailure:
-		return "PARSE_FAILURE"
-	case StatusInvalidMemoryAccess:
-		return "INVALID_MEMORY_ACCESS"
-	case StatusEmpty:
-		return "EMPTY"
-	case StatusCasMismatch:
-		return "CAS_MISMATCH"
-	case StatusInternalFailure:
-		return "INTERNAL_FAILURE"
-	case StatusUnimplemented:
-		return "UNIMPLEMENTED"
-	}
-	return fmt.Sprintf("Status(%d)", uint32(s))
-}
 
 // LogLevel is a Proxy-Wasm log level.
 type LogLevel uint32
 
 // The log levels.
 const (
-	LogTrace LogLevel = iota
-	LogDebug
-	LogInfo
-	LogWarn
-	LogError
-	LogCritical
+	LogTrace    LogLevel = iota // trace
+	LogDebug                    // debug
+	LogInfo                     // info
+	LogWarn                     // warn
+	LogError                    // error
+	LogCritical                 // critical
 )
-
-func (l LogLevel) String() string {
-	switch l {
-	case LogTrace:
-		return "trace"
-	case LogDebug:
-		return "debug"
-	case LogInfo:
-		return "info"
-	case LogWarn:
-		return "warn"
-	case LogError:
-		return "error"
-	case LogCritical:
-		return "critical"
-	}
-	return fmt.Sprintf("LogLevel(%d)", uint32(l))
-}
 
 // BufferType selects a buffer for proxy_get_buffer_bytes and friends.
 type BufferType uint32
@@ -142,22 +98,10 @@ type MetricType uint32
 
 // The metric types.
 const (
-	MetricCounter   MetricType = 0
-	MetricGauge     MetricType = 1
-	MetricHistogram MetricType = 2
+	MetricCounter   MetricType = 0 // counter
+	MetricGauge     MetricType = 1 // gauge
+	MetricHistogram MetricType = 2 // histogram
 )
-
-func (t MetricType) String() string {
-	switch t {
-	case MetricCounter:
-		return "counter"
-	case MetricGauge:
-		return "gauge"
-	case MetricHistogram:
-		return "histogram"
-	}
-	return fmt.Sprintf("MetricType(%d)", uint32(t))
-}
 
 // Action is what a stream callback tells the host to do next.
 type Action uint32
@@ -165,41 +109,19 @@ type Action uint32
 // The actions.
 const (
 	// ActionContinue passes the data on.
-	ActionContinue Action = 0
+	ActionContinue Action = 0 // continue
 	// ActionPause holds the data until the plugin continues the stream, sends
 	// a local response or the stream ends.
-	ActionPause Action = 1
+	ActionPause Action = 1 // pause
 )
-
-func (a Action) String() string {
-	switch a {
-	case ActionContinue:
-		return "continue"
-	case ActionPause:
-		return "pause"
-	}
-	return fmt.Sprintf("Action(%d)", uint32(a))
-}
 
 // Version is a Proxy-Wasm ABI version.
 type Version uint8
 
 // The ABI versions a plugin may declare.
 const (
-	VersionUnknown Version = iota
-	Version010
-	Version020
-	Version021
+	VersionUnknown Version = iota // unknown
+	Version010                    // 0.1.0
+	Version020                    // 0.2.0
+	Version021                    // 0.2.1
 )
-
-func (v Version) String() string {
-	switch v {
-	case Version010:
-		return "0.1.0"
-	case Version020:
-		return "0.2.0"
-	case Version021:
-		return "0.2.1"
-	}
-	return "unknown"
-}

@@ -1,5 +1,7 @@
 package engine
 
+//go:generate go run golang.org/x/tools/cmd/stringer@v0.52.0 -linecomment -type ValueType,ExternKind -output enums_string.go
+
 import (
 	"math"
 	"strings"
@@ -19,35 +21,14 @@ type ValueType byte
 // modules that use reference types internally (tables, ref.func, ...) are
 // accepted.
 const (
-	I32       ValueType = 0x7f
-	I64       ValueType = 0x7e
-	F32       ValueType = 0x7d
-	F64       ValueType = 0x7c
-	V128      ValueType = 0x7b
-	FuncRef   ValueType = 0x70
-	ExternRef ValueType = 0x6f
+	I32       ValueType = 0x7f // i32
+	I64       ValueType = 0x7e // i64
+	F32       ValueType = 0x7d // f32
+	F64       ValueType = 0x7c // f64
+	V128      ValueType = 0x7b // v128
+	FuncRef   ValueType = 0x70 // funcref
+	ExternRef ValueType = 0x6f // externref
 )
-
-// String returns the WebAssembly text name of the type, e.g. "i32".
-func (v ValueType) String() string {
-	switch v {
-	case I32:
-		return "i32"
-	case I64:
-		return "i64"
-	case F32:
-		return "f32"
-	case F64:
-		return "f64"
-	case V128:
-		return "v128"
-	case FuncRef:
-		return "funcref"
-	case ExternRef:
-		return "externref"
-	}
-	return "unknown"
-}
 
 // IsNumeric reports whether v is i32, i64, f32 or f64.
 func (v ValueType) IsNumeric() bool { return v == I32 || v == I64 || v == F32 || v == F64 }
@@ -146,29 +127,12 @@ type ExternKind byte
 
 // The extern kinds, encoded as in the binary format.
 const (
-	ExternFunc   ExternKind = 0
-	ExternTable  ExternKind = 1
-	ExternMemory ExternKind = 2
-	ExternGlobal ExternKind = 3
-	ExternTag    ExternKind = 4
+	ExternFunc   ExternKind = 0 // func
+	ExternTable  ExternKind = 1 // table
+	ExternMemory ExternKind = 2 // memory
+	ExternGlobal ExternKind = 3 // global
+	ExternTag    ExternKind = 4 // tag
 )
-
-// String returns "func", "table", "memory", "global" or "tag".
-func (k ExternKind) String() string {
-	switch k {
-	case ExternFunc:
-		return "func"
-	case ExternTable:
-		return "table"
-	case ExternMemory:
-		return "memory"
-	case ExternGlobal:
-		return "global"
-	case ExternTag:
-		return "tag"
-	}
-	return "unknown"
-}
 
 // Import describes one import of a module. Type is set for functions only.
 type Import struct {
