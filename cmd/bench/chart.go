@@ -23,6 +23,8 @@ var headlines = []struct{ name, label string }{
 	{"GuestMemory/impl=anywasm/dir=in/size=64KiB", "write 64K"},
 	{"Request/plugin=headers/mode=serial", "request"},
 	{"RequestBody/plugin=body/body=64KiB/mode=serial", "req+64K"},
+	{"Compute/plugin=compute/work=json/body=64KiB", "json 64K"},
+	{"Compute/plugin=compute/work=rules/body=64KiB", "rules 64K"},
 	{"Compile/guest=go-headers/cache=none", "compile"},
 	{"Compile/guest=go-headers/cache=disk", "from cache"},
 	{"Instantiate/guest=go-headers/op=instantiate+init", "new VM"},
