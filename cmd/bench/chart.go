@@ -29,6 +29,8 @@ var headlines = []struct{ name, label string }{
 	{"GuestMemory/impl=anywasm/dir=in/size=64KiB", "write 64 KiB\nto guest"},
 	{"Request/plugin=headers/mode=serial", "request\n(headers)"},
 	{"RequestBody/plugin=body/body=64KiB/mode=serial", "request\n64 KiB body"},
+	{"Compute/plugin=compute/work=json/body=64KiB", "decode JSON\n64 KiB"},
+	{"Compute/plugin=compute/work=rules/body=64KiB", "50 rules\n64 KiB"},
 	{"Compile/guest=go-headers/cache=none", "compile\nGo plugin"},
 	{"Compile/guest=go-headers/cache=disk", "load from\ndisk cache"},
 	{"Instantiate/guest=go-headers/op=instantiate+init", "new VM\n(+ initialize)"},

@@ -103,6 +103,7 @@ BenchmarkRequest/plugin=headers/mode=serial-2   1000   10.0 ns/op
 runtime: wasmtime
 runtime-version: 44.0.0
 BenchmarkCall/runtime=wasmtime/impl=anywasm/op=empty-2   1000   30.0 ns/op
+BenchmarkCompute/runtime=wasmtime/plugin=compute/work=json/body=64KiB-2   100   8000000 ns/op   8.19 MB/s
 `
 
 const sampleB = `goos: linux
@@ -131,6 +132,16 @@ func TestMedians(t *testing.T) {
 	}
 	if res.versions["wasmtime"] != "44.0.0" || res.cfg["cpu-brand"] != "A CPU" {
 		t.Errorf("versions %v, config %v", res.versions, res.cfg)
+	}
+	// The Compute family is a headline of its own.
+	var found bool
+	for _, h := range headlines {
+		if m := res.stats[h.name]; m != nil {
+			found = found || strings.HasPrefix(h.name, "Compute/") && math.Abs(m["wasmtime"].center-8e6) < 1e-3
+		}
+	}
+	if !found {
+		t.Errorf("no Compute headline among the medians %v", res.stats)
 	}
 	dir := t.TempDir()
 	if err := chart(path, filepath.Join(dir, "c.svg"), filepath.Join(dir, "c.png")); err != nil {

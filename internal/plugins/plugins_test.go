@@ -16,7 +16,7 @@ import (
 
 // wantNames is the plugin set README.md documents.
 var wantNames = []string{
-	"body", "callout", "config", "foreign", "guard", "headers", "local_response",
+	"body", "callout", "compute", "config", "foreign", "guard", "headers", "local_response",
 	"metrics", "props", "reply", "service", "shared", "tagged", "tcp", "tick", "trap",
 }
 
@@ -31,6 +31,7 @@ func TestNames(t *testing.T) {
 var wantEnv = map[string]string{
 	"body":           "get_buffer_bytes log remove_header_map_value set_buffer_bytes set_effective_context",
 	"callout":        "continue_stream get_buffer_bytes get_header_map_pairs http_call log replace_header_map_value send_local_response set_effective_context",
+	"compute":        "add_header_map_value get_buffer_bytes log send_local_response set_effective_context",
 	"config":         "add_header_map_value get_buffer_bytes log set_effective_context",
 	"foreign":        "call_foreign_function get_header_map_value log replace_header_map_value set_effective_context set_property",
 	"headers":        "add_header_map_value get_header_map_pairs get_header_map_value log set_effective_context",
