@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -41,10 +42,14 @@ const (
 const maxErrorDetail = 4096
 
 // Discover subscribes to the management servers of the proxy's
-// discovered filters (proxy.Discovery: Envoy's config_discovery) and
-// applies what they send until ctx ends; it returns then. One stream per
-// management server (cluster, ADS or not) asks for the
-// TypedExtensionConfigs named by its filters, state of the world. A
+// discovered filters (proxy.Discovery: Envoy's config_discovery, on HTTP
+// and network filters) and applies what they send until ctx ends; it
+// returns then. One stream per management server (cluster, ADS or not)
+// asks for the TypedExtensionConfigs named by its filters, state of the
+// world. The filters that warm hold the proxy's listeners back until
+// their first configuration loads, a response is rejected, or their
+// initial_fetch_timeout ends (proxy.FilterWarmed), as Envoy's
+// FilterConfigSubscription and GrpcSubscriptionImpl end an init target. A
 // response whose every resource translates (ExtensionConfig) and loads
 // (proxy.UpdateFilter) is ACKed: the next request carries its
 // version_info and nonce. Otherwise it is NACKed: the last accepted
@@ -59,11 +64,18 @@ func Discover(ctx context.Context, p *proxy.Proxy, cfg *proxy.Config, log *slog.
 	}
 	subs := map[proxy.ConfigSource]*subscription{}
 	var order []proxy.ConfigSource
+	// timeouts are the initial_fetch_timeouts of the filters that warm,
+	// by name (the shortest when filters of one name differ).
+	timeouts := map[string]time.Duration{}
 	for _, l := range cfg.Listeners {
-		if l.HTTP == nil {
-			continue
+		var filters []proxy.Plugin
+		switch {
+		case l.HTTP != nil:
+			filters = l.HTTP.Filters
+		case l.TCP != nil:
+			filters = l.TCP.Filters
 		}
-		for _, f := range l.HTTP.Filters {
+		for _, f := range filters {
 			d := f.Discovery
 			if d == nil {
 				continue
@@ -77,14 +89,36 @@ func Discover(ctx context.Context, p *proxy.Proxy, cfg *proxy.Config, log *slog.
 					}
 				}
 				s = &subscription{proxy: p, log: log.With("xds_cluster", d.Source.Cluster), src: d.Source, addr: addr,
-					node: node(cfg.Node), applied: map[string][]byte{}, failed: map[string]failure{}}
+					node: node(cfg.Node), applied: map[string][]byte{}, failed: map[string]failure{}, types: map[string][]string{}}
 				subs[d.Source] = s
 				order = append(order, d.Source)
 			}
 			if !slices.Contains(s.names, d.Name) {
 				s.names = append(s.names, d.Name)
 			}
+			if !slices.Contains(s.types[d.Name], d.Type) {
+				s.types[d.Name] = append(s.types[d.Name], d.Type)
+			}
+			if d.Warm && d.InitialFetchTimeout > 0 {
+				if t, ok := timeouts[d.Name]; !ok || d.InitialFetchTimeout < t {
+					timeouts[d.Name] = d.InitialFetchTimeout
+				}
+			}
 		}
+	}
+	// Envoy's GrpcSubscriptionImpl::start arms the initial fetch timer
+	// when the subscription starts; when it fires, before a
+	// configuration, the filter's warming ends (onConfigUpdateFailed,
+	// FetchTimedout) and its listeners serve it without one.
+	for _, name := range slices.Sorted(maps.Keys(timeouts)) {
+		tm := time.AfterFunc(timeouts[name], func() {
+			if p.FilterWaiting(name) {
+				log.Warn("xds: initial fetch timed out; the listeners serve the filter without its configuration (default_config, or none)",
+					"filter", name, "initial_fetch_timeout", timeouts[name])
+				p.FilterWarmed(name)
+			}
+		})
+		defer tm.Stop()
 	}
 	var wg sync.WaitGroup
 	for _, src := range order {
@@ -114,6 +148,9 @@ type subscription struct {
 	addr  string
 	node  *corev3.Node
 	names []string
+	// types are, per name, the configuration types its filters take
+	// (the HTTP or the network Wasm filter).
+	types map[string][]string
 	// version is the last version_info accepted; applied is, per name,
 	// the typed_config last applied (Envoy skips an update whose
 	// typed_config hashes as the last one's).
@@ -198,6 +235,13 @@ func (s *subscription) stream(ctx context.Context, conn *grpc.ClientConn) (recei
 		}
 		var detail *statuspb.Status
 		if err := s.apply(ctx, resp); err != nil {
+			// A rejected response ends the warming of every filter of
+			// the stream (GrpcMuxImpl calls onConfigUpdateFailed,
+			// UpdateRejected, on every watch of the type, and
+			// FilterConfigSubscription marks its init target ready).
+			for _, name := range s.names {
+				s.proxy.FilterWarmed(name)
+			}
 			msg := err.Error()
 			if len(msg) > maxErrorDetail {
 				msg = msg[:maxErrorDetail]
@@ -272,7 +316,7 @@ func (s *subscription) apply(ctx context.Context, resp *discoveryv3.DiscoveryRes
 			errs = append(errs, f.err)
 			continue
 		}
-		p, notes, err := ExtensionConfig(rs[0])
+		p, notes, err := ExtensionConfig(rs[0], s.types[name]...)
 		if err != nil {
 			err = fmt.Errorf("%s: %w", name, err)
 			s.failed[name] = failure{hash, err}
@@ -287,7 +331,12 @@ func (s *subscription) apply(ctx context.Context, resp *discoveryv3.DiscoveryRes
 	for _, u := range updates {
 		if err := s.proxy.UpdateFilter(ctx, u.name, &u.plugin); err != nil {
 			err = fmt.Errorf("%s: %w", u.name, err)
-			s.failed[u.name] = failure{u.hash, err}
+			if !errors.Is(err, proxy.ErrRemoteCode) {
+				// Remote code that did not load may load when sent
+				// again (a fetch filled the code cache; a failed one's
+				// negative caching ended): tried again each time.
+				s.failed[u.name] = failure{u.hash, err}
+			}
 			errs = append(errs, err)
 			continue
 		}

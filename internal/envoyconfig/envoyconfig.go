@@ -245,10 +245,20 @@ func (t *translator) listener(l *listenerv3.Listener, path string) proxy.Listene
 	tcp := &proxy.TCPOptions{}
 	for i, f := range fs[:last] {
 		fp := fmt.Sprintf("%s[%d]", path, i)
+		if cd := f.GetConfigDiscovery(); cd != nil {
+			// A network Wasm filter from a control plane (Envoy's
+			// network filter ECDS, NetworkFilterConfigProviderManagerImpl).
+			tcp.Filters = append(tcp.Filters, t.discovered(cd, fp+".config_discovery", f.GetName(), networkWasmFilter))
+			continue
+		}
 		w, ok := t.typed(f.GetTypedConfig(), fp+".typed_config", nwsm).(*netwasmv3.Wasm)
 		if ok {
 			tcp.Filters = append(tcp.Filters, t.plugin(w.GetConfig(), t.in(fp+".typed_config")+".config", f.GetName()))
 		}
+	}
+	if fs[last].GetConfigDiscovery() != nil {
+		t.fail(lastPath+".config_discovery", "the terminal filter from a control plane: %s (config_discovery is for the network Wasm filters before tcp_proxy)", notSupported)
+		return out
 	}
 	want := []string{tcpp}
 	if last == 0 {
@@ -326,7 +336,7 @@ func (t *translator) http(m *hcmv3.HttpConnectionManager, path string) *proxy.HT
 	for i, f := range fs {
 		fp := fmt.Sprintf("%s.http_filters[%d]", path, i)
 		if cd := f.GetConfigDiscovery(); cd != nil {
-			o.Filters = append(o.Filters, t.discovered(cd, fp+".config_discovery", f.GetName()))
+			o.Filters = append(o.Filters, t.discovered(cd, fp+".config_discovery", f.GetName(), wasmFilter))
 			continue
 		}
 		if i == len(fs)-1 && typeOf(f.GetTypedConfig()) == router {
@@ -459,6 +469,7 @@ func (t *translator) plugin(pc *wasmv3.PluginConfig, path, name string) proxy.Pl
 		t.fail(vp+".code.local", "%s (filename, inline_bytes or inline_string)", notSupported)
 	}
 	p.VMConfig.Configuration = t.value(vm.GetConfiguration(), vp+".configuration")
+	p.VMConfig.NackOnCodeCacheMiss = vm.GetNackOnCodeCacheMiss()
 	if e := vm.GetEnvironmentVariables(); e != nil {
 		p.VMConfig.EnvironmentVariables = &proxy.Environment{HostEnvKeys: e.GetHostEnvKeys(), KeyValues: e.GetKeyValues()}
 	}

@@ -22,21 +22,23 @@ const opaque = true
 // STATIC) are not "set" and need no entry.
 var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 	"envoy.config.bootstrap.v3.Bootstrap": {"node": false, "admin": false, "static_resources": false, "bootstrap_extensions": false, "dynamic_resources": false},
-	// dynamic_resources: ads_config only, for the HTTP filters discovered
-	// over ADS (ecds.go); lds_config and cds_config are refused.
+	// dynamic_resources: ads_config only, for the HTTP and network filters
+	// discovered over ADS (ecds.go); lds_config and cds_config are refused.
 	"envoy.config.bootstrap.v3.Bootstrap.DynamicResources": {"ads_config": false},
 	"envoy.config.core.v3.Node":                            {"id": false, "cluster": false, "metadata": opaque},
 	// access_log_path: where Envoy logs admin requests; anywasm logs none.
 	// Envoy's examples set it, so it is accepted and unused.
-	"envoy.config.bootstrap.v3.Admin":                        {"address": false, "access_log_path": false},
-	"envoy.config.core.v3.Address":                           {"socket_address": false},
-	"envoy.config.core.v3.SocketAddress":                     {"address": false, "port_value": false},
-	"envoy.config.bootstrap.v3.Bootstrap.StaticResources":    {"listeners": false, "clusters": false},
-	"envoy.config.core.v3.TypedExtensionConfig":              {"name": false, "typed_config": false},
-	"envoy.config.core.v3.Metadata":                          {"filter_metadata": opaque},
-	"envoy.config.listener.v3.Listener":                      {"name": false, "address": false, "filter_chains": false, "metadata": false, "traffic_direction": false},
-	"envoy.config.listener.v3.FilterChain":                   {"filters": false},
-	"envoy.config.listener.v3.Filter":                        {"name": false, "typed_config": false},
+	"envoy.config.bootstrap.v3.Admin":                     {"address": false, "access_log_path": false},
+	"envoy.config.core.v3.Address":                        {"socket_address": false},
+	"envoy.config.core.v3.SocketAddress":                  {"address": false, "port_value": false},
+	"envoy.config.bootstrap.v3.Bootstrap.StaticResources": {"listeners": false, "clusters": false},
+	"envoy.config.core.v3.TypedExtensionConfig":           {"name": false, "typed_config": false},
+	"envoy.config.core.v3.Metadata":                       {"filter_metadata": opaque},
+	"envoy.config.listener.v3.Listener":                   {"name": false, "address": false, "filter_chains": false, "metadata": false, "traffic_direction": false},
+	"envoy.config.listener.v3.FilterChain":                {"filters": false},
+	// config_discovery: a network Wasm filter from a control plane (ECDS,
+	// as Envoy's NetworkFilterConfigProviderManagerImpl), before tcp_proxy.
+	"envoy.config.listener.v3.Filter":                        {"name": false, "typed_config": false, "config_discovery": false},
 	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy": {"stat_prefix": false, "cluster": false, "idle_timeout": false},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": {
 		"stat_prefix": false, "codec_type": false, "route_config": false, "http_filters": false,
@@ -46,33 +48,40 @@ var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 	"envoy.config.core.v3.HttpProtocolOptions":                               {"idle_timeout": false, "max_headers_count": false},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name": false, "typed_config": false, "config_discovery": false},
 	// config_discovery (ECDS, ecds.go): over ADS or a gRPC stream of
-	// its own, state of the world, to an envoy_grpc cluster.
-	"envoy.config.core.v3.ExtensionConfigSource":                                {"config_source": false, "default_config": false, "apply_default_config_without_warming": false, "type_urls": false},
-	"envoy.config.core.v3.ConfigSource":                                         {"ads": false, "api_config_source": false, "resource_api_version": false},
-	"envoy.config.core.v3.AggregatedConfigSource":                               {},
-	"envoy.config.core.v3.ApiConfigSource":                                      {"api_type": false, "transport_api_version": false, "grpc_services": false},
-	"envoy.config.core.v3.GrpcService":                                          {"envoy_grpc": false},
-	"envoy.config.core.v3.GrpcService.EnvoyGrpc":                                {"cluster_name": false},
-	"envoy.extensions.filters.http.router.v3.Router":                            {},
-	"envoy.config.route.v3.RouteConfiguration":                                  {"name": false, "virtual_hosts": false},
-	"envoy.config.route.v3.VirtualHost":                                         {"name": false, "domains": false, "routes": false, "metadata": false},
-	"envoy.config.route.v3.Route":                                               {"name": false, "match": false, "route": false, "direct_response": false, "metadata": false},
-	"envoy.config.route.v3.RouteMatch":                                          {"prefix": false, "path": false},
-	"envoy.config.route.v3.RouteAction":                                         {"cluster": false},
-	"envoy.config.route.v3.DirectResponseAction":                                {"status": false, "body": false},
-	"envoy.config.core.v3.DataSource":                                           {"filename": false, "inline_bytes": false, "inline_string": false},
-	"envoy.config.core.v3.AsyncDataSource":                                      {"local": false, "remote": false},
-	"envoy.config.core.v3.RemoteDataSource":                                     {"http_uri": false, "sha256": false, "retry_policy": false},
-	"envoy.config.core.v3.HttpUri":                                              {"uri": false, "cluster": false, "timeout": false},
-	"envoy.config.core.v3.RetryPolicy":                                          {"retry_back_off": false, "num_retries": false},
-	"envoy.config.core.v3.BackoffStrategy":                                      {"base_interval": false, "max_interval": false},
-	"envoy.extensions.wasm.v3.CapabilityRestrictionConfig":                      {"allowed_capabilities": false},
-	"envoy.extensions.wasm.v3.SanitizationConfig":                               {},
-	"envoy.extensions.filters.http.wasm.v3.Wasm":                                {"config": false},
-	"envoy.extensions.filters.network.wasm.v3.Wasm":                             {"config": false},
-	"envoy.extensions.wasm.v3.WasmService":                                      {"config": false, "singleton": false},
-	"envoy.extensions.wasm.v3.PluginConfig":                                     {"name": false, "root_id": false, "vm_config": false, "configuration": opaque, "fail_open": false, "failure_policy": false, "capability_restriction_config": false},
-	"envoy.extensions.wasm.v3.VmConfig":                                         {"vm_id": false, "runtime": false, "code": false, "configuration": opaque, "environment_variables": false},
+	// its own, state of the world, to an envoy_grpc cluster. Without
+	// apply_default_config_without_warming (which needs default_config,
+	// as in Envoy) the listeners warm: bound, not listening, until the
+	// first configuration, a rejected one, or initial_fetch_timeout
+	// (default 15s, 0 none); then default_config serves, or the filter
+	// answers 500 (HTTP) or closes the connection (network).
+	"envoy.config.core.v3.ExtensionConfigSource":           {"config_source": false, "default_config": false, "apply_default_config_without_warming": false, "type_urls": false},
+	"envoy.config.core.v3.ConfigSource":                    {"ads": false, "api_config_source": false, "resource_api_version": false, "initial_fetch_timeout": false},
+	"envoy.config.core.v3.AggregatedConfigSource":          {},
+	"envoy.config.core.v3.ApiConfigSource":                 {"api_type": false, "transport_api_version": false, "grpc_services": false},
+	"envoy.config.core.v3.GrpcService":                     {"envoy_grpc": false},
+	"envoy.config.core.v3.GrpcService.EnvoyGrpc":           {"cluster_name": false},
+	"envoy.extensions.filters.http.router.v3.Router":       {},
+	"envoy.config.route.v3.RouteConfiguration":             {"name": false, "virtual_hosts": false},
+	"envoy.config.route.v3.VirtualHost":                    {"name": false, "domains": false, "routes": false, "metadata": false},
+	"envoy.config.route.v3.Route":                          {"name": false, "match": false, "route": false, "direct_response": false, "metadata": false},
+	"envoy.config.route.v3.RouteMatch":                     {"prefix": false, "path": false},
+	"envoy.config.route.v3.RouteAction":                    {"cluster": false},
+	"envoy.config.route.v3.DirectResponseAction":           {"status": false, "body": false},
+	"envoy.config.core.v3.DataSource":                      {"filename": false, "inline_bytes": false, "inline_string": false},
+	"envoy.config.core.v3.AsyncDataSource":                 {"local": false, "remote": false},
+	"envoy.config.core.v3.RemoteDataSource":                {"http_uri": false, "sha256": false, "retry_policy": false},
+	"envoy.config.core.v3.HttpUri":                         {"uri": false, "cluster": false, "timeout": false},
+	"envoy.config.core.v3.RetryPolicy":                     {"retry_back_off": false, "num_retries": false},
+	"envoy.config.core.v3.BackoffStrategy":                 {"base_interval": false, "max_interval": false},
+	"envoy.extensions.wasm.v3.CapabilityRestrictionConfig": {"allowed_capabilities": false},
+	"envoy.extensions.wasm.v3.SanitizationConfig":          {},
+	"envoy.extensions.filters.http.wasm.v3.Wasm":           {"config": false},
+	"envoy.extensions.filters.network.wasm.v3.Wasm":        {"config": false},
+	"envoy.extensions.wasm.v3.WasmService":                 {"config": false, "singleton": false},
+	"envoy.extensions.wasm.v3.PluginConfig":                {"name": false, "root_id": false, "vm_config": false, "configuration": opaque, "fail_open": false, "failure_policy": false, "capability_restriction_config": false},
+	// nack_on_code_cache_miss: remote code not in the code cache fails the
+	// load while one fetch fills the cache (internal/proxy remoteCode).
+	"envoy.extensions.wasm.v3.VmConfig":                                         {"vm_id": false, "runtime": false, "code": false, "configuration": opaque, "environment_variables": false, "nack_on_code_cache_miss": false},
 	"envoy.extensions.wasm.v3.EnvironmentVariables":                             {"host_env_keys": false, "key_values": false},
 	"envoy.config.cluster.v3.Cluster":                                           {"name": false, "type": false, "connect_timeout": false, "lb_policy": false, "load_assignment": false, "metadata": false, "typed_extension_protocol_options": false},
 	"envoy.config.endpoint.v3.ClusterLoadAssignment":                            {"cluster_name": false, "endpoints": false},
