@@ -62,9 +62,10 @@ func (t *translator) discovered(cd *corev3.ExtensionConfigSource, path, name, wa
 		if t.ads == "" {
 			t.fail(cp+".ads", "no dynamic_resources.ads_config: ADS needs one")
 		}
-		d.Source = proxy.ConfigSource{Cluster: t.ads, ADS: true}
+		d.Source = proxy.ConfigSource{Cluster: t.ads, ADS: true, Delta: t.adsDelta}
 	case cs.GetApiConfigSource() != nil:
-		d.Source = proxy.ConfigSource{Cluster: t.apiConfigSource(cs.GetApiConfigSource(), cp+".api_config_source")}
+		cluster, delta := t.apiConfigSource(cs.GetApiConfigSource(), cp+".api_config_source")
+		d.Source = proxy.ConfigSource{Cluster: cluster, Delta: delta}
 	default:
 		t.fail(cp, "%s (ads or api_config_source; path, path_config_source and self are not)", notSupported)
 	}
@@ -100,12 +101,15 @@ func (t *translator) wasmConfig(a *anypb.Any, path, want string) *wasmv3.PluginC
 }
 
 // apiConfigSource checks a management server's ApiConfigSource (gRPC,
-// state of the world, one envoy_grpc cluster) and returns its cluster.
-func (t *translator) apiConfigSource(a *corev3.ApiConfigSource, path string) string {
+// state of the world or delta, one envoy_grpc cluster) and returns its
+// cluster, and whether it is delta xDS.
+func (t *translator) apiConfigSource(a *corev3.ApiConfigSource, path string) (_ string, delta bool) {
 	switch a.GetApiType() {
 	case corev3.ApiConfigSource_GRPC:
+	case corev3.ApiConfigSource_DELTA_GRPC:
+		delta = true
 	default:
-		t.fail(path+".api_type", "%s: %s (GRPC: state of the world over gRPC)", a.GetApiType(), notSupported)
+		t.fail(path+".api_type", "%s: %s (GRPC or DELTA_GRPC: xDS over gRPC, state of the world or delta)", a.GetApiType(), notSupported)
 	}
 	switch v := a.GetTransportApiVersion(); v {
 	case corev3.ApiVersion_AUTO, corev3.ApiVersion_V3:
@@ -116,18 +120,18 @@ func (t *translator) apiConfigSource(a *corev3.ApiConfigSource, path string) str
 	switch {
 	case len(gs) == 0:
 		t.fail(path+".grpc_services", "none (one envoy_grpc)")
-		return ""
+		return "", delta
 	case len(gs) > 1:
 		t.fail(path+".grpc_services[1]", "a second gRPC service: %s", notSupported)
-		return ""
+		return "", delta
 	}
 	name := gs[0].GetEnvoyGrpc().GetClusterName()
 	if name == "" {
 		t.fail(path+".grpc_services[0].envoy_grpc.cluster_name", "missing")
-		return ""
+		return "", delta
 	}
 	t.clusterRef(name, path+".grpc_services[0].envoy_grpc.cluster_name", t.xds)
-	return name
+	return name, delta
 }
 
 // ExtensionConfig translates a TypedExtensionConfig a control plane sent

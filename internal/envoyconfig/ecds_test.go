@@ -50,6 +50,7 @@ type managementServer struct {
 	addr  string
 	cache cachev3.SnapshotCache
 	reqs  chan *discoveryv3.DiscoveryRequest
+	dreqs chan *discoveryv3.DeltaDiscoveryRequest // delta xDS's
 	srv   *grpc.Server
 }
 
@@ -60,9 +61,16 @@ func startManagementServer(t *testing.T, ads bool, addr string, cache cachev3.Sn
 		t.Fatal(err)
 	}
 	ctx := t.Context()
+	dreqs := make(chan *discoveryv3.DeltaDiscoveryRequest, 100)
 	cb := serverv3.CallbackFuncs{StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
 		select {
 		case reqs <- r:
+		case <-ctx.Done():
+		}
+		return nil
+	}, StreamDeltaRequestFunc: func(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+		select {
+		case dreqs <- r:
 		case <-ctx.Done():
 		}
 		return nil
@@ -73,7 +81,7 @@ func startManagementServer(t *testing.T, ads bool, addr string, cache cachev3.Sn
 	extensionv3.RegisterExtensionConfigDiscoveryServiceServer(g, xds)
 	go func() { _ = g.Serve(ln) }()
 	t.Cleanup(g.Stop)
-	return &managementServer{addr: ln.Addr().String(), cache: cache, reqs: reqs, srv: g}
+	return &managementServer{addr: ln.Addr().String(), cache: cache, reqs: reqs, dreqs: dreqs, srv: g}
 }
 
 // next returns the next request the server gets that match accepts,
@@ -85,6 +93,22 @@ func (m *managementServer) next(t *testing.T, what string, match func(*discovery
 	for {
 		select {
 		case r := <-m.reqs:
+			if match(r) {
+				return r
+			}
+		case <-deadline:
+			t.Fatalf("the management server got no %s", what)
+		}
+	}
+}
+
+// nextDelta is next for delta xDS's requests.
+func (m *managementServer) nextDelta(t *testing.T, what string, match func(*discoveryv3.DeltaDiscoveryRequest) bool) *discoveryv3.DeltaDiscoveryRequest {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case r := <-m.dreqs:
 			if match(r) {
 				return r
 			}
@@ -237,6 +261,7 @@ static_resources:
 // (ecdsTCPBootstrap) instead of the HTTP one, its backend given.
 type ecdsOptions struct {
 	ads       bool
+	delta     bool // api_type DELTA_GRPC
 	timeout   string
 	discovery string
 	tcp       bool
@@ -278,10 +303,14 @@ func startECDS(t *testing.T, rt string, o ecdsOptions) *ecdsEnv {
 	t.Helper()
 	reqs := make(chan *discoveryv3.DiscoveryRequest, 100)
 	m := startManagementServer(t, o.ads, "127.0.0.1:0", cachev3.NewSnapshotCache(o.ads, cachev3.IDHash{}, nil), reqs)
-	source, dynamic := "api_config_source: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]}", ""
+	apiType := "GRPC"
+	if o.delta {
+		apiType = "DELTA_GRPC"
+	}
+	source, dynamic := "api_config_source: {api_type: "+apiType+", transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]}", ""
 	if o.ads {
 		source = "ads: {}"
-		dynamic = "dynamic_resources:\n  ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]}\n"
+		dynamic = "dynamic_resources:\n  ads_config: {api_type: " + apiType + ", transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]}\n"
 	}
 	_, xdsPort, _ := net.SplitHostPort(m.addr)
 	tmpl, indent, name := ecdsBootstrap, "                ", "ecds_filter"
@@ -319,6 +348,14 @@ func startECDS(t *testing.T, rt string, o ecdsOptions) *ecdsEnv {
 		wg.Wait()
 		_ = p.Shutdown(context.Background())
 	})
+	if o.delta {
+		first := m.nextDelta(t, "first request", func(*discoveryv3.DeltaDiscoveryRequest) bool { return true })
+		if first.GetTypeUrl() != resourcev3.ExtensionConfigType || !slices.Equal(first.GetResourceNamesSubscribe(), []string{name}) ||
+			len(first.GetInitialResourceVersions()) != 0 || first.GetResponseNonce() != "" || first.GetNode().GetId() != "ecds-node" {
+			t.Fatalf("first request: %v", first)
+		}
+		return &ecdsEnv{m: m, p: p}
+	}
 	first := m.next(t, "first request", func(*discoveryv3.DiscoveryRequest) bool { return true })
 	if first.GetTypeUrl() != resourcev3.ExtensionConfigType || !slices.Equal(first.GetResourceNames(), []string{name}) ||
 		first.GetVersionInfo() != "" || first.GetResponseNonce() != "" || first.GetNode().GetId() != "ecds-node" {
@@ -822,6 +859,71 @@ func TestECDSNetwork(t *testing.T) {
 	}
 }
 
+// TestECDSDelta: delta xDS (api_type DELTA_GRPC), over its own stream
+// and over ADS, on each runtime, a filter with default_config that warms:
+// the first request subscribes to the filter's name with the node and no
+// initial versions; refused while warming; v1 ACKed (the response's
+// nonce, no error) and seen; a v2 the plugin refuses NACKed, v1 kept; v3
+// ACKed; the stream broken and opened again: the new stream's first
+// request gives v3's resource version (initial_resource_versions); v4 on
+// the new server ACKed; the resource removed from the snapshot: the
+// filter goes back to its default_config (Envoy's onConfigRemoved).
+func TestECDSDelta(t *testing.T) {
+	path := plugins.Path(t, "config")
+	for _, rt := range runtimes() {
+		for _, ads := range []bool{false, true} {
+			name := rt + "/delta"
+			if ads {
+				name = rt + "/delta_ads"
+			}
+			t.Run(name, func(t *testing.T) { testECDSDelta(t, rt, ads, path) })
+		}
+	}
+}
+
+func testECDSDelta(t *testing.T, rt string, ads bool, path string) {
+	backend := newHTTPBackend(t)
+	e := startECDS(t, rt, ecdsOptions{ads: ads, delta: true, timeout: "0s", discovery: defaultConfig(path), backend: backend.port()})
+	m := e.m
+	ack := func(m *managementServer, step string) *discoveryv3.DeltaDiscoveryRequest {
+		t.Helper()
+		return m.nextDelta(t, "ACK of "+step, func(r *discoveryv3.DeltaDiscoveryRequest) bool {
+			return r.GetResponseNonce() != "" && r.GetErrorDetail() == nil
+		})
+	}
+	e.refused(t, "http", "before the first configuration")
+
+	m.push(t, "1", path, "one")
+	ack(m, "v1")
+	e.want(t, "v1", "one")
+
+	m.push(t, "2", path, "fail")
+	r := m.nextDelta(t, "NACK of v2", func(r *discoveryv3.DeltaDiscoveryRequest) bool { return r.GetErrorDetail() != nil })
+	if r.GetResponseNonce() == "" || r.GetErrorDetail().GetCode() != 13 || !strings.Contains(r.GetErrorDetail().GetMessage(), "proxy_on_configure returned false") {
+		t.Fatalf("NACK of v2: nonce %q, error_detail %v", r.GetResponseNonce(), r.GetErrorDetail())
+	}
+	e.want(t, "after v2's NACK", "one")
+
+	m.push(t, "3", path, "three")
+	ack(m, "v3")
+	e.want(t, "v3", "three")
+
+	m.srv.Stop()
+	e.want(t, "with the management server gone", "three")
+	m2 := startManagementServer(t, ads, m.addr, cachev3.NewSnapshotCache(ads, cachev3.IDHash{}, nil), m.reqs)
+	again := m2.nextDelta(t, "first request of the new stream", func(r *discoveryv3.DeltaDiscoveryRequest) bool { return r.GetResponseNonce() == "" })
+	if v := again.GetInitialResourceVersions()["ecds_filter"]; v == "" || !slices.Equal(again.GetResourceNamesSubscribe(), []string{"ecds_filter"}) {
+		t.Fatalf("the new stream's first request: %v; want ecds_filter with v3's version in initial_resource_versions", again)
+	}
+	m2.push(t, "4", path, "four")
+	ack(m2, "v4")
+	e.want(t, "v4", "four")
+
+	m2.pushTEC(t, "5") // no resource: removed
+	ack(m2, "the removal")
+	e.want(t, "after the removal: the default", "default")
+}
+
 // TestECDSRefused: what config_discovery anywasm does not do is refused
 // by its field.
 func TestECDSRefused(t *testing.T) {
@@ -835,7 +937,7 @@ func TestECDSRefused(t *testing.T) {
 	}
 	const f = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].config_discovery"
 	for _, c := range []struct{ name, old, new, want string }{
-		{"delta", "api_type: GRPC", "api_type: DELTA_GRPC", f + ".config_source.api_config_source.api_type: DELTA_GRPC: not supported by anywasm"},
+		{"rest", "api_type: GRPC", "api_type: REST", f + ".config_source.api_config_source.api_type: REST: not supported by anywasm"},
 		{"ads without ads_config", grpcSource, "ads: {}", f + ".config_source.ads: no dynamic_resources.ads_config"},
 		{"another type", "type_urls: [type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm]", "type_urls: [type.googleapis.com/envoy.extensions.filters.http.router.v3.Router]",
 			f + ".type_urls[0]: type.googleapis.com/envoy.extensions.filters.http.router.v3.Router: not supported by anywasm"},

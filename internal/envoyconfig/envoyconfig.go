@@ -101,8 +101,10 @@ type translator struct {
 	tcp      map[string]string // cluster to the field that names it
 	routed   map[string]string
 	xds      map[string]string // the management servers' clusters
-	// ads is dynamic_resources.ads_config's cluster ("" without one).
-	ads string
+	// ads is dynamic_resources.ads_config's cluster ("" without one);
+	// adsDelta says it is DELTA_GRPC.
+	ads      string
+	adsDelta bool
 }
 
 func (t *translator) fail(path, format string, args ...any) {
@@ -136,7 +138,7 @@ func (t *translator) bootstrap(bs *bootstrapv3.Bootstrap) *proxy.Config {
 		t.clusters[c.GetName()] = i
 	}
 	if a := bs.GetDynamicResources().GetAdsConfig(); a != nil {
-		t.ads = t.apiConfigSource(a, "dynamic_resources.ads_config")
+		t.ads, t.adsDelta = t.apiConfigSource(a, "dynamic_resources.ads_config")
 	}
 	for i, l := range sr.GetListeners() {
 		cfg.Listeners = append(cfg.Listeners, t.listener(l, fmt.Sprintf("static_resources.listeners[%d]", i)))

@@ -48,7 +48,8 @@ var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 	"envoy.config.core.v3.HttpProtocolOptions":                               {"idle_timeout": false, "max_headers_count": false},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name": false, "typed_config": false, "config_discovery": false},
 	// config_discovery (ECDS, ecds.go): over ADS or a gRPC stream of
-	// its own, state of the world, to an envoy_grpc cluster. Without
+	// its own, state of the world (GRPC) or delta (DELTA_GRPC), to an
+	// envoy_grpc cluster. Without
 	// apply_default_config_without_warming (which needs default_config,
 	// as in Envoy) the listeners warm: bound, not listening, until the
 	// first configuration, a rejected one, or initial_fetch_timeout

@@ -323,10 +323,11 @@ type Discovery struct {
 
 // ConfigSource is the management server of a discovered filter: a grpc
 // cluster of the configuration, over ADS (dynamic_resources.ads_config)
-// or its own stream.
+// or its own stream, state of the world or delta (DELTA_GRPC).
 type ConfigSource struct {
 	Cluster string
 	ADS     bool
+	Delta   bool
 }
 
 // VMConfig is Envoy's VmConfig.

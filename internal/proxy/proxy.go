@@ -466,6 +466,9 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, svc *Wa
 		s.warming = true
 		p.warming++
 	}
+	if f.Discovery != nil && f.Discovery.Default {
+		s.def = &defaultPlugin{host: h, rt: rt, cfg: pc, m: module{s.path, s.inline, s.remote, s.nack}}
+	}
 	if f.Discovery != nil && !f.Discovery.Default {
 		// No plugin until the control plane sends one.
 		p.slots = append(p.slots, s)
@@ -545,6 +548,33 @@ func (p *Proxy) UpdateFilter(ctx context.Context, name string, f *Plugin) error 
 		p.markWarm(s)
 	}
 	return nil
+}
+
+// RemoveFilter is the control plane's removal of the configuration of
+// the filters discovered as name (delta xDS's removed_resources): each
+// goes back to its default_config's plugin, loaded again, or to none
+// (an HTTP filter answers 500, a network filter closes connections), as
+// Envoy's DynamicFilterConfigProviderImpl::onConfigRemoved. Exchanges in
+// flight finish on the plugin they have.
+func (p *Proxy) RemoveFilter(ctx context.Context, name string) error {
+	if p.ctx.Err() != nil {
+		return errors.New("proxy: shutting down")
+	}
+	var errs []error
+	found := false
+	for _, s := range p.slots {
+		if s.discovery == nil || s.discovery.Name != name {
+			continue
+		}
+		found = true
+		if err := s.remove(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !found {
+		return fmt.Errorf("proxy: no filter is discovered as %q", name)
+	}
+	return errors.Join(errs...)
 }
 
 // listen binds a listener.

@@ -36,8 +36,11 @@ type slot struct {
 	// proxy's warmMu).
 	discovery *Discovery
 	warming   bool
-	lmd       abi.Metadata
-	ldir      abi.TrafficDirection
+	// def is a discovered filter's default_config, loaded again when the
+	// control plane removes the configuration (nil: none).
+	def  *defaultPlugin
+	lmd  abi.Metadata
+	ldir abi.TrafficDirection
 
 	reloadMu sync.Mutex // one load at a time
 	mod      fileStamp  // the file as last loaded (or tried)
@@ -63,6 +66,37 @@ type generation struct {
 	refs     atomic.Int64
 	retired  atomic.Bool
 	once     sync.Once
+}
+
+// defaultPlugin is what a discovered filter's default_config loads.
+type defaultPlugin struct {
+	host *abi.Host
+	rt   string
+	cfg  abi.PluginConfig
+	m    module
+}
+
+// remove goes back to the default_config's plugin, or to none, when the
+// control plane removed the configuration of a discovered filter (Envoy's
+// DynamicFilterConfigProviderImpl::onConfigRemoved applies the default
+// configuration, or none). The plugin it replaces keeps its exchanges.
+func (s *slot) remove(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if d := s.def; d != nil {
+		return s.loadPlugin(ctx, d.host, d.rt, d.cfg, d.m)
+	}
+	s.mu.Lock()
+	old := s.cur
+	s.cur = nil
+	if old != nil {
+		old.retired.Store(true)
+	}
+	s.mu.Unlock()
+	if old != nil && old.refs.Load() == 0 {
+		s.retire(old)
+	}
+	return nil
 }
 
 // module is where a plugin's module comes from: a file, inline bytes, or
