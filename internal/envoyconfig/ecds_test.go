@@ -328,6 +328,7 @@ func startECDS(t *testing.T, rt string, o ecdsOptions) *ecdsEnv {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, b)
 	}
+	cfg.Admin.Address = "127.0.0.1:0" // /healthz tells warming
 	cfg.CacheDir = o.cacheDir
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = compileCache()
@@ -455,6 +456,9 @@ func (e *ecdsEnv) refused(t *testing.T, listener, step string) {
 	if !e.p.Warming() {
 		t.Fatalf("%s: the proxy does not report warming", step)
 	}
+	if code, body := e.healthz(t); code != 503 || body != "warming\n" {
+		t.Fatalf("%s: /healthz %d %q, want 503 warming", step, code, body)
+	}
 	if runtime.GOOS != "linux" {
 		return // the socket listens there; connections wait in its backlog
 	}
@@ -468,6 +472,18 @@ func (e *ecdsEnv) refused(t *testing.T, listener, step string) {
 	}
 }
 
+// healthz gets the admin endpoint's /healthz.
+func (e *ecdsEnv) healthz(t *testing.T) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + e.p.AdminAddr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // served waits until the listener accepts connections (a bounded wait
 // for the end of warming by initial_fetch_timeout, not a timing the test
 // relies on).
@@ -478,6 +494,9 @@ func (e *ecdsEnv) served(t *testing.T, listener, step string) {
 		c, err := net.Dial("tcp", e.p.Addr(listener).String())
 		if err == nil {
 			c.Close()
+			if code, body := e.healthz(t); code != 200 || body != "ok\n" {
+				t.Fatalf("%s: serving, /healthz %d %q, want 200 ok", step, code, body)
+			}
 			return
 		}
 		if time.Now().After(deadline) {
