@@ -115,6 +115,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 1
 	}
 	for _, l := range cfg.Listeners {
+		if p.Warming() { // discovered filters wait for their first configuration
+			log.Info("bound, warming", "listener", l.Name, "address", p.Addr(l.Name).String())
+			continue
+		}
 		log.Info("listening", "listener", l.Name, "address", p.Addr(l.Name).String())
 	}
 	if a := p.AdminAddr(); a != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/anywasm/anywasm/internal/proxy"
@@ -41,10 +43,14 @@ const (
 const maxErrorDetail = 4096
 
 // Discover subscribes to the management servers of the proxy's
-// discovered filters (proxy.Discovery: Envoy's config_discovery) and
-// applies what they send until ctx ends; it returns then. One stream per
-// management server (cluster, ADS or not) asks for the
-// TypedExtensionConfigs named by its filters, state of the world. A
+// discovered filters (proxy.Discovery: Envoy's config_discovery, on HTTP
+// and network filters) and applies what they send until ctx ends; it
+// returns then. One stream per management server (cluster, ADS or not)
+// asks for the TypedExtensionConfigs named by its filters, state of the
+// world (or delta xDS, DELTA_GRPC: delta). The filters that warm hold the proxy's listeners back until
+// their first configuration loads, a response is rejected, or their
+// initial_fetch_timeout ends (proxy.FilterWarmed), as Envoy's
+// FilterConfigSubscription and GrpcSubscriptionImpl end an init target. A
 // response whose every resource translates (ExtensionConfig) and loads
 // (proxy.UpdateFilter) is ACKed: the next request carries its
 // version_info and nonce. Otherwise it is NACKed: the last accepted
@@ -59,11 +65,18 @@ func Discover(ctx context.Context, p *proxy.Proxy, cfg *proxy.Config, log *slog.
 	}
 	subs := map[proxy.ConfigSource]*subscription{}
 	var order []proxy.ConfigSource
+	// timeouts are the initial_fetch_timeouts of the filters that warm,
+	// by name (the shortest when filters of one name differ).
+	timeouts := map[string]time.Duration{}
 	for _, l := range cfg.Listeners {
-		if l.HTTP == nil {
-			continue
+		var filters []proxy.Plugin
+		switch {
+		case l.HTTP != nil:
+			filters = l.HTTP.Filters
+		case l.TCP != nil:
+			filters = l.TCP.Filters
 		}
-		for _, f := range l.HTTP.Filters {
+		for _, f := range filters {
 			d := f.Discovery
 			if d == nil {
 				continue
@@ -77,14 +90,36 @@ func Discover(ctx context.Context, p *proxy.Proxy, cfg *proxy.Config, log *slog.
 					}
 				}
 				s = &subscription{proxy: p, log: log.With("xds_cluster", d.Source.Cluster), src: d.Source, addr: addr,
-					node: node(cfg.Node), applied: map[string][]byte{}, failed: map[string]failure{}}
+					node: node(cfg.Node), applied: map[string][]byte{}, failed: map[string]failure{}, types: map[string][]string{}, versions: map[string]string{}}
 				subs[d.Source] = s
 				order = append(order, d.Source)
 			}
 			if !slices.Contains(s.names, d.Name) {
 				s.names = append(s.names, d.Name)
 			}
+			if !slices.Contains(s.types[d.Name], d.Type) {
+				s.types[d.Name] = append(s.types[d.Name], d.Type)
+			}
+			if d.Warm && d.InitialFetchTimeout > 0 {
+				if t, ok := timeouts[d.Name]; !ok || d.InitialFetchTimeout < t {
+					timeouts[d.Name] = d.InitialFetchTimeout
+				}
+			}
 		}
+	}
+	// Envoy's GrpcSubscriptionImpl::start arms the initial fetch timer
+	// when the subscription starts; when it fires, before a
+	// configuration, the filter's warming ends (onConfigUpdateFailed,
+	// FetchTimedout) and its listeners serve it without one.
+	for _, name := range slices.Sorted(maps.Keys(timeouts)) {
+		tm := time.AfterFunc(timeouts[name], func() {
+			if p.FilterWaiting(name) {
+				log.Warn("xds: initial fetch timed out; the listeners serve the filter without its configuration (default_config, or none)",
+					"filter", name, "initial_fetch_timeout", timeouts[name])
+				p.FilterWarmed(name)
+			}
+		})
+		defer tm.Stop()
 	}
 	var wg sync.WaitGroup
 	for _, src := range order {
@@ -114,6 +149,12 @@ type subscription struct {
 	addr  string
 	node  *corev3.Node
 	names []string
+	// types are, per name, the configuration types its filters take
+	// (the HTTP or the network Wasm filter).
+	types map[string][]string
+	// versions are, per name, the resource version last applied (delta
+	// xDS: the next stream's initial_resource_versions).
+	versions map[string]string
 	// version is the last version_info accepted; applied is, per name,
 	// the typed_config last applied (Envoy skips an update whose
 	// typed_config hashes as the last one's).
@@ -149,7 +190,11 @@ func (s *subscription) run(ctx context.Context) {
 	defer conn.Close()
 	delay := retryInitial
 	for ctx.Err() == nil {
-		received, err := s.stream(ctx, conn)
+		stream := s.stream
+		if s.src.Delta {
+			stream = s.delta
+		}
+		received, err := stream(ctx, conn)
 		if ctx.Err() != nil {
 			return
 		}
@@ -196,30 +241,123 @@ func (s *subscription) stream(ctx context.Context, conn *grpc.ClientConn) (recei
 			s.log.Warn("xds: a response of a type not asked for, ignored", "type_url", resp.GetTypeUrl())
 			continue
 		}
-		var detail *statuspb.Status
-		if err := s.apply(ctx, resp); err != nil {
-			msg := err.Error()
-			if len(msg) > maxErrorDetail {
-				msg = msg[:maxErrorDetail]
-			}
-			detail = &statuspb.Status{Code: int32(codes.Internal), Message: msg}
-			if msg == s.lastNACK { // the same rejection again: pace it
-				s.nackDelay = min(max(2*s.nackDelay, retryInitial), retryMax)
-				select {
-				case <-ctx.Done():
-					return received, ctx.Err()
-				case <-time.After(s.nackDelay):
-				}
-			} else {
-				s.log.Error("xds: configuration rejected (NACK); the running plugins stay", "version_info", resp.GetVersionInfo(), "err", err)
-				s.lastNACK, s.nackDelay = msg, 0
-			}
-		} else {
+		err = s.apply(ctx, resp.GetResources(), resp.GetVersionInfo(), nil)
+		detail, err := s.answer(ctx, resp.GetVersionInfo(), err)
+		if err != nil {
+			return received, err
+		}
+		if detail == nil {
 			s.version = resp.GetVersionInfo()
-			s.lastNACK, s.nackDelay = "", 0
-			s.log.Info("xds: configuration accepted (ACK)", "version_info", s.version)
 		}
 		if err := st.Send(s.request(s.version, resp.GetNonce(), detail)); err != nil {
+			return received, err
+		}
+	}
+}
+
+// answer turns the outcome of a response (version: its version_info,
+// err: apply's) into the error_detail of its NACK, nil for an ACK. A
+// rejected response ends the warming of every filter of the stream
+// (GrpcMuxImpl calls onConfigUpdateFailed, UpdateRejected, on every watch
+// of the type, and FilterConfigSubscription marks its init target
+// ready). The same rejection twice in a row is paced (a backoff before
+// the NACK); it fails only when ctx ends meanwhile.
+func (s *subscription) answer(ctx context.Context, version string, err error) (*statuspb.Status, error) {
+	if err == nil {
+		s.lastNACK, s.nackDelay = "", 0
+		s.log.Info("xds: configuration accepted (ACK)", "version_info", version)
+		return nil, nil
+	}
+	for _, name := range s.names {
+		s.proxy.FilterWarmed(name)
+	}
+	msg := err.Error()
+	if len(msg) > maxErrorDetail {
+		msg = msg[:maxErrorDetail]
+	}
+	if msg == s.lastNACK { // the same rejection again: pace it
+		s.nackDelay = min(max(2*s.nackDelay, retryInitial), retryMax)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(s.nackDelay):
+		}
+	} else {
+		s.log.Error("xds: configuration rejected (NACK); the running plugins stay", "version_info", version, "err", err)
+		s.lastNACK, s.nackDelay = msg, 0
+	}
+	return &statuspb.Status{Code: int32(codes.Internal), Message: msg}, nil
+}
+
+// deltaStream is what the delta ADS and ECDS streams share.
+type deltaStream interface {
+	Send(*discoveryv3.DeltaDiscoveryRequest) error
+	Recv() (*discoveryv3.DeltaDiscoveryResponse, error)
+}
+
+// delta runs one delta xDS stream until it breaks, as Envoy's
+// NewGrpcMuxImpl and DeltaSubscriptionState: the first request
+// subscribes to the names, with the node and the versions of the
+// resources accepted (initial_resource_versions, after a reconnection);
+// a response's resources are applied as a state-of-the-world response's
+// (each with its own version), its removed_resources go back to their
+// default_config or none (proxy.RemoveFilter); the ACK or NACK is the
+// response's nonce, with error_detail for a NACK.
+func (s *subscription) delta(ctx context.Context, conn *grpc.ClientConn) (received bool, _ error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var st deltaStream
+	var err error
+	if s.src.ADS {
+		st, err = discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(sctx)
+	} else {
+		st, err = extensionv3.NewExtensionConfigDiscoveryServiceClient(conn).DeltaExtensionConfigs(sctx)
+	}
+	if err != nil {
+		return false, err
+	}
+	first := &discoveryv3.DeltaDiscoveryRequest{Node: s.node, TypeUrl: ExtensionConfigType, ResourceNamesSubscribe: s.names}
+	if len(s.versions) > 0 {
+		first.InitialResourceVersions = maps.Clone(s.versions)
+	}
+	if err := st.Send(first); err != nil {
+		return false, err
+	}
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			return received, err
+		}
+		received = true
+		if resp.GetTypeUrl() != ExtensionConfigType {
+			s.log.Warn("xds: a response of a type not asked for, ignored", "type_url", resp.GetTypeUrl())
+			continue
+		}
+		var anys []*anypb.Any
+		versions := map[string]string{}
+		for _, r := range resp.GetResources() {
+			anys = append(anys, r.GetResource())
+			versions[r.GetName()] = r.GetVersion()
+		}
+		err = s.apply(ctx, anys, resp.GetSystemVersionInfo(), versions)
+		for _, name := range resp.GetRemovedResources() {
+			if !slices.Contains(s.names, name) {
+				continue
+			}
+			if rerr := s.proxy.RemoveFilter(ctx, name); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("%s: removing: %w", name, rerr))
+				continue
+			}
+			delete(s.applied, name)
+			delete(s.failed, name)
+			delete(s.versions, name)
+			s.log.Info("xds: filter configuration removed: default_config, or none", "filter", name)
+		}
+		detail, err := s.answer(ctx, resp.GetSystemVersionInfo(), err)
+		if err != nil {
+			return received, err
+		}
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: ExtensionConfigType, ResponseNonce: resp.GetNonce(), ErrorDetail: detail}); err != nil {
 			return received, err
 		}
 	}
@@ -236,10 +374,10 @@ func (s *subscription) request(version, nonce string, detail *statuspb.Status) *
 // name it does not ask for is ignored. The first failures do not stop
 // the others: what loaded stays loaded, as Envoy's watches that
 // succeeded stay updated when another fails.
-func (s *subscription) apply(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
+func (s *subscription) apply(ctx context.Context, resources []*anypb.Any, version string, versions map[string]string) error {
 	byName := map[string][]*corev3.TypedExtensionConfig{}
 	var errs []error
-	for i, r := range resp.GetResources() {
+	for i, r := range resources {
 		tec := &corev3.TypedExtensionConfig{}
 		if err := r.UnmarshalTo(tec); err != nil {
 			errs = append(errs, fmt.Errorf("resources[%d]: %s: %w", i, r.GetTypeUrl(), err))
@@ -266,13 +404,16 @@ func (s *subscription) apply(ctx context.Context, resp *discoveryv3.DiscoveryRes
 		}
 		hash, _ := proto.MarshalOptions{Deterministic: true}.Marshal(rs[0].GetTypedConfig())
 		if old, ok := s.applied[name]; ok && bytes.Equal(old, hash) {
+			if v, ok := versions[name]; ok {
+				s.versions[name] = v
+			}
 			continue
 		}
 		if f, ok := s.failed[name]; ok && bytes.Equal(f.hash, hash) {
 			errs = append(errs, f.err)
 			continue
 		}
-		p, notes, err := ExtensionConfig(rs[0])
+		p, notes, err := ExtensionConfig(rs[0], s.types[name]...)
 		if err != nil {
 			err = fmt.Errorf("%s: %w", name, err)
 			s.failed[name] = failure{hash, err}
@@ -287,13 +428,21 @@ func (s *subscription) apply(ctx context.Context, resp *discoveryv3.DiscoveryRes
 	for _, u := range updates {
 		if err := s.proxy.UpdateFilter(ctx, u.name, &u.plugin); err != nil {
 			err = fmt.Errorf("%s: %w", u.name, err)
-			s.failed[u.name] = failure{u.hash, err}
+			if !errors.Is(err, proxy.ErrRemoteCode) {
+				// Remote code that did not load may load when sent
+				// again (a fetch filled the code cache; a failed one's
+				// negative caching ended): tried again each time.
+				s.failed[u.name] = failure{u.hash, err}
+			}
 			errs = append(errs, err)
 			continue
 		}
 		s.applied[u.name] = u.hash
 		delete(s.failed, u.name)
-		s.log.Info("xds: filter updated", "filter", u.name, "version_info", resp.GetVersionInfo())
+		if v, ok := versions[u.name]; ok {
+			s.versions[u.name] = v
+		}
+		s.log.Info("xds: filter updated", "filter", u.name, "version_info", version)
 	}
 	if len(errs) == 0 {
 		return nil

@@ -110,8 +110,10 @@ type translator struct {
 	tcp      map[string]string // cluster to the field that names it
 	routed   map[string]string
 	xds      map[string]string // the management servers' clusters
-	// ads is dynamic_resources.ads_config's cluster ("" without one).
-	ads string
+	// ads is dynamic_resources.ads_config's cluster ("" without one);
+	// adsDelta says it is DELTA_GRPC.
+	ads      string
+	adsDelta bool
 }
 
 func (t *translator) fail(path, format string, args ...any) {
@@ -151,7 +153,7 @@ func (t *translator) bootstrap(bs *bootstrapv3.Bootstrap) *proxy.Config {
 		t.clusters[c.GetName()] = i
 	}
 	if a := bs.GetDynamicResources().GetAdsConfig(); a != nil {
-		t.ads = t.apiConfigSource(a, "dynamic_resources.ads_config")
+		t.ads, t.adsDelta = t.apiConfigSource(a, "dynamic_resources.ads_config")
 	}
 	for i, l := range sr.GetListeners() {
 		cfg.Listeners = append(cfg.Listeners, t.listener(l, fmt.Sprintf("static_resources.listeners[%d]", i)))
@@ -260,10 +262,20 @@ func (t *translator) listener(l *listenerv3.Listener, path string) proxy.Listene
 	tcp := &proxy.TCPOptions{}
 	for i, f := range fs[:last] {
 		fp := fmt.Sprintf("%s[%d]", path, i)
+		if cd := f.GetConfigDiscovery(); cd != nil {
+			// A network Wasm filter from a control plane (Envoy's
+			// network filter ECDS, NetworkFilterConfigProviderManagerImpl).
+			tcp.Filters = append(tcp.Filters, t.discovered(cd, fp+".config_discovery", f.GetName(), networkWasmFilter))
+			continue
+		}
 		w, ok := t.typed(f.GetTypedConfig(), fp+".typed_config", nwsm).(*netwasmv3.Wasm)
 		if ok {
 			tcp.Filters = append(tcp.Filters, t.plugin(w.GetConfig(), t.in(fp+".typed_config")+".config", f.GetName()))
 		}
+	}
+	if fs[last].GetConfigDiscovery() != nil {
+		t.fail(lastPath+".config_discovery", "the terminal filter from a control plane: %s (config_discovery is for the network Wasm filters before tcp_proxy)", notSupported)
+		return out
 	}
 	want := []string{tcpp}
 	if last == 0 {
@@ -349,7 +361,7 @@ func (t *translator) http(m *hcmv3.HttpConnectionManager, path string) *proxy.HT
 	for i, f := range fs {
 		fp := fmt.Sprintf("%s.http_filters[%d]", path, i)
 		if cd := f.GetConfigDiscovery(); cd != nil {
-			o.Filters = append(o.Filters, t.discovered(cd, fp+".config_discovery", f.GetName()))
+			o.Filters = append(o.Filters, t.discovered(cd, fp+".config_discovery", f.GetName(), wasmFilter))
 			continue
 		}
 		if i == len(fs)-1 && typeOf(f.GetTypedConfig()) == router {
@@ -572,6 +584,7 @@ func (t *translator) plugin(pc *wasmv3.PluginConfig, path, name string) proxy.Pl
 		t.fail(vp+".code.local", "%s (filename, inline_bytes or inline_string)", notSupported)
 	}
 	p.VMConfig.Configuration = t.value(vm.GetConfiguration(), vp+".configuration")
+	p.VMConfig.NackOnCodeCacheMiss = vm.GetNackOnCodeCacheMiss()
 	if e := vm.GetEnvironmentVariables(); e != nil {
 		p.VMConfig.EnvironmentVariables = &proxy.Environment{HostEnvKeys: e.GetHostEnvKeys(), KeyValues: e.GetKeyValues()}
 	}

@@ -28,21 +28,23 @@ var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 	// histogram_bucket_settings and the rest are refused.
 	"envoy.config.metrics.v3.StatsConfig":  {"stats_tags": false, "use_all_default_tags": false},
 	"envoy.config.metrics.v3.TagSpecifier": {"tag_name": false, "regex": false, "fixed_value": false},
-	// dynamic_resources: ads_config only, for the HTTP filters discovered
-	// over ADS (ecds.go); lds_config and cds_config are refused.
+	// dynamic_resources: ads_config only, for the HTTP and network filters
+	// discovered over ADS (ecds.go); lds_config and cds_config are refused.
 	"envoy.config.bootstrap.v3.Bootstrap.DynamicResources": {"ads_config": false},
 	"envoy.config.core.v3.Node":                            {"id": false, "cluster": false, "metadata": opaque},
 	// access_log_path: where Envoy logs admin requests; anywasm logs none.
 	// Envoy's examples set it, so it is accepted and unused.
-	"envoy.config.bootstrap.v3.Admin":                        {"address": false, "access_log_path": false},
-	"envoy.config.core.v3.Address":                           {"socket_address": false},
-	"envoy.config.core.v3.SocketAddress":                     {"address": false, "port_value": false},
-	"envoy.config.bootstrap.v3.Bootstrap.StaticResources":    {"listeners": false, "clusters": false},
-	"envoy.config.core.v3.TypedExtensionConfig":              {"name": false, "typed_config": false},
-	"envoy.config.core.v3.Metadata":                          {"filter_metadata": opaque},
-	"envoy.config.listener.v3.Listener":                      {"name": false, "address": false, "filter_chains": false, "metadata": false, "traffic_direction": false},
-	"envoy.config.listener.v3.FilterChain":                   {"filters": false},
-	"envoy.config.listener.v3.Filter":                        {"name": false, "typed_config": false},
+	"envoy.config.bootstrap.v3.Admin":                     {"address": false, "access_log_path": false},
+	"envoy.config.core.v3.Address":                        {"socket_address": false},
+	"envoy.config.core.v3.SocketAddress":                  {"address": false, "port_value": false},
+	"envoy.config.bootstrap.v3.Bootstrap.StaticResources": {"listeners": false, "clusters": false},
+	"envoy.config.core.v3.TypedExtensionConfig":           {"name": false, "typed_config": false},
+	"envoy.config.core.v3.Metadata":                       {"filter_metadata": opaque},
+	"envoy.config.listener.v3.Listener":                   {"name": false, "address": false, "filter_chains": false, "metadata": false, "traffic_direction": false},
+	"envoy.config.listener.v3.FilterChain":                {"filters": false},
+	// config_discovery: a network Wasm filter from a control plane (ECDS,
+	// as Envoy's NetworkFilterConfigProviderManagerImpl), before tcp_proxy.
+	"envoy.config.listener.v3.Filter":                        {"name": false, "typed_config": false, "config_discovery": false},
 	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy": {"stat_prefix": false, "cluster": false, "idle_timeout": false},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": {
 		"stat_prefix": false, "codec_type": false, "route_config": false, "http_filters": false,
@@ -52,9 +54,15 @@ var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 	"envoy.config.core.v3.HttpProtocolOptions":                               {"idle_timeout": false, "max_headers_count": false},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name": false, "typed_config": false, "config_discovery": false},
 	// config_discovery (ECDS, ecds.go): over ADS or a gRPC stream of
-	// its own, state of the world, to an envoy_grpc cluster.
+	// its own, state of the world (GRPC) or delta (DELTA_GRPC), to an
+	// envoy_grpc cluster. Without
+	// apply_default_config_without_warming (which needs default_config,
+	// as in Envoy) the listeners warm: bound, not listening, until the
+	// first configuration, a rejected one, or initial_fetch_timeout
+	// (default 15s, 0 none); then default_config serves, or the filter
+	// answers 500 (HTTP) or closes the connection (network).
 	"envoy.config.core.v3.ExtensionConfigSource":     {"config_source": false, "default_config": false, "apply_default_config_without_warming": false, "type_urls": false},
-	"envoy.config.core.v3.ConfigSource":              {"ads": false, "api_config_source": false, "resource_api_version": false},
+	"envoy.config.core.v3.ConfigSource":              {"ads": false, "api_config_source": false, "resource_api_version": false, "initial_fetch_timeout": false},
 	"envoy.config.core.v3.AggregatedConfigSource":    {},
 	"envoy.config.core.v3.ApiConfigSource":           {"api_type": false, "transport_api_version": false, "grpc_services": false},
 	"envoy.config.core.v3.GrpcService":               {"envoy_grpc": false},
@@ -99,8 +107,10 @@ var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 	"envoy.extensions.wasm.v3.WasmService":                 {"config": false, "singleton": false},
 	"envoy.extensions.wasm.v3.PluginConfig":                {"name": false, "root_id": false, "vm_config": false, "configuration": opaque, "fail_open": false, "failure_policy": false, "reload_config": false, "capability_restriction_config": false},
 	"envoy.extensions.wasm.v3.ReloadConfig":                {"backoff": false},
-	"envoy.extensions.wasm.v3.VmConfig":                    {"vm_id": false, "runtime": false, "code": false, "configuration": opaque, "environment_variables": false, "allow_precompiled": false},
-	"envoy.extensions.wasm.v3.EnvironmentVariables":        {"host_env_keys": false, "key_values": false},
+	// nack_on_code_cache_miss: remote code not in the code cache fails the
+	// load while one fetch fills the cache (internal/proxy remoteCode).
+	"envoy.extensions.wasm.v3.VmConfig":             {"vm_id": false, "runtime": false, "code": false, "configuration": opaque, "environment_variables": false, "allow_precompiled": false, "nack_on_code_cache_miss": false},
+	"envoy.extensions.wasm.v3.EnvironmentVariables": {"host_env_keys": false, "key_values": false},
 	// Cluster: type STATIC (IP addresses), STRICT_DNS or LOGICAL_DNS (with
 	// dns_refresh_rate, default 5 s, and dns_lookup_family); lb_policy
 	// ROUND_ROBIN, RANDOM or LEAST_REQUEST (Envoy's defaults: 2 choices),

@@ -21,7 +21,9 @@ import (
 
 // adminHandler serves / (200: the endpoints, one per line, as Envoy's
 // admin home page lists its own), /healthz (200 "ok", 503 "draining" during
-// shutdown), /metrics (Prometheus text format: the plugins' metrics with a
+// shutdown, 503 "warming" while the listeners wait for discovered filters'
+// first configuration, as Envoy's /ready answers 503 until its init
+// manager is done), /metrics (Prometheus text format: the plugins' metrics with a
 // runtime label under admin.plugin_metrics_prefix, the proxy's own, Go's
 // and the process's), /plugins (JSON: the loaded plugins), Envoy's
 // /stats/prometheus and /stats for the plugins' metrics (statsrender.go)
@@ -31,6 +33,10 @@ func (p *Proxy) adminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if p.draining.Load() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		if p.Warming() {
+			http.Error(w, "warming", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

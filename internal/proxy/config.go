@@ -447,11 +447,13 @@ type Plugin struct {
 	// callbacks the module is linked to (abi.PluginConfig.AllowedCapabilities);
 	// none: all.
 	CapabilityRestrictionConfig *CapabilityRestrictionConfig `json:"capability_restriction_config,omitempty"`
-	// Discovery, set by internal/envoyconfig for an HTTP filter written
-	// with Envoy's config_discovery (ECDS), makes the plugin one a control
-	// plane sends (UpdateFilter). The fields above are then its
-	// default_config's, or empty: the filter answers 500 until the first
-	// configuration arrives.
+	// Discovery, set by internal/envoyconfig for an HTTP or network filter
+	// written with Envoy's config_discovery (ECDS), makes the plugin one a
+	// control plane sends (UpdateFilter). The fields above are then its
+	// default_config's, or empty: until the first configuration arrives
+	// an HTTP filter answers 500 and a network filter closes the
+	// connection (Envoy's MissingConfigFilter, and its network filter
+	// chain without a filter's configuration).
 	Discovery *Discovery `json:"-"`
 }
 
@@ -470,18 +472,32 @@ type CapabilityRestrictionConfig struct {
 type Discovery struct {
 	// Name is the TypedExtensionConfig's name: the filter's.
 	Name string
+	// Type is the configuration's type the filter takes (its type_urls):
+	// Envoy's HTTP or network Wasm filter.
+	Type string
 	// Default says the plugin fields hold default_config's plugin.
 	Default bool
+	// Warm says the filter holds the listeners back until its first
+	// configuration, a rejected one, or InitialFetchTimeout (Envoy's
+	// warming, without apply_default_config_without_warming): the
+	// proxy's listeners are bound but do not listen until every warming
+	// filter is ready (MarkWarm, or a successful UpdateFilter).
+	Warm bool
+	// InitialFetchTimeout is the config source's initial_fetch_timeout
+	// (Envoy's default 15s; 0: none): when it ends without a
+	// configuration, the subscription ends the filter's warming.
+	InitialFetchTimeout time.Duration
 	// Source is the management server.
 	Source ConfigSource
 }
 
 // ConfigSource is the management server of a discovered filter: a grpc
 // cluster of the configuration, over ADS (dynamic_resources.ads_config)
-// or its own stream.
+// or its own stream, state of the world or delta (DELTA_GRPC).
 type ConfigSource struct {
 	Cluster string
 	ADS     bool
+	Delta   bool
 }
 
 // VMConfig is Envoy's VmConfig.
@@ -500,6 +516,12 @@ type VMConfig struct {
 	// runtime refuses it (abi.PluginConfig.AllowPrecompiled). Precompiled
 	// code is native code run unchecked: only for code you trust.
 	AllowPrecompiled bool `json:"allow_precompiled,omitempty"`
+	// NackOnCodeCacheMiss is Envoy's nack_on_code_cache_miss: remote code
+	// not in the cache (in memory, or cache_dir's) fails the load at once
+	// while one fetch fills the cache in the background, so that the same
+	// configuration sent again loads (a discovered filter's update is
+	// NACKed; a configured filter fails the start).
+	NackOnCodeCacheMiss bool `json:"nack_on_code_cache_miss,omitempty"`
 }
 
 // Code locates the module: Envoy's {local: {filename: ...}}, or holds it:
@@ -970,10 +992,7 @@ func (c *Config) Validate() error {
 		for j := range l.filters() {
 			fp := &l.filters()[j]
 			if d := fp.Discovery; d != nil {
-				switch {
-				case l.TCP != nil:
-					bad(fmt.Sprintf("%s.filters[%d]", f, j), "a discovered filter on a tcp listener: only HTTP filters are")
-				case d.Name == "":
+				if d.Name == "" {
 					bad(fmt.Sprintf("%s.filters[%d].name", f, j), "missing (a discovered filter is named by its configuration's name)")
 				}
 				if cl := clusters[d.Source.Cluster]; cl == nil || cl.Type != "grpc" {

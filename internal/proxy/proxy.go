@@ -91,6 +91,17 @@ type Proxy struct {
 	ctx         context.Context
 	wg          sync.WaitGroup // reload loop, TCP connections, retired plugins
 	closed      sync.Once
+	// codeCache holds the remote modules by sha256 (remoteCode).
+	codeMu    sync.Mutex
+	codeCache map[string]*codeEntry
+	// warmMu guards the listeners' warming: warming counts the slots
+	// that hold them back; lazy are the listeners bound but not
+	// listening until it is 0 (Envoy's server init manager, which holds
+	// every static listener until every init target is ready).
+	warmMu  sync.Mutex
+	warming int
+	lazy    []*lazyListener
+	hold    bool // some filter warms: every listener is bound lazily
 }
 
 type httpListener struct {
@@ -154,6 +165,15 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 	for _, sv := range cfg.WasmServices {
 		if sv.CallTimeout.Get() > 0 {
 			p.interrupt[p.runtimeOf(&sv.Plugin, opts.Runtime)] = true
+		}
+	}
+	// A discovered filter that warms holds every listener back, as
+	// Envoy's server init manager holds its static listeners.
+	for i := range cfg.Listeners {
+		for _, f := range cfg.Listeners[i].filters() {
+			if f.Discovery != nil && f.Discovery.Warm {
+				p.hold = true
+			}
 		}
 	}
 	// Services first, so that the filters' roots find the services' queues
@@ -224,6 +244,15 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 	}
 	if interval > 0 && len(p.slots) > 0 {
 		p.wg.Go(func() { p.watch(interval) })
+	}
+	if p.Warming() {
+		var names []string
+		for _, s := range p.slots {
+			if s.warming {
+				names = append(names, s.discovery.Name)
+			}
+		}
+		p.log.Info("listeners bound, warming: not listening until the discovered filters have their first configuration (or initial_fetch_timeout)", "filters", strings.Join(names, ","))
 	}
 	p.log.Info("proxy started", "listeners", len(p.http)+len(p.tcp), "plugins", len(p.slots), "services", len(cfg.WasmServices),
 		"runtimes", strings.Join(p.runtimeNames(), ","))
@@ -469,7 +498,15 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, svc *Wa
 		return nil, fmt.Errorf("%s.vm_config.runtime: %w", field, err)
 	}
 	s := &slot{proxy: p, field: field, key: string(key), host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename,
-		inline: f.VMConfig.Code.inline(), remote: f.VMConfig.Code.Remote, discovery: f.Discovery, lmd: pc.ListenerMetadata, ldir: pc.ListenerDirection}
+		inline: f.VMConfig.Code.inline(), remote: f.VMConfig.Code.Remote, nack: f.VMConfig.NackOnCodeCacheMiss,
+		discovery: f.Discovery, lmd: pc.ListenerMetadata, ldir: pc.ListenerDirection}
+	if f.Discovery != nil && f.Discovery.Warm {
+		s.warming = true
+		p.warming++
+	}
+	if f.Discovery != nil && f.Discovery.Default {
+		s.def = &defaultPlugin{host: h, rt: rt, cfg: pc, m: module{s.path, s.inline, s.remote, s.nack}}
+	}
 	if f.Discovery != nil && !f.Discovery.Default {
 		// No plugin until the control plane sends one.
 		p.slots = append(p.slots, s)
@@ -488,10 +525,17 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, svc *Wa
 // UpdateFilter loads plugin f for the filters discovered as name (Envoy's
 // config_discovery) beside their running plugin and swaps it in, as a
 // file reload does: the exchanges in flight finish on the old plugin. A
-// plugin that is invalid or fails to load (read, compile, start,
-// configure) leaves the running plugin in place and is the error. It
-// runs on the runtimes opened at Start only: those of the configured
-// plugins, and the default runtime of the discovered filters.
+// plugin that is invalid or fails to load (read or fetch, compile,
+// start, configure) leaves the running plugin in place and is the error.
+// Remote code is fetched through its cluster (retry_policy, the code
+// cache; nack_on_code_cache_miss fails at once on a cache miss while the
+// fetch goes on: remoteCode). A loaded plugin ends its filters' warming.
+// It runs on the runtimes opened at Start only: those of the configured
+// plugins, and the default runtime of the discovered filters (a runtime
+// opened later would have no share in the settings Start derived from
+// every plugin, such as interruption for call timeouts, nor in the
+// plugins' metrics collector); a plugin on another is refused, naming
+// the runtimes open.
 func (p *Proxy) UpdateFilter(ctx context.Context, name string, f *Plugin) error {
 	if p.ctx.Err() != nil {
 		return errors.New("proxy: shutting down")
@@ -521,11 +565,6 @@ func (p *Proxy) UpdateFilter(ctx context.Context, name string, f *Plugin) error 
 		clusters[p.cfg.Clusters[i].Name] = &p.cfg.Clusters[i]
 	}
 	checkPlugin(bad, checkRuntime, slots[0].field, f, clusters)
-	if f.VMConfig.Code.Remote != nil {
-		// UpdateFilter loads a file or inline code; a fetch is the
-		// control plane's to add.
-		bad(slots[0].field+".vm_config.code.remote", "not supported by anywasm for a discovered filter (local code only)")
-	}
 	if f.CallTimeout.Get() > 0 && !p.interrupt[rt] {
 		bad(slots[0].field+".call_timeout", "runtime %s was opened unable to interrupt a guest", rt)
 	}
@@ -538,18 +577,61 @@ func (p *Proxy) UpdateFilter(ctx context.Context, name string, f *Plugin) error 
 			return fmt.Errorf("%s.%w", s.field, err)
 		}
 		pc.ListenerMetadata, pc.ListenerDirection = s.lmd, s.ldir
-		if err := s.update(ctx, h, rt, pc, f.VMConfig.Code.Local.Filename, f.VMConfig.Code.inline()); err != nil {
+		m := module{path: f.VMConfig.Code.Local.Filename, inline: f.VMConfig.Code.inline(), remote: f.VMConfig.Code.Remote, nack: f.VMConfig.NackOnCodeCacheMiss}
+		if err := s.update(ctx, h, rt, pc, m); err != nil {
 			p.metrics.reloads.WithLabelValues(pc.Name, "failed").Inc()
 			return err
 		}
 		p.metrics.reloads.WithLabelValues(pc.Name, "ok").Inc()
+		p.markWarm(s)
 	}
 	return nil
 }
 
+// RemoveFilter is the control plane's removal of the configuration of
+// the filters discovered as name (delta xDS's removed_resources): each
+// goes back to its default_config's plugin, loaded again, or to none
+// (an HTTP filter answers 500, a network filter closes connections), as
+// Envoy's DynamicFilterConfigProviderImpl::onConfigRemoved. Exchanges in
+// flight finish on the plugin they have.
+func (p *Proxy) RemoveFilter(ctx context.Context, name string) error {
+	if p.ctx.Err() != nil {
+		return errors.New("proxy: shutting down")
+	}
+	var errs []error
+	found := false
+	for _, s := range p.slots {
+		if s.discovery == nil || s.discovery.Name != name {
+			continue
+		}
+		found = true
+		if err := s.remove(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !found {
+		return fmt.Errorf("proxy: no filter is discovered as %q", name)
+	}
+	return errors.Join(errs...)
+}
+
 // listen binds a listener.
+// While discovered filters warm, it binds the socket without listening
+// (lazyListener).
 func (p *Proxy) listen(l *Listener, c *chain) error {
-	ln, err := net.Listen("tcp", l.Address)
+	var ln net.Listener
+	var err error
+	if p.hold {
+		var lz *lazyListener
+		if lz, err = newLazyListener(l.Address); err == nil {
+			p.warmMu.Lock()
+			p.lazy = append(p.lazy, lz)
+			p.warmMu.Unlock()
+			ln = lz
+		}
+	} else {
+		ln, err = net.Listen("tcp", l.Address)
+	}
 	if err != nil {
 		return fmt.Errorf("address: %w", err)
 	}
@@ -725,6 +807,14 @@ func (p *Proxy) serveTCP(t *tcpListener) {
 			}()
 			plugins := t.chain.Acquire()
 			defer t.chain.Release(plugins)
+			if slices.Contains(plugins, nil) {
+				// A discovered network filter without configuration:
+				// Envoy's FilterChainUtility::buildFilterChain fails
+				// and the connection is closed ("no filters").
+				p.log.Debug("tcp connection closed: a discovered filter has no configuration", "listener", t.name)
+				_ = c.Close()
+				return
+			}
 			px := t.proxy
 			px.Plugins = plugins
 			if err := px.Serve(p.ctx, c); err != nil && !errors.Is(err, context.Canceled) {

@@ -26,13 +26,21 @@ type slot struct {
 	path    string
 	inline  []byte      // the module given inline (no path: never reloaded)
 	remote  *RemoteCode // the module fetched (no path: never reloaded)
+	nack    bool        // vm_config.nack_on_code_cache_miss, for remote
 	// discovery is set for a filter whose plugin a control plane sends:
-	// never reloaded from its file; host, runtime, cfg, path and inline
-	// change with each update (under mu, and reloadMu), and lmd and ldir
-	// are its listener's, for each update's configuration.
+	// never reloaded from its file; host, runtime, cfg, path, inline,
+	// remote and nack change with each update (under mu, and reloadMu),
+	// and lmd and ldir are its listener's, for each update's
+	// configuration. warming says it holds the listeners back
+	// (Discovery.Warm) until it is ready (Proxy.markWarm; under the
+	// proxy's warmMu).
 	discovery *Discovery
-	lmd       abi.Metadata
-	ldir      abi.TrafficDirection
+	warming   bool
+	// def is a discovered filter's default_config, loaded again when the
+	// control plane removes the configuration (nil: none).
+	def  *defaultPlugin
+	lmd  abi.Metadata
+	ldir abi.TrafficDirection
 
 	reloadMu sync.Mutex // one load at a time
 	mod      fileStamp  // the file as last loaded (or tried)
@@ -60,22 +68,62 @@ type generation struct {
 	once     sync.Once
 }
 
+// defaultPlugin is what a discovered filter's default_config loads.
+type defaultPlugin struct {
+	host *abi.Host
+	rt   string
+	cfg  abi.PluginConfig
+	m    module
+}
+
+// remove goes back to the default_config's plugin, or to none, when the
+// control plane removed the configuration of a discovered filter (Envoy's
+// DynamicFilterConfigProviderImpl::onConfigRemoved applies the default
+// configuration, or none). The plugin it replaces keeps its exchanges.
+func (s *slot) remove(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if d := s.def; d != nil {
+		return s.loadPlugin(ctx, d.host, d.rt, d.cfg, d.m)
+	}
+	s.mu.Lock()
+	old := s.cur
+	s.cur = nil
+	if old != nil {
+		old.retired.Store(true)
+	}
+	s.mu.Unlock()
+	if old != nil && old.refs.Load() == 0 {
+		s.retire(old)
+	}
+	return nil
+}
+
+// module is where a plugin's module comes from: a file, inline bytes, or
+// a remote source (with nack_on_code_cache_miss or not).
+type module struct {
+	path   string
+	inline []byte
+	remote *RemoteCode
+	nack   bool
+}
+
 // load reads the file (or fetches the remote module) and loads it; on
 // success the new plugin becomes the current one.
 func (s *slot) load(ctx context.Context) error {
-	return s.loadPlugin(ctx, s.host, s.runtime, s.cfg, s.path, s.inline)
+	return s.loadPlugin(ctx, s.host, s.runtime, s.cfg, module{s.path, s.inline, s.remote, s.nack})
 }
 
-// loadPlugin loads a plugin (its module at path, or inline) on host h;
-// on success it becomes the current one, and h, rt, cfg, path and inline
-// the slot's. A discovered filter's update changes them; a file reload
-// gives the slot's own.
-func (s *slot) loadPlugin(ctx context.Context, h *abi.Host, rt string, cfg abi.PluginConfig, path string, inline []byte) error {
+// loadPlugin loads a plugin (its module m) on host h; on success it
+// becomes the current one, and h, rt, cfg and m the slot's. A discovered
+// filter's update changes them; a file reload gives the slot's own.
+func (s *slot) loadPlugin(ctx context.Context, h *abi.Host, rt string, cfg abi.PluginConfig, m module) error {
+	path, inline := m.path, m.inline
 	wasm := inline
 	var st os.FileInfo
-	if s.remote != nil {
+	if m.remote != nil {
 		var err error
-		if wasm, err = s.proxy.fetchRemote(ctx, s.remote); err != nil {
+		if wasm, err = s.proxy.remoteCode(ctx, m.remote, m.nack, cfg.Name); err != nil {
 			return fmt.Errorf("%s.vm_config.code.remote: %w", s.field, err)
 		}
 	} else if wasm == nil {
@@ -93,10 +141,10 @@ func (s *slot) loadPlugin(ctx context.Context, h *abi.Host, rt string, cfg abi.P
 	}
 	p, err := h.Load(ctx, wasm, cfg)
 	if err != nil {
-		return fmt.Errorf("%s (plugin %s, %s, runtime %s): %w", s.field, cfg.Name, fileName(path, inline, s.remote), rt, err)
+		return fmt.Errorf("%s (plugin %s, %s, runtime %s): %w", s.field, cfg.Name, fileName(path, inline, m.remote), rt, err)
 	}
 	s.mu.Lock()
-	s.host, s.runtime, s.cfg, s.path, s.inline = h, rt, cfg, path, inline
+	s.host, s.runtime, s.cfg, s.path, s.inline, s.remote, s.nack = h, rt, cfg, path, inline, m.remote, m.nack
 	s.n++
 	g := &generation{p: p, n: s.n, name: cfg.Name, sum: sum, loadedAt: time.Now()}
 	if s.gens == nil {
@@ -119,10 +167,10 @@ func (s *slot) loadPlugin(ctx context.Context, h *abi.Host, rt string, cfg abi.P
 // beside the running one and swaps it in, as a file reload does: the
 // exchanges in flight finish on the old plugin. A plugin that fails to
 // load leaves the running one (or none) in place.
-func (s *slot) update(ctx context.Context, h *abi.Host, rt string, cfg abi.PluginConfig, path string, inline []byte) error {
+func (s *slot) update(ctx context.Context, h *abi.Host, rt string, cfg abi.PluginConfig, m module) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	return s.loadPlugin(ctx, h, rt, cfg, path, inline)
+	return s.loadPlugin(ctx, h, rt, cfg, m)
 }
 
 // reload loads the file again if it changed; it reports whether a new

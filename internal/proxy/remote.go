@@ -139,23 +139,15 @@ func checkRemote(bad func(field, format string, args ...any), f string, r *Remot
 // error is the last attempt's.
 func (p *Proxy) fetchRemote(ctx context.Context, r *RemoteCode) ([]byte, error) {
 	want := strings.ToLower(r.Sha256)
-	cached := ""
-	if p.cfg.CacheDir != "" {
-		cached = filepath.Join(p.cfg.CacheDir, remoteCacheDir, want+".wasm")
-		if b, err := os.ReadFile(cached); err == nil && hex.EncodeToString(sha256Of(b)) == want {
-			return b, nil
-		}
+	if b := p.diskCached(want); b != nil {
+		return b, nil
 	}
 	n, base, maxWait := r.retries()
 	var err error
 	for attempt := 0; ; attempt++ {
 		var b []byte
 		if b, err = p.fetchOnce(ctx, r, want); err == nil {
-			if cached != "" {
-				if err := writeAtomic(cached, b); err != nil {
-					p.log.Warn("remote plugin fetched, but not cached", "uri", r.HTTPURI.URI, "err", err)
-				}
-			}
+			p.writeCache(want, r, b)
 			return b, nil
 		}
 		if attempt >= n {
@@ -262,4 +254,145 @@ func writeAtomic(path string, b []byte) error {
 		return err
 	}
 	return nil
+}
+
+// Envoy's code cache of remote modules (createWasm in
+// source/extensions/common/wasm/wasm.cc): a failed fetch is remembered
+// for CODE_CACHE_SECONDS_NEGATIVE_CACHING, and an entry unused for
+// CODE_CACHE_SECONDS_CACHING_TTL is dropped.
+const (
+	codeNegativeCaching = 10 * time.Second
+	codeCachingTTL      = 24 * time.Hour
+)
+
+// ErrRemoteCode is wrapped by the errors of remote code (remoteCode): a
+// fetch that failed, a fetch in progress, a cache miss with
+// nack_on_code_cache_miss. They pass: the same configuration may load
+// later, when the fetch has filled the code cache.
+var ErrRemoteCode = errors.New("remote code not loaded")
+
+// remoteErr is an error of remote code: it is ErrRemoteCode, with its
+// own message.
+type remoteErr struct{ error }
+
+func (e remoteErr) Is(target error) bool { return target == ErrRemoteCode }
+func (e remoteErr) Unwrap() error        { return e.error }
+
+func remoteErrorf(format string, args ...any) error {
+	return remoteErr{fmt.Errorf(format, args...)}
+}
+
+// codeEntry is a module of the code cache, by sha256: its code (nil
+// while a fetch is in progress, or after one failed).
+type codeEntry struct {
+	code               []byte
+	inProgress         bool
+	fetchTime, useTime time.Time
+}
+
+// remoteCode returns the module of a remote code source as Envoy's
+// createWasm does, through the proxy's code cache (in memory, by
+// sha256, then cache_dir's): a module cached is used; one whose fetch is
+// in progress, or failed less than 10s ago, fails the load. Otherwise it
+// is fetched: without nackOnMiss as fetchRemote fetches (retries,
+// backoff), the load waiting for it; with nackOnMiss (Envoy's
+// nack_on_code_cache_miss) the load fails at once while one fetch
+// (RemoteDataFetcher: one attempt) fills the cache in the background, so
+// that the same configuration, sent again, finds it. plugin names the
+// plugin in the error, as Envoy's "Unable to create Wasm HTTP filter".
+func (p *Proxy) remoteCode(ctx context.Context, r *RemoteCode, nackOnMiss bool, plugin string) ([]byte, error) {
+	sum := strings.ToLower(r.Sha256)
+	now := time.Now()
+	p.codeMu.Lock()
+	if p.codeCache == nil {
+		p.codeCache = map[string]*codeEntry{}
+	}
+	for k, e := range p.codeCache {
+		if k != sum && !e.inProgress && now.Sub(e.useTime) > codeCachingTTL {
+			delete(p.codeCache, k)
+		}
+	}
+	e := p.codeCache[sum]
+	if e != nil {
+		e.useTime = now
+		switch {
+		case e.code != nil:
+			b := e.code
+			p.codeMu.Unlock()
+			return b, nil
+		case e.inProgress:
+			p.codeMu.Unlock()
+			return nil, remoteErrorf("Unable to create Wasm filter %s: the fetch of %s (sha256 %s) is in progress", plugin, r.HTTPURI.URI, sum)
+		case now.Sub(e.fetchTime) < codeNegativeCaching:
+			p.codeMu.Unlock()
+			return nil, remoteErrorf("Unable to create Wasm filter %s: fetching %s (sha256 %s) failed less than %s ago (a failure is cached that long)",
+				plugin, r.HTTPURI.URI, sum, codeNegativeCaching)
+		}
+	}
+	if b := p.diskCached(sum); b != nil {
+		p.codeCache[sum] = &codeEntry{code: b, fetchTime: now, useTime: now}
+		p.codeMu.Unlock()
+		return b, nil
+	}
+	if e == nil {
+		e = &codeEntry{}
+		p.codeCache[sum] = e
+	}
+	e.inProgress, e.fetchTime, e.useTime = true, now, now
+	p.codeMu.Unlock()
+	if nackOnMiss {
+		p.wg.Go(func() {
+			b, err := p.fetchOnce(p.ctx, r, sum)
+			if err != nil {
+				p.log.Warn("fetching a remote plugin in the background (nack_on_code_cache_miss) failed", "uri", r.HTTPURI.URI, "err", err)
+			} else {
+				p.log.Info("remote plugin fetched into the cache (nack_on_code_cache_miss)", "uri", r.HTTPURI.URI, "sha256", sum)
+				p.writeCache(sum, r, b)
+			}
+			p.cacheCode(sum, b)
+		})
+		return nil, remoteErrorf("Unable to create Wasm filter %s: %s (sha256 %s) is not in the code cache (nack_on_code_cache_miss): fetching it in the background",
+			plugin, r.HTTPURI.URI, sum)
+	}
+	b, err := p.fetchRemote(ctx, r)
+	p.cacheCode(sum, b)
+	if err != nil {
+		return nil, remoteErr{err}
+	}
+	return b, nil
+}
+
+// cacheCode ends a fetch: b is the module, nil when the fetch failed.
+func (p *Proxy) cacheCode(sum string, b []byte) {
+	p.codeMu.Lock()
+	defer p.codeMu.Unlock()
+	e := p.codeCache[sum]
+	if e == nil {
+		e = &codeEntry{useTime: time.Now()}
+		p.codeCache[sum] = e
+	}
+	e.inProgress, e.code, e.fetchTime = false, b, time.Now()
+}
+
+// diskCached returns the module in cache_dir, if it holds it with the
+// right sha256.
+func (p *Proxy) diskCached(sum string) []byte {
+	if p.cfg.CacheDir == "" {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(p.cfg.CacheDir, remoteCacheDir, sum+".wasm"))
+	if err != nil || hex.EncodeToString(sha256Of(b)) != sum {
+		return nil
+	}
+	return b
+}
+
+// writeCache writes a fetched module to cache_dir (when there is one).
+func (p *Proxy) writeCache(sum string, r *RemoteCode, b []byte) {
+	if p.cfg.CacheDir == "" {
+		return
+	}
+	if err := writeAtomic(filepath.Join(p.cfg.CacheDir, remoteCacheDir, sum+".wasm"), b); err != nil {
+		p.log.Warn("remote plugin fetched, but not cached", "uri", r.HTTPURI.URI, "err", err)
+	}
 }

@@ -235,3 +235,37 @@ admin: {address: "127.0.0.1:0"}
 		t.Errorf("sanitization field: %v", err)
 	}
 }
+
+// TestRemoteCodeNackOnCacheMiss: with vm_config.nack_on_code_cache_miss,
+// remote code that is not in the cache fails the start at once (Envoy's
+// createWasm fails while the fetch fills the cache in the background);
+// the module in cache_dir/remote loads without a fetch.
+func TestRemoteCodeNackOnCacheMiss(t *testing.T) {
+	wasm := plugins.Build(t, "config")
+	sum := sha256.Sum256(wasm)
+	hexSum := hex.EncodeToString(sum[:])
+	srv := newCodeServer(t, wasm, 0)
+	dir := t.TempDir()
+	cfg := strings.Replace(remoteConfig(dir, srv.URL, hexSum, ""), "vm_id: remote", "vm_id: remote\n            nack_on_code_cache_miss: true", 1)
+	err := startErr(t, cfg)
+	if err == nil || !strings.Contains(err.Error(), "listeners[0].http.filters[0].vm_config.code.remote: Unable to create Wasm filter config: http://plugins.example/wasm/config.wasm (sha256 "+hexSum+") is not in the code cache (nack_on_code_cache_miss)") {
+		t.Fatalf("start on a cache miss: %v", err)
+	}
+	if n := len(srv.requests()); n > 1 {
+		t.Fatalf("%d requests, want at most the background fetch", n)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "remote"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "remote", hexSum+".wasm"), wasm, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := len(srv.requests())
+	h := start(t, "wazero", cfg)
+	if r := h.do("GET", h.url("web", "/"), ""); r.status != 200 || r.header.Get("X-Config") != "remote-conf" {
+		t.Errorf("from the cache: %d %v", r.status, r.header)
+	}
+	if n := len(srv.requests()); n != before {
+		t.Errorf("from the cache: %d more requests, want none", n-before)
+	}
+}

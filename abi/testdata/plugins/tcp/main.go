@@ -1,6 +1,7 @@
 // Command tcp is a network filter: it prefixes the first downstream chunk of
-// each connection with "anywasm:", upper-cases upstream data, and logs both
-// close events.
+// each connection with "anywasm:" (or its plugin configuration, when it has
+// one; it refuses "fail"), upper-cases upstream data, and logs both close
+// events.
 package main
 
 import (
@@ -19,14 +20,35 @@ func init() {
 
 type pluginContext struct {
 	types.DefaultPluginContext // NewHttpContext returns nil: not an HTTP filter
+	prefix                     string
 }
 
-func (*pluginContext) NewTcpContext(uint32) types.TcpContext { return &tcpContext{} }
+// OnPluginStart takes the prefix from the plugin configuration, if any,
+// refusing "fail".
+func (p *pluginContext) OnPluginStart(size int) types.OnPluginStartStatus {
+	p.prefix = defaultPrefix
+	if size > 0 {
+		cfg, err := proxywasm.GetPluginConfiguration()
+		if err != nil {
+			proxywasm.LogError("tcp: plugin configuration: " + err.Error())
+			return types.OnPluginStartStatusFailed
+		}
+		if string(cfg) == "fail" {
+			proxywasm.LogError(`tcp: refusing plugin configuration "fail"`)
+			return types.OnPluginStartStatusFailed
+		}
+		p.prefix = string(cfg)
+	}
+	return types.OnPluginStartStatusOK
+}
 
-const prefix = "anywasm:"
+func (p *pluginContext) NewTcpContext(uint32) types.TcpContext { return &tcpContext{prefix: p.prefix} }
+
+const defaultPrefix = "anywasm:"
 
 type tcpContext struct {
 	types.DefaultTcpContext
+	prefix   string
 	prefixed bool
 }
 
@@ -34,7 +56,7 @@ type tcpContext struct {
 func (c *tcpContext) OnDownstreamData(int, bool) types.Action {
 	if !c.prefixed {
 		c.prefixed = true
-		if err := proxywasm.PrependDownstreamData([]byte(prefix)); err != nil {
+		if err := proxywasm.PrependDownstreamData([]byte(c.prefix)); err != nil {
 			proxywasm.LogError("tcp: prepend downstream data: " + err.Error())
 		}
 	}
