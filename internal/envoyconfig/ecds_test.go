@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -1006,5 +1007,45 @@ func TestECDSRefused(t *testing.T) {
 	lds := base + "dynamic_resources:\n  lds_config: {ads: {}}\n"
 	if _, _, err := envoyconfig.Parse([]byte(lds)); err == nil || !strings.Contains(err.Error(), "dynamic_resources.lds_config: not supported by anywasm") {
 		t.Errorf("lds_config: %v", err)
+	}
+}
+
+// TestECDSOwnKnobs: the anywasm block's knobs of a discovered filter
+// (Envoy has no names for them, so a control plane sends none) apply to
+// every plugin the control plane sends: pool_size 3 on the update.
+func TestECDSOwnKnobs(t *testing.T) {
+	const grpcSource = "api_config_source: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]}"
+	b := "anywasm: {plugins: {ecds_filter: {pool_size: 3}}}\n" + strings.NewReplacer("{{SOURCE}}", grpcSource, "{{TIMEOUT}}", "",
+		"{{DISCOVERY}}", "", "{{BACKEND}}", "8080", "{{XDS}}", "18000", "{{DYNAMIC}}", "").Replace(ecdsBootstrap)
+	cfg, _, err := envoyconfig.Parse([]byte(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Admin.Address = "127.0.0.1:0"
+	cfg.CacheDir = compileCache()
+	p, err := proxy.Start(t.Context(), cfg, proxy.Options{Runtime: "wazero", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	f := &proxy.Plugin{Name: "ecds_filter"}
+	f.VMConfig.Code.Local.Filename = plugins.Path(t, "config")
+	if err := p.UpdateFilter(t.Context(), "ecds_filter", f); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + p.AdminAddr().String() + "/plugins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got []map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0]["pool_size"] != float64(3) || got[0]["discovered"] != "ecds_filter" {
+		t.Errorf("/plugins: %v", got)
+	}
+	if f.PoolSize != 0 {
+		t.Errorf("UpdateFilter changed its argument: %+v", f)
 	}
 }

@@ -500,6 +500,9 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, svc *Wa
 	s := &slot{proxy: p, field: field, key: string(key), host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename,
 		inline: f.VMConfig.Code.inline(), remote: f.VMConfig.Code.Remote, nack: f.VMConfig.NackOnCodeCacheMiss,
 		discovery: f.Discovery, lmd: pc.ListenerMetadata, ldir: pc.ListenerDirection}
+	if f.Discovery != nil {
+		s.knobs = ownKnobsOf(f)
+	}
 	if f.Discovery != nil && f.Discovery.Warm {
 		s.warming = true
 		p.warming++
@@ -553,6 +556,10 @@ func (p *Proxy) UpdateFilter(ctx context.Context, name string, f *Plugin) error 
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
+	// The proxy's own knobs (pool_size, call_timeout, log_level,
+	// foreign_functions: Envoy has no names for them, so a control plane
+	// sends none) are the configured filter's, unless the update sets them.
+	f = slots[0].knobs.onto(f)
 	rt := p.runtimeOf(f, p.override)
 	h := p.hosts[rt]
 	checkRuntime := func(field, _ string) {
@@ -907,4 +914,37 @@ func (t *tcpListener) idle() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.conns) == 0
+}
+
+// ownKnobs are the fields of a Plugin that are the proxy's own, not
+// Envoy's: a discovered filter keeps those its configuration gave it (the
+// proxy's format, or an Envoy file's anywasm block) for every plugin the
+// control plane sends.
+type ownKnobs struct {
+	poolSize         int
+	callTimeout      *Duration
+	logLevel         string
+	foreignFunctions *[]string
+}
+
+func ownKnobsOf(f *Plugin) ownKnobs {
+	return ownKnobs{poolSize: f.PoolSize, callTimeout: f.CallTimeout, logLevel: f.LogLevel, foreignFunctions: f.ForeignFunctions}
+}
+
+// onto returns f with the knobs it leaves unset taken from k.
+func (k ownKnobs) onto(f *Plugin) *Plugin {
+	g := *f
+	if g.PoolSize == 0 {
+		g.PoolSize = k.poolSize
+	}
+	if g.CallTimeout == nil {
+		g.CallTimeout = k.callTimeout
+	}
+	if g.LogLevel == "" {
+		g.LogLevel = k.logLevel
+	}
+	if g.ForeignFunctions == nil {
+		g.ForeignFunctions = k.foreignFunctions
+	}
+	return &g
 }

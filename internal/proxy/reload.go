@@ -35,6 +35,7 @@ type slot struct {
 	// (Discovery.Warm) until it is ready (Proxy.markWarm; under the
 	// proxy's warmMu).
 	discovery *Discovery
+	knobs     ownKnobs // a discovered filter's own knobs, for each update
 	warming   bool
 	// def is a discovered filter's default_config, loaded again when the
 	// control plane removes the configuration (nil: none).
