@@ -382,8 +382,22 @@ func (v *vm) emit(ctx context.Context, level LogLevel, msg string) {
 	if level < v.logLevel() {
 		return
 	}
-	v.logger().Log(ctx, SlogLevel(level), msg)
+	v.logger().LogAttrs(ctx, SlogLevel(level), msg, fromPlugin)
 }
+
+// fromPlugin marks the records of what a plugin itself logs (proxy_log,
+// and lines it writes to stdout or stderr), as against what the host logs
+// about it: its logger's attributes (plugin, root_id, vm_id) are on both.
+// Envoy logs the former under its "wasm" logger as "wasm log NAME ROOT_ID
+// VM_ID: message" (Context::log, PluginBase::makeLogPrefix).
+var fromPlugin = slog.String(SourceKey, SourcePlugin)
+
+// SourceKey and SourcePlugin are the attribute on every record of a
+// plugin's own log.
+const (
+	SourceKey    = "source"
+	SourcePlugin = "plugin"
+)
 
 // hLog is cpp-host's log: a level past critical is BAD_ARGUMENT.
 func (v *vm) hLog(ctx context.Context, s []uint64) Status {
@@ -396,7 +410,7 @@ func (v *vm) hLog(ctx context.Context, s []uint64) Status {
 		return StatusInvalidMemoryAccess
 	}
 	if level >= v.logLevel() {
-		v.logger().Log(ctx, SlogLevel(level), string(msg))
+		v.logger().LogAttrs(ctx, SlogLevel(level), string(msg), fromPlugin)
 	}
 	return StatusOK
 }

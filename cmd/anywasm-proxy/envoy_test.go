@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/anywasm/anywasm/engine"
@@ -263,4 +264,107 @@ tagged_header_bytes_count{reporter="anywasm"} 8
 			}
 		})
 	}
+}
+
+// TestEnvoyPluginNameAndLogs: a Wasm filter whose config has no name is,
+// as in Envoy, a plugin with an empty name: its plugin_name attribute is
+// empty and -log-format envoy writes its logs as Envoy does, "wasm log:
+// message"; a named one's as "wasm log NAME: message". The proxy still
+// names the first after its filter (/plugins).
+func TestEnvoyPluginNameAndLogs(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "plugin_name=%q", r.Header.Values("X-Plugin-Name"))
+	}))
+	defer backend.Close()
+	port := backend.URL[strings.LastIndexByte(backend.URL, ':')+1:]
+	filter := func(name string) string {
+		n := ""
+		if name != "" {
+			n = "\n                        name: " + name
+		}
+		return fmt.Sprintf(`
+                  - name: envoy.filters.http.wasm
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+                      config:%s
+                        configuration: {"@type": type.googleapis.com/google.protobuf.StringValue, value: "request plugin_name"}
+                        vm_config: {runtime: envoy.wasm.runtime.v8, code: {local: {filename: %s}}}`, n, plugins.Path(t, "props"))
+	}
+	cfg := fmt.Sprintf(`static_resources:
+  listeners:
+    - name: ingress
+      address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: ingress
+                route_config:
+                  virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: backend}}]}]
+                http_filters:%s%s
+                  - name: envoy.filters.http.router
+                    typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+    - name: backend
+      load_assignment:
+        cluster_name: backend
+        endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}}]}]
+`, filter(""), filter("named"), port)
+	f := filepath.Join(t.TempDir(), "envoy.yaml")
+	os.WriteFile(f, []byte(cfg), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *proxy.Proxy, 1)
+	done := make(chan int)
+	logs := &syncBuffer{}
+	go func() {
+		done <- run(ctx, []string{"-config", f, "-log-format", "envoy"}, io.Discard, logs, ready)
+	}()
+	var p *proxy.Proxy
+	select {
+	case p = <-ready:
+	case code := <-done:
+		t.Fatalf("exited %d: %s", code, logs.String())
+	}
+	resp, err := http.Get("http://" + p.Addr("ingress").String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if string(body) != `plugin_name=["" "named"]` {
+		t.Errorf("the plugins saw plugin_name %s", body)
+	}
+	out := logs.String()
+	for _, want := range []string{
+		"[info][wasm] wasm log: attr request plugin_name = hex:\n",
+		"[info][wasm] wasm log named: attr request plugin_name = hex:6e616d6564\n",
+		"[info][anywasm] proxy started ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the logs lack %q:\n%s", want, out)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the command's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

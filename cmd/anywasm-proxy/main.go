@@ -1,7 +1,7 @@
 // Command anywasm-proxy is a reverse proxy that runs Proxy-Wasm plugins on
 // the runtime a configuration file or the -runtime flag chooses.
 //
-//	anywasm-proxy -config proxy.yaml [-config-format auto|anywasm|envoy] [-runtime wasmtime] [-log-level info] [-log-format text|json] [-check]
+//	anywasm-proxy -config proxy.yaml [-config-format auto|anywasm|envoy] [-runtime wasmtime] [-log-level info] [-log-format text|json|envoy] [-check]
 //	anywasm-proxy precompile [-runtime wasmtime] [-interrupt] -o out.wasm in.wasm
 //
 // The configuration (YAML or JSON) has HTTP and TCP listeners, named
@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	configFormat := fs.String("config-format", "auto", "configuration format: anywasm, envoy (an Envoy bootstrap) or auto (envoy if the file has a top-level key of Envoy's bootstrap such as static_resources)")
 	runtime := fs.String("runtime", "", "runtime of every plugin, overriding the configuration (compiled in: "+strings.Join(engine.Runtimes(), ", ")+")")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error, critical")
-	format := fs.String("log-format", "text", "log format: text or json")
+	format := fs.String("log-format", "text", "log format: text, json, or envoy (Envoy's: a plugin's logs as \"[time][level][wasm] wasm log NAME: message\")")
 	check := fs.Bool("check", false, "validate the configuration, load every plugin (compile, start, configure) and exit")
 	showVersion := fs.Bool("version", false, "print the build's module version and Go version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return 0
 	}
 	if *config == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: anywasm-proxy -config FILE [-config-format auto|anywasm|envoy] [-runtime NAME] [-log-level LEVEL] [-log-format text|json] [-check]")
+		fmt.Fprintln(stderr, "usage: anywasm-proxy -config FILE [-config-format auto|anywasm|envoy] [-runtime NAME] [-log-level LEVEL] [-log-format text|json|envoy] [-check]")
 		fmt.Fprintln(stderr, "       anywasm-proxy precompile [-runtime NAME] [-interrupt] -o OUT.wasm IN.wasm")
 		return 2
 	}
@@ -86,8 +86,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		h = slog.NewTextHandler(stderr, hopts)
 	case "json":
 		h = slog.NewJSONHandler(stderr, hopts)
+	case "envoy":
+		h = newEnvoyHandler(stderr, lv)
 	default:
-		fmt.Fprintf(stderr, "-log-format: %q: want text or json\n", *format)
+		fmt.Fprintf(stderr, "-log-format: %q: want text, json or envoy\n", *format)
 		return 2
 	}
 	log := slog.New(h)

@@ -332,6 +332,12 @@ func (t *translator) http(m *hcmv3.HttpConnectionManager, path string) *proxy.HT
 		RequestHeadersTimeout: duration(m.GetRequestHeadersTimeout()),
 		StreamIdleTimeout:     duration(m.GetStreamIdleTimeout()),
 	}
+	// Envoy's defaults: server_name "envoy", OVERWRITE.
+	o.ServerName = m.GetServerName()
+	if o.ServerName == "" {
+		o.ServerName = "envoy"
+	}
+	o.ServerHeaderTransformation = m.GetServerHeaderTransformation().String()
 	switch c := m.GetCodecType(); c {
 	case hcmv3.HttpConnectionManager_AUTO:
 	case hcmv3.HttpConnectionManager_HTTP1, hcmv3.HttpConnectionManager_HTTP2:
@@ -507,7 +513,11 @@ var envoyRuntimes = []string{"v8", "wasmtime", "wamr", "wavm", "null"}
 func (t *translator) plugin(pc *wasmv3.PluginConfig, path, name string) proxy.Plugin {
 	p := proxy.Plugin{Name: pc.GetName(), RootID: pc.GetRootId(), FailOpen: pc.GetFailOpen()}
 	if p.Name == "" {
+		// The proxy names the plugin after its filter; the plugin itself
+		// sees Envoy's name, empty (its plugin_name attribute, its logs'
+		// prefix: PluginBase::makeLogPrefix).
 		p.Name = name
+		p.PluginName = new(string)
 	}
 	if fp := pc.GetFailurePolicy(); fp != wasmv3.FailurePolicy_UNSPECIFIED {
 		p.FailurePolicy = fp.String()

@@ -40,6 +40,8 @@ listeners:
   - name: ingress
     address: 127.0.0.1:10000
     http:
+      server_name: envoy
+      server_header_transformation: OVERWRITE
       route_config:
         virtual_hosts:
           - {name: backend, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: upstream}}]}
@@ -51,6 +53,8 @@ listeners:
   - name: static
     address: 127.0.0.1:10001
     http:
+      server_name: envoy
+      server_header_transformation: OVERWRITE
       route_config:
         virtual_hosts:
           - {name: static, domains: ["*"], routes: [{match: {prefix: /}, direct_response: {status: 200, body: {inline_string: "static body\n"}}}]}
@@ -68,6 +72,8 @@ listeners:
   - name: main
     address: 127.0.0.1:0
     http:
+      server_name: envoy
+      server_header_transformation: OVERWRITE
       route_config:
         virtual_hosts:
           - {name: local_service, domains: ["*"], routes: [{match: {prefix: /}, direct_response: {status: 200, body: {inline_string: "counted\n"}}}]}
@@ -88,6 +94,8 @@ listeners:
   - name: http
     address: 0.0.0.0:18000
     http:
+      server_name: envoy
+      server_header_transformation: OVERWRITE
       route_config:
         virtual_hosts:
           - {name: local, domains: ["*"], routes: [{match: {prefix: /}, direct_response: {status: 200}}]}
@@ -129,6 +137,8 @@ listeners:
     traffic_direction: INBOUND
     metadata: {filter_metadata: {envoy.filters.http.wasm: {tier: edge}}}
     http:
+      server_name: envoy
+      server_header_transformation: OVERWRITE
       codec_type: HTTP1
       max_request_headers_kb: 32
       max_headers_count: 50

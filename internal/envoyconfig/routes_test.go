@@ -102,6 +102,8 @@ listeners:
   - name: web
     address: 127.0.0.1:0
     http:
+      server_name: envoy
+      server_header_transformation: OVERWRITE
       route_config:
         virtual_hosts:
           - name: all

@@ -50,6 +50,7 @@ var subset = map[protoreflect.FullName]map[protoreflect.Name]bool{
 		"stat_prefix": false, "codec_type": false, "route_config": false, "http_filters": false,
 		"max_request_headers_kb": false, "request_timeout": false, "request_headers_timeout": false,
 		"stream_idle_timeout": false, "common_http_protocol_options": false, "http2_protocol_options": false,
+		"server_name": false, "server_header_transformation": false,
 	},
 	"envoy.config.core.v3.HttpProtocolOptions":                               {"idle_timeout": false, "max_headers_count": false},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name": false, "typed_config": false, "config_discovery": false},

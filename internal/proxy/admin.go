@@ -26,6 +26,7 @@ import (
 // manager is done), /metrics (Prometheus text format: the plugins' metrics with a
 // runtime label under admin.plugin_metrics_prefix, the proxy's own, Go's
 // and the process's), /plugins (JSON: the loaded plugins), Envoy's
+// /listeners,
 // /stats/prometheus and /stats for the plugins' metrics (statsrender.go)
 // and, when admin.pprof is set, Go's profiles under /debug/pprof/.
 func (p *Proxy) adminHandler() http.Handler {
@@ -47,6 +48,20 @@ func (p *Proxy) adminHandler() http.Handler {
 		ErrorLog: &onceLog{log: p.log}, ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("GET /stats/prometheus", p.statsHandler(writePrometheus))
 	mux.HandleFunc("GET /stats", p.statsHandler(writeStatsText))
+	// Envoy's /listeners (text form): one "name::address" line per active
+	// listener; none while the listeners warm, as Envoy lists its active
+	// ones only.
+	mux.HandleFunc("GET /listeners", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		if p.Warming() {
+			return
+		}
+		for _, l := range p.cfg.Listeners {
+			if a := p.Addr(l.Name); a != nil {
+				fmt.Fprintf(w, "%s::%s\n", l.Name, a)
+			}
+		}
+	})
 	mux.HandleFunc("GET /plugins", func(w http.ResponseWriter, r *http.Request) {
 		var out []map[string]any
 		for _, s := range p.slots {
@@ -59,7 +74,7 @@ func (p *Proxy) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
-		index := "anywasm admin\n/healthz\n/metrics\n/plugins\n/stats\n/stats/prometheus\n"
+		index := "anywasm admin\n/healthz\n/listeners\n/metrics\n/plugins\n/stats\n/stats/prometheus\n"
 		if p.cfg.Admin.Pprof {
 			index += "/debug/pprof/\n"
 		}

@@ -224,6 +224,28 @@ type HTTPOptions struct {
 	CodecType string `json:"codec_type,omitempty"`
 	// HTTP2ProtocolOptions are Envoy's http2_protocol_options (a subset).
 	HTTP2ProtocolOptions *HTTP2ProtocolOptions `json:"http2_protocol_options,omitempty"`
+	// ServerName and ServerHeaderTransformation are Envoy's server_name
+	// and server_header_transformation: the Server header of the
+	// listener's responses, set after its plugins (they never see it).
+	// OVERWRITE (the default when ServerName is set) replaces it,
+	// APPEND_IF_ABSENT adds it when the response has none, PASS_THROUGH
+	// (the default without ServerName) leaves it. An Envoy file's
+	// listeners get Envoy's default, server_name "envoy", OVERWRITE.
+	ServerName                 string `json:"server_name,omitempty"`
+	ServerHeaderTransformation string `json:"server_header_transformation,omitempty"`
+}
+
+// serverHeader returns the listener's Server header policy: the name, and
+// OVERWRITE, APPEND_IF_ABSENT or PASS_THROUGH.
+func (o *HTTPOptions) serverHeader() (string, string) {
+	t := o.ServerHeaderTransformation
+	if t == "" {
+		t = "PASS_THROUGH"
+		if o.ServerName != "" {
+			t = "OVERWRITE"
+		}
+	}
+	return o.ServerName, t
 }
 
 // HTTP2ProtocolOptions are the HTTP/2 settings of an HTTP listener, with
@@ -455,6 +477,11 @@ type Plugin struct {
 	// connection (Envoy's MissingConfigFilter, and its network filter
 	// chain without a filter's configuration).
 	Discovery *Discovery `json:"-"`
+	// PluginName, when set, is the name the plugin itself sees (its
+	// plugin_name attribute, the prefix of its logs) instead of Name: set
+	// by internal/envoyconfig to Envoy's, empty, for a Wasm filter whose
+	// config names none (Name is then the filter's).
+	PluginName *string `json:"-"`
 }
 
 // CapabilityRestrictionConfig is Envoy's (envoy.extensions.wasm.v3): a map
@@ -940,6 +967,15 @@ func (c *Config) Validate() error {
 			checkRange(bad, f+".max_request_headers_kb", o.MaxRequestHeadersKB, 1, 8192)
 			checkRange(bad, f+".max_headers_count", o.MaxHeadersCount, 1, 1<<20)
 			checkRange(bad, f+".max_connections", o.MaxConnections, 1, 1<<24)
+			switch name, t := o.serverHeader(); t {
+			case "PASS_THROUGH":
+			case "OVERWRITE", "APPEND_IF_ABSENT":
+				if name == "" {
+					bad(f+".server_name", "missing: server_header_transformation %s sets the Server header to it", t)
+				}
+			default:
+				bad(f+".server_header_transformation", "%q: want OVERWRITE, APPEND_IF_ABSENT or PASS_THROUGH", t)
+			}
 			switch o.CodecType {
 			case "", "AUTO", "HTTP1", "HTTP2":
 			default:

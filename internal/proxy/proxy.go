@@ -406,7 +406,11 @@ func pluginConfig(f *Plugin) (abi.PluginConfig, error) {
 			env[k] = v
 		}
 	}
-	c := abi.PluginConfig{Name: f.Name, RootID: f.RootID, VMID: f.VMConfig.VMID, Configuration: conf,
+	name := f.Name
+	if f.PluginName != nil {
+		name = *f.PluginName
+	}
+	c := abi.PluginConfig{Name: name, RootID: f.RootID, VMID: f.VMConfig.VMID, Configuration: conf,
 		VMConfiguration: vmConf, Environment: env, FailurePolicy: policy, PoolSize: f.PoolSize,
 		ReloadBackoff: f.ReloadConfig.base(), AllowPrecompiled: f.VMConfig.AllowPrecompiled}
 	c.CallTimeout = f.CallTimeout.Get()
@@ -497,7 +501,7 @@ func (p *Proxy) loadSlot(ctx context.Context, field string, l *Listener, svc *Wa
 		}
 		return nil, fmt.Errorf("%s.vm_config.runtime: %w", field, err)
 	}
-	s := &slot{proxy: p, field: field, key: string(key), host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename,
+	s := &slot{proxy: p, name: f.Name, field: field, key: string(key), host: h, runtime: rt, cfg: pc, path: f.VMConfig.Code.Local.Filename,
 		inline: f.VMConfig.Code.inline(), remote: f.VMConfig.Code.Remote, nack: f.VMConfig.NackOnCodeCacheMiss,
 		discovery: f.Discovery, lmd: pc.ListenerMetadata, ldir: pc.ListenerDirection}
 	if f.Discovery != nil {
@@ -586,10 +590,10 @@ func (p *Proxy) UpdateFilter(ctx context.Context, name string, f *Plugin) error 
 		pc.ListenerMetadata, pc.ListenerDirection = s.lmd, s.ldir
 		m := module{path: f.VMConfig.Code.Local.Filename, inline: f.VMConfig.Code.inline(), remote: f.VMConfig.Code.Remote, nack: f.VMConfig.NackOnCodeCacheMiss}
 		if err := s.update(ctx, h, rt, pc, m); err != nil {
-			p.metrics.reloads.WithLabelValues(pc.Name, "failed").Inc()
+			p.metrics.reloads.WithLabelValues(s.name, "failed").Inc()
 			return err
 		}
-		p.metrics.reloads.WithLabelValues(pc.Name, "ok").Inc()
+		p.metrics.reloads.WithLabelValues(s.name, "ok").Inc()
 		p.markWarm(s)
 	}
 	return nil
@@ -661,6 +665,9 @@ func (p *Proxy) listen(l *Listener, c *chain) error {
 	rt := p.router(l)
 	h := nethttp.New(rt, c, nethttp.Options{MaxBufferBytes: l.HTTP.MaxBufferBytes, Logger: p.log, Info: rt.info})
 	h = &limitHandler{lim: lim, next: h}
+	if name, t := l.HTTP.serverHeader(); t != "PASS_THROUGH" {
+		h = &serverHeader{name: name, transformation: t, next: h}
+	}
 	h = p.metrics.instrument(l.Name, h)
 	srv := lim.server(h)
 	srv.ErrorLog = slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)

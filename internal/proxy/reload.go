@@ -34,6 +34,9 @@ type slot struct {
 	// configuration. warming says it holds the listeners back
 	// (Discovery.Warm) until it is ready (Proxy.markWarm; under the
 	// proxy's warmMu).
+	// name is the plugin's name in the proxy (logs, metrics, /plugins):
+	// Plugin.Name, which the plugin may not see (Plugin.PluginName)
+	name      string
 	discovery *Discovery
 	knobs     ownKnobs // a discovered filter's own knobs, for each update
 	warming   bool
@@ -124,7 +127,7 @@ func (s *slot) loadPlugin(ctx context.Context, h *abi.Host, rt string, cfg abi.P
 	var st os.FileInfo
 	if m.remote != nil {
 		var err error
-		if wasm, err = s.proxy.remoteCode(ctx, m.remote, m.nack, cfg.Name); err != nil {
+		if wasm, err = s.proxy.remoteCode(ctx, m.remote, m.nack, s.name); err != nil {
 			return fmt.Errorf("%s.vm_config.code.remote: %w", s.field, err)
 		}
 	} else if wasm == nil {
@@ -142,12 +145,12 @@ func (s *slot) loadPlugin(ctx context.Context, h *abi.Host, rt string, cfg abi.P
 	}
 	p, err := h.Load(ctx, wasm, cfg)
 	if err != nil {
-		return fmt.Errorf("%s (plugin %s, %s, runtime %s): %w", s.field, cfg.Name, fileName(path, inline, m.remote), rt, err)
+		return fmt.Errorf("%s (plugin %s, %s, runtime %s): %w", s.field, s.name, fileName(path, inline, m.remote), rt, err)
 	}
 	s.mu.Lock()
 	s.host, s.runtime, s.cfg, s.path, s.inline, s.remote, s.nack = h, rt, cfg, path, inline, m.remote, m.nack
 	s.n++
-	g := &generation{p: p, n: s.n, name: cfg.Name, sum: sum, loadedAt: time.Now()}
+	g := &generation{p: p, n: s.n, name: s.name, sum: sum, loadedAt: time.Now()}
 	if s.gens == nil {
 		s.gens = map[*abi.Plugin]*generation{}
 	}
@@ -280,7 +283,7 @@ func (s *slot) status() map[string]any {
 		m = map[string]any{"name": s.discovery.Name, "generation": 0, "draining": 0}
 	} else {
 		m = map[string]any{
-			"name": cfg.Name, "runtime": rt, "root_id": cfg.RootID, "vm_id": cfg.VMID,
+			"name": s.name, "runtime": rt, "root_id": cfg.RootID, "vm_id": cfg.VMID,
 			"file": file, "sha256": hex.EncodeToString(g.sum[:]), "generation": g.n, "loaded_at": g.loadedAt.Format(time.RFC3339Nano),
 			"abi_version": g.p.ABIVersion().String(), "failure_policy": cfg.FailurePolicy.String(), "draining": draining,
 			"pool_size": cfg.PoolSize, "vms": g.p.VMs(),
@@ -325,12 +328,12 @@ func (p *Proxy) Reload(ctx context.Context) int {
 		ok, err := s.reload(ctx)
 		switch {
 		case err != nil:
-			p.metrics.reloads.WithLabelValues(s.cfg.Name, "failed").Inc()
-			p.log.Error("plugin reload failed; the running plugin stays", "plugin", s.cfg.Name, "file", s.path, "err", err)
+			p.metrics.reloads.WithLabelValues(s.name, "failed").Inc()
+			p.log.Error("plugin reload failed; the running plugin stays", "plugin", s.name, "file", s.path, "err", err)
 		case ok:
 			n++
-			p.metrics.reloads.WithLabelValues(s.cfg.Name, "ok").Inc()
-			p.log.Info("plugin reloaded", "plugin", s.cfg.Name, "file", s.path)
+			p.metrics.reloads.WithLabelValues(s.name, "ok").Inc()
+			p.log.Info("plugin reloaded", "plugin", s.name, "file", s.path)
 		}
 	}
 	return n
