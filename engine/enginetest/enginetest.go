@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,9 +97,10 @@ func env(reentered *int) engine.HostModule {
 	}}
 }
 
-// Harness opens runtimes of one backend for the suite.
+// Harness opens runtimes of one backend, on one tier, for the suite.
 type harness struct {
-	name string
+	name string // as given to Run: the runtime, with its tier if one was given
+	rt   string // the runtime's name (Runtime.Name)
 	info engine.Info
 	top  string // the name of the test that called Run
 }
@@ -151,7 +153,25 @@ func call(t testing.TB, inst engine.Instance, name string, stack ...uint64) []ui
 	return stack[:len(f.Type().Results)]
 }
 
-// Run runs the conformance suite against the runtime registered as name.
+// RunTiers runs the conformance suite against every tier of the runtime
+// registered as name, each in a subtest "tier=<tier>" (a runtime without
+// tiers runs once, as Run).
+func RunTiers(t *testing.T, name string) {
+	info, err := engine.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Tiers) == 0 {
+		Run(t, name)
+		return
+	}
+	for _, tier := range info.Tiers {
+		t.Run("tier="+tier, func(t *testing.T) { Run(t, name+":"+tier) })
+	}
+}
+
+// Run runs the conformance suite against the runtime registered as name, on
+// its default tier or on the tier name carries ("wazero:interpreter").
 func Run(t *testing.T, name string) {
 	info, err := engine.Lookup(name)
 	if err != nil {
@@ -161,7 +181,8 @@ func Run(t *testing.T, name string) {
 		cacheChild(t, name)
 		return
 	}
-	h := &harness{name: name, info: info, top: t.Name()}
+	h := &harness{name: name, rt: info.Name, info: info, top: t.Name()}
+	t.Run("Tier", h.testTier)
 	t.Run("Info", h.testInfo)
 	t.Run("ValueTypes", h.testValueTypes)
 	t.Run("HostFunctions", h.testHostFunctions)
@@ -193,22 +214,63 @@ func Run(t *testing.T, name string) {
 
 func (h *harness) testInfo(t *testing.T) {
 	rt := h.open(t, engine.NewConfig())
-	if rt.Name() != h.name {
-		t.Errorf("Name() = %q, want %q", rt.Name(), h.name)
+	if rt.Name() != h.rt {
+		t.Errorf("Name() = %q, want %q", rt.Name(), h.rt)
 	}
 	if rt.Version() == "" {
 		t.Error("Version() is empty")
 	}
 	found := false
 	for _, n := range engine.Runtimes() {
-		found = found || n == h.name
+		found = found || n == h.rt
 	}
 	if !found {
-		t.Errorf("Runtimes() = %v lacks %q", engine.Runtimes(), h.name)
+		t.Errorf("Runtimes() = %v lacks %q", engine.Runtimes(), h.rt)
 	}
 	_, err := engine.Open("no-such-runtime", engine.NewConfig())
-	if err == nil || !strings.Contains(err.Error(), h.name) || !strings.Contains(err.Error(), "CGO_ENABLED") {
-		t.Errorf("Open(unknown) = %v, want an error listing %q and a hint", err, h.name)
+	if err == nil || !strings.Contains(err.Error(), h.rt) || !strings.Contains(err.Error(), "CGO_ENABLED") {
+		t.Errorf("Open(unknown) = %v, want an error listing %q and a hint", err, h.rt)
+	}
+}
+
+// testTier checks that the runtime runs the tier asked for, that the
+// capabilities Open checks are the tier's, and that an unknown tier is
+// refused with ErrNotSupported naming the runtime's tiers.
+func (h *harness) testTier(t *testing.T) {
+	rt := h.open(t, engine.NewConfig())
+	if rt.Tier() != h.info.Tier || rt.Config().Tier() != h.info.Tier {
+		t.Errorf("Tier() = %q, Config().Tier() = %q, want %q", rt.Tier(), rt.Config().Tier(), h.info.Tier)
+	}
+	if rt.Capabilities() != h.info.Capabilities {
+		t.Errorf("Capabilities() = %s, want the tier's %s", rt.Capabilities(), h.info.Capabilities)
+	}
+	if len(h.info.Tiers) == 0 {
+		if rt.Tier() != "" {
+			t.Errorf("a runtime without tiers reports tier %q", rt.Tier())
+		}
+		return
+	}
+	if h.info.Tier == "" || !slices.Contains(h.info.Tiers, h.info.Tier) {
+		t.Errorf("Lookup: tier %q is not among %v", h.info.Tier, h.info.Tiers)
+	}
+	// The tier given in the configuration, and in the name, agree.
+	rt2 := h.open(t, engine.NewConfig().WithTier(h.info.Tier))
+	if rt2.Tier() != h.info.Tier {
+		t.Errorf("WithTier(%q): Tier() = %q", h.info.Tier, rt2.Tier())
+	}
+	if want, err := engine.CanonicalName(h.rt + ":" + h.info.Tier); err != nil ||
+		(h.info.Tier == h.info.Tiers[0]) != (want == h.rt) {
+		t.Errorf("CanonicalName(%s:%s) = %q, %v", h.rt, h.info.Tier, want, err)
+	}
+	for _, bad := range []string{h.rt + ":no-such-tier", h.rt + ":"} {
+		_, err := engine.Open(bad, engine.NewConfig())
+		if !errors.Is(err, engine.ErrNotSupported) || !strings.Contains(err.Error(), strings.Join(h.info.Tiers, ", ")) {
+			t.Errorf("Open(%q) = %v, want ErrNotSupported naming the tiers %v", bad, err, h.info.Tiers)
+		}
+	}
+	_, err := engine.Open(h.rt+":"+h.info.Tier, engine.NewConfig().WithTier("no-such-tier"))
+	if err == nil {
+		t.Errorf("Open with a name and a configuration naming different tiers succeeded")
 	}
 }
 
@@ -306,8 +368,8 @@ func (h *harness) testHostError(t *testing.T) {
 	if !errors.Is(err, errBoom) {
 		t.Errorf("errors.Is(%v, errBoom) = false", err)
 	}
-	if tr.Runtime != h.name {
-		t.Errorf("Trap.Runtime = %q, want %q", tr.Runtime, h.name)
+	if tr.Runtime != h.rt {
+		t.Errorf("Trap.Runtime = %q, want %q", tr.Runtime, h.rt)
 	}
 }
 
@@ -525,7 +587,7 @@ func (h *harness) testTraps(t *testing.T) {
 		t.Run(c.fn, func(t *testing.T) {
 			inst := instantiate(t, rt, "values", env(&n)) // a fresh instance: a trap fails it
 			tr := expectTrap(t, callErr(t, inst, c.fn, c.stack...), c.code)
-			if tr.Runtime != h.name || tr.Message == "" {
+			if tr.Runtime != h.rt || tr.Message == "" {
 				t.Errorf("trap Runtime %q Message %q", tr.Runtime, tr.Message)
 			}
 		})
@@ -768,6 +830,9 @@ func (h *harness) testFrames(t *testing.T) {
 	})
 	// Frames cost nothing on success.
 	t.Run("NoAllocations", func(t *testing.T) {
+		if !h.info.Capabilities.Has(engine.CapAllocFreeCalls) {
+			t.Skipf("%s does not promise calls free of allocations", h.name)
+		}
 		inst := instantiate(t, rt, "frames", framesEnv(boom, &nested))
 		f, err := inst.Function("trap_div")
 		if err != nil {
@@ -934,7 +999,7 @@ func (h *harness) testBadModules(t *testing.T) {
 			t.Errorf("Compile(%s) succeeded", name)
 			continue
 		}
-		if !strings.HasPrefix(err.Error(), "engine: compile ("+h.name+")") {
+		if !strings.HasPrefix(err.Error(), "engine: compile ("+h.rt+")") {
 			t.Errorf("Compile(%s) error %q lacks the engine prefix", name, err)
 		}
 	}
