@@ -50,7 +50,7 @@ var version = sync.OnceValue(func() string { return C.GoString(C.wasmer_version(
 func (driver) Capabilities() engine.Capabilities { return capabilities() }
 
 var capabilities = sync.OnceValue(func() engine.Capabilities {
-	c := engine.CapCompilationCache | engine.CapFrameOffsets
+	c := engine.CapCompilationCache | engine.CapFrameOffsets | engine.CapAllocFreeCalls
 	if C.aw_metering_init() != 0 {
 		c |= engine.CapFuel
 	}
