@@ -123,4 +123,3 @@ func TestWinchRefused(t *testing.T) {
 		t.Errorf("Open(wasmtime:winch) = %v, want ErrNotSupported naming the tiers and why", err)
 	}
 }
-
