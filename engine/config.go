@@ -31,6 +31,13 @@ const (
 	// when the call succeeds (wazero's interpreter allocates on every
 	// call).
 	CapAllocFreeCalls
+	// CapMultiValue: functions and blocks may have several results (the
+	// multi-value proposal). Without it Compile refuses a module that
+	// uses it.
+	CapMultiValue
+	// CapCallerFrames: a trap's frames list the guest functions that
+	// called the one that trapped; without it, Frames holds that one only.
+	CapCallerFrames
 )
 
 var capNames = []struct {
@@ -44,6 +51,8 @@ var capNames = []struct {
 	{CapFrameOffsets, "frame-offsets"},
 	{CapHostTrapFrames, "host-trap-frames"},
 	{CapAllocFreeCalls, "alloc-free-calls"},
+	{CapMultiValue, "multi-value"},
+	{CapCallerFrames, "caller-frames"},
 }
 
 // Has reports whether every capability in x is in c.

@@ -146,9 +146,9 @@ func (h *harness) testPrecompiled(t *testing.T) {
 	// Code compiled without fuel is not loaded by a runtime with fuel: its
 	// loops would not count fuel.
 	if h.info.Capabilities.Has(engine.CapFuel) {
-		values := h.precompile(t, rt, Guest("values"))
+		values := h.precompile(t, rt, h.guest("values"))
 		frt := h.open(t, engine.NewConfig().WithFuel(1_000_000))
-		m, loaded, why := precompiled(t, frt, Guest("values"), values)
+		m, loaded, why := precompiled(t, frt, h.guest("values"), values)
 		if loaded || why == nil {
 			t.Errorf("fuel: Precompiled() = %v, %v; want false and a reason", loaded, why)
 		}

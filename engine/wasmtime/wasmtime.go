@@ -128,7 +128,8 @@ func (driver) Tiers() []string { return []string{TierCranelift, TierPulley} }
 // every one on each.
 func (driver) TierCapabilities(string) engine.Capabilities {
 	return engine.CapMemoryLimit | engine.CapInterrupt | engine.CapFuel | engine.CapCompilationCache |
-		engine.CapFrameOffsets | engine.CapHostTrapFrames | engine.CapAllocFreeCalls
+		engine.CapFrameOffsets | engine.CapHostTrapFrames | engine.CapAllocFreeCalls |
+		engine.CapMultiValue | engine.CapCallerFrames
 }
 
 func (driver) TierUnavailable(t string) string {

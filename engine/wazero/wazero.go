@@ -126,7 +126,7 @@ func (driver) Tiers() []string {
 // it refuses a compilation cache, and it allocates on every call (in
 // wazero's interpreter: callEngine.callNativeFunc).
 func (driver) TierCapabilities(t string) engine.Capabilities {
-	c := engine.CapMemoryLimit | engine.CapInterrupt | engine.CapHostTrapFrames
+	c := engine.CapMemoryLimit | engine.CapInterrupt | engine.CapHostTrapFrames | engine.CapMultiValue | engine.CapCallerFrames
 	if t == TierCompiler {
 		c |= engine.CapCompilationCache | engine.CapAllocFreeCalls
 	}
