@@ -683,9 +683,33 @@ func (l *Listener) filters() []Plugin {
 	return nil
 }
 
-// RuntimeName maps a configured runtime name to an engine name.
+// RuntimeName maps a configured runtime name to an engine name: Envoy's
+// "envoy.wasm.runtime.<name>" is <name>, and a name with a tier
+// ("wasmtime:pulley") is in engine.CanonicalName's form, so that one
+// runtime on one tier is one name (a host) however it is spelt
+// ("wasmtime:cranelift" is "wasmtime"). A name the engine refuses is
+// returned as it is (Validate refuses it).
 func RuntimeName(s string) string {
-	return strings.TrimPrefix(s, "envoy.wasm.runtime.")
+	s = strings.TrimPrefix(s, "envoy.wasm.runtime.")
+	if c, err := engine.CanonicalName(s); err == nil {
+		return c
+	}
+	return s
+}
+
+// checkRuntimeName returns why the engine refuses a configured runtime name
+// (a runtime not in this binary, or a tier it lacks), or nil.
+func checkRuntimeName(name string) error {
+	rt, _ := engine.SplitName(strings.TrimPrefix(name, "envoy.wasm.runtime."))
+	known := engine.Runtimes()
+	if !slices.Contains(known, rt) {
+		return fmt.Errorf("runtime %q is not in this binary (it has %s; wasmer needs -tags anywasm_wasmer, the cgo runtimes CGO_ENABLED=1)",
+			name, strings.Join(known, ", "))
+	}
+	if _, err := engine.CanonicalName(strings.TrimPrefix(name, "envoy.wasm.runtime.")); err != nil {
+		return fmt.Errorf("runtime %q: %w", name, err)
+	}
+	return nil
 }
 
 // ReloadConfig is Envoy's envoy.extensions.wasm.v3.ReloadConfig.
@@ -732,11 +756,12 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	known := engine.Runtimes()
 	checkRuntime := func(field, name string) {
-		if name != "" && !slices.Contains(known, RuntimeName(name)) {
-			bad(field, "runtime %q is not in this binary (it has %s; wasmer needs -tags anywasm_wasmer, the cgo runtimes CGO_ENABLED=1)",
-				name, strings.Join(known, ", "))
+		if name == "" {
+			return
+		}
+		if err := checkRuntimeName(name); err != nil {
+			bad(field, "%v", err)
 		}
 	}
 	checkRuntime("runtime", c.Runtime)
