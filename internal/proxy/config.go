@@ -26,8 +26,8 @@ import (
 // JSON, with the same field names). Plugin entries have the shape of
 // Envoy's Wasm filter configuration (envoy.extensions.wasm.v3.PluginConfig).
 type Config struct {
-	// Runtime is the runtime of plugins whose vm_config names none.
-	// Default wazero.
+	// Runtime is the runtime of plugins whose vm_config names none, as
+	// VMConfig.Runtime. Default wazero.
 	Runtime string `json:"runtime,omitempty"`
 	// CacheDir, when set, keeps compiled plugins on disk across restarts.
 	CacheDir string `json:"cache_dir,omitempty"`
@@ -396,7 +396,8 @@ type ConfigSource struct {
 // VMConfig is Envoy's VmConfig.
 type VMConfig struct {
 	VMID string `json:"vm_id,omitempty"`
-	// Runtime is wazero, wasmtime or wasmer; Envoy's
+	// Runtime is wazero, wasmtime or wasmer, with a compiler tier after a
+	// colon if wanted ("wazero:interpreter", engine.Config.WithTier); Envoy's
 	// "envoy.wasm.runtime.<name>" is accepted too.
 	Runtime              string       `json:"runtime,omitempty"`
 	Code                 Code         `json:"code"`
