@@ -304,6 +304,9 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 	if err := libraryCheck(); err != nil {
 		return nil, err
 	}
+	if cfg.Tier() == "" { // not through engine.Open (tests)
+		cfg = cfg.WithTier(tiers()[0])
+	}
 	if cfg.Fuel() != 0 && !capabilities().Has(engine.CapFuel) {
 		return nil, engine.ErrNotSupported // Open checked; kept for safety
 	}

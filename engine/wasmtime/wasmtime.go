@@ -144,6 +144,9 @@ func (driver) TierUnavailable(t string) string {
 const pulleyTarget = "pulley64"
 
 func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
+	if cfg.Tier() == "" { // not through engine.Open (tests)
+		cfg = cfg.WithTier(TierCranelift)
+	}
 	var cache *filecache.Dir
 	if dir := cfg.CompilationCacheDir(); dir != "" {
 		d, err := filecache.Open(dir)

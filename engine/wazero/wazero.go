@@ -178,6 +178,9 @@ func runtimeConfig(cfg engine.Config) wazero.RuntimeConfig {
 }
 
 func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
+	if cfg.Tier() == "" { // not through engine.Open (tests)
+		cfg = cfg.WithTier(driver{}.Tiers()[0])
+	}
 	rc := runtimeConfig(cfg)
 	var disk *diskCache
 	if dir := cfg.CompilationCacheDir(); dir != "" {
