@@ -102,7 +102,7 @@ func transitions(b *testing.B, f engine.Function) {
 // BenchmarkCall is host -> guest: an empty function, and one with two
 // arguments and a result.
 func BenchmarkCall(b *testing.B) {
-	for _, name := range benchRuntimes() {
+	for _, name := range benchTiers() {
 		raw := raws[name]
 		b.Run("runtime="+name+"/impl=anywasm/op=empty", func(b *testing.B) {
 			callLoop(b, newAny(b, name).empty, make([]uint64, 1))
@@ -122,7 +122,7 @@ func BenchmarkCall(b *testing.B) {
 // BenchmarkHostCall is guest -> host, measured per transition. op=none is
 // the guest's loop without a call: subtract it to isolate the transition.
 func BenchmarkHostCall(b *testing.B) {
-	for _, name := range benchRuntimes() {
+	for _, name := range benchTiers() {
 		raw := raws[name]
 		b.Run("runtime="+name+"/impl=anywasm/op=none", func(b *testing.B) {
 			transitions(b, newAny(b, name).loopEmpty)

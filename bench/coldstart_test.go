@@ -70,7 +70,7 @@ func openRuntime(tb testing.TB, name string, cfg engine.Config) *engine.Runtime 
 // (cache=disk; the time includes opening that runtime).
 func BenchmarkCompile(b *testing.B) {
 	ctx := context.Background()
-	for _, name := range benchRuntimes() {
+	for _, name := range benchTiers() {
 		for _, g := range guests {
 			b.Run("runtime="+name+"/guest="+g.name+"/cache=none", func(b *testing.B) {
 				wasm := g.wasm(b)
@@ -83,6 +83,9 @@ func BenchmarkCompile(b *testing.B) {
 					_ = m.Close(ctx)
 				}
 			})
+			if info, _ := engine.Lookup(name); !info.Capabilities.Has(engine.CapCompilationCache) {
+				continue // wazero's interpreter: no native code to cache
+			}
 			b.Run("runtime="+name+"/guest="+g.name+"/cache=disk", func(b *testing.B) {
 				wasm := g.wasm(b)
 				cfg := engine.NewConfig().WithCompilationCache(b.TempDir())
@@ -114,7 +117,7 @@ func BenchmarkCompile(b *testing.B) {
 // proxy_on_done, _log, _delete).
 func BenchmarkInstantiate(b *testing.B) {
 	ctx := context.Background()
-	for _, name := range benchRuntimes() {
+	for _, name := range benchTiers() {
 		b.Run("runtime="+name+"/guest=tiny/op=instantiate", func(b *testing.B) {
 			rt := openRuntime(b, name, engine.NewConfig())
 			m, err := rt.Compile(ctx, callsWasm)

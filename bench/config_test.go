@@ -15,13 +15,14 @@ import (
 	"github.com/anywasm/anywasm/engine"
 )
 
-// runtimeFlag restricts the benchmarks to one runtime, so that a process
-// measures one runtime and its configuration lines can name it
-// (cmd/bench runs one process per runtime). Empty means every runtime
-// compiled in.
-var runtimeFlag = flag.String("runtime", "", "benchmark only this runtime (default: every runtime compiled in)")
+// runtimeFlag restricts the benchmarks to one runtime, on one tier
+// ("wazero:interpreter"), so that a process measures one runtime and its
+// configuration lines can name it (cmd/bench runs one process per
+// runtime and tier). Empty means every runtime compiled in.
+var runtimeFlag = flag.String("runtime", "", "benchmark only this runtime, a tier after a colon (default: every runtime compiled in)")
 
-// benchRuntimes returns the runtimes the benchmarks measure.
+// benchRuntimes returns the runtimes the benchmarks measure: -runtime, or
+// every runtime on its default tier.
 func benchRuntimes() []string {
 	if *runtimeFlag == "" {
 		return engine.Runtimes()
@@ -29,14 +30,35 @@ func benchRuntimes() []string {
 	return []string{*runtimeFlag}
 }
 
+// benchTiers returns the runtimes the families that compare tiers measure
+// (compile, instantiate, calls, request): -runtime, or every tier of every
+// runtime, named as engine.CanonicalName names them ("wazero" for the
+// default tier, "wazero:interpreter").
+func benchTiers() []string {
+	if *runtimeFlag != "" {
+		return []string{*runtimeFlag}
+	}
+	var names []string
+	for _, rt := range engine.Runtimes() {
+		info, _ := engine.Lookup(rt)
+		names = append(names, rt)
+		for _, t := range info.Tiers[min(1, len(info.Tiers)):] {
+			names = append(names, rt+":"+t)
+		}
+	}
+	return names
+}
+
 // TestMain prints the configuration lines of the Go benchmark format once
 // per test binary, before the first benchmark line, when benchmarks run.
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if *runtimeFlag != "" && !slices.Contains(engine.Runtimes(), *runtimeFlag) {
-		fmt.Fprintf(os.Stderr, "bench: -runtime %q is not compiled in (have %s; wasmer needs -tags anywasm_wasmer)\n",
-			*runtimeFlag, strings.Join(engine.Runtimes(), ", "))
-		os.Exit(2)
+	if *runtimeFlag != "" {
+		if _, err := engine.Lookup(*runtimeFlag); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -runtime %q: %v (have %s; wasmer needs -tags anywasm_wasmer)\n",
+				*runtimeFlag, err, strings.Join(engine.Runtimes(), ", "))
+			os.Exit(2)
+		}
 	}
 	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
 		writeConfig(os.Stdout)

@@ -95,7 +95,7 @@ func oneRequest(b testing.TB, ctx context.Context, p *abi.Plugin, req, resp abi.
 // BenchmarkRequest is one HTTP request through the Go-SDK headers plugin,
 // serially on one VM and in parallel over GOMAXPROCS VMs.
 func BenchmarkRequest(b *testing.B) {
-	for _, name := range benchRuntimes() {
+	for _, name := range benchTiers() {
 		for _, plugin := range requestPlugins {
 			b.Run("runtime="+name+"/plugin="+plugin+"/mode=serial", func(b *testing.B) {
 				p := requestPlugin(b, name, plugin, 1)

@@ -27,6 +27,17 @@ const (
 	// CapHostTrapFrames: a trap raised by a host function lists, below the
 	// host function's frame, the guest frames that called it.
 	CapHostTrapFrames
+	// CapAllocFreeCalls: Function.Call allocates nothing on the Go heap
+	// when the call succeeds (wazero's interpreter allocates on every
+	// call).
+	CapAllocFreeCalls
+	// CapMultiValue: functions and blocks may have several results (the
+	// multi-value proposal). Without it Compile refuses a module that
+	// uses it.
+	CapMultiValue
+	// CapCallerFrames: a trap's frames list the guest functions that
+	// called the one that trapped; without it, Frames holds that one only.
+	CapCallerFrames
 )
 
 var capNames = []struct {
@@ -39,6 +50,9 @@ var capNames = []struct {
 	{CapCompilationCache, "compilation-cache"},
 	{CapFrameOffsets, "frame-offsets"},
 	{CapHostTrapFrames, "host-trap-frames"},
+	{CapAllocFreeCalls, "alloc-free-calls"},
+	{CapMultiValue, "multi-value"},
+	{CapCallerFrames, "caller-frames"},
 }
 
 // Has reports whether every capability in x is in c.
@@ -68,6 +82,7 @@ type Config struct {
 	interrupt        bool
 	fuel             uint64
 	cacheDir         string
+	tier             string
 }
 
 // NewConfig returns the default configuration: no memory limit beyond the
@@ -106,6 +121,20 @@ func (c Config) WithFuel(perCall uint64) Config { c.fuel = perCall; return c }
 // never loaded: the module is compiled again and the entry rewritten.
 func (c Config) WithCompilationCache(dir string) Config { c.cacheDir = dir; return c }
 
+// WithTier selects the runtime's compiler tier by name: wazero "compiler"
+// (its default where wazero can compile for the platform) or
+// "interpreter"; wasmtime "cranelift" (default) or "pulley" (Wasmtime's
+// portable interpreter); wasmer "cranelift" (default) or "singlepass".
+// "" is the runtime's default tier. A tier the runtime lacks in this
+// binary, or a limit the tier cannot enforce, is refused by Open with
+// ErrNotSupported, naming the tiers it has. The name given to Open may
+// carry the tier instead ("wasmtime:pulley"); the two must then agree.
+func (c Config) WithTier(name string) Config { c.tier = name; return c }
+
+// Tier returns the tier asked for: "" before Open (the runtime's default);
+// Runtime.Config().Tier() is the tier the runtime runs.
+func (c Config) Tier() string { return c.tier }
+
 // MemoryLimitPages returns the memory cap in pages, 0 for none.
 func (c Config) MemoryLimitPages() uint32 { return c.memoryLimitPages }
 
@@ -136,7 +165,8 @@ func (c Config) Required() Capabilities {
 	return r
 }
 
-// validate checks the configuration against a backend's capabilities.
+// validate checks the configuration against a backend's capabilities (of
+// its tier).
 func (c Config) validate(name string, has Capabilities) error {
 	if c.memoryLimitPages > MaxPages {
 		return fmt.Errorf("engine: memory limit of %d pages exceeds the 32-bit maximum of %d pages", c.memoryLimitPages, MaxPages)

@@ -63,7 +63,8 @@ type Function interface {
 	Type() FuncType
 	// Call calls the function. The parameters are read from stack[0:len(params)]
 	// and the results written to stack[0:len(results)]; len(stack) must be at
-	// least Type().StackSize(). Call allocates nothing on success. It
+	// least Type().StackSize(). Call allocates nothing on success on a
+	// runtime with CapAllocFreeCalls (every one but wazero's interpreter). It
 	// returns a *Trap if the guest trapped, ErrFailed if an earlier call of
 	// the instance trapped, ErrClosed after Close, and ctx.Err() if ctx is
 	// done before the call starts.
@@ -105,11 +106,27 @@ type Driver interface {
 	Name() string
 	// Version is the version of the runtime library that runs the guests.
 	Version() string
-	// Capabilities lists what the backend can enforce.
+	// Capabilities lists what the backend can enforce (on its default tier,
+	// see DriverTiers).
 	Capabilities() Capabilities
 	// NewRuntime returns a runtime for a configuration that Open validated
 	// against Capabilities.
 	NewRuntime(cfg Config) (DriverRuntime, error)
+}
+
+// DriverTiers is implemented by a Driver whose runtime has compiler tiers
+// to choose from (Config.WithTier). Open resolves the tier before
+// NewRuntime: the Config it passes names one of Tiers.
+type DriverTiers interface {
+	// Tiers lists the tiers this binary's runtime has, the default first.
+	Tiers() []string
+	// TierCapabilities is what the backend can enforce on tier t, one of
+	// Tiers.
+	TierCapabilities(t string) Capabilities
+	// TierUnavailable says why t, a tier the runtime has elsewhere (another
+	// platform, version or build), is not among Tiers here; "" if t is
+	// not a tier of the runtime at all.
+	TierUnavailable(t string) string
 }
 
 // DriverRuntime is a backend's runtime. It must be safe for concurrent use.

@@ -177,3 +177,92 @@ func TestRegistry(t *testing.T) {
 		t.Errorf("Lookup = %+v %v", info, err)
 	}
 }
+
+// tieredDriver has tiers "fast" (the default) and "small"; "small" cannot
+// enforce fuel. It records the tier NewRuntime was given.
+type tieredDriver struct {
+	fakeDriver
+	got *string
+}
+
+func (tieredDriver) Tiers() []string { return []string{"fast", "small"} }
+func (tieredDriver) TierCapabilities(t string) Capabilities {
+	if t == "fast" {
+		return CapFuel
+	}
+	return 0
+}
+func (tieredDriver) TierUnavailable(t string) string {
+	if t == "huge" {
+		return "not on this platform"
+	}
+	return ""
+}
+func (d tieredDriver) NewRuntime(c Config) (DriverRuntime, error) {
+	*d.got = c.Tier()
+	return nil, errors.New("fake")
+}
+
+func TestTiers(t *testing.T) {
+	var got string
+	Register(tieredDriver{fakeDriver{"zz-tiered"}, &got})
+	Register(fakeDriver{"zz-plain"}) // no tiers
+	defer func() {
+		driversMu.Lock()
+		delete(drivers, "zz-tiered")
+		delete(drivers, "zz-plain")
+		driversMu.Unlock()
+	}()
+	// Open resolves the tier and passes it to the driver, from the
+	// configuration or from the name.
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"zz-tiered", NewConfig(), "fast"},
+		{"zz-tiered", NewConfig().WithTier("small"), "small"},
+		{"zz-tiered:small", NewConfig(), "small"},
+		{"zz-tiered:small", NewConfig().WithTier("small"), "small"},
+	} {
+		got = ""
+		if _, err := Open(c.name, c.cfg); err == nil || !strings.Contains(err.Error(), "fake") || got != c.want {
+			t.Errorf("Open(%s, tier %q): driver got tier %q (%v), want %q", c.name, c.cfg.Tier(), got, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"zz-tiered:turbo", NewConfig(), `runtime "zz-tiered" has no tier "turbo"; its tiers here: fast, small`},
+		{"zz-tiered:huge", NewConfig(), `no tier "huge" (not on this platform)`},
+		{"zz-tiered:", NewConfig(), `no tier ""`},
+		{"zz-tiered", NewConfig().WithTier("turbo"), `no tier "turbo"`},
+		{"zz-tiered:small", NewConfig().WithFuel(1), "cannot enforce fuel"},
+		{"zz-plain:fast", NewConfig(), "has no tiers to choose from"},
+	} {
+		got = ""
+		_, err := Open(c.name, c.cfg)
+		if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), c.want) || got != "" {
+			t.Errorf("Open(%s, tier %q) = %v (driver called: %q), want ErrNotSupported with %q", c.name, c.cfg.Tier(), err, got, c.want)
+		}
+	}
+	if _, err := Open("zz-tiered:small", NewConfig().WithTier("fast")); err == nil || errors.Is(err, ErrNotSupported) || got != "" {
+		t.Errorf("Open with tiers that disagree = %v", err)
+	}
+	if info, err := Lookup("zz-tiered:small"); err != nil || info.Tier != "small" || info.Capabilities != 0 || len(info.Tiers) != 2 {
+		t.Errorf("Lookup(zz-tiered:small) = %+v, %v", info, err)
+	}
+	if info, err := Lookup("zz-tiered"); err != nil || info.Tier != "fast" || info.Capabilities != CapFuel {
+		t.Errorf("Lookup(zz-tiered) = %+v, %v", info, err)
+	}
+	for in, want := range map[string]string{"zz-tiered": "zz-tiered", "zz-tiered:fast": "zz-tiered", "zz-tiered:small": "zz-tiered:small"} {
+		if c, err := CanonicalName(in); c != want || err != nil {
+			t.Errorf("CanonicalName(%s) = %q, %v; want %q", in, c, err, want)
+		}
+	}
+	if _, err := CanonicalName("zz-tiered:turbo"); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("CanonicalName of an unknown tier = %v", err)
+	}
+}

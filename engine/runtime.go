@@ -14,9 +14,10 @@ import (
 // concurrent use. Close it when done: it closes every module, import set and
 // instance it made.
 type Runtime struct {
-	drv Driver
-	rt  DriverRuntime
-	cfg Config
+	drv  Driver
+	rt   DriverRuntime
+	cfg  Config
+	caps Capabilities // of the tier
 
 	mu      sync.Mutex
 	modules map[[32]byte]*moduleEntry
@@ -30,8 +31,12 @@ func (r *Runtime) Name() string { return r.drv.Name() }
 // Version returns the version of the runtime library.
 func (r *Runtime) Version() string { return r.drv.Version() }
 
-// Capabilities returns what the backend can enforce.
-func (r *Runtime) Capabilities() Capabilities { return r.drv.Capabilities() }
+// Tier returns the compiler tier the runtime runs (Config.WithTier), ""
+// for a runtime without tiers.
+func (r *Runtime) Tier() string { return r.cfg.tier }
+
+// Capabilities returns what the backend can enforce on its tier.
+func (r *Runtime) Capabilities() Capabilities { return r.caps }
 
 // Config returns the configuration the runtime was opened with.
 func (r *Runtime) Config() Config { return r.cfg }

@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "configuration file (YAML or JSON)")
 	configFormat := fs.String("config-format", "auto", "configuration format: anywasm, envoy (an Envoy bootstrap) or auto (envoy if the file has a top-level key of Envoy's bootstrap such as static_resources)")
-	runtime := fs.String("runtime", "", "runtime of every plugin, overriding the configuration (compiled in: "+strings.Join(engine.Runtimes(), ", ")+")")
+	runtime := fs.String("runtime", "", "runtime of every plugin, overriding the configuration (compiled in: "+strings.Join(engine.Runtimes(), ", ")+"; a tier after a colon, e.g. wazero:interpreter)")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error, critical")
 	format := fs.String("log-format", "text", "log format: text, json, or envoy (Envoy's: a plugin's logs as \"[time][level][wasm] wasm log NAME: message\")")
 	check := fs.Bool("check", false, "validate the configuration, load every plugin (compile, start, configure) and exit")

@@ -7,6 +7,7 @@
 //	go run ./cmd/bench -full                 # every benchmark at the default -benchtime
 //	go run ./cmd/bench -short                # each benchmark once (a smoke run, as CI does)
 //	go run ./cmd/bench -runtime wazero,wasmtime -bench 'Request' -count 5
+//	go run ./cmd/bench -tiers -bench 'Compile|Request'   # every compiler tier a column (wazero:interpreter, ...)
 //	go run ./cmd/bench compare A.txt B.txt   # two machines side by side, and their CPU features
 //	go run ./cmd/bench chart A.txt           # redraw A.svg and A.png from a results file
 //	go run ./cmd/bench load                  # requests/s, p50, p99 through anywasm-proxy (load.go)
@@ -54,6 +55,39 @@ var binaries = []struct {
 	{"anywasm_wasmer", []string{"wasmer"}},
 }
 
+// tiers are the compiler tiers of each runtime, the default first, as
+// engine.Lookup lists them where the libraries have them (a test checks
+// the two agree). A runtime with a tier ("wazero:interpreter") is a column
+// of its own; on its default tier it is the runtime's plain name.
+var tiers = map[string][]string{
+	"wazero":   {"compiler", "interpreter"},
+	"wasmtime": {"cranelift", "pulley"},
+	"wasmer":   {"cranelift", "singlepass"},
+}
+
+// columnName returns the name measured for r ("wasmtime:cranelift" is
+// "wasmtime"), or an error for a runtime or tier cmd/bench does not know.
+func columnName(r string) (string, error) {
+	base, tier, hasTier := strings.Cut(r, ":")
+	ts, ok := tiers[base]
+	if !ok {
+		return "", fmt.Errorf("unknown runtime %q (have wazero, wasmtime, wasmer)", r)
+	}
+	switch {
+	case !hasTier || tier == ts[0]:
+		return base, nil
+	case !slices.Contains(ts, tier):
+		return "", fmt.Errorf("runtime %s has no tier %q (its tiers: %s)", base, tier, strings.Join(ts, ", "))
+	}
+	return r, nil
+}
+
+// baseOf is the runtime of a column name.
+func baseOf(r string) string {
+	base, _, _ := strings.Cut(r, ":")
+	return base
+}
+
 // profiles: the main job and the full run.
 const (
 	mainBench     = "."
@@ -80,7 +114,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	runtimes := fs.String("runtime", "wazero,wasmtime,wasmer", "comma-separated runtimes to measure")
+	runtimes := fs.String("runtime", "wazero,wasmtime,wasmer", "comma-separated runtimes to measure, each a column; a tier after a colon (wazero:interpreter) is a column of its own")
+	allTiers := fs.Bool("tiers", false, "also measure every other compiler tier of each runtime (wazero:interpreter, wasmtime:pulley, wasmer:singlepass), each a column")
 	bench := fs.String("bench", mainBench, "benchmark filter (go test -bench)")
 	count := fs.Int("count", 10, "runs of each benchmark, interleaved across runtimes")
 	short := fs.Bool("short", false, "smoke run: each benchmark once (-benchtime 1x), -count 1 unless set; written to a temporary directory unless -o is set")
@@ -124,16 +159,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench: -count must be at least 1")
 		return 2
 	}
-	want := strings.Split(*runtimes, ",")
-	for _, r := range want {
-		if !slices.ContainsFunc(binaries, func(b struct {
-			tags     string
-			runtimes []string
-		}) bool {
-			return slices.Contains(b.runtimes, r)
-		}) {
-			fmt.Fprintf(stderr, "bench: unknown runtime %q (have wazero, wasmtime, wasmer)\n", r)
+	var want []string
+	for _, r := range strings.Split(*runtimes, ",") {
+		c, err := columnName(r)
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
 			return 2
+		}
+		if !slices.Contains(want, c) {
+			want = append(want, c)
+		}
+		if *allTiers && c == baseOf(c) {
+			for _, t := range tiers[c][1:] {
+				if !slices.Contains(want, c+":"+t) {
+					want = append(want, c+":"+t)
+				}
+			}
 		}
 	}
 	var emu *emulation
@@ -142,9 +183,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "bench: cannot emulate GOARCH=%s on %s/%s (have: arm64 on linux/amd64)\n", *arch, runtime.GOOS, runtime.GOARCH)
 			return 2
 		}
-		if slices.Contains(want, "wasmer") {
+		if slices.ContainsFunc(want, func(r string) bool { return baseOf(r) == "wasmer" }) {
 			fmt.Fprintln(stderr, "bench: under emulation wasmer is left out (wasmer-go ships Wasmer 1.0.2 for arm64: see engine/wasmer/doc.go)")
-			want = slices.DeleteFunc(want, func(r string) bool { return r == "wasmer" })
+			want = slices.DeleteFunc(want, func(r string) bool { return baseOf(r) == "wasmer" })
 		}
 	}
 	src, err := locate(stderr)
@@ -270,8 +311,8 @@ func measure(stderr io.Writer, src *source, want []string, bench, benchtime stri
 	binOf := map[string]string{}
 	for i, b := range binaries {
 		var rts []string
-		for _, r := range b.runtimes {
-			if slices.Contains(want, r) {
+		for _, r := range want {
+			if slices.Contains(b.runtimes, baseOf(r)) {
 				rts = append(rts, r)
 			}
 		}

@@ -73,8 +73,14 @@ func (h *harness) testPrecompiled(t *testing.T) {
 		}
 		return
 	}
-	if !strings.HasPrefix(name, engine.PrecompiledPrefix+h.name+"_v"+h.info.Version+"_") {
-		t.Errorf("PrecompiledSectionName = %q, want %s%s_v%s_<platform>", name, engine.PrecompiledPrefix, h.name, h.info.Version)
+	// cpp-host's name on the default tier; the tier after the runtime's
+	// name on another.
+	want := h.rt
+	if len(h.info.Tiers) > 0 && h.info.Tier != h.info.Tiers[0] {
+		want += "_" + h.info.Tier
+	}
+	if !strings.HasPrefix(name, engine.PrecompiledPrefix+want+"_v"+h.info.Version+"_") {
+		t.Errorf("PrecompiledSectionName = %q, want %s%s_v%s_<platform>", name, engine.PrecompiledPrefix, want, h.info.Version)
 	}
 
 	// Precompile appends the section, replacing its own and keeping others.
@@ -140,9 +146,9 @@ func (h *harness) testPrecompiled(t *testing.T) {
 	// Code compiled without fuel is not loaded by a runtime with fuel: its
 	// loops would not count fuel.
 	if h.info.Capabilities.Has(engine.CapFuel) {
-		values := h.precompile(t, rt, Guest("values"))
+		values := h.precompile(t, rt, h.guest("values"))
 		frt := h.open(t, engine.NewConfig().WithFuel(1_000_000))
-		m, loaded, why := precompiled(t, frt, Guest("values"), values)
+		m, loaded, why := precompiled(t, frt, h.guest("values"), values)
 		if loaded || why == nil {
 			t.Errorf("fuel: Precompiled() = %v, %v; want false and a reason", loaded, why)
 		}

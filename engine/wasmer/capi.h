@@ -183,6 +183,14 @@ typedef struct wasmer_middleware_t wasmer_middleware_t;
 // enum is declared as its int representation instead of being copied.
 typedef uint64_t (*wasmer_metering_cost_function_t)(int wasm_operator);
 
+typedef enum wasmer_compiler_t {
+  CRANELIFT = 0,
+  LLVM = 1,
+  SINGLEPASS = 2,
+} wasmer_compiler_t;
+void wasm_config_set_compiler(wasm_config_t *config, enum wasmer_compiler_t compiler);
+bool wasmer_is_compiler_available(enum wasmer_compiler_t compiler);
+
 int wasmer_last_error_length(void);
 int wasmer_last_error_message(char *buffer, int length);
 const char *wasmer_version(void);

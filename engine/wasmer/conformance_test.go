@@ -9,4 +9,4 @@ import (
 	_ "github.com/anywasm/anywasm/engine/wasmer"
 )
 
-func TestConformance(t *testing.T) { enginetest.Run(t, "wasmer") }
+func TestConformance(t *testing.T) { enginetest.RunTiers(t, "wasmer") }

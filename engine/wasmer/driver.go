@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,10 +48,76 @@ var version = sync.OnceValue(func() string { return C.GoString(C.wasmer_version(
 // Capabilities are the compilation cache, code offsets in trap backtraces,
 // and fuel if the library has Wasmer's metering middleware (the
 // linux-aarch64 build shipped by wasmer-go v1.0.4 does not).
-func (driver) Capabilities() engine.Capabilities { return capabilities() }
+func (driver) Capabilities() engine.Capabilities { return driver{}.TierCapabilities(tiers()[0]) }
+
+// The tiers: Wasmer's compilers.
+const (
+	TierCranelift  = "cranelift"
+	TierSinglepass = "singlepass"
+	TierLLVM       = "llvm"
+)
+
+// compilers are the wasmer_compiler_t of each tier, in the order Tiers
+// lists them.
+var compilers = []struct {
+	tier string
+	c    C.enum_wasmer_compiler_t
+}{{TierCranelift, C.CRANELIFT}, {TierSinglepass, C.SINGLEPASS}, {TierLLVM, C.LLVM}}
+
+// Tiers are the compilers the library has (wasmer_is_compiler_available):
+// Cranelift, the default, and Singlepass in wasmer-go v1.0.4's
+// linux-amd64 library; never LLVM there.
+func (driver) Tiers() []string { return slices.Clone(tiers()) }
+
+var tiers = sync.OnceValue(func() []string {
+	var ts []string
+	for _, c := range compilers {
+		if compilerAvailable(c.c) {
+			ts = append(ts, c.tier)
+		}
+	}
+	return ts
+})
+
+// compilerAvailable is wasmer_is_compiler_available.
+func compilerAvailable(c C.enum_wasmer_compiler_t) bool {
+	return bool(C.wasmer_is_compiler_available(c))
+}
+
+// compilerOf returns the wasmer_compiler_t of a tier.
+func compilerOf(tier string) C.int {
+	for _, c := range compilers {
+		if c.tier == tier {
+			return C.int(c.c)
+		}
+	}
+	return C.int(C.CRANELIFT)
+}
+
+// TierCapabilities: Wasmer 2.0's Singlepass has no multi-value (its
+// validation refuses a module whose types have several results), its traps
+// carry the frame that trapped only, and the code offset of a trap that
+// the CPU raises (a division by zero) is not the instruction's, so frames
+// carry none; Cranelift has all three.
+func (driver) TierCapabilities(t string) engine.Capabilities {
+	c := capabilities()
+	if t == TierSinglepass {
+		return c &^ engine.CapFrameOffsets
+	}
+	return c | engine.CapMultiValue | engine.CapCallerFrames
+}
+
+func (driver) TierUnavailable(t string) string {
+	for _, c := range compilers {
+		if c.tier == t {
+			return "this libwasmer " + version() + " was built without it"
+		}
+	}
+	return ""
+}
 
 var capabilities = sync.OnceValue(func() engine.Capabilities {
-	c := engine.CapCompilationCache | engine.CapFrameOffsets
+	c := engine.CapCompilationCache | engine.CapFrameOffsets | engine.CapAllocFreeCalls
 	if C.aw_metering_init() != 0 {
 		c |= engine.CapFuel
 	}
@@ -89,7 +156,7 @@ func checkLibrary(enginePath, versionPath, ver string) error {
 }
 
 // An engineState is the process-wide home of the compiled modules of one
-// fuel setting. Wasmer 2.0 never frees the executable code of a compiled or
+// tier and fuel setting. Wasmer 2.0 never frees the executable code of a compiled or
 // deserialized module before its engine (the engine keeps every code
 // mapping), so engines live as long as the process and each distinct module
 // is compiled (or loaded) at most once per fuel setting and then kept:
@@ -101,6 +168,7 @@ func checkLibrary(enginePath, versionPath, ver string) error {
 // middleware can instrument only one module (a second one panics, aborting
 // the process), and a middleware is fixed when its engine is made.
 type engineState struct {
+	tier   string
 	fuel   uint64
 	engine *C.wasm_engine_t // fuel == 0 only
 	store  *C.wasm_store_t  // fuel == 0 only
@@ -171,32 +239,40 @@ func mayGrowMemory(wasm []byte) bool {
 // for tests.
 var stats struct{ compiled, loaded, deserialized atomic.Int64 }
 
+// engineKey identifies an engine: its tier and fuel setting.
+type engineKey struct {
+	tier string
+	fuel uint64
+}
+
 var (
 	enginesMu sync.Mutex
-	engines   = map[uint64]*engineState{}
+	engines   = map[engineKey]*engineState{}
 )
 
-// engineFor returns the process-wide engine state for a fuel setting.
-func engineFor(fuel uint64) (*engineState, error) {
+// engineFor returns the process-wide engine state for a tier and a fuel
+// setting.
+func engineFor(tier string, fuel uint64) (*engineState, error) {
 	enginesMu.Lock()
 	defer enginesMu.Unlock()
-	if e := engines[fuel]; e != nil {
+	k := engineKey{tier, fuel}
+	if e := engines[k]; e != nil {
 		return e, nil
 	}
-	e := &engineState{fuel: fuel,
+	e := &engineState{tier: tier, fuel: fuel,
 		modules: map[[32]byte]*cmodule{}, pending: map[[32]byte]*sync.WaitGroup{}, onDisk: map[string]bool{}}
 	if fuel == 0 {
 		var err error
-		if e.engine, e.store, err = newEngine(0); err != nil {
+		if e.engine, e.store, err = newEngine(tier, 0); err != nil {
 			return nil, err
 		}
 	}
-	engines[fuel] = e
+	engines[k] = e
 	return e, nil
 }
 
-func newEngine(fuel uint64) (*C.wasm_engine_t, *C.wasm_store_t, error) {
-	eng := C.aw_engine_new(C.uint64_t(fuel))
+func newEngine(tier string, fuel uint64) (*C.wasm_engine_t, *C.wasm_store_t, error) {
+	eng := C.aw_engine_new(compilerOf(tier), C.uint64_t(fuel))
 	if eng == nil {
 		return nil, nil, errors.New("wasmer: cannot create an engine")
 	}
@@ -214,7 +290,7 @@ func (e *engineState) storeFor() (*C.wasm_store_t, func(), error) {
 	if e.fuel == 0 {
 		return e.store, func() {}, nil
 	}
-	eng, st, err := newEngine(e.fuel)
+	eng, st, err := newEngine(e.tier, e.fuel)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -228,10 +304,13 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 	if err := libraryCheck(); err != nil {
 		return nil, err
 	}
+	if cfg.Tier() == "" { // not through engine.Open (tests)
+		cfg = cfg.WithTier(tiers()[0])
+	}
 	if cfg.Fuel() != 0 && !capabilities().Has(engine.CapFuel) {
 		return nil, engine.ErrNotSupported // Open checked; kept for safety
 	}
-	e, err := engineFor(cfg.Fuel())
+	e, err := engineFor(cfg.Tier(), cfg.Fuel())
 	if err != nil {
 		return nil, err
 	}
@@ -241,15 +320,17 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 			return nil, err
 		}
 	}
-	return &wasmerRuntime{eng: e, fuel: cfg.Fuel(), cache: cache, instances: map[*instState]struct{}{}}, nil
+	return &wasmerRuntime{eng: e, fuel: cfg.Fuel(), cache: cache, instances: map[*instState]struct{}{},
+		offsets: driver{}.TierCapabilities(cfg.Tier()).Has(engine.CapFrameOffsets)}, nil
 }
 
 // wasmerRuntime is a Runtime: a view of the process-wide engine for its fuel
 // setting, with its own disk cache directory and its own instances.
 type wasmerRuntime struct {
-	eng   *engineState
-	fuel  uint64
-	cache *filecache.Dir // nil without a compilation cache
+	eng     *engineState
+	fuel    uint64
+	cache   *filecache.Dir // nil without a compilation cache
+	offsets bool           // the tier has engine.CapFrameOffsets
 
 	mu        sync.Mutex
 	closed    bool
@@ -409,7 +490,7 @@ func takeCString(s *C.char) string {
 // (engine/internal/filecache; see the package documentation): a file is
 // loaded only if it is a regular file owned by the effective uid that group
 // and others cannot write, carries this cache's header and the key for these
-// exact wasm bytes, Wasmer version, GOARCH and fuel setting, and its
+// exact wasm bytes, Wasmer version, GOARCH, tier and fuel setting, and its
 // payload's SHA-256 and the HMAC of its header under the directory's key
 // verify. Anything else (a corrupt, truncated or foreign file, one planted
 // by another user or copied from another cache directory) is never
@@ -420,7 +501,7 @@ func (e *engineState) cacheKey(key [32]byte) [32]byte {
 	h := sha256.New()
 	h.Write([]byte(filecache.Wasmer.Magic))
 	h.Write(key[:])
-	fmt.Fprintf(h, "\x00wasmer %s\x00%s\x00fuel=%d\x00", version(), goruntime.GOARCH, e.fuel)
+	fmt.Fprintf(h, "\x00wasmer %s\x00%s\x00fuel=%d\x00tier=%s\x00", version(), goruntime.GOARCH, e.fuel, e.tier)
 	var k [32]byte
 	h.Sum(k[:0])
 	return k

@@ -349,7 +349,11 @@ func (st *instState) frames(t *C.wasm_trap_t) []engine.Frame {
 	}
 	frames := make([]engine.Frame, n)
 	for i, f := range buf[:n] {
-		frames[i] = st.info.Frame(uint32(f.func_index), uint64(f.module_offset))
+		off := uint64(f.module_offset)
+		if !st.rt.offsets {
+			off = 0 // Singlepass's are not those of the trapping instruction
+		}
+		frames[i] = st.info.Frame(uint32(f.func_index), off)
 	}
 	return frames
 }

@@ -38,13 +38,22 @@ import (
 
 var _ engine.DriverPrecompiler = (*wasmerRuntime)(nil)
 
-// PrecompiledSectionName is "precompiled_wasmer_v<version>_<platform>".
+// PrecompiledSectionName is "precompiled_wasmer_v<version>_<platform>" on
+// the default tier, Cranelift, and names the tier after the runtime on
+// another ("precompiled_wasmer_singlepass_v2.0.0_linux_x86_64"). Wasmer's
+// artifacts do not say which compiler made them, and Wasmer loads one
+// compiler's artifact in an engine of another: the section's name is all
+// that keeps the tiers' code apart.
 func (r *wasmerRuntime) PrecompiledSectionName() string {
 	p := engine.PrecompiledPlatform(goruntime.GOOS, goruntime.GOARCH)
 	if p == "" {
 		return ""
 	}
-	return "precompiled_wasmer_v" + version() + "_" + p
+	rt := "wasmer"
+	if r.eng.tier != TierCranelift {
+		rt += "_" + r.eng.tier
+	}
+	return "precompiled_" + rt + "_v" + version() + "_" + p
 }
 
 // Serialize returns wasm_module_serialize of m.

@@ -49,18 +49,22 @@ static uint64_t aw_cost(int op) {
   return 1;
 }
 
-// aw_engine_new returns an engine; with fuel > 0 it meters every operator at
-// one point, starting instances (and their start function) with fuel points.
-wasm_engine_t *aw_engine_new(uint64_t fuel) {
-  if (fuel == 0) {
-    return wasm_engine_new();
-  }
-  if (metering.metering_new == NULL) {
+// aw_engine_new returns an engine compiling with compiler (a
+// wasmer_compiler_t); with fuel > 0 it meters every operator at one point,
+// starting instances (and their start function) with fuel points.
+wasm_engine_t *aw_engine_new(int compiler, uint64_t fuel) {
+  if (fuel > 0 && metering.metering_new == NULL) {
     return NULL;
   }
   wasm_config_t *cfg = wasm_config_new();
-  wasmer_metering_t *m = metering.metering_new(fuel, aw_cost);
-  metering.config_push_middleware(cfg, metering.metering_as_middleware(m));
+  if (cfg == NULL) {
+    return NULL;
+  }
+  wasm_config_set_compiler(cfg, (enum wasmer_compiler_t)compiler);
+  if (fuel > 0) {
+    wasmer_metering_t *m = metering.metering_new(fuel, aw_cost);
+    metering.config_push_middleware(cfg, metering.metering_as_middleware(m));
+  }
   return wasm_engine_new_with_config(cfg);
 }
 

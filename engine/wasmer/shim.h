@@ -46,7 +46,7 @@ typedef struct aw_call {
 
 const char *aw_symbol_path(int which);
 int aw_metering_init(void);
-wasm_engine_t *aw_engine_new(uint64_t fuel);
+wasm_engine_t *aw_engine_new(int compiler, uint64_t fuel);
 char *aw_last_error(void);
 wasm_module_t *aw_compile(wasm_store_t *store, const char *wasm, size_t n, char **err);
 wasm_module_t *aw_deserialize(wasm_store_t *store, const char *b, size_t n, char **err);

@@ -28,7 +28,7 @@ import (
 //     file (32 random bytes, mode 0600) on first use.
 //   - A file is named and headed by a key, the SHA-256 of the module's
 //     bytes, Wasmtime's version, GOOS/GOARCH and the engine settings that
-//     change code generation (epoch interruption, fuel); it carries the
+//     change code generation (the tier, epoch interruption, fuel); it carries the
 //     SHA-256 of its payload and an HMAC-SHA256, under the directory's key,
 //     of its header (and so of the payload).
 //   - A file that is not a regular file, is not owned by the effective uid,
@@ -50,7 +50,7 @@ import (
 func (r *runtime) cacheKey(wasm []byte) [32]byte {
 	h := sha256.New()
 	h.Write([]byte(filecache.Wasmtime.Magic))
-	h.Write([]byte("wasmtime " + Version + " " + goruntime.GOOS + "/" + goruntime.GOARCH))
+	h.Write([]byte("wasmtime " + Version + " " + goruntime.GOOS + "/" + goruntime.GOARCH + " tier=" + r.tier))
 	var flags [2]byte
 	if r.interrupt {
 		flags[0] = 1

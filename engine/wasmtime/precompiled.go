@@ -33,13 +33,22 @@ import (
 
 var _ engine.DriverPrecompiler = (*runtime)(nil)
 
-// PrecompiledSectionName is cpp-host's section name for this Wasmtime.
+// PrecompiledSectionName is cpp-host's section name for this Wasmtime on
+// its default tier, Cranelift (the only one cpp-host runs). Code of
+// another tier is in a section of its own, named with the tier after the
+// runtime ("precompiled_wasmtime_pulley_v44.0.0_linux_x86_64"), so that a
+// module can carry both and neither tier is offered the other's code
+// (Wasmtime refuses it anyway: the target differs).
 func (r *runtime) PrecompiledSectionName() string {
 	p := engine.PrecompiledPlatform(goruntime.GOOS, goruntime.GOARCH)
 	if p == "" {
 		return ""
 	}
-	return "precompiled_wasmtime_v" + Version + "_" + p
+	rt := "wasmtime"
+	if r.tier != TierCranelift {
+		rt += "_" + r.tier
+	}
+	return "precompiled_" + rt + "_v" + Version + "_" + p
 }
 
 // Serialize returns wasmtime_module_serialize of m.

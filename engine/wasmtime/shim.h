@@ -129,6 +129,7 @@ void wasmtime_error_wasm_trace(const wasmtime_error_t *,
 void wasmtime_config_consume_fuel_set(wasm_config_t *, bool);
 void wasmtime_config_epoch_interruption_set(wasm_config_t *, bool);
 void wasmtime_config_memory_may_move_set(wasm_config_t *, bool);
+wasmtime_error_t *wasmtime_config_target_set(wasm_config_t *, const char *);
 
 // ---- wasmtime/engine.h ----
 

@@ -18,6 +18,11 @@
 // in proxy-wasm-cpp-host's section "precompiled_wasmtime_v<Version>_<platform>"
 // (see precompiled.go).
 //
+// Tiers (engine.Config.WithTier): "cranelift", the default, and "pulley",
+// Wasmtime's portable interpreter (the pulley64 target): much slower calls,
+// the same capabilities. "winch" is refused: Wasmtime 44's C API has no way
+// to select it (see TierWinch).
+//
 // As accepts *EnginePtr (Runtime.As), *ModulePtr (Module.As), and *StorePtr,
 // *ContextPtr or *InstancePtr (Instance.As): the C pointers of Wasmtime's C
 // API. They stay owned by anywasm: do not free them, and do not use them
@@ -46,6 +51,7 @@
 package wasmtime
 
 /*
+#include <stdlib.h>
 #include "shim.h"
 */
 import "C"
@@ -53,6 +59,7 @@ import "C"
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 	"unsafe"
@@ -95,14 +102,51 @@ func init() { engine.Register(driver{}) }
 
 type driver struct{}
 
-func (driver) Name() string    { return Name }
-func (driver) Version() string { return Version }
-func (driver) Capabilities() engine.Capabilities {
+func (driver) Name() string                      { return Name }
+func (driver) Version() string                   { return Version }
+func (driver) Capabilities() engine.Capabilities { return driver{}.TierCapabilities(TierCranelift) }
+
+// The tiers: Cranelift, Wasmtime's optimizing compiler to native code, and
+// Pulley, Wasmtime's portable interpreter (Cranelift compiles the module to
+// Pulley bytecode, which Wasmtime interprets).
+const (
+	TierCranelift = "cranelift"
+	TierPulley    = "pulley"
+	// TierWinch, Wasmtime's baseline compiler, is in the library but
+	// cannot be selected: Wasmtime 44's C API (wasmtime_config_strategy_set)
+	// takes only WASMTIME_STRATEGY_AUTO and WASMTIME_STRATEGY_CRANELIFT,
+	// and another value is undefined behaviour on its Rust side.
+	TierWinch = "winch"
+)
+
+// Tiers are Cranelift (the default) and Pulley, on a platform whose
+// pointers are 64 bits (the pulley64 target; Go's ports of Wasmtime's
+// library all are).
+func (driver) Tiers() []string { return []string{TierCranelift, TierPulley} }
+
+// TierCapabilities are the same on both tiers: the conformance suite runs
+// every one on each.
+func (driver) TierCapabilities(string) engine.Capabilities {
 	return engine.CapMemoryLimit | engine.CapInterrupt | engine.CapFuel | engine.CapCompilationCache |
-		engine.CapFrameOffsets | engine.CapHostTrapFrames
+		engine.CapFrameOffsets | engine.CapHostTrapFrames | engine.CapAllocFreeCalls |
+		engine.CapMultiValue | engine.CapCallerFrames
 }
 
+func (driver) TierUnavailable(t string) string {
+	if t == TierWinch {
+		return "Wasmtime " + Version + "'s C API cannot select Winch: wasmtime_config_strategy_set takes only AUTO and CRANELIFT"
+	}
+	return ""
+}
+
+// pulleyTarget is the target triple of Pulley on this platform: every
+// platform the library is shipped for is 64-bit little-endian.
+const pulleyTarget = "pulley64"
+
 func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
+	if cfg.Tier() == "" { // not through engine.Open (tests)
+		cfg = cfg.WithTier(TierCranelift)
+	}
 	var cache *filecache.Dir
 	if dir := cfg.CompilationCacheDir(); dir != "" {
 		d, err := filecache.Open(dir)
@@ -116,7 +160,17 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 		closeCache(cache)
 		return nil, errors.New("wasmtime: wasm_config_new failed")
 	}
-	// Both change the generated code: the cache key includes them.
+	// These change the generated code: the cache key includes them.
+	if cfg.Tier() == TierPulley {
+		target := C.CString(pulleyTarget)
+		werr := C.wasmtime_config_target_set(c, target)
+		C.free(unsafe.Pointer(target))
+		if werr != nil {
+			C.wasm_config_delete(c)
+			closeCache(cache)
+			return nil, fmt.Errorf("wasmtime: target %s: %s", pulleyTarget, errorText(werr))
+		}
+	}
 	if cfg.InterruptOnContextDone() {
 		C.wasmtime_config_epoch_interruption_set(c, true)
 	}
@@ -133,6 +187,7 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 	}
 	r := &runtime{
 		engine:    e,
+		tier:      cfg.Tier(),
 		interrupt: cfg.InterruptOnContextDone(),
 		fuel:      cfg.Fuel(),
 		memLimit:  -1,
@@ -148,6 +203,7 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 // runtime is a DriverRuntime: one wasm_engine_t.
 type runtime struct {
 	engine    *C.wasm_engine_t
+	tier      string
 	interrupt bool
 	fuel      uint64
 	memLimit  int64          // bytes, -1 for none

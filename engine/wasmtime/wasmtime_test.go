@@ -16,7 +16,7 @@ import (
 	"github.com/anywasm/anywasm/engine/wasmtime"
 )
 
-func TestConformance(t *testing.T) { enginetest.Run(t, wasmtime.Name) }
+func TestConformance(t *testing.T) { enginetest.RunTiers(t, wasmtime.Name) }
 
 var (
 	//go:embed testdata/host.wasm

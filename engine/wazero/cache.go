@@ -31,6 +31,7 @@ type diskCache struct {
 	wazeroPath string
 	handle     *os.File
 	interrupt  bool
+	tier       string
 	cache      wazero.CompilationCache
 
 	mu sync.Mutex // one compilation at a time
@@ -39,7 +40,7 @@ type diskCache struct {
 	stored, hits int
 }
 
-func openDiskCache(dir string, interrupt bool) (*diskCache, error) {
+func openDiskCache(dir string, interrupt bool, tier string) (*diskCache, error) {
 	d, err := filecache.Open(dir)
 	if err != nil {
 		return nil, err
@@ -49,7 +50,7 @@ func openDiskCache(dir string, interrupt bool) (*diskCache, error) {
 		d.Close()
 		return nil, &filecache.Error{Dir: dir, Reason: "cannot create wazero's staging directory", Err: err}
 	}
-	c := &diskCache{dir: d, stage: stage, stageName: path.Base(stagePath), interrupt: interrupt}
+	c := &diskCache{dir: d, stage: stage, stageName: path.Base(stagePath), interrupt: interrupt, tier: tier}
 	c.handle, c.wazeroPath = stageHandle(stage, stagePath)
 	if c.cache, err = wazero.NewCompilationCacheWithDir(c.wazeroPath); err != nil {
 		c.close(context.Background())
@@ -97,7 +98,7 @@ func (c *diskCache) close(ctx context.Context) error {
 func (c *diskCache) key(wasm []byte) [32]byte {
 	h := sha256.New()
 	h.Write([]byte(filecache.Wazero.Magic))
-	h.Write([]byte("wazero " + Version + " " + goruntime.GOOS + "/" + goruntime.GOARCH + " " + wazeroFileVersion()))
+	h.Write([]byte("wazero " + Version + " " + goruntime.GOOS + "/" + goruntime.GOARCH + " " + wazeroFileVersion() + " tier=" + c.tier))
 	if c.interrupt {
 		h.Write([]byte{1})
 	} else {

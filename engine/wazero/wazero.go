@@ -7,6 +7,13 @@
 // failing host function in a trap's backtrace. wazero has no fuel, and its
 // backtraces have no code offsets.
 //
+// Tiers (engine.Config.WithTier): "compiler", wazero's optimizing compiler,
+// the default where wazero supports it (amd64 with SSE4.1, arm64; on other
+// platforms it is not offered), and "interpreter", which compiles nothing
+// to native code: it compiles faster and runs guests many times slower,
+// allocates on every call, and refuses a compilation cache (it has no
+// native code to keep).
+//
 // Backtraces: wazero appends a "wasm stack trace:" (at most 30 frames) to the
 // errors of a call, naming each function by its name section entry. This
 // package compiles modules without their name section, so that wazero names
@@ -29,7 +36,7 @@
 //     it creates a missing directory with mode 0700.
 //   - An entry is used only if it is a regular file of ours that group and
 //     others cannot write, and its cache key (SHA-256 of the module's bytes,
-//     wazero's version, GOOS/GOARCH and the interrupt setting), payload
+//     wazero's version, GOOS/GOARCH, the tier and the interrupt setting), payload
 //     SHA-256 and HMAC-SHA256 under the directory's key verify. A planted
 //     entry, or one copied from another cache directory or machine, is
 //     compiled again and rewritten.
@@ -65,11 +72,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
 
+	"github.com/klauspost/cpuid/v2"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
@@ -95,21 +104,88 @@ type driver struct{}
 func (driver) Name() string    { return Name }
 func (driver) Version() string { return Version }
 func (driver) Capabilities() engine.Capabilities {
-	return engine.CapMemoryLimit | engine.CapInterrupt | engine.CapCompilationCache | engine.CapHostTrapFrames
+	return driver{}.TierCapabilities(driver{}.Tiers()[0])
 }
 
-func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
-	rc := wazero.NewRuntimeConfig().WithCoreFeatures(api.CoreFeaturesV2)
+// The tiers: wazero's optimizing compiler (wazevo) and its interpreter.
+const (
+	TierCompiler    = "compiler"
+	TierInterpreter = "interpreter"
+)
+
+// Tiers are the compiler, where wazero can compile for this platform (the
+// default there), and the interpreter.
+func (driver) Tiers() []string {
+	if compilerSupported() {
+		return []string{TierCompiler, TierInterpreter}
+	}
+	return []string{TierInterpreter}
+}
+
+// TierCapabilities: the interpreter has no native code to keep on disk, so
+// it refuses a compilation cache, and it allocates on every call (in
+// wazero's interpreter: callEngine.callNativeFunc).
+func (driver) TierCapabilities(t string) engine.Capabilities {
+	c := engine.CapMemoryLimit | engine.CapInterrupt | engine.CapHostTrapFrames | engine.CapMultiValue | engine.CapCallerFrames
+	if t == TierCompiler {
+		c |= engine.CapCompilationCache | engine.CapAllocFreeCalls
+	}
+	return c
+}
+
+func (driver) TierUnavailable(t string) string {
+	if t == TierCompiler {
+		return "wazero's compiler does not support " + goruntime.GOOS + "/" + goruntime.GOARCH + " or this CPU"
+	}
+	return ""
+}
+
+// compilerSupported is wazero's own test (internal/platform's
+// compilerPlatformSupports for CoreFeaturesV2, which wazero.NewRuntimeConfig
+// uses to choose its engine), which is internal to wazero: the compiler
+// runs on amd64 with SSE4.1 and on arm64, on the systems it lists. A test
+// checks it against the engine wazero's automatic configuration picks.
+func compilerSupported() bool {
+	switch goruntime.GOOS {
+	case "linux", "darwin", "freebsd", "netbsd", "windows":
+		if goruntime.GOARCH == "arm64" {
+			return true
+		}
+		fallthrough
+	case "dragonfly", "solaris", "illumos":
+		return goruntime.GOARCH == "amd64" && cpuid.CPU.Supports(cpuid.SSE4)
+	}
+	return false
+}
+
+// runtimeConfig returns wazero's configuration for cfg, whose tier Open
+// resolved: the tier is never left to wazero's automatic choice.
+func runtimeConfig(cfg engine.Config) wazero.RuntimeConfig {
+	var rc wazero.RuntimeConfig
+	if cfg.Tier() == TierInterpreter {
+		rc = wazero.NewRuntimeConfigInterpreter()
+	} else {
+		rc = wazero.NewRuntimeConfigCompiler()
+	}
+	rc = rc.WithCoreFeatures(api.CoreFeaturesV2)
 	if p := cfg.MemoryLimitPages(); p != 0 {
 		rc = rc.WithMemoryLimitPages(p)
 	}
 	if cfg.InterruptOnContextDone() {
 		rc = rc.WithCloseOnContextDone(true)
 	}
+	return rc
+}
+
+func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
+	if cfg.Tier() == "" { // not through engine.Open (tests)
+		cfg = cfg.WithTier(driver{}.Tiers()[0])
+	}
+	rc := runtimeConfig(cfg)
 	var disk *diskCache
 	if dir := cfg.CompilationCacheDir(); dir != "" {
 		var err error
-		if disk, err = openDiskCache(dir, cfg.InterruptOnContextDone()); err != nil {
+		if disk, err = openDiskCache(dir, cfg.InterruptOnContextDone(), cfg.Tier()); err != nil {
 			return nil, err
 		}
 		rc = rc.WithCompilationCache(disk.cache)

@@ -9,7 +9,7 @@ import (
 	"github.com/anywasm/anywasm/engine/wazero"
 )
 
-func TestConformance(t *testing.T) { enginetest.Run(t, wazero.Name) }
+func TestConformance(t *testing.T) { enginetest.RunTiers(t, wazero.Name) }
 
 // TestVersion checks the Version constant against go.mod: a test binary
 // cannot read module versions from its build information.

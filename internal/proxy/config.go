@@ -26,8 +26,8 @@ import (
 // JSON, with the same field names). Plugin entries have the shape of
 // Envoy's Wasm filter configuration (envoy.extensions.wasm.v3.PluginConfig).
 type Config struct {
-	// Runtime is the runtime of plugins whose vm_config names none.
-	// Default wazero.
+	// Runtime is the runtime of plugins whose vm_config names none, as
+	// VMConfig.Runtime. Default wazero.
 	Runtime string `json:"runtime,omitempty"`
 	// CacheDir, when set, keeps compiled plugins on disk across restarts.
 	CacheDir string `json:"cache_dir,omitempty"`
@@ -530,7 +530,8 @@ type ConfigSource struct {
 // VMConfig is Envoy's VmConfig.
 type VMConfig struct {
 	VMID string `json:"vm_id,omitempty"`
-	// Runtime is wazero, wasmtime or wasmer; Envoy's
+	// Runtime is wazero, wasmtime or wasmer, with a compiler tier after a
+	// colon if wanted ("wazero:interpreter", engine.Config.WithTier); Envoy's
 	// "envoy.wasm.runtime.<name>" is accepted too.
 	Runtime              string       `json:"runtime,omitempty"`
 	Code                 Code         `json:"code"`
@@ -823,9 +824,33 @@ func (l *Listener) filters() []Plugin {
 	return nil
 }
 
-// RuntimeName maps a configured runtime name to an engine name.
+// RuntimeName maps a configured runtime name to an engine name: Envoy's
+// "envoy.wasm.runtime.<name>" is <name>, and a name with a tier
+// ("wasmtime:pulley") is in engine.CanonicalName's form, so that one
+// runtime on one tier is one name (a host) however it is spelt
+// ("wasmtime:cranelift" is "wasmtime"). A name the engine refuses is
+// returned as it is (Validate refuses it).
 func RuntimeName(s string) string {
-	return strings.TrimPrefix(s, "envoy.wasm.runtime.")
+	s = strings.TrimPrefix(s, "envoy.wasm.runtime.")
+	if c, err := engine.CanonicalName(s); err == nil {
+		return c
+	}
+	return s
+}
+
+// checkRuntimeName returns why the engine refuses a configured runtime name
+// (a runtime not in this binary, or a tier it lacks), or nil.
+func checkRuntimeName(name string) error {
+	rt, _ := engine.SplitName(strings.TrimPrefix(name, "envoy.wasm.runtime."))
+	known := engine.Runtimes()
+	if !slices.Contains(known, rt) {
+		return fmt.Errorf("runtime %q is not in this binary (it has %s; wasmer needs -tags anywasm_wasmer, the cgo runtimes CGO_ENABLED=1)",
+			name, strings.Join(known, ", "))
+	}
+	if _, err := engine.CanonicalName(strings.TrimPrefix(name, "envoy.wasm.runtime.")); err != nil {
+		return fmt.Errorf("runtime %q: %w", name, err)
+	}
+	return nil
 }
 
 // ReloadConfig is Envoy's envoy.extensions.wasm.v3.ReloadConfig.
@@ -872,11 +897,12 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	known := engine.Runtimes()
 	checkRuntime := func(field, name string) {
-		if name != "" && !slices.Contains(known, RuntimeName(name)) {
-			bad(field, "runtime %q is not in this binary (it has %s; wasmer needs -tags anywasm_wasmer, the cgo runtimes CGO_ENABLED=1)",
-				name, strings.Join(known, ", "))
+		if name == "" {
+			return
+		}
+		if err := checkRuntimeName(name); err != nil {
+			bad(field, "%v", err)
 		}
 	}
 	checkRuntime("runtime", c.Runtime)

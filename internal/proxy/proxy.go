@@ -125,8 +125,10 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Proxy, err error)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Runtime != "" && !slices.Contains(engine.Runtimes(), RuntimeName(opts.Runtime)) {
-		return nil, fmt.Errorf("-runtime %s: not in this binary (it has %s)", opts.Runtime, strings.Join(engine.Runtimes(), ", "))
+	if opts.Runtime != "" {
+		if err := checkRuntimeName(opts.Runtime); err != nil {
+			return nil, fmt.Errorf("-runtime %s: %w", opts.Runtime, err)
+		}
 	}
 	p := &Proxy{cfg: cfg, log: opts.Logger, runtimes: map[string]*engine.Runtime{}, hosts: map[string]*abi.Host{}, override: opts.Runtime}
 	p.ctx, p.stop = context.WithCancel(context.Background())
@@ -359,6 +361,7 @@ func clusterURL(addr string) string {
 }
 
 // host returns the host of a runtime, opening the runtime the first time.
+// name is RuntimeName's: each tier of a runtime has a host of its own.
 func (p *Proxy) host(name string, o abi.Options) (*abi.Host, error) {
 	if h := p.hosts[name]; h != nil {
 		return h, nil
@@ -368,7 +371,13 @@ func (p *Proxy) host(name string, o abi.Options) (*abi.Host, error) {
 		c = c.WithMemoryLimitPages(uint32(mb) * (1 << 20 / engine.PageSize))
 	}
 	if p.cfg.CacheDir != "" {
-		c = c.WithCompilationCache(p.cfg.CacheDir)
+		// A tier without native code (wazero's interpreter) has nothing to
+		// keep there: its runtime is opened without it, and that is said.
+		if p.runtimeCan(name, engine.CapCompilationCache) {
+			c = c.WithCompilationCache(p.cfg.CacheDir)
+		} else {
+			p.log.Info("cache_dir is not used by this runtime: it has no compilation cache", "runtime", name)
+		}
 	}
 	rt, err := engine.Open(name, c)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/anywasm/anywasm/abi"
+	"github.com/anywasm/anywasm/engine"
 )
 
 // slot holds the current plugin of one filter. A changed plugin file is
@@ -287,6 +288,9 @@ func (s *slot) status() map[string]any {
 			"file": file, "sha256": hex.EncodeToString(g.sum[:]), "generation": g.n, "loaded_at": g.loadedAt.Format(time.RFC3339Nano),
 			"abi_version": g.p.ABIVersion().String(), "failure_policy": cfg.FailurePolicy.String(), "draining": draining,
 			"pool_size": cfg.PoolSize, "vms": g.p.VMs(),
+		}
+		if info, err := engine.Lookup(rt); err == nil && info.Tier != "" {
+			m["tier"] = info.Tier
 		}
 	}
 	if s.discovery != nil {
