@@ -72,10 +72,10 @@ func TestInstrumentRefuses(t *testing.T) {
 	}
 	// Malformed modules fail without being ErrNotSnapshotable's.
 	for _, b := range [][]byte{
-		[]byte(header + section(10, "\x01\x05\x00")),            // body past the section
-		[]byte(header + section(6, "\x01\x7f\x01\x41")),         // init expression cut short
+		[]byte(header + section(10, "\x01\x05\x00")),             // body past the section
+		[]byte(header + section(6, "\x01\x7f\x01\x41")),          // init expression cut short
 		[]byte(header + section(11, "\x01\x00\x41\x00\x0b\x09")), // segment past the section
-		[]byte(header + section(5, "\x01\x01\x01")),             // maximum missing
+		[]byte(header + section(5, "\x01\x01\x01")),              // maximum missing
 	} {
 		if _, err := Instrument(b); err == nil {
 			t.Errorf("Instrument(% x) succeeded", b)
