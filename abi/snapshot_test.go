@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/engine"
@@ -156,6 +158,65 @@ func TestHostSnapshot(t *testing.T) {
 		_ = s.Close(ctx)
 		if len(logs.find("/snap")) == 0 {
 			t.Errorf("the snapshot plugin did not log the request:\n%s", logs)
+		}
+	})
+}
+
+// zeroRandom gives random_get zeros: both runs of a guest draw the same.
+type zeroRandom struct{}
+
+func (zeroRandom) Read(b []byte) (int, error) {
+	clear(b)
+	return len(b), nil
+}
+
+// TestSnapshotThirdPartyGuests: third-party guests with an initializer
+// (Emscripten, TinyGo, Rust SDKs) load from a snapshot and do for a
+// request, on two VMs, what they do without one: the same action,
+// headers and logs.
+func TestSnapshotThirdPartyGuests(t *testing.T) {
+	guests := []string{"envoy-wasm-cc-example.wasm", "emscripten-mosn-test-abi010.wasm", "rust-sdk-http-headers-abi021.wasm",
+		"tinygo-add-req-header-abi010.wasm", "tinygo-add-req-header-abi020.wasm", "tinygo-mosn-test-abi010.wasm"}
+	forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
+		for _, name := range guests {
+			wasm := sharedGuest(t, name)
+			run := func(snapshot bool) string {
+				ctx := context.Background()
+				logs := &logSink{}
+				clock := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+				h := abi.NewHost(rt, abi.Options{Logger: slogLogger(logs), Random: zeroRandom{}, Now: func() time.Time { return clock }})
+				defer h.Close(ctx)
+				p, err := h.Load(ctx, wasm, abi.PluginConfig{Name: "g", RootID: "my_root_id", VMID: "vm", PoolSize: 2, Snapshot: snapshot})
+				if err != nil {
+					t.Fatalf("%s, snapshot %v: %v", name, snapshot, err)
+				}
+				var out []string
+				var streams []*abi.HTTPStream
+				for i := range 2 { // two streams at once: two VMs
+					s, err := p.NewHTTPStream(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					streams = append(streams, s)
+					hd := abi.Headers{}
+					hd.Add(":path", "/x")
+					hd.Add(":method", "GET")
+					hd.Add(":authority", "example.com")
+					a, err := s.RequestHeaders(ctx, hd, true)
+					out = append(out, fmt.Sprintf("stream %d: %v %v %v %v", i, a, err, s.Err(), s.RequestHeaderMap()))
+				}
+				for _, s := range streams {
+					_ = s.Close(ctx)
+				}
+				if got := abi.VMs(p); got != 2 {
+					t.Errorf("%s, snapshot %v: %d VMs, want 2", name, snapshot, got)
+				}
+				return strings.Join(out, "\n") + "\n" + logs.String()
+			}
+			plain, snap := run(false), run(true)
+			if plain != snap {
+				t.Errorf("%s: with a snapshot:\n%s\nwithout:\n%s", name, snap, plain)
+			}
 		}
 	})
 }
