@@ -93,6 +93,21 @@ func TestSnapshotRefusals(t *testing.T) {
 		if abi.Groups(h) != 0 {
 			t.Errorf("a refused snapshot left %d groups", abi.Groups(h))
 		}
+		// An initializer that fails fails the snapshot's Load as it fails
+		// a plain one, with the restriction named.
+		initcall, err := os.ReadFile("testdata/initcall.wasm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, plainErr := h.Load(ctx, initcall, abi.PluginConfig{Name: "initcall"})
+		_, snapErr := h.Load(ctx, initcall, abi.PluginConfig{Name: "initcall", Snapshot: true})
+		if plainErr == nil || snapErr == nil || !strings.Contains(snapErr.Error(), `abi: plugin "initcall" failed in _initialize`) ||
+			!strings.Contains(snapErr.Error(), "proxy_set_tick_period_milliseconds called from the module's initializer") {
+			t.Errorf("a failing initializer: Load = %v; with Snapshot %v", plainErr, snapErr)
+		}
+		if n := len(logs.find("initializing")); n != 2 {
+			t.Errorf("the initializer logged %d times, want 2 (once per Load):\n%s", n, logs)
+		}
 		_, err = h.Load(ctx, plugins.Build(t, "headers"), abi.PluginConfig{Name: "pre", Snapshot: true, AllowPrecompiled: true})
 		if err == nil || !strings.Contains(err.Error(), "Snapshot and AllowPrecompiled cannot be combined") {
 			t.Errorf("Load(Snapshot, AllowPrecompiled) = %v", err)
@@ -219,4 +234,33 @@ func TestSnapshotThirdPartyGuests(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSnapshotInitializerTimeout: the snapshot's initializer runs under the
+// plugin's CallTimeout, as a plain VM's does.
+func TestSnapshotInitializerTimeout(t *testing.T) {
+	spin, err := os.ReadFile("testdata/spininit.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range engine.Runtimes() {
+		t.Run(name, func(t *testing.T) {
+			info, _ := engine.Lookup(name)
+			if !info.Capabilities.Has(engine.CapInterrupt) {
+				t.Skipf("%s cannot interrupt a guest", name)
+			}
+			ctx := context.Background()
+			rt, err := engine.Open(name, engine.NewConfig().WithInterruptOnContextDone(true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close(ctx)
+			h := newHost(rt, &logSink{})
+			defer h.Close(ctx)
+			_, err = h.Load(ctx, spin, abi.PluginConfig{Name: "spin", Snapshot: true, CallTimeout: 100 * time.Millisecond})
+			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `plugin "spin" failed in _initialize`) {
+				t.Errorf("Load = %v, want the initializer's deadline exceeded", err)
+			}
+		})
+	}
 }

@@ -174,6 +174,9 @@ func (h *Host) snapshot(ctx context.Context, wasm []byte, cfg PluginConfig) ([]b
 		return nil, err
 	}
 	defer g.imports.Close(ctx)
+	// The plugin, for the initializer's CallTimeout and to name it in
+	// errors; it has no root context in the VM.
+	g.plugins = []*Plugin{{group: g, cfg: cfg, log: log.With("plugin", cfg.Name)}}
 	v, err := g.instantiate(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
