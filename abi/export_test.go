@@ -39,3 +39,11 @@ func (r *PairReader) KeyValue(kp, kl, vp, vl uint32) (string, string, Status) {
 
 // Chunk returns the bytes of the VM's chunk of pairs carved so far.
 func (r *PairReader) Chunk() []byte { return r.v.pairs }
+
+// VMs returns the number of VMs in p's group.
+func VMs(p *Plugin) int {
+	g := p.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.vms)
+}

@@ -262,6 +262,31 @@ type PluginConfig struct {
 	// proxy's own binary. Plugins share VMs only with plugins of the same
 	// setting.
 	AllowPrecompiled bool
+	// Snapshot makes the plugin's VMs from a pre-initialized snapshot
+	// (the Wizer technique): when its VM group is made, the module's
+	// initializer (_initialize, and main or __main_void, or _start) runs
+	// once, with this host's WASI and hostcalls as in any VM, on a copy
+	// of the module instrumented to export its globals and memory; the
+	// group's module is then the original with that memory as its data
+	// and those globals as its initial values, whose initializer does
+	// nothing (Host.Snapshot returns it). Every VM of the group is an
+	// instance of it, so making one costs an instantiation and no
+	// initializer. proxy_on_vm_start, proxy_on_configure and everything
+	// after still run on every VM.
+	//
+	// Every VM then shares what the initializer computed, once: the
+	// random seeds it drew (random_get: Go's map hash seeds, math/rand's
+	// default source), the clocks it read, the environment it saw, and
+	// its logs are written once, when the snapshot is made. Plugins share
+	// VMs only with plugins of the same setting (and, with it, the same
+	// Environment). A module the technique cannot capture faithfully
+	// (engine.NewSnapshotProbe: an imported memory, global or table,
+	// several memories, passive data segments, instructions that change
+	// tables or data segments, non-numeric mutable globals) fails Load
+	// with the reason; nothing falls back to the normal path silently.
+	// It cannot be combined with AllowPrecompiled (the precompiled code is
+	// the original module's).
+	Snapshot bool
 }
 
 // ServiceMode says whether a plugin is a Wasm service, and on how many VMs
@@ -319,6 +344,10 @@ type groupKey struct {
 	// precompiled: AllowPrecompiled (the same code may then run other
 	// native code).
 	precompiled bool
+	// snapshot: PluginConfig.Snapshot; env, with it, the environment the
+	// snapshot's initializer saw (zero without).
+	snapshot bool
+	env      [32]byte
 }
 
 // same reports whether two plugin configurations are identical: such
@@ -331,7 +360,22 @@ func (c PluginConfig) same(o PluginConfig) bool {
 		(c.LogLevel == nil) == (o.LogLevel == nil) && (c.LogLevel == nil || *c.LogLevel == *o.LogLevel) &&
 		c.ListenerDirection == o.ListenerDirection && equalMetadata(c.ListenerMetadata, o.ListenerMetadata) &&
 		(c.ForeignFunctions == nil) == (o.ForeignFunctions == nil) && slices.Equal(c.ForeignFunctions, o.ForeignFunctions) &&
-		capsKey(c.AllowedCapabilities) == capsKey(o.AllowedCapabilities) && c.AllowPrecompiled == o.AllowPrecompiled
+		capsKey(c.AllowedCapabilities) == capsKey(o.AllowedCapabilities) && c.AllowPrecompiled == o.AllowPrecompiled &&
+		c.Snapshot == o.Snapshot
+}
+
+// envKey is a hash of the environment as a set.
+func envKey(env map[string]string) [32]byte {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+		h.Write([]byte(env[k]))
+		h.Write([]byte{0})
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // capsKey is AllowedCapabilities as a set: sorted, without duplicates.
@@ -369,8 +413,15 @@ func (h *Host) Load(ctx context.Context, wasm []byte, cfg PluginConfig) (*Plugin
 		return nil, fmt.Errorf("abi: plugin %q: CallTimeout needs a runtime opened with WithInterruptOnContextDone(true) (%s offers: %s): %w",
 			cfg.Name, h.rt.Name(), h.rt.Capabilities(), engine.ErrNotSupported)
 	}
+	if cfg.Snapshot && cfg.AllowPrecompiled {
+		return nil, fmt.Errorf("abi: plugin %q: Snapshot and AllowPrecompiled cannot be combined: the precompiled code is the original module's, not the snapshot's", cfg.Name)
+	}
 	key := groupKey{vmID: cfg.VMID, code: sha256.Sum256(wasm), conf: sha256.Sum256(cfg.VMConfiguration),
-		singleton: cfg.Service == SingletonService, caps: capsKey(cfg.AllowedCapabilities), precompiled: cfg.AllowPrecompiled}
+		singleton: cfg.Service == SingletonService, caps: capsKey(cfg.AllowedCapabilities), precompiled: cfg.AllowPrecompiled,
+		snapshot: cfg.Snapshot}
+	if cfg.Snapshot {
+		key.env = envKey(cfg.Environment)
+	}
 	for {
 		h.mu.Lock()
 		if h.closed {

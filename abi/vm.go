@@ -28,6 +28,9 @@ type vmGroup struct {
 	shared  *sharedStore
 	log     *slog.Logger
 	allowed map[string]bool // PluginConfig.AllowedCapabilities; nil allows all
+	// probe: the group of the instrumented module a snapshot is made
+	// from (Host.snapshot), whose one VM runs the initializer only
+	probe bool
 
 	mu       sync.Mutex
 	cond     sync.Cond // signalled when creating goes false; L is &mu
@@ -78,20 +81,39 @@ func (h *Host) compile(ctx context.Context, code []byte, allowPrecompiled bool, 
 }
 
 func (h *Host) newGroup(ctx context.Context, key groupKey, wasm []byte, cfg PluginConfig) (*vmGroup, error) {
-	mod, err := h.compile(ctx, wasm, cfg.AllowPrecompiled, h.log.With("vm_id", key.vmID))
+	log := h.log.With("vm_id", key.vmID)
+	var mod *engine.Module
+	var err error
+	if cfg.Snapshot {
+		var snap []byte
+		if snap, err = h.snapshot(ctx, wasm, cfg); err == nil {
+			mod, err = h.rt.Compile(ctx, snap)
+		}
+	} else {
+		mod, err = h.compile(ctx, wasm, cfg.AllowPrecompiled, log)
+	}
 	if err != nil {
 		return nil, err
 	}
-	version, err := detectVersion(mod.Info())
+	g, err := h.groupOf(ctx, key, mod, cfg, log, false)
 	if err != nil {
 		_ = mod.Close(ctx)
+		return nil, err
+	}
+	return g, nil
+}
+
+// groupOf makes the group of a compiled module, with its host modules.
+func (h *Host) groupOf(ctx context.Context, key groupKey, mod *engine.Module, cfg PluginConfig, log *slog.Logger, probe bool) (*vmGroup, error) {
+	version, err := detectVersion(mod.Info())
+	if err != nil {
 		return nil, err
 	}
 	g := &vmGroup{
 		host: h, key: key, mod: mod, version: version,
 		vmConf: cfg.VMConfiguration, env: cfg.Environment,
 		shared: h.sharedFor(key.vmID),
-		log:    h.log.With("vm_id", key.vmID),
+		log:    log, probe: probe,
 	}
 	if len(cfg.AllowedCapabilities) > 0 {
 		g.allowed = map[string]bool{}
@@ -101,16 +123,71 @@ func (h *Host) newGroup(ctx context.Context, key groupKey, wasm []byte, cfg Plug
 	}
 	g.cond.L = &g.mu
 	if err := g.checkExports(); err != nil {
-		_ = mod.Close(ctx)
 		return nil, err
 	}
 	imports, err := h.rt.NewImports(g.hostModules(mod.Imports())...)
 	if err != nil {
-		_ = mod.Close(ctx)
 		return nil, err
 	}
 	g.imports = imports
 	return g, nil
+}
+
+// Snapshot returns the snapshot module PluginConfig.Snapshot makes of
+// wasm for cfg (its VMID, VMConfiguration, Environment and
+// AllowedCapabilities matter): the module's initializer run once on this
+// host, its memory and globals captured into a module whose initializer
+// does nothing (see PluginConfig.Snapshot). That module is a plugin like
+// any other: it can be stored and loaded without Snapshot.
+func (h *Host) Snapshot(ctx context.Context, wasm []byte, cfg PluginConfig) ([]byte, error) {
+	if cfg.Name == "" {
+		cfg.Name = cfg.RootID
+	}
+	out, err := h.snapshot(ctx, wasm, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("abi: plugin %q: %w", cfg.Name, err)
+	}
+	return out, nil
+}
+
+// snapshot runs wasm's initializer on an instrumented copy and returns the
+// snapshot module (engine.SnapshotProbe). The copy's VM is a VM of a group
+// of its own, with the host modules and the restrictions of any VM: only
+// its initializer runs, and it is closed before snapshot returns.
+func (h *Host) snapshot(ctx context.Context, wasm []byte, cfg PluginConfig) ([]byte, error) {
+	stripped, err := engine.StripPrecompiled(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("Failed to parse corrupted Wasm module: %w", err)
+	}
+	probe, err := engine.NewSnapshotProbe(stripped)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := h.rt.Compile(ctx, probe.Wasm())
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: compiling the instrumented module: %w", err)
+	}
+	defer mod.Close(ctx)
+	log := h.log.With("vm_id", cfg.VMID)
+	g, err := h.groupOf(ctx, groupKey{vmID: cfg.VMID}, mod, cfg, log, true)
+	if err != nil {
+		return nil, err
+	}
+	defer g.imports.Close(ctx)
+	// The plugin, for the initializer's CallTimeout and to name it in
+	// errors; it has no root context in the VM.
+	g.plugins = []*Plugin{{group: g, cfg: cfg, log: log.With("plugin", cfg.Name)}}
+	v, err := g.instantiate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	defer v.mu.Unlock()
+	defer v.closeLocked(ctx)
+	out, err := probe.Snapshot(ctx, v.inst, initializers(v.inst)...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // detectVersion reads the ABI version from the marker export.
@@ -694,6 +771,23 @@ func lookupFn(inst engine.Instance, name string) callback {
 // newVM instantiates the module, runs its initializer and starts the root
 // context of each plugin. It touches nothing of g that g.mu guards.
 func (g *vmGroup) newVM(ctx context.Context, plugins []*Plugin) (*vm, error) {
+	v, err := g.instantiate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer v.mu.Unlock()
+	for _, p := range plugins {
+		if err := v.startRoot(ctx, p); err != nil {
+			v.closeLocked(ctx)
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// instantiate instantiates the module and runs its initializer; it returns
+// the VM with v.mu held.
+func (g *vmGroup) instantiate(ctx context.Context) (*vm, error) {
 	v := &vm{group: g, roots: map[*Plugin]*contextState{}, ctxs: map[uint32]*contextState{}, made: time.Now()}
 	v.cc = callCtx{Context: context.Background(), vm: v}
 	inst, err := g.host.rt.Instantiate(&v.cc, g.mod, g.imports)
@@ -743,45 +837,53 @@ func (g *vmGroup) newVM(ctx context.Context, plugins []*Plugin) (*vm, error) {
 		}
 	}
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	if err := v.initialize(ctx); err != nil {
 		v.closeLocked(ctx)
+		v.mu.Unlock()
 		return nil, err
-	}
-	for _, p := range plugins {
-		if err := v.startRoot(ctx, p); err != nil {
-			v.closeLocked(ctx)
-			return nil, err
-		}
 	}
 	return v, nil
 }
 
-// initialize runs the WASI initializer as cpp-host's WasmBase::startVm:
-// _initialize, then main(0, 0) if exported, else __main_void(); without
-// _initialize, _start.
+// initializers returns the WASI initializer functions cpp-host's
+// WasmBase::startVm calls, in order: _initialize, then main(0, 0) if
+// exported, else __main_void(); without _initialize, _start.
+func initializers(inst engine.Instance) []string {
+	if _, err := inst.Function("_initialize"); err == nil {
+		if m, err := inst.Function("main"); err == nil && len(m.Type().Params) == 2 {
+			return []string{"_initialize", "main"}
+		}
+		if m, err := inst.Function("__main_void"); err == nil && len(m.Type().Params) == 0 {
+			return []string{"_initialize", "__main_void"}
+		}
+		return []string{"_initialize"}
+	}
+	if _, err := inst.Function("_start"); err == nil {
+		return []string{"_start"}
+	}
+	return nil
+}
+
+// initialize runs the WASI initializer (initializers).
 func (v *vm) initialize(ctx context.Context) error {
 	v.initializing = true
 	defer func() { v.initializing = false }()
-	if f, err := v.inst.Function("_initialize"); err == nil {
-		if err := v.callRaw(ctx, f, "_initialize", 0); err != nil {
+	for _, name := range initializers(v.inst) {
+		f, _ := v.inst.Function(name)
+		nargs := 0
+		if name == "main" {
+			nargs = 2
+		}
+		err := v.callRaw(ctx, f, name, nargs)
+		if name == "_start" {
+			var t *engine.Trap
+			if errors.As(err, &t) && t.Code == engine.TrapExit && t.ExitCode == 0 && !v.inst.Failed() {
+				err = nil
+			}
+		}
+		if err != nil {
 			return err
 		}
-		if m, err := v.inst.Function("main"); err == nil && len(m.Type().Params) == 2 {
-			return v.callRaw(ctx, m, "main", 2)
-		}
-		if m, err := v.inst.Function("__main_void"); err == nil && len(m.Type().Params) == 0 {
-			return v.callRaw(ctx, m, "__main_void", 0)
-		}
-		return nil
-	}
-	if f, err := v.inst.Function("_start"); err == nil {
-		err := v.callRaw(ctx, f, "_start", 0)
-		var t *engine.Trap
-		if errors.As(err, &t) && t.Code == engine.TrapExit && t.ExitCode == 0 && !v.inst.Failed() {
-			return nil
-		}
-		return err
 	}
 	return nil
 }

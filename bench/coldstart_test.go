@@ -112,8 +112,18 @@ func BenchmarkCompile(b *testing.B) {
 // (op=instantiate); for the Go-SDK headers plugin, a plugin loaded into a
 // new abi.Host from an already compiled module, i.e. instantiate plus
 // _initialize, proxy_on_vm_start and proxy_on_configure
-// (op=instantiate+init); and a stream taking a VM from a loaded plugin's
-// pool and giving it back (op=pool-take: proxy_on_context_create, then
+// (op=instantiate+init); the same from the plugin's pre-initialized
+// snapshot (abi.PluginConfig.Snapshot; made and compiled once, outside the
+// loop), i.e. instantiate, a no-op _initialize, proxy_on_vm_start and
+// proxy_on_configure (op=snapshot); a new VM in a loaded plugin's pool,
+// made for a stream when every VM has one (op=new-vm: instantiate,
+// _initialize, the root context's proxy_on_context_create,
+// proxy_on_vm_start and proxy_on_configure, and the stream's
+// proxy_on_context_create), and the same from the plugin's snapshot
+// (op=new-vm-snapshot), which leave out the per-Load costs (hashing the
+// module's bytes, the host modules) that op=instantiate+init and
+// op=snapshot include; and a stream taking a VM from a loaded plugin's pool
+// and giving it back (op=pool-take: proxy_on_context_create, then
 // proxy_on_done, _log, _delete).
 func BenchmarkInstantiate(b *testing.B) {
 	ctx := context.Background()
@@ -152,6 +162,34 @@ func BenchmarkInstantiate(b *testing.B) {
 				_ = h.Close(ctx)
 			}
 		})
+		b.Run("runtime="+name+"/guest=go-headers/op=snapshot", func(b *testing.B) {
+			rt := openRuntime(b, name, engine.NewConfig())
+			h := abi.NewHost(rt, abi.Options{Logger: quietLogger})
+			snap, err := h.Snapshot(ctx, plugins.Build(b, "headers"), abi.PluginConfig{Name: "headers", VMID: "bench"})
+			_ = h.Close(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m, err := rt.Compile(ctx, snap) // held, so every Load reuses the compiled code
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close(ctx)
+			for b.Loop() {
+				h := abi.NewHost(rt, abi.Options{Logger: quietLogger})
+				if _, err := h.Load(ctx, snap, abi.PluginConfig{Name: "headers", VMID: "bench"}); err != nil {
+					b.Fatal(err)
+				}
+				_ = h.Close(ctx)
+			}
+		})
+		for _, snapshot := range []bool{false, true} {
+			op := "new-vm"
+			if snapshot {
+				op = "new-vm-snapshot"
+			}
+			b.Run("runtime="+name+"/guest=go-headers/op="+op, func(b *testing.B) { newVMs(b, name, snapshot) })
+		}
 		b.Run("runtime="+name+"/guest=go-headers/op=pool-take", func(b *testing.B) {
 			p := requestEnv(b, name, 1)
 			b.ReportAllocs()
@@ -165,6 +203,75 @@ func BenchmarkInstantiate(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// newVMs times the VM a stream makes in a plugin's pool when every VM has a
+// stream: batches of vmBatch, each in a plugin loaded (untimed) with room
+// for them; with snapshot, the plugin is the module's snapshot
+// (Host.Snapshot, the group module of a plugin loaded with Snapshot).
+func newVMs(b *testing.B, name string, snapshot bool) {
+	const vmBatch = 16
+	ctx := context.Background()
+	wasm := plugins.Build(b, "headers")
+	rt := openRuntime(b, name, engine.NewConfig())
+	if snapshot {
+		// The snapshot a plugin with Snapshot makes, made once: a plugin
+		// loaded with Snapshot in each batch would make (and, its bytes
+		// new, compile) its own.
+		h := abi.NewHost(rt, abi.Options{Logger: quietLogger})
+		snap, err := h.Snapshot(ctx, wasm, abi.PluginConfig{Name: "headers", VMID: "bench"})
+		_ = h.Close(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wasm = snap
+	}
+	m, err := rt.Compile(ctx, wasm) // held, so every Load reuses the compiled code
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close(ctx)
+	var h *abi.Host
+	var p *abi.Plugin
+	var streams []*abi.HTTPStream
+	done := func() {
+		for _, s := range streams {
+			_ = s.Close(ctx)
+		}
+		streams = streams[:0]
+		if h != nil {
+			_ = h.Close(ctx)
+		}
+	}
+	defer done()
+	fresh := func() {
+		done()
+		h = abi.NewHost(rt, abi.Options{Logger: quietLogger})
+		var err error
+		if p, err = h.Load(ctx, wasm, abi.PluginConfig{Name: "headers", VMID: "bench", PoolSize: vmBatch + 1}); err != nil {
+			b.Fatal(err)
+		}
+		s, err := p.NewHTTPStream(ctx) // the loaded VM is busy: the next stream makes one
+		if err != nil {
+			b.Fatal(err)
+		}
+		streams = append(streams, s)
+	}
+	b.StopTimer()
+	fresh()
+	b.StartTimer()
+	for b.Loop() {
+		if len(streams) > vmBatch {
+			b.StopTimer()
+			fresh()
+			b.StartTimer()
+		}
+		s, err := p.NewHTTPStream(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		streams = append(streams, s)
 	}
 }
 

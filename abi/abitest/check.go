@@ -161,6 +161,7 @@ func pluginConfig(s *Script, p PluginSpec, interrupt bool) abi.PluginConfig {
 		Name: p.Name, RootID: p.RootID, VMID: p.VMID,
 		Configuration: []byte(p.Configuration), VMConfiguration: []byte(p.VMConfiguration),
 		Environment: p.Environment, FailurePolicy: policies[p.FailurePolicy],
+		Snapshot: s.Snapshot,
 	}
 	if p.LogLevel != "" {
 		l, _ := abi.ParseLogLevel(p.LogLevel) // validated

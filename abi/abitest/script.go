@@ -57,6 +57,10 @@ type Script struct {
 	// NoCallTimeout runs callbacks without a bound on every runtime, as
 	// Envoy does.
 	NoCallTimeout bool `json:"no_call_timeout,omitempty"`
+	// Snapshot loads every plugin from a pre-initialized snapshot (abi's
+	// PluginConfig.Snapshot): a plugin's transcript must not change with
+	// it.
+	Snapshot bool `json:"snapshot,omitempty"`
 	// IgnoreLogs leaves out of the transcript the logs containing any of
 	// these strings.
 	IgnoreLogs []string `json:"ignore_logs,omitempty"`

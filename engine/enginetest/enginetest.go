@@ -224,6 +224,7 @@ func Run(t *testing.T, name string) {
 	t.Run("CompilationCache", h.testCompilationCache)
 	t.Run("CompilationCacheTrust", h.testCacheTrust)
 	t.Run("Precompiled", h.testPrecompiled)
+	t.Run("Snapshot", h.testSnapshot)
 	t.Run("CallErrors", h.testCallErrors)
 	t.Run("Close", h.testClose)
 	t.Run("Concurrent", h.testConcurrent)

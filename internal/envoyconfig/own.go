@@ -42,6 +42,8 @@ type ownPlugin struct {
 	CallTimeout      *proxy.Duration `json:"call_timeout,omitempty"`
 	LogLevel         string          `json:"log_level,omitempty"`
 	ForeignFunctions *[]string       `json:"foreign_functions,omitempty"`
+	// Snapshot is proxy.Plugin's: VMs from a pre-initialized snapshot.
+	Snapshot bool `json:"snapshot,omitempty"`
 }
 
 type ownListener struct {
@@ -107,6 +109,9 @@ func (o *own) apply(cfg *proxy.Config) []error {
 		}
 		if k.ForeignFunctions != nil {
 			p.ForeignFunctions = k.ForeignFunctions
+		}
+		if k.Snapshot {
+			p.Snapshot = true
 		}
 	}
 	seen := map[string]bool{}

@@ -18,7 +18,7 @@ func TestOwnBlock(t *testing.T) {
   shutdown_timeout: 3s
   admin: {pprof: true, plugin_metrics_prefix: edge_}
   plugins:
-    headers: {pool_size: 4, call_timeout: 250ms, log_level: debug, foreign_functions: [compress]}
+    headers: {pool_size: 4, call_timeout: 250ms, log_level: debug, foreign_functions: [compress], snapshot: true}
   listeners:
     web: {max_buffer_bytes: 65536, max_connections: 100}
 `
@@ -32,7 +32,7 @@ func TestOwnBlock(t *testing.T) {
 	case cfg.Runtime != "wazero", cfg.MemoryLimitMB != 64, cfg.ReloadInterval.Get() != 0, cfg.ShutdownTimeout.Get().String() != "3s",
 		!cfg.Admin.Pprof, cfg.Admin.PluginMetricsPrefix != "edge_":
 		t.Errorf("top level: %+v", cfg)
-	case p.PoolSize != 4, p.CallTimeout.Get().String() != "250ms", p.LogLevel != "debug", p.ForeignFunctions == nil || strings.Join(*p.ForeignFunctions, ",") != "compress":
+	case p.PoolSize != 4, p.CallTimeout.Get().String() != "250ms", p.LogLevel != "debug", p.ForeignFunctions == nil || strings.Join(*p.ForeignFunctions, ",") != "compress", !p.Snapshot:
 		t.Errorf("plugin: %+v", p)
 	case l.MaxBufferBytes != 65536, l.MaxConnections == nil || *l.MaxConnections != 100:
 		t.Errorf("listener: %+v", l)

@@ -450,6 +450,14 @@ type Plugin struct {
 	ReloadConfig *ReloadConfig `json:"reload_config,omitempty"`
 	// PoolSize is the number of VMs requests are spread over (default 1).
 	PoolSize int `json:"pool_size,omitempty"`
+	// Snapshot makes the plugin's VMs from a pre-initialized snapshot
+	// (abi.PluginConfig.Snapshot): the module's initializer runs once, at
+	// load, and every VM starts from the memory and globals it left, so a
+	// new VM costs an instantiation. Every VM then shares what the
+	// initializer computed (random seeds, clock readings, the
+	// environment). A module the technique cannot capture is refused at
+	// load, with the reason. Not with vm_config.allow_precompiled.
+	Snapshot bool `json:"snapshot,omitempty"`
 	// CallTimeout bounds each callback ("100ms"); needs a runtime that
 	// can interrupt a guest.
 	CallTimeout *Duration `json:"call_timeout,omitempty"`
@@ -1126,6 +1134,9 @@ func checkPlugin(bad func(field, format string, args ...any), checkRuntime func(
 	}
 	if p.PoolSize < 0 || p.PoolSize > abi.MaxPoolSize {
 		bad(f+".pool_size", "%d: want 1 to %d (or 0: 1)", p.PoolSize, abi.MaxPoolSize)
+	}
+	if p.Snapshot && p.VMConfig.AllowPrecompiled {
+		bad(f+".snapshot", "cannot be combined with vm_config.allow_precompiled: the precompiled code is the original module's, not the snapshot's")
 	}
 	if _, err := p.Configuration.Bytes(); err != nil {
 		bad(f+".configuration", "%v", err)

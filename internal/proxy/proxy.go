@@ -421,7 +421,7 @@ func pluginConfig(f *Plugin) (abi.PluginConfig, error) {
 	}
 	c := abi.PluginConfig{Name: name, RootID: f.RootID, VMID: f.VMConfig.VMID, Configuration: conf,
 		VMConfiguration: vmConf, Environment: env, FailurePolicy: policy, PoolSize: f.PoolSize,
-		ReloadBackoff: f.ReloadConfig.base(), AllowPrecompiled: f.VMConfig.AllowPrecompiled}
+		ReloadBackoff: f.ReloadConfig.base(), AllowPrecompiled: f.VMConfig.AllowPrecompiled, Snapshot: f.Snapshot}
 	c.CallTimeout = f.CallTimeout.Get()
 	if f.ForeignFunctions != nil {
 		c.ForeignFunctions = append([]string{}, *f.ForeignFunctions...)
