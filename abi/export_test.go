@@ -47,3 +47,19 @@ func VMs(p *Plugin) int {
 	defer g.mu.Unlock()
 	return len(g.vms)
 }
+
+// The wire enums the hostcalls take, for the tests that drive hostcalls
+// directly (embedders never see them).
+type BufferType = bufferType
+
+const (
+	BufferHTTPRequestBody          = bufferHTTPRequestBody
+	BufferHTTPResponseBody         = bufferHTTPResponseBody
+	BufferDownstreamData           = bufferDownstreamData
+	BufferUpstreamData             = bufferUpstreamData
+	BufferHTTPCallResponseBody     = bufferHTTPCallResponseBody
+	BufferGRPCReceiveBuffer        = bufferGRPCReceiveBuffer
+	BufferVMConfiguration          = bufferVMConfiguration
+	BufferPluginConfiguration      = bufferPluginConfiguration
+	BufferForeignFunctionArguments = bufferForeignFunctionArguments
+)

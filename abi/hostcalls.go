@@ -488,45 +488,45 @@ func (v *vm) hDone(_ context.Context, _ []uint64) Status {
 // read-only; the plugin configuration is there only while the root context
 // is created and configured (cpp-host ContextBase::onStart/onConfigure set
 // temp_plugin_ for those calls only).
-func (v *vm) buffer(t BufferType) (*[]byte, bool) {
+func (v *vm) buffer(t bufferType) (*[]byte, bool) {
 	c := v.eff
 	switch t {
-	case BufferHTTPRequestBody, BufferHTTPResponseBody:
+	case bufferHTTPRequestBody, bufferHTTPResponseBody:
 		if c == nil || c.http == nil {
 			return nil, false
 		}
-		if t == BufferHTTPRequestBody {
+		if t == bufferHTTPRequestBody {
 			return &c.http.reqBody, true
 		}
 		return &c.http.respBody, true
-	case BufferDownstreamData, BufferUpstreamData:
+	case bufferDownstreamData, bufferUpstreamData:
 		if c == nil || c.tcp == nil {
 			return nil, false
 		}
-		if t == BufferDownstreamData {
+		if t == bufferDownstreamData {
 			return &c.tcp.down, true
 		}
 		return &c.tcp.up, true
-	case BufferHTTPCallResponseBody:
+	case bufferHTTPCallResponseBody:
 		if v.callout == nil || v.callout.grpc {
 			return nil, false
 		}
 		return &v.callout.body, false
-	case BufferGRPCReceiveBuffer:
+	case bufferGRPCReceiveBuffer:
 		if v.callout == nil || !v.callout.grpc {
 			return nil, false
 		}
 		return &v.callout.body, false
-	case BufferForeignFunctionArguments:
+	case bufferForeignFunctionArguments:
 		if v.callData == nil {
 			return nil, false
 		}
 		b := v.callData
 		return &b, false
-	case BufferVMConfiguration:
+	case bufferVMConfiguration:
 		b := v.group.vmConf
 		return &b, false
-	case BufferPluginConfiguration:
+	case bufferPluginConfiguration:
 		p := v.configuring()
 		if p == nil {
 			return nil, false
@@ -555,10 +555,10 @@ func (v *vm) configuring() *Plugin {
 // to the buffer, and a start past its end reads nothing (OK, pointer 0 and
 // size 0).
 func (v *vm) hGetBufferBytes(ctx context.Context, s []uint64) Status {
-	if BufferType(s[0]) > BufferForeignFunctionArguments {
+	if bufferType(s[0]) > bufferForeignFunctionArguments {
 		return StatusBadArgument
 	}
-	buf, _ := v.buffer(BufferType(s[0]))
+	buf, _ := v.buffer(bufferType(s[0]))
 	if buf == nil {
 		return StatusNotFound
 	}
@@ -576,10 +576,10 @@ func (v *vm) hGetBufferBytes(ctx context.Context, s []uint64) Status {
 // for length 0) and prepends data; a start at or past the end appends; any
 // other start is BAD_ARGUMENT, as is a read-only buffer.
 func (v *vm) hSetBufferBytes(_ context.Context, s []uint64) Status {
-	if BufferType(s[0]) > BufferForeignFunctionArguments {
+	if bufferType(s[0]) > bufferForeignFunctionArguments {
 		return StatusBadArgument
 	}
-	buf, writable := v.buffer(BufferType(s[0]))
+	buf, writable := v.buffer(bufferType(s[0]))
 	if buf == nil {
 		return StatusNotFound
 	}
@@ -607,10 +607,10 @@ func (v *vm) hSetBufferBytes(_ context.Context, s []uint64) Status {
 
 // hGetBufferStatus is cpp-host's get_buffer_status: the size, and flags 0.
 func (v *vm) hGetBufferStatus(_ context.Context, s []uint64) Status {
-	if BufferType(s[0]) > BufferForeignFunctionArguments {
+	if bufferType(s[0]) > bufferForeignFunctionArguments {
 		return StatusBadArgument
 	}
-	buf, _ := v.buffer(BufferType(s[0]))
+	buf, _ := v.buffer(bufferType(s[0]))
 	if buf == nil {
 		return StatusNotFound
 	}
@@ -626,15 +626,15 @@ func (v *vm) hGetBufferStatus(_ context.Context, s []uint64) Status {
 
 // headerMap returns the map a hostcall names in the effective context, nil
 // when the context has none (Envoy's Context::getConstMap).
-func (v *vm) headerMap(t MapType) *Headers {
+func (v *vm) headerMap(t mapType) *Headers {
 	switch t {
-	case MapHTTPCallResponseHeaders, MapGRPCInitialMetadata:
-		if v.callout != nil && v.callout.grpc == (t == MapGRPCInitialMetadata) {
+	case mapHTTPCallResponseHeaders, mapGRPCInitialMetadata:
+		if v.callout != nil && v.callout.grpc == (t == mapGRPCInitialMetadata) {
 			return &v.callout.headers
 		}
 		return nil
-	case MapHTTPCallResponseTrailers, MapGRPCTrailingMetadata:
-		if v.callout != nil && v.callout.grpc == (t == MapGRPCTrailingMetadata) {
+	case mapHTTPCallResponseTrailers, mapGRPCTrailingMetadata:
+		if v.callout != nil && v.callout.grpc == (t == mapGRPCTrailingMetadata) {
 			return &v.callout.trailers
 		}
 		return nil
@@ -647,7 +647,7 @@ func (v *vm) headerMap(t MapType) *Headers {
 
 // mapTypeOK is cpp-host's bound on a map type (WasmHeaderMapType::MAX):
 // a larger one is BAD_ARGUMENT before anything else.
-func mapTypeOK(t uint64) bool { return MapType(t) <= MapHTTPCallResponseTrailers }
+func mapTypeOK(t uint64) bool { return mapType(t) <= mapHTTPCallResponseTrailers }
 
 // hGetHeaderMapSize is Envoy's Context::getHeaderMapSize: the map's byte
 // size (its keys' and values' lengths, Envoy's HeaderMap::byteSize), and
@@ -656,7 +656,7 @@ func (v *vm) hGetHeaderMapSize(_ context.Context, s []uint64) Status {
 	if !mapTypeOK(s[0]) {
 		return StatusBadArgument
 	}
-	h := v.headerMap(MapType(s[0]))
+	h := v.headerMap(mapType(s[0]))
 	if h == nil {
 		return StatusBadArgument
 	}
@@ -680,7 +680,7 @@ func (v *vm) hGetHeaderMapPairs(ctx context.Context, s []uint64) Status {
 	if !v.writable(s[1], s[2]) {
 		return StatusInvalidMemoryAccess
 	}
-	h := v.headerMap(MapType(s[0]))
+	h := v.headerMap(mapType(s[0]))
 	if h == nil || len(*h) == 0 {
 		v.putU32(s[1], 0)
 		v.putU32(s[2], 0)
@@ -720,7 +720,7 @@ func (v *vm) hSetHeaderMapPairs(_ context.Context, s []uint64) Status {
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}
-	h, st := v.mutableMap(MapType(s[0]))
+	h, st := v.mutableMap(mapType(s[0]))
 	if st != StatusOK {
 		return st
 	}
@@ -757,7 +757,7 @@ func (v *vm) hGetHeaderMapValue(ctx context.Context, s []uint64) Status {
 	if !ok || !v.writable(s[3], s[4]) {
 		return StatusInvalidMemoryAccess
 	}
-	h := v.headerMap(MapType(s[0]))
+	h := v.headerMap(mapType(s[0]))
 	if h == nil {
 		return StatusBadArgument
 	}
@@ -846,8 +846,8 @@ func lower(b []byte) {
 // mutableMap is Envoy's Context::getMap: the request and response headers
 // and trailers of the effective context; BAD_ARGUMENT for any other map
 // (the answers of callouts are read-only) or one the context lacks.
-func (v *vm) mutableMap(t MapType) (*Headers, Status) {
-	if t > MapHTTPResponseTrailers {
+func (v *vm) mutableMap(t mapType) (*Headers, Status) {
+	if t > mapHTTPResponseTrailers {
 		return nil, StatusBadArgument
 	}
 	h := v.headerMap(t)
@@ -900,7 +900,7 @@ func (v *vm) putHeader(s []uint64, replace bool) Status {
 	if st != StatusOK {
 		return st
 	}
-	h, st := v.mutableMap(MapType(s[0]))
+	h, st := v.mutableMap(mapType(s[0]))
 	if st != StatusOK {
 		return st
 	}
@@ -928,7 +928,7 @@ func (v *vm) hRemoveHeaderMapValue(_ context.Context, s []uint64) Status {
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}
-	h, st := v.mutableMap(MapType(s[0]))
+	h, st := v.mutableMap(mapType(s[0]))
 	if st != StatusOK {
 		return st
 	}

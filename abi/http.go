@@ -328,15 +328,15 @@ func (s *HTTPStream) Close(ctx context.Context) error {
 }
 
 // headerMap returns the map a hostcall names, nil when this stream has none.
-func (s *HTTPStream) headerMap(t MapType) *Headers {
+func (s *HTTPStream) headerMap(t mapType) *Headers {
 	switch t {
-	case MapHTTPRequestHeaders:
+	case mapHTTPRequestHeaders:
 		return &s.reqHeaders
-	case MapHTTPRequestTrailers:
+	case mapHTTPRequestTrailers:
 		return &s.reqTrailers
-	case MapHTTPResponseHeaders:
+	case mapHTTPResponseHeaders:
 		return &s.respHeaders
-	case MapHTTPResponseTrailers:
+	case mapHTTPResponseTrailers:
 		return &s.respTrailers
 	}
 	return nil

@@ -41,35 +41,35 @@ const (
 	LogCritical                 // critical
 )
 
-// BufferType selects a buffer for proxy_get_buffer_bytes and friends.
-type BufferType uint32
+// bufferType selects a buffer for proxy_get_buffer_bytes and friends.
+type bufferType uint32
 
 // The buffer types.
 const (
-	BufferHTTPRequestBody          BufferType = 0
-	BufferHTTPResponseBody         BufferType = 1
-	BufferDownstreamData           BufferType = 2
-	BufferUpstreamData             BufferType = 3
-	BufferHTTPCallResponseBody     BufferType = 4
-	BufferGRPCReceiveBuffer        BufferType = 5
-	BufferVMConfiguration          BufferType = 6
-	BufferPluginConfiguration      BufferType = 7
-	BufferForeignFunctionArguments BufferType = 8
+	bufferHTTPRequestBody          bufferType = 0
+	bufferHTTPResponseBody         bufferType = 1
+	bufferDownstreamData           bufferType = 2
+	bufferUpstreamData             bufferType = 3
+	bufferHTTPCallResponseBody     bufferType = 4
+	bufferGRPCReceiveBuffer        bufferType = 5
+	bufferVMConfiguration          bufferType = 6
+	bufferPluginConfiguration      bufferType = 7
+	bufferForeignFunctionArguments bufferType = 8
 )
 
-// MapType selects a header map.
-type MapType uint32
+// mapType selects a header map.
+type mapType uint32
 
 // The map types.
 const (
-	MapHTTPRequestHeaders       MapType = 0
-	MapHTTPRequestTrailers      MapType = 1
-	MapHTTPResponseHeaders      MapType = 2
-	MapHTTPResponseTrailers     MapType = 3
-	MapGRPCInitialMetadata      MapType = 4
-	MapGRPCTrailingMetadata     MapType = 5
-	MapHTTPCallResponseHeaders  MapType = 6
-	MapHTTPCallResponseTrailers MapType = 7
+	mapHTTPRequestHeaders       mapType = 0
+	mapHTTPRequestTrailers      mapType = 1
+	mapHTTPResponseHeaders      mapType = 2
+	mapHTTPResponseTrailers     mapType = 3
+	mapGRPCInitialMetadata      mapType = 4
+	mapGRPCTrailingMetadata     mapType = 5
+	mapHTTPCallResponseHeaders  mapType = 6
+	mapHTTPCallResponseTrailers mapType = 7
 )
 
 // StreamType is the argument of proxy_continue_stream and proxy_close_stream.

@@ -85,6 +85,22 @@ func checkoutRoot(gomod string) (string, bool) {
 	return "", false
 }
 
+// checkoutOf is checkoutRoot of gomod or, for a module nested in the
+// checkout (cmd/bench's own), of the go.mod of a directory above it.
+func checkoutOf(gomod string) (string, bool) {
+	if root, ok := checkoutRoot(gomod); ok || gomod == "" || gomod == os.DevNull {
+		return root, ok
+	}
+	for dir := filepath.Dir(filepath.Dir(gomod)); ; dir = filepath.Dir(dir) {
+		if root, ok := checkoutRoot(filepath.Join(dir, "go.mod")); ok {
+			return root, true
+		}
+		if parent := filepath.Dir(dir); parent == dir {
+			return "", false
+		}
+	}
+}
+
 // locate finds the source: the checkout the working directory is in, else
 // the module cache at this binary's version.
 func locate(stderr io.Writer) (*source, error) {
@@ -92,7 +108,7 @@ func locate(stderr io.Writer) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("go env GOMOD: %w", err)
 	}
-	if root, ok := checkoutRoot(strings.TrimSpace(string(out))); ok {
+	if root, ok := checkoutOf(strings.TrimSpace(string(out))); ok {
 		return &source{
 			checkout: true, root: root, cleanup: func() {},
 			benchDir:   filepath.Join(root, "bench"),
@@ -108,12 +124,23 @@ func locate(stderr io.Writer) (*source, error) {
 
 // errNoVersion: outside a checkout, a binary built from a checkout does
 // not know which version of the module to fetch.
-var errNoVersion = errors.New("not inside a checkout of " + modulePath + ", and this binary was built from one (version (devel)): run it inside the checkout, or go run " + modulePath + "/cmd/bench@VERSION")
+var errNoVersion = errors.New("not inside a checkout of " + modulePath + ", and this binary was built from one (version (devel)): run it inside the checkout, or go run " + benchModule + "@VERSION")
 
-// moduleVersions are the versions of anywasm and golang.org/x/perf a
-// binary was built with: the temporary module requires the same.
+// benchModule and proxyModule are the modules of this command and of the
+// proxy its load and soak runs build: modules of their own, nested in the
+// repository, released with the same version as the library (their tags
+// cmd/bench/vX.Y.Z and cmd/anywasm-proxy/vX.Y.Z beside vX.Y.Z).
+const (
+	benchModule = modulePath + "/cmd/bench"
+	proxyModule = modulePath + "/cmd/anywasm-proxy"
+)
+
+// moduleVersions are the version of anywasm a binary was built at (its
+// own module's: the library and the proxy are taken at the same) and the
+// version of golang.org/x/perf it has: the temporary module requires the
+// same.
 func moduleVersions(bi *debug.BuildInfo) (anywasm, perf string, err error) {
-	if bi.Main.Path != modulePath || bi.Main.Version == "" || bi.Main.Version == "(devel)" {
+	if bi.Main.Path != benchModule || bi.Main.Version == "" || bi.Main.Version == "(devel)" {
 		return "", "", errNoVersion
 	}
 	if strings.HasSuffix(bi.Main.Version, "+dirty") {
@@ -130,8 +157,8 @@ func moduleVersions(bi *debug.BuildInfo) (anywasm, perf string, err error) {
 	return bi.Main.Version, perf, nil
 }
 
-// tempGoMod is the go.mod of the temporary module: it requires anywasm at
-// version (and golang.org/x/perf at perf, when known, for benchstat) and
+// tempGoMod is the go.mod of the temporary module: it requires anywasm and
+// its proxy at version (and golang.org/x/perf at perf, when known, for benchstat) and
 // has benchstat as a tool. The go commands run in it with -mod=mod, which
 // fills in go.sum from the module cache or the module proxy.
 func tempGoMod(version, perf, goVersion string) string {
@@ -139,6 +166,7 @@ func tempGoMod(version, perf, goVersion string) string {
 	b.WriteString("// A temporary module made by " + modulePath + "/cmd/bench to run anywasm's\n// benchmarks from the module cache.\nmodule anywasm-bench-run\n\n")
 	fmt.Fprintf(&b, "go %s\n\n", strings.TrimPrefix(goVersion, "go"))
 	fmt.Fprintf(&b, "require %s %s\n", modulePath, version)
+	fmt.Fprintf(&b, "\nrequire %s %s\n", proxyModule, version)
 	if perf != "" {
 		fmt.Fprintf(&b, "\nrequire %s %s\n", perfModule, perf)
 	}

@@ -66,11 +66,12 @@ func TestModuleVersions(t *testing.T) {
 		want, perf string
 		err        string
 	}{
-		{debug.Module{Path: modulePath, Version: "v0.3.0"}, "v0.3.0", perf[0].Version, ""},
-		{debug.Module{Path: modulePath, Version: "v0.0.0-20261201100000-7a0d7cd1234a"}, "v0.0.0-20261201100000-7a0d7cd1234a", perf[0].Version, ""},
-		{debug.Module{Path: modulePath, Version: "(devel)"}, "", "", "built from one"},
-		{debug.Module{Path: modulePath}, "", "", "built from one"},
-		{debug.Module{Path: modulePath, Version: "v0.0.0-20261201100000-7a0d7cd1234a+dirty"}, "", "", "modified checkout"},
+		{debug.Module{Path: benchModule, Version: "v0.3.0"}, "v0.3.0", perf[0].Version, ""},
+		{debug.Module{Path: benchModule, Version: "v0.0.0-20261201100000-7a0d7cd1234a"}, "v0.0.0-20261201100000-7a0d7cd1234a", perf[0].Version, ""},
+		{debug.Module{Path: benchModule, Version: "(devel)"}, "", "", "built from one"},
+		{debug.Module{Path: benchModule}, "", "", "built from one"},
+		{debug.Module{Path: benchModule, Version: "v0.0.0-20261201100000-7a0d7cd1234a+dirty"}, "", "", "modified checkout"},
+		{debug.Module{Path: modulePath, Version: "v0.3.0"}, "", "", "built from one"},
 		{debug.Module{Path: "example.com/other", Version: "v1.0.0"}, "", "", "built from one"},
 	} {
 		v, p, err := moduleVersions(&debug.BuildInfo{Main: c.main, Deps: perf})
@@ -115,7 +116,7 @@ func TestTempGoMod(t *testing.T) {
 	for _, r := range m.Require {
 		req[r.Path] = r.Version
 	}
-	if m.Module.Path != "anywasm-bench-run" || m.Go != "1.26.8" || len(req) != 2 || req[modulePath] != "v0.3.0" ||
+	if m.Module.Path != "anywasm-bench-run" || m.Go != "1.26.8" || len(req) != 3 || req[modulePath] != "v0.3.0" || req[proxyModule] != "v0.3.0" ||
 		req[perfModule] != "v0.0.0-20260908200009-22c9c6c9d4da" || len(m.Tool) != 1 || m.Tool[0].Path != "golang.org/x/perf/cmd/benchstat" {
 		t.Errorf("go.mod parsed as %+v:\n%s", m, content)
 	}
@@ -163,14 +164,31 @@ func TestTempModuleResolves(t *testing.T) {
 	}
 	defer src.cleanup()
 	dir := t.TempDir()
-	content := tempGoMod("v0.0.0-00010101000000-000000000000", "", goVersionLine()) + "\nreplace " + modulePath + " => " + src.root + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(content), 0o644); err != nil {
+	// Every module of the checkout the proxy needs is replaced by its
+	// directory, and their go.sum files stand for the checksum database,
+	// out of reach offline.
+	perf := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		_, perf, _ = moduleVersions(&debug.BuildInfo{Main: debug.Module{Path: benchModule, Version: "v0.0.0"}, Deps: bi.Deps})
+	}
+	content := tempGoMod("v0.0.0-00010101000000-000000000000", perf, goVersionLine())
+	sum, err := os.ReadFile(filepath.Join(src.root, "cmd", "bench", "go.sum")) // x/perf's
+	if err != nil {
 		t.Fatal(err)
 	}
-	// The checkout's go.sum stands for the checksum database, out of reach
-	// offline.
-	sum, err := os.ReadFile(filepath.Join(src.root, "go.sum"))
-	if err != nil {
+	for _, m := range []string{"", "cmd/anywasm-proxy", "internal/proxy", "internal/envoyconfig", "abi/promcollector", "abi/grpcupstream", "abi/celexpr"} {
+		path, dir := modulePath, src.root
+		if m != "" {
+			path, dir = modulePath+"/"+m, filepath.Join(src.root, m)
+		}
+		content += "\nreplace " + path + " => " + dir + "\n"
+		b, err := os.ReadFile(filepath.Join(dir, "go.sum"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum = append(sum, b...)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644); err != nil {

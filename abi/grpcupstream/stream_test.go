@@ -1,22 +1,26 @@
-package abi_test
+package grpcupstream_test
 
 import (
 	"context"
-	_ "embed"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/abi/grpcupstream"
 	"github.com/anywasm/anywasm/engine"
+	_ "github.com/anywasm/anywasm/engine/all"
+	"github.com/anywasm/anywasm/internal/testrt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
@@ -24,8 +28,52 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-//go:embed testdata/grpcstream.wasm
-var grpcStreamWasm []byte
+// grpcStreamWasm is abi's gRPC stream guest (abi/testdata/grpcstream.wat):
+// these tests of abi's gRPC streams over grpc-go live here, with the gRPC
+// adapter, so that abi's module does not need grpc-go.
+var grpcStreamWasm = func() []byte {
+	b, err := os.ReadFile("../testdata/grpcstream.wasm")
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
+
+// logSink collects the host's logs, as abi's tests do.
+type logSink struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (s *logSink) Handle(_ context.Context, r slog.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, abi.LevelName(r.Level)+" "+r.Message)
+	return nil
+}
+func (s *logSink) WithAttrs([]slog.Attr) slog.Handler { return s }
+func (s *logSink) WithGroup(string) slog.Handler      { return s }
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n")
+}
+
+// forEachRuntime runs f once per runtime compiled into the test binary.
+func forEachRuntime(t *testing.T, f func(t *testing.T, rt *engine.Runtime)) {
+	for _, name := range engine.Runtimes() {
+		t.Run(name, func(t *testing.T) {
+			rt, err := engine.Open(name, testrt.Config())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = rt.Close(context.Background()) })
+			f(t, rt)
+		})
+	}
+}
 
 // rawBytes is the test server's codec: messages are raw bytes.
 type rawBytes struct{}
@@ -433,7 +481,7 @@ func TestGRPCStream(t *testing.T) {
 // proxy_grpc_stream PARSE_FAILURE (what Envoy answers for a cluster it
 // does not know), and so does a host with no gRPC upstreams at all.
 func TestGRPCStreamRefused(t *testing.T) {
-	for name, up := range map[string]abi.GRPCUpstreams{"unary only": &fakeGRPC{}, "none": nil} {
+	for name, up := range map[string]abi.GRPCUpstreams{"unary only": unaryOnly{}, "none": nil} {
 		t.Run(name, func(t *testing.T) {
 			forEachRuntime(t, func(t *testing.T, rt *engine.Runtime) {
 				ctx := context.Background()
@@ -499,4 +547,11 @@ func TestGRPCStreamLimit(t *testing.T) {
 		}
 		waitNoStreamGoroutines(t)
 	})
+}
+
+// unaryOnly is a GRPCUpstreams without streams (no GRPCStreamer).
+type unaryOnly struct{}
+
+func (unaryOnly) Call(context.Context, *abi.GRPCRequest) (*abi.GRPCResponse, error) {
+	return nil, errors.New("unary only")
 }
