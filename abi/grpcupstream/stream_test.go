@@ -23,7 +23,6 @@ import (
 	"github.com/anywasm/anywasm/internal/testrt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -75,28 +74,6 @@ func forEachRuntime(t *testing.T, f func(t *testing.T, rt *engine.Runtime)) {
 	}
 }
 
-// rawBytes is the test server's codec: messages are raw bytes.
-type rawBytes struct{}
-
-func (rawBytes) Marshal(v any) (mem.BufferSlice, error) {
-	b, ok := v.([]byte)
-	if !ok {
-		return nil, fmt.Errorf("marshal %T", v)
-	}
-	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
-}
-
-func (rawBytes) Unmarshal(data mem.BufferSlice, v any) error {
-	p, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("unmarshal into %T", v)
-	}
-	*p = data.Materialize()
-	return nil
-}
-
-func (rawBytes) Name() string { return "proto" }
-
 // streamServer is a real grpc-go server with streaming methods (any
 // service): Chat sends header k=v1-<incoming x-in>, echoes each message
 // reversed and, when the client half-closes, ends OK with trailer t=done;
@@ -116,7 +93,7 @@ func newStreamServer(t *testing.T) *streamServer {
 		t.Fatal(err)
 	}
 	s := &streamServer{addr: lis.Addr().String(), entered: make(chan string, 16), cancelled: make(chan string, 16)}
-	srv := grpc.NewServer(grpc.ForceServerCodecV2(rawBytes{}), grpc.UnknownServiceHandler(s.handle))
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(bytesCodec{}), grpc.UnknownServiceHandler(s.handle))
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	return s
