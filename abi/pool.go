@@ -370,11 +370,10 @@ func (g *vmGroup) acquire(ctx context.Context) (*vm, error) {
 // held.
 func (g *vmGroup) dropFailed() (dead []*vm) {
 	live := g.vms[:0]
-	base := g.reloadBase()
 	for _, v := range g.vms {
 		if v.failed.Load() {
 			dead = append(dead, v)
-			if base > 0 {
+			if base := g.reloadBase(); base > 0 {
 				// FailReload: no new VM sooner than the interval after
 				// the failed one was made (Envoy's last_load).
 				g.later(v.made.Add(jitteredLowerBound(base)))

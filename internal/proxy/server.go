@@ -50,6 +50,10 @@ func (w *serverWriter) Write(b []byte) (int, error) {
 
 func (w *serverWriter) Flush() {
 	w.set()
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+		return
+	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
