@@ -336,8 +336,11 @@ func hostcallsProgram(data []byte) *fuzzProgram {
 				}
 			}
 			// (A foreign function's results pointer 0 asks for no result:
-			// only the size is written, nothing is allocated.)
-			if c.retPtr >= 0 && !overlapping(op, c) && !(c.name == "proxy_call_foreign_function" && op.args[c.retPtr] == 0) {
+			// only the size is written, nothing is allocated; its size
+			// pointer 0 asks for no size: only the pointer is written.
+			// Both as cpp-host's call_foreign_function.)
+			foreignNoPair := c.name == "proxy_call_foreign_function" && (op.args[c.retPtr] == 0 || op.args[c.retLen] == 0)
+			if c.retPtr >= 0 && !overlapping(op, c) && !foreignNoPair {
 				rp, rl = c.retPtr, c.retLen
 			}
 			for i, role := range c.roles {
