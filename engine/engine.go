@@ -15,7 +15,9 @@
 //	stack := []uint64{1, 2}
 //	err = add.Call(ctx, stack) // stack[0] holds the result
 //
-// Handles (Instance, Function, Memory) are implemented only in this module.
+// Backends, and the handles (Instance, Function, Memory), are implemented
+// only in this module: the driver API is internal (engine/internal/backend
+// states the policy and why; RATIONALE.md "Backends are sealed").
 // An Instance and what it returns are not safe for concurrent use: give each
 // goroutine its own instance. Runtime, Module and Imports are safe for
 // concurrent use.
@@ -97,61 +99,4 @@ type Memory interface {
 	WriteUint32Le(offset, v uint32) bool
 	ReadUint64Le(offset uint32) (uint64, bool)
 	WriteUint64Le(offset uint32, v uint64) bool
-}
-
-// Driver is what a backend registers. Its methods are called by this
-// package only; users call Open.
-type Driver interface {
-	// Name is the runtime's name, e.g. "wazero".
-	Name() string
-	// Version is the version of the runtime library that runs the guests.
-	Version() string
-	// Capabilities lists what the backend can enforce (on its default tier,
-	// see DriverTiers).
-	Capabilities() Capabilities
-	// NewRuntime returns a runtime for a configuration that Open validated
-	// against Capabilities.
-	NewRuntime(cfg Config) (DriverRuntime, error)
-}
-
-// DriverTiers is implemented by a Driver whose runtime has compiler tiers
-// to choose from (Config.WithTier). Open resolves the tier before
-// NewRuntime: the Config it passes names one of Tiers.
-type DriverTiers interface {
-	// Tiers lists the tiers this binary's runtime has, the default first.
-	Tiers() []string
-	// TierCapabilities is what the backend can enforce on tier t, one of
-	// Tiers.
-	TierCapabilities(t string) Capabilities
-	// TierUnavailable says why t, a tier the runtime has elsewhere (another
-	// platform, version or build), is not among Tiers here; "" if t is
-	// not a tier of the runtime at all.
-	TierUnavailable(t string) string
-}
-
-// DriverRuntime is a backend's runtime. It must be safe for concurrent use.
-type DriverRuntime interface {
-	// Compile validates and compiles wasm; info was parsed from it already.
-	// It is called once per distinct module bytes per Runtime.
-	Compile(ctx context.Context, wasm []byte, info *ModuleInfo) (DriverModule, error)
-	// NewHost prepares validated host modules for instantiation.
-	NewHost(mods []*HostModule) (DriverHost, error)
-	// Instantiate instantiates m. imports holds, in the module's import
-	// order, the host function for each import; all were type-checked.
-	// Start functions run here; a trap in one is returned as a *Trap.
-	Instantiate(ctx context.Context, m DriverModule, host DriverHost, imports []*HostFunction) (Instance, error)
-	// Close closes the runtime and every instance it made.
-	Close(ctx context.Context) error
-	As(target any) bool
-}
-
-// DriverModule is a backend's compiled module.
-type DriverModule interface {
-	Close(ctx context.Context) error
-	As(target any) bool
-}
-
-// DriverHost is a backend's prepared host modules.
-type DriverHost interface {
-	Close(ctx context.Context) error
 }

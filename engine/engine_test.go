@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/anywasm/anywasm/engine/internal/registry"
 )
 
 func TestFuncTypeString(t *testing.T) {
@@ -137,19 +139,21 @@ func TestCallHostRecovers(t *testing.T) {
 	}
 }
 
+// register registers d as a backend does (engine/internal/backend's
+// Register, which this package cannot import).
+func register(d drvDriver) { registry.Add(d.Name(), d) }
+
 type fakeDriver struct{ name string }
 
-func (d fakeDriver) Name() string                           { return d.name }
-func (fakeDriver) Version() string                          { return "0" }
-func (fakeDriver) Capabilities() Capabilities               { return 0 }
-func (fakeDriver) NewRuntime(Config) (DriverRuntime, error) { return nil, errors.New("fake") }
+func (d fakeDriver) Name() string                        { return d.name }
+func (fakeDriver) Version() string                       { return "0" }
+func (fakeDriver) Capabilities() Capabilities            { return 0 }
+func (fakeDriver) NewRuntime(Config) (drvRuntime, error) { return nil, errors.New("fake") }
 
 func TestRegistry(t *testing.T) {
-	Register(fakeDriver{"zz-fake"})
+	register(fakeDriver{"zz-fake"})
 	defer func() {
-		driversMu.Lock()
-		delete(drivers, "zz-fake")
-		driversMu.Unlock()
+		registry.Remove("zz-fake")
 	}()
 	names := Runtimes()
 	if names[len(names)-1] != "zz-fake" {
@@ -161,7 +165,7 @@ func TestRegistry(t *testing.T) {
 				t.Error("duplicate Register did not panic")
 			}
 		}()
-		Register(fakeDriver{"zz-fake"})
+		register(fakeDriver{"zz-fake"})
 	}()
 	_, err := Open("nope", NewConfig())
 	if err == nil || !strings.Contains(err.Error(), "zz-fake") || !strings.Contains(err.Error(), "CGO_ENABLED=1") {
@@ -198,20 +202,18 @@ func (tieredDriver) TierUnavailable(t string) string {
 	}
 	return ""
 }
-func (d tieredDriver) NewRuntime(c Config) (DriverRuntime, error) {
+func (d tieredDriver) NewRuntime(c Config) (drvRuntime, error) {
 	*d.got = c.Tier()
 	return nil, errors.New("fake")
 }
 
 func TestTiers(t *testing.T) {
 	var got string
-	Register(tieredDriver{fakeDriver{"zz-tiered"}, &got})
-	Register(fakeDriver{"zz-plain"}) // no tiers
+	register(tieredDriver{fakeDriver{"zz-tiered"}, &got})
+	register(fakeDriver{"zz-plain"}) // no tiers
 	defer func() {
-		driversMu.Lock()
-		delete(drivers, "zz-tiered")
-		delete(drivers, "zz-plain")
-		driversMu.Unlock()
+		registry.Remove("zz-tiered")
+		registry.Remove("zz-plain")
 	}()
 	// Open resolves the tier and passes it to the driver, from the
 	// configuration or from the name.

@@ -45,7 +45,7 @@ type Imports struct {
 	rt     *Runtime
 	mods   []*HostModule
 	byName map[string]map[string]*HostFunction
-	drv    DriverHost
+	drv    drvHost
 
 	mu     sync.Mutex
 	closed bool

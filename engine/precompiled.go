@@ -28,25 +28,6 @@ import (
 // (cpp-host's getStrippedSource strips sections whose name contains it).
 const PrecompiledPrefix = "precompiled_"
 
-// DriverPrecompiler is implemented by a DriverRuntime that can load and
-// make precompiled code.
-type DriverPrecompiler interface {
-	// PrecompiledSectionName is the name of the custom section that carries
-	// this runtime's precompiled code, in cpp-host's style:
-	// "precompiled_<runtime>_v<version>_<platform>". "" means none here
-	// (an unknown platform): precompiled code is then never used.
-	PrecompiledSectionName() string
-	// Serialize returns the precompiled form of m.
-	Serialize(ctx context.Context, m DriverModule) ([]byte, error)
-	// Deserialize loads precompiled code. info was parsed from the
-	// module's bytecode; a driver must refuse, with an error, code whose
-	// imports or exports differ from info's (the engine calls it through
-	// info's signatures), and code the runtime refuses (another version,
-	// configuration or CPU, or not its format). It must never crash on
-	// bytes that are not its format.
-	Deserialize(ctx context.Context, precompiled []byte, info *ModuleInfo) (DriverModule, error)
-}
-
 // PrecompiledPlatform is the platform part of a precompiled section name
 // for GOOS and GOARCH, as proxy-wasm-cpp-host's PROXY_WASM_PLATFORM
 // (include/proxy-wasm/wasm_vm.h) names it: "linux_x86_64",
@@ -77,7 +58,7 @@ func PrecompiledPlatform(goos, goarch string) string {
 // precompiled format (wazero) or none on this platform; see the backend's
 // documentation.
 func (r *Runtime) PrecompiledSectionName() string {
-	if p, ok := r.rt.(DriverPrecompiler); ok {
+	if p, ok := r.rt.(drvPrecompiler); ok {
 		return p.PrecompiledSectionName()
 	}
 	return ""
@@ -120,7 +101,7 @@ func CustomSection(code []byte, name string) (contents []byte, found bool, err e
 // code depends on it (Wasmtime: fuel, interruption) loads it only with the
 // same settings, and compiles the bytecode otherwise.
 func (r *Runtime) Precompile(ctx context.Context, code []byte) ([]byte, error) {
-	p, ok := r.rt.(DriverPrecompiler)
+	p, ok := r.rt.(drvPrecompiler)
 	name := ""
 	if ok {
 		name = p.PrecompiledSectionName()
@@ -174,7 +155,7 @@ func (r *Runtime) CompilePrecompiled(ctx context.Context, wasm, precompiled []by
 	h.Sum(key[:0])
 	return r.compile(ctx, key, wasm, func(info *ModuleInfo) (built, error) {
 		var why error
-		if p, ok := r.rt.(DriverPrecompiler); ok && p.PrecompiledSectionName() != "" {
+		if p, ok := r.rt.(drvPrecompiler); ok && p.PrecompiledSectionName() != "" {
 			dm, err := p.Deserialize(ctx, precompiled, info)
 			if err == nil {
 				return built{dm: dm, precompiled: true}, nil

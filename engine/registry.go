@@ -4,40 +4,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-)
 
-var (
-	driversMu sync.RWMutex
-	drivers   = map[string]Driver{}
+	"github.com/anywasm/anywasm/engine/internal/registry"
 )
-
-// Register makes a backend available to Open under d.Name(). Backends call it
-// from init. It panics if d is nil or the name is taken, as database/sql does.
-func Register(d Driver) {
-	if d == nil {
-		panic("engine: Register of a nil driver")
-	}
-	name := d.Name()
-	driversMu.Lock()
-	defer driversMu.Unlock()
-	if _, dup := drivers[name]; dup {
-		panic("engine: Register called twice for runtime " + name)
-	}
-	drivers[name] = d
-}
 
 // Runtimes returns the sorted names of the runtimes compiled into this
 // binary, e.g. for a -runtime flag's help.
 func Runtimes() []string {
-	driversMu.RLock()
-	defer driversMu.RUnlock()
-	names := make([]string, 0, len(drivers))
-	for n := range drivers {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
+	return registry.Names()
 }
 
 // Info describes a registered runtime, on one of its tiers.
@@ -97,8 +71,8 @@ func CanonicalName(name string) (string, error) {
 }
 
 // tiersOf returns the tiers of d, the default first; nil without tiers.
-func tiersOf(d Driver) []string {
-	if t, ok := d.(DriverTiers); ok {
+func tiersOf(d drvDriver) []string {
+	if t, ok := d.(drvTiers); ok {
 		return slices.Clone(t.Tiers())
 	}
 	return nil
@@ -107,8 +81,8 @@ func tiersOf(d Driver) []string {
 // resolveTier returns the tier of d that tier names ("" for its default,
 // unless explicit: a name with an empty tier, "wazero:") and what d can
 // enforce on it, or an error wrapping ErrNotSupported for a tier d lacks.
-func resolveTier(d Driver, tier string, explicit bool) (string, Capabilities, error) {
-	t, ok := d.(DriverTiers)
+func resolveTier(d drvDriver, tier string, explicit bool) (string, Capabilities, error) {
+	t, ok := d.(drvTiers)
 	if !ok {
 		if tier != "" || explicit {
 			return "", 0, fmt.Errorf("engine: runtime %q has no tiers to choose from (asked for %q): %w", d.Name(), tier, ErrNotSupported)
@@ -130,11 +104,12 @@ func resolveTier(d Driver, tier string, explicit bool) (string, Capabilities, er
 	return tier, t.TierCapabilities(tier), nil
 }
 
-func driver(name string) (Driver, error) {
-	driversMu.RLock()
-	d, ok := drivers[name]
-	driversMu.RUnlock()
-	if ok {
+func driver(name string) (drvDriver, error) {
+	if v, ok := registry.Get(name); ok {
+		d, ok := v.(drvDriver)
+		if !ok { // engine/internal/backend's drvDriver and drvDriver differ
+			return nil, fmt.Errorf("engine: runtime %q registered a %T, not a driver", name, v)
+		}
 		return d, nil
 	}
 	have := Runtimes()

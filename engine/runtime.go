@@ -14,8 +14,8 @@ import (
 // concurrent use. Close it when done: it closes every module, import set and
 // instance it made.
 type Runtime struct {
-	drv  Driver
-	rt   DriverRuntime
+	drv  drvDriver
+	rt   drvRuntime
 	cfg  Config
 	caps Capabilities // of the tier
 
@@ -165,7 +165,7 @@ func parseModuleInfo(wasm []byte) (*ModuleInfo, error) {
 
 type moduleEntry struct {
 	key  [32]byte
-	drv  DriverModule
+	drv  drvModule
 	info *ModuleInfo
 	refs int
 
@@ -196,7 +196,7 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 
 // built is what a compile's build function made.
 type built struct {
-	dm          DriverModule
+	dm          drvModule
 	precompiled bool  // loaded from precompiled code
 	fallback    error // why precompiled code given was not used
 }
@@ -323,7 +323,7 @@ func (r *Runtime) Instantiate(ctx context.Context, m *Module, imports *Imports) 
 		}
 		resolved[i] = f
 	}
-	var host DriverHost
+	var host drvHost
 	if imports != nil {
 		if err := imports.use(); err != nil {
 			return nil, err

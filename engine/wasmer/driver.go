@@ -28,13 +28,14 @@ import (
 	_ "github.com/wasmerio/wasmer-go/wasmer"
 
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/backend"
 	"github.com/anywasm/anywasm/engine/internal/filecache"
 )
 
 // Name is the runtime name this package registers.
 const Name = "wasmer"
 
-func init() { engine.Register(driver{}) }
+func init() { backend.Register(driver{}) }
 
 type driver struct{}
 
@@ -300,7 +301,7 @@ func (e *engineState) storeFor() (*C.wasm_store_t, func(), error) {
 	}, nil
 }
 
-func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
+func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 	if err := libraryCheck(); err != nil {
 		return nil, err
 	}
@@ -393,7 +394,7 @@ func (m *module) As(target any) bool {
 	return false
 }
 
-func (r *wasmerRuntime) Compile(ctx context.Context, wasm []byte, info *engine.ModuleInfo) (engine.DriverModule, error) {
+func (r *wasmerRuntime) Compile(ctx context.Context, wasm []byte, info *engine.ModuleInfo) (backend.Module, error) {
 	cm, err := r.eng.module(wasm, r.cache)
 	if err != nil {
 		return nil, err
@@ -574,4 +575,4 @@ type host struct{}
 
 func (host) Close(context.Context) error { return nil }
 
-func (r *wasmerRuntime) NewHost([]*engine.HostModule) (engine.DriverHost, error) { return host{}, nil }
+func (r *wasmerRuntime) NewHost([]*engine.HostModule) (backend.Host, error) { return host{}, nil }

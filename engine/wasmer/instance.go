@@ -19,6 +19,7 @@ import (
 	"unsafe"
 
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/backend"
 	"github.com/anywasm/anywasm/engine/internal/memview"
 	"github.com/anywasm/anywasm/engine/internal/seal"
 )
@@ -199,7 +200,7 @@ type instState struct {
 	freed  bool
 }
 
-func (r *wasmerRuntime) Instantiate(ctx context.Context, dm engine.DriverModule, _ engine.DriverHost, imports []*engine.HostFunction) (engine.Instance, error) {
+func (r *wasmerRuntime) Instantiate(ctx context.Context, dm backend.Module, _ backend.Host, imports []*engine.HostFunction) (engine.Instance, error) {
 	m := dm.(*module)
 	r.mu.Lock()
 	closed := r.closed

@@ -18,10 +18,11 @@ import (
 	"unsafe"
 
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/backend"
 	"github.com/anywasm/anywasm/engine/internal/cshape"
 )
 
-// Precompiled code (engine.DriverPrecompiler): Wasmer's serialized modules
+// Precompiled code (backend.Precompiler): Wasmer's serialized modules
 // (wasm_module_serialize), in a custom section named in the style of
 // proxy-wasm-cpp-host's runtimes (Envoy has no Wasmer runtime, so no name
 // of its own): "precompiled_wasmer_v" + the library's wasmer_version() +
@@ -36,7 +37,7 @@ import (
 // precompiled code: Wasmer cannot tell whether an artifact was compiled
 // with its metering, and code without it would neither count nor stop.
 
-var _ engine.DriverPrecompiler = (*wasmerRuntime)(nil)
+var _ backend.Precompiler = (*wasmerRuntime)(nil)
 
 // PrecompiledSectionName is "precompiled_wasmer_v<version>_<platform>" on
 // the default tier, Cranelift, and names the tier after the runtime on
@@ -57,7 +58,7 @@ func (r *wasmerRuntime) PrecompiledSectionName() string {
 }
 
 // Serialize returns wasm_module_serialize of m.
-func (r *wasmerRuntime) Serialize(_ context.Context, dm engine.DriverModule) ([]byte, error) {
+func (r *wasmerRuntime) Serialize(_ context.Context, dm backend.Module) ([]byte, error) {
 	m, ok := dm.(*module)
 	if !ok {
 		return nil, errors.New("wasmer: serialize: not a wasmer module")
@@ -73,7 +74,7 @@ func (r *wasmerRuntime) Serialize(_ context.Context, dm engine.DriverModule) ([]
 
 // Deserialize loads a serialized module with wasm_module_deserialize and
 // checks that its imports and exports are info's.
-func (r *wasmerRuntime) Deserialize(_ context.Context, pre []byte, info *engine.ModuleInfo) (engine.DriverModule, error) {
+func (r *wasmerRuntime) Deserialize(_ context.Context, pre []byte, info *engine.ModuleInfo) (backend.Module, error) {
 	if r.fuel != 0 {
 		return nil, errors.New("wasmer: precompiled code is not used with fuel (Wasmer cannot tell whether it was compiled with its metering)")
 	}

@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/backend"
 	"github.com/anywasm/anywasm/engine/internal/memview"
 	"github.com/anywasm/anywasm/engine/internal/seal"
 )
@@ -107,7 +108,7 @@ type hostFn struct {
 	hostMeta
 }
 
-func (r *runtime) Instantiate(ctx context.Context, dm engine.DriverModule, _ engine.DriverHost, imports []*engine.HostFunction) (engine.Instance, error) {
+func (r *runtime) Instantiate(ctx context.Context, dm backend.Module, _ backend.Host, imports []*engine.HostFunction) (engine.Instance, error) {
 	m := dm.(*module)
 	cm, err := m.acquire()
 	if err != nil {

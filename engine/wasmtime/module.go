@@ -17,9 +17,10 @@ import (
 	"unsafe"
 
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/backend"
 )
 
-// module is a DriverModule: a wasmtime_module_t and what instantiation needs.
+// module is a backend.Module: a wasmtime_module_t and what instantiation needs.
 type module struct {
 	rt   *runtime
 	info *engine.ModuleInfo
@@ -92,7 +93,7 @@ func numeric(t engine.FuncType) bool {
 	return true
 }
 
-func (r *runtime) Compile(_ context.Context, wasm []byte, info *engine.ModuleInfo) (engine.DriverModule, error) {
+func (r *runtime) Compile(_ context.Context, wasm []byte, info *engine.ModuleInfo) (backend.Module, error) {
 	if err := r.acquire(); err != nil {
 		return nil, err
 	}
@@ -126,7 +127,7 @@ func (r *runtime) Compile(_ context.Context, wasm []byte, info *engine.ModuleInf
 	return r.newModule(cm, info)
 }
 
-// newModule makes the DriverModule of cm, which it owns (and frees on
+// newModule makes the backend.Module of cm, which it owns (and frees on
 // failure).
 func (r *runtime) newModule(cm *C.wasmtime_module_t, info *engine.ModuleInfo) (*module, error) {
 	m := &module{rt: r, info: info, m: cm, funcs: map[string]int{}, bufLen: 1}

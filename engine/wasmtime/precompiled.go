@@ -16,10 +16,11 @@ import (
 	"unsafe"
 
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/backend"
 	"github.com/anywasm/anywasm/engine/internal/cshape"
 )
 
-// Precompiled code (engine.DriverPrecompiler): Wasmtime's serialized
+// Precompiled code (backend.Precompiler): Wasmtime's serialized
 // modules (wasmtime_module_serialize), in the custom section
 // proxy-wasm-cpp-host's Wasmtime runtime names
 // (Wasmtime::getPrecompiledSectionName in src/wasmtime/wasmtime.cc):
@@ -31,7 +32,7 @@ import (
 // Unlike cpp-host, the module's imports and exports must also be those of
 // the bytecode (anywasm calls it through the signatures it parsed there).
 
-var _ engine.DriverPrecompiler = (*runtime)(nil)
+var _ backend.Precompiler = (*runtime)(nil)
 
 // PrecompiledSectionName is cpp-host's section name for this Wasmtime on
 // its default tier, Cranelift (the only one cpp-host runs). Code of
@@ -52,7 +53,7 @@ func (r *runtime) PrecompiledSectionName() string {
 }
 
 // Serialize returns wasmtime_module_serialize of m.
-func (r *runtime) Serialize(_ context.Context, dm engine.DriverModule) ([]byte, error) {
+func (r *runtime) Serialize(_ context.Context, dm backend.Module) ([]byte, error) {
 	m, ok := dm.(*module)
 	if !ok {
 		return nil, errors.New("wasmtime: serialize: not a wasmtime module")
@@ -72,7 +73,7 @@ func (r *runtime) Serialize(_ context.Context, dm engine.DriverModule) ([]byte, 
 
 // Deserialize loads a serialized module with wasmtime_module_deserialize
 // and checks that its imports and exports are info's.
-func (r *runtime) Deserialize(_ context.Context, pre []byte, info *engine.ModuleInfo) (engine.DriverModule, error) {
+func (r *runtime) Deserialize(_ context.Context, pre []byte, info *engine.ModuleInfo) (backend.Module, error) {
 	if len(pre) == 0 {
 		return nil, errors.New("wasmtime: empty precompiled code")
 	}

@@ -68,6 +68,7 @@ import (
 	_ "github.com/bytecodealliance/wasmtime-go/v44"
 
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/backend"
 	"github.com/anywasm/anywasm/engine/internal/filecache"
 )
 
@@ -98,7 +99,7 @@ type (
 	InstancePtr unsafe.Pointer
 )
 
-func init() { engine.Register(driver{}) }
+func init() { backend.Register(driver{}) }
 
 type driver struct{}
 
@@ -143,7 +144,7 @@ func (driver) TierUnavailable(t string) string {
 // platform the library is shipped for is 64-bit little-endian.
 const pulleyTarget = "pulley64"
 
-func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
+func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 	if cfg.Tier() == "" { // not through engine.Open (tests)
 		cfg = cfg.WithTier(TierCranelift)
 	}
@@ -200,7 +201,7 @@ func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
 	return r, nil
 }
 
-// runtime is a DriverRuntime: one wasm_engine_t.
+// runtime is a backend.Runtime: one wasm_engine_t.
 type runtime struct {
 	engine    *C.wasm_engine_t
 	tier      string
@@ -357,13 +358,13 @@ func (r *runtime) tick(e *C.wasm_engine_t, done chan struct{}) {
 	}
 }
 
-// host is the DriverHost: host functions are bound per instance (see
+// host is the backend.Host: host functions are bound per instance (see
 // Instantiate), so there is nothing to prepare or free.
 type host struct{}
 
 func (host) Close(context.Context) error { return nil }
 
-func (r *runtime) NewHost([]*engine.HostModule) (engine.DriverHost, error) { return host{}, nil }
+func (r *runtime) NewHost([]*engine.HostModule) (backend.Host, error) { return host{}, nil }
 
 // message converts a wasm_byte_vec_t message to a string, without its
 // trailing NUL, and deletes the vector.

@@ -85,6 +85,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/engine/internal/backend"
 	"github.com/anywasm/anywasm/engine/internal/seal"
 	"github.com/anywasm/anywasm/engine/internal/wasmbin"
 )
@@ -97,7 +98,7 @@ const Name = "wazero"
 // information, so it is a constant; a test checks it against go.mod.
 const Version = "v1.12.0"
 
-func init() { engine.Register(driver{}) }
+func init() { backend.Register(driver{}) }
 
 type driver struct{}
 
@@ -177,7 +178,7 @@ func runtimeConfig(cfg engine.Config) wazero.RuntimeConfig {
 	return rc
 }
 
-func (driver) NewRuntime(cfg engine.Config) (engine.DriverRuntime, error) {
+func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 	if cfg.Tier() == "" { // not through engine.Open (tests)
 		cfg = cfg.WithTier(driver{}.Tiers()[0])
 	}
@@ -243,7 +244,7 @@ func (m *module) As(target any) bool {
 	return false
 }
 
-func (r *runtime) Compile(ctx context.Context, wasm []byte, info *engine.ModuleInfo) (engine.DriverModule, error) {
+func (r *runtime) Compile(ctx context.Context, wasm []byte, info *engine.ModuleInfo) (backend.Module, error) {
 	// Without names wazero's backtraces name functions by index (see
 	// framesOf).
 	wasm = wasmbin.WithoutNames(wasm)
@@ -313,7 +314,7 @@ func toAPI(ts []engine.ValueType) []api.ValueType {
 	return out
 }
 
-func (r *runtime) NewHost(mods []*engine.HostModule) (engine.DriverHost, error) {
+func (r *runtime) NewHost(mods []*engine.HostModule) (backend.Host, error) {
 	ctx := context.Background()
 	h := &host{mods: make(map[string]api.Module, len(mods)), refs: 1}
 	for _, m := range mods {
@@ -372,7 +373,7 @@ func (h *host) Close(ctx context.Context) error {
 	return nil
 }
 
-func (r *runtime) Instantiate(ctx context.Context, m engine.DriverModule, dh engine.DriverHost, _ []*engine.HostFunction) (engine.Instance, error) {
+func (r *runtime) Instantiate(ctx context.Context, m backend.Module, dh backend.Host, _ []*engine.HostFunction) (engine.Instance, error) {
 	cm := m.(*module).cm
 	in := &instance{rt: r, info: m.(*module).info}
 	if dh != nil {
