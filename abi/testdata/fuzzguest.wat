@@ -15,7 +15,8 @@
 ;;   0x20000-0x2ffff  private: the report (0x20000), the allocator's
 ;;                    messages (0x21000), the call arities (0x21100), the
 ;;                    program's location (0x21200), a copy of the op being
-;;                    run (0x21300: the call may rewrite the program)
+;;                    run (0x21300: the call may rewrite the program) and
+;;                    of the nested op (0x21400)
 ;;
 ;; Program (little-endian): u32 magic "fuzz", u32 op count, the ops, then
 ;; data the ops point at. An op is u8 call (the index of its import below;
@@ -133,7 +134,10 @@
       (if (call $valid (global.get $nested)) (then
         (call $say (i32.const 0x21040) (i32.const 16))
         (global.set $nested_ran (i32.const 1))
-        (drop (call $op (global.get $nested)))))))
+        ;; run a copy, guarded: the program may have been rewritten
+        (memory.copy (i32.const 0x21400) (global.get $nested) (i32.add (i32.const 8) (i32.shl (i32.load8_u offset=1 (global.get $nested)) (i32.const 3))))
+        (call $guard (i32.const 0x21400) (i32.const 1))
+        (drop (call $op (i32.const 0x21400)))))))
     (if (i32.eq (local.get $m) (i32.const 4)) (then
       (drop (memory.grow (i32.const 1)))))
     (local.set $p (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
@@ -255,6 +259,40 @@
       (return (call $h42 (call $a (local.get $at) (i32.const 0)))))  ;; proxy_grpc_cancel
     (i32.const -1))
 
+  ;; $width is the width of argument $i of the op at $at if it is an
+  ;; out-parameter (4 or 8), else 0.
+  (func $width (param $at i32) (param $i i32) (result i64)
+    (if (i32.and (i32.shr_u (i32.load16_u offset=2 (local.get $at)) (local.get $i)) (i32.const 1)) (then (return (i64.const 4))))
+    (if (i32.and (i32.shr_u (i32.load16_u offset=4 (local.get $at)) (local.get $i)) (i32.const 1)) (then (return (i64.const 8))))
+    (i64.const 0))
+
+  ;; $guard moves each out-parameter of the op at $at to the guest's own
+  ;; scratch if it points where hostcallsProgram never points one: for a
+  ;; nested op ($nested_op) anywhere outside 0x500-0x5ff, for another into
+  ;; 0x10000-0x21fff (the shadow, the report, the op's copy). The program
+  ;; as written obeys that already; an earlier call that wrote into the
+  ;; program (an out-parameter pointing there) may have changed it.
+  (func $guard (param $at i32) (param $nested_op i32)
+    (local $i i32) (local $n i32) (local $p i64) (local $w i64) (local $move i32) (local $to i64)
+    (local.set $n (i32.load8_u offset=1 (local.get $at)))
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $w (call $width (local.get $at) (local.get $i)))
+      (local.set $p (i64.extend_i32_u (call $a (local.get $at) (local.get $i))))
+      (if (local.get $nested_op)
+        (then
+          (local.set $move (i32.or (i64.lt_u (local.get $p) (i64.const 0x500))
+                                   (i64.gt_u (i64.add (local.get $p) (local.get $w)) (i64.const 0x600))))
+          (local.set $to (i64.add (i64.const 0x500) (i64.mul (i64.rem_u (local.get $p) (i64.const 0x1f)) (i64.const 8)))))
+        (else
+          (local.set $move (i32.and (i64.gt_u (i64.add (local.get $p) (local.get $w)) (i64.const 0x10000))
+                                    (i64.lt_u (local.get $p) (i64.const 0x22000))))
+          (local.set $to (i64.add (i64.const 0x100) (i64.mul (i64.rem_u (local.get $p) (i64.const 0xfc)) (i64.const 4))))))
+      (if (i32.and (i64.ne (local.get $w) (i64.const 0)) (local.get $move))
+        (then (i64.store offset=8 (i32.add (local.get $at) (i32.shl (local.get $i) (i32.const 3))) (local.get $to))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next))))
+
   ;; $allowed: a change at $addr during the op at $at is the host's right:
   ;; inside what it allocated ($hb to $ha: from the first allocation's start
 ;; to the last one's end), an out-parameter's window, or
@@ -353,6 +391,7 @@
       (local.set $n (i32.load8_u offset=1 (local.get $pc)))
       ;; run a copy: the call may rewrite the program, this op included
       (memory.copy (i32.const 0x21300) (local.get $pc) (i32.add (i32.const 8) (i32.shl (local.get $n) (i32.const 3))))
+      (call $guard (i32.const 0x21300) (i32.const 0))
       (memory.copy (i32.const 0x10000) (i32.const 0) (i32.const 0x10000))
       (global.set $alo (i32.const -1))
       (global.set $ahi (i32.const 0))
