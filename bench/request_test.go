@@ -93,7 +93,10 @@ func oneRequest(b testing.TB, ctx context.Context, p *abi.Plugin, req, resp abi.
 }
 
 // BenchmarkRequest is one HTTP request through the Go-SDK headers plugin,
-// serially on one VM and in parallel over GOMAXPROCS VMs.
+// serially on one VM, in parallel over GOMAXPROCS VMs (Envoy's one VM per
+// worker), and in parallel over one VM (mode=parallel-1vm: every
+// goroutine's streams convoy on that VM's lock, as in a proxy whose plugin
+// has pool_size 1).
 func BenchmarkRequest(b *testing.B) {
 	for _, name := range benchTiers() {
 		for _, plugin := range requestPlugins {
@@ -106,18 +109,23 @@ func BenchmarkRequest(b *testing.B) {
 					oneRequest(b, ctx, p, req, resp)
 				}
 			})
-			b.Run("runtime="+name+"/plugin="+plugin+"/mode=parallel", func(b *testing.B) {
-				p := requestPlugin(b, name, plugin, 0) // PoolSize 0: one VM per GOMAXPROCS
-				ctx := context.Background()
-				b.ReportAllocs()
-				b.ResetTimer()
-				b.RunParallel(func(pb *testing.PB) {
-					req, resp := make(abi.Headers, 0, 16), make(abi.Headers, 0, 8)
-					for pb.Next() {
-						oneRequest(b, ctx, p, req, resp)
-					}
+			for _, m := range []struct {
+				mode string
+				pool int
+			}{{"parallel", runtime.GOMAXPROCS(0)}, {"parallel-1vm", 1}} {
+				b.Run("runtime="+name+"/plugin="+plugin+"/mode="+m.mode, func(b *testing.B) {
+					p := requestPlugin(b, name, plugin, m.pool)
+					ctx := context.Background()
+					b.ReportAllocs()
+					b.ResetTimer()
+					b.RunParallel(func(pb *testing.PB) {
+						req, resp := make(abi.Headers, 0, 16), make(abi.Headers, 0, 8)
+						for pb.Next() {
+							oneRequest(b, ctx, p, req, resp)
+						}
+					})
 				})
-			})
+			}
 		}
 	}
 }
