@@ -550,7 +550,8 @@ func TestGoSDKInfiniteLoop(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = rt.Close(context.Background()) }) // after the host's
-			f := load(t, rt, "trap", abi.PluginConfig{CallTimeout: 200 * time.Millisecond}, abi.Options{})
+			// The timeout bounds the Go initializer too: generous under -race and load.
+			f := load(t, rt, "trap", abi.PluginConfig{CallTimeout: time.Second}, abi.Options{})
 			s := f.stream()
 			defer s.Close(f.ctx)
 			start := time.Now()

@@ -521,7 +521,8 @@ func TestInfiniteLoop(t *testing.T) {
 	cfg := testrt.Config().WithInterruptOnContextDone(true)
 	cfgp := &cfg
 	forEachRuntime(t, cfgp, abi.Options{}, func(t *testing.T, e *env) {
-		srv := e.proxy(nethttp.Options{}, e.load("trap", abi.PluginConfig{CallTimeout: 200 * time.Millisecond}))
+		// The timeout bounds the Go initializer too: generous under -race and load.
+		srv := e.proxy(nethttp.Options{}, e.load("trap", abi.PluginConfig{CallTimeout: time.Second}))
 		r := e.get(srv, "/", "X-Crash", "loop")
 		if r.status != 503 {
 			t.Errorf("loop: %d %q", r.status, r.body)
