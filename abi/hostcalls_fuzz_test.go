@@ -320,6 +320,25 @@ func hostcallsProgram(data []byte) *fuzzProgram {
 		size += opSize(p.nested)
 	}
 	dataAt := uint64(guestHeap + size)
+	// An out-parameter into the ops would let the host rewrite an op the
+	// guest runs later (its call, its masks, its arguments), and the
+	// guest's checks would then judge a program nobody wrote: move it to
+	// scratch. (Into the data it may point: that only changes what later
+	// ops read.)
+	windows = slices.DeleteFunc(windows, func(w [2]uint64) bool { return w[0] < dataAt && w[1] > guestHeap })
+	for i := range p.ops {
+		op := &p.ops[i]
+		if op.call == opSetMode {
+			continue
+		}
+		for j, role := range fuzzCalls[op.call].roles {
+			width := map[int]uint64{roleO4: 4, roleO8: 8}[role]
+			if width != 0 && op.args[j] < dataAt && op.args[j]+width > guestHeap {
+				op.args[j] = guestScratch + op.args[j]%0xfc*4
+				windows = append(windows, [2]uint64{op.args[j], op.args[j] + width})
+			}
+		}
+	}
 	b := binary.LittleEndian.AppendUint32(nil, 0x7a7a7566)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(p.ops)))
 	encode := func(op *fuzzOp) {
