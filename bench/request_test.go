@@ -114,16 +114,7 @@ func BenchmarkRequest(b *testing.B) {
 				pool int
 			}{{"parallel", runtime.GOMAXPROCS(0)}, {"parallel-1vm", 1}} {
 				b.Run("runtime="+name+"/plugin="+plugin+"/mode="+m.mode, func(b *testing.B) {
-					p := requestPlugin(b, name, plugin, m.pool)
-					ctx := context.Background()
-					b.ReportAllocs()
-					b.ResetTimer()
-					b.RunParallel(func(pb *testing.PB) {
-						req, resp := make(abi.Headers, 0, 16), make(abi.Headers, 0, 8)
-						for pb.Next() {
-							oneRequest(b, ctx, p, req, resp)
-						}
-					})
+					parallelRequests(b, requestPlugin(b, name, plugin, m.pool))
 				})
 			}
 		}
@@ -241,17 +232,22 @@ func BenchmarkThroughput(b *testing.B) {
 			}
 			b.Run(fmt.Sprintf("runtime=%s/plugin=headers/procs=%d", name, procs), func(b *testing.B) {
 				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
-				p := requestEnv(b, name, procs)
-				ctx := context.Background()
-				b.ReportAllocs()
-				b.ResetTimer()
-				b.RunParallel(func(pb *testing.PB) {
-					req, resp := make(abi.Headers, 0, 16), make(abi.Headers, 0, 8)
-					for pb.Next() {
-						oneRequest(b, ctx, p, req, resp)
-					}
-				})
+				parallelRequests(b, requestEnv(b, name, procs))
 			})
 		}
 	}
+}
+
+// parallelRequests runs oneRequest through p from b.RunParallel's
+// goroutines, each with its own header slices.
+func parallelRequests(b *testing.B, p *abi.Plugin) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := make(abi.Headers, 0, 16), make(abi.Headers, 0, 8)
+		for pb.Next() {
+			oneRequest(b, ctx, p, req, resp)
+		}
+	})
 }
