@@ -21,13 +21,15 @@ const char *aw_symbol_path(int which) {
 
 // The metering functions are looked up at run time: the linux-aarch64
 // libwasmer.so that wasmer-go v1.0.4 ships is built without middlewares.
+// Their types are the header's (capi.h declares them; __typeof__ does not
+// reference the symbols, so nothing links against them).
 static struct {
-  wasmer_metering_t *(*metering_new)(uint64_t, wasmer_metering_cost_function_t);
-  wasmer_middleware_t *(*metering_as_middleware)(wasmer_metering_t *);
-  void (*config_push_middleware)(wasm_config_t *, wasmer_middleware_t *);
-  uint64_t (*get_remaining_points)(const wasm_instance_t *);
-  bool (*points_are_exhausted)(const wasm_instance_t *);
-  void (*set_remaining_points)(const wasm_instance_t *, uint64_t);
+  __typeof__(wasmer_metering_new) *metering_new;
+  __typeof__(wasmer_metering_as_middleware) *metering_as_middleware;
+  __typeof__(wasm_config_push_middleware) *config_push_middleware;
+  __typeof__(wasmer_metering_get_remaining_points) *get_remaining_points;
+  __typeof__(wasmer_metering_points_are_exhausted) *points_are_exhausted;
+  __typeof__(wasmer_metering_set_remaining_points) *set_remaining_points;
 } metering;
 
 // aw_metering_init resolves the metering functions; it returns 1 if the
@@ -44,7 +46,7 @@ int aw_metering_init(void) {
          metering.points_are_exhausted != NULL && metering.set_remaining_points != NULL;
 }
 
-static uint64_t aw_cost(int op) {
+static uint64_t aw_cost(wasmer_parser_operator_t op) {
   (void)op;
   return 1;
 }

@@ -9,6 +9,7 @@
 package wasmtimeraw
 
 /*
+#cgo CFLAGS: -I${SRCDIR}/../../../engine/wasmtime
 #include "raw.h"
 */
 import "C"
