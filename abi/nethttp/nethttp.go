@@ -411,15 +411,25 @@ func (x *exchange) headerStep(phase, k int, h abi.Headers, eos bool) (abi.Header
 	}
 	// The next plugin gets a copy: a paused plugin's later callbacks (a
 	// callout's answer) may still change its own map.
+	// The copy has room for what the next plugin adds.
 	switch phase {
 	case requestHeaders:
-		return s.RequestHeaderMap().Clone(), true
+		return withSlack(s.RequestHeaderMap()), true
 	case requestTrailers:
-		return s.RequestTrailerMap().Clone(), true
+		return withSlack(s.RequestTrailerMap()), true
 	case responseHeaders:
-		return s.ResponseHeaderMap().Clone(), true
+		return withSlack(s.ResponseHeaderMap()), true
 	}
-	return s.ResponseTrailerMap().Clone(), true
+	return withSlack(s.ResponseTrailerMap()), true
+}
+
+// withSlack is a copy of h with room for addSlack more headers (nil for
+// nil or empty, as h.Clone).
+func withSlack(h abi.Headers) abi.Headers {
+	if len(h) == 0 {
+		return nil
+	}
+	return append(make(abi.Headers, 0, len(h)+addSlack), h...)
 }
 
 // trailers runs trailers through the chain as Envoy's filter chain does: a
@@ -676,16 +686,66 @@ func (x *exchange) writeLocal() {
 // toHeader adds the response headers h to out, pseudo-headers left out,
 // and returns their :status, or status if it has none in 200..999.
 func toHeader(out http.Header, h abi.Headers, status int) int {
+	vals := make([]string, 0, len(h))
 	for _, kv := range h {
 		if kv.Key == ":status" {
 			if n, err := strconv.Atoi(kv.Value); err == nil && n >= 200 && n <= 999 {
 				status = n
 			}
 		} else if kv.Key != "" && kv.Key[0] != ':' {
-			out.Add(kv.Key, kv.Value)
+			vals = addValue(out, vals, kv.Key, kv.Value)
 		}
 	}
 	return status
+}
+
+// addValue is out.Add(key, value) with the value's slice taken from vals,
+// which the caller made with room for every value it adds: one allocation
+// for all the keys instead of one per key. Each key's slice is capped at
+// its length, so that appending to it (a later Add) copies it rather than
+// overwrite the next key's value. The key is canonicalized without
+// allocating for the common ones.
+func addValue(out http.Header, vals []string, key, value string) []string {
+	ck := canonical(key)
+	if vs, ok := out[ck]; ok {
+		out[ck] = append(vs, value)
+		return vals
+	}
+	if len(vals) == cap(vals) { // more values than the caller counted
+		out[ck] = []string{value}
+		return vals
+	}
+	vals = append(vals, value)
+	n := len(vals)
+	out[ck] = vals[n-1 : n : n]
+	return vals
+}
+
+// canonical is http.CanonicalHeaderKey(k) for a lower-case key, without
+// allocating for the common ones (net/textproto interns only keys that are
+// already canonical or in its own table, and a plugin's are lower-case).
+func canonical(k string) string {
+	if c, ok := commonCanonical[k]; ok {
+		return c
+	}
+	return http.CanonicalHeaderKey(k)
+}
+
+// statusText is strconv.Itoa of the status codes 100 to 599, made once: a
+// response's :status header without an allocation.
+var statusText = func() []string {
+	t := make([]string, 600)
+	for i := 100; i < len(t); i++ {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+func itoaStatus(code int) string {
+	if code >= 100 && code < len(statusText) {
+		return statusText[code]
+	}
+	return strconv.Itoa(code)
 }
 
 // ends reports whether a local response writes nothing: the stream is
@@ -703,7 +763,7 @@ func ends(lr *abi.LocalResponse) bool { return lr.Status == statusClientGone || 
 // trailers-only response.
 func (x *exchange) prepareLocal(lr *abi.LocalResponse) (h abi.Headers, body []byte, headersOnly bool) {
 	h = make(abi.Headers, 0, 4+len(lr.Headers))
-	h = append(h, abi.Header{Key: ":status", Value: strconv.Itoa(lr.Status)})
+	h = append(h, abi.Header{Key: ":status", Value: itoaStatus(lr.Status)})
 	for _, kv := range lr.Headers {
 		if kv.Key != "" && kv.Key[0] != ':' {
 			h = append(h, kv)
@@ -890,7 +950,7 @@ func requestMap(r *http.Request) abi.Headers {
 	if path == "" || r.URL.Scheme != "" { // not from a server, or absolute-form
 		path = r.URL.RequestURI()
 	}
-	h := make(abi.Headers, 0, 4+len(r.Header))
+	h := make(abi.Headers, 0, 4+len(r.Header)+addSlack)
 	h = append(h,
 		abi.Header{Key: ":authority", Value: r.Host},
 		abi.Header{Key: ":path", Value: path},
@@ -911,6 +971,11 @@ func requestMap(r *http.Request) abi.Headers {
 	return h
 }
 
+// addSlack is the room left in a header map handed to the plugins for the
+// headers they add, so that a plugin adding a few does not make the host
+// grow the map (an allocation per request).
+const addSlack = 4
+
 func appendHeader(h abi.Headers, hh http.Header) abi.Headers {
 	for k, vs := range hh {
 		lk := lower(k)
@@ -930,16 +995,19 @@ func lower(k string) string {
 	return strings.ToLower(k)
 }
 
-var commonLower = func() map[string]string {
-	m := map[string]string{}
+// commonLower maps common canonical header keys to their lower-case form,
+// and commonCanonical back.
+var commonLower, commonCanonical = func() (map[string]string, map[string]string) {
+	m, c := map[string]string{}, map[string]string{}
 	for _, k := range []string{"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
 		"Connection", "Content-Encoding", "Content-Length", "Content-Type", "Cookie", "Date", "Etag",
 		"Host", "Last-Modified", "Location", "Origin", "Referer", "Server", "Set-Cookie", "Te", "Trailer",
 		"Transfer-Encoding", "User-Agent", "Vary", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
 		"X-Request-Id"} {
 		m[k] = strings.ToLower(k)
+		c[m[k]] = k
 	}
-	return m
+	return m, c
 }()
 
 // request returns the request the next handler sees: r as the plugins left
@@ -949,6 +1017,7 @@ func (x *exchange) request(r *http.Request, h abi.Headers, eos bool) *http.Reque
 	u := *r.URL
 	r2.URL = &u
 	r2.Header = make(http.Header, len(h))
+	vals := make([]string, 0, len(h)) // every key's values, one allocation (addValue)
 	r2.ContentLength = r.ContentLength
 	if !eos {
 		r2.ContentLength = -1 // unless the plugins left a content-length
@@ -973,7 +1042,7 @@ func (x *exchange) request(r *http.Request, h abi.Headers, eos bool) *http.Reque
 		case "transfer-encoding", "host":
 		default:
 			if kv.Key != "" && kv.Key[0] != ':' {
-				r2.Header.Add(kv.Key, kv.Value)
+				vals = addValue(r2.Header, vals, kv.Key, kv.Value)
 			}
 		}
 	}
@@ -1212,8 +1281,8 @@ func (w *responseWriter) startHeaders(eos bool) bool {
 			}
 		}
 	}
-	h := make(abi.Headers, 0, 1+len(w.header))
-	h = append(h, abi.Header{Key: ":status", Value: strconv.Itoa(w.status)})
+	h := make(abi.Headers, 0, 1+len(w.header)+addSlack)
+	h = append(h, abi.Header{Key: ":status", Value: itoaStatus(w.status)})
 	w.chained = true
 	h, ok := x.headers(responseHeaders, appendHeader(h, w.header), eos)
 	if !ok {
