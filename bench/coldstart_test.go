@@ -109,7 +109,9 @@ func BenchmarkCompile(b *testing.B) {
 }
 
 // BenchmarkInstantiate is the tiny guest instantiated and closed
-// (op=instantiate); for the Go-SDK headers plugin, a plugin loaded into a
+// (op=instantiate); for the Go-SDK headers plugin, the compiled module
+// instantiated and closed with no-op host functions, without running its
+// initializer or any proxy-wasm call (op=instantiate); a plugin loaded into a
 // new abi.Host from an already compiled module, i.e. instantiate plus
 // _initialize, proxy_on_vm_start and proxy_on_configure
 // (op=instantiate+init); the same from the plugin's pre-initialized
@@ -138,6 +140,21 @@ func BenchmarkInstantiate(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			for b.Loop() {
+				inst, err := rt.Instantiate(ctx, m, imp)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = inst.Close(ctx)
+			}
+		})
+		b.Run("runtime="+name+"/guest=go-headers/op=instantiate", func(b *testing.B) {
+			rt := openRuntime(b, name, engine.NewConfig())
+			m, err := rt.Compile(ctx, plugins.Build(b, "headers"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			imp := stubImports(b, rt, m)
 			for b.Loop() {
 				inst, err := rt.Instantiate(ctx, m, imp)
 				if err != nil {
@@ -204,6 +221,35 @@ func BenchmarkInstantiate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// stubImports defines every function m imports as a host function that
+// does nothing: enough to instantiate m, not to run it.
+func stubImports(tb testing.TB, rt *engine.Runtime, m *engine.Module) *engine.Imports {
+	var mods []engine.HostModule
+	at := map[string]int{}
+	seen := map[[2]string]bool{}
+	for _, im := range m.Imports() {
+		if seen[[2]string{im.Module, im.Name}] {
+			continue // Go's wasip1 port imports some functions twice
+		}
+		seen[[2]string{im.Module, im.Name}] = true
+		i, ok := at[im.Module]
+		if !ok {
+			i = len(mods)
+			at[im.Module] = i
+			mods = append(mods, engine.HostModule{Name: im.Module})
+		}
+		mods[i].Functions = append(mods[i].Functions, engine.HostFunction{
+			Name: im.Name, Type: im.Type,
+			Func: func(context.Context, engine.Caller, []uint64) error { return nil },
+		})
+	}
+	imp, err := rt.NewImports(mods...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return imp
 }
 
 // newVMs times the VM a stream makes in a plugin's pool when every VM has a
