@@ -110,7 +110,7 @@ type hostFn struct {
 
 func (r *runtime) Instantiate(ctx context.Context, dm backend.Module, _ backend.Host, imports []*engine.HostFunction) (engine.Instance, error) {
 	m := dm.(*module)
-	cm, err := m.acquire()
+	cm, pre, err := m.acquire()
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,13 @@ func (r *runtime) Instantiate(ctx context.Context, dm backend.Module, _ backend.
 
 	in.ctx = ctx
 	flags, arm := in.enter(ctx)
-	rc := C.aw_instantiate(in.c, cm, m.types, C.size_t(len(imports)), flags)
+	var rc C.int
+	if pre != nil {
+		stats.instantiatedPre.Add(1)
+		rc = C.aw_instantiate_pre(in.c, pre, flags)
+	} else {
+		rc = C.aw_instantiate(in.c, cm, m.types, C.size_t(len(imports)), flags)
+	}
 	in.leave(arm)
 	if rc != 0 {
 		t := in.trap(ctx, rc)

@@ -29,11 +29,17 @@
 // after the owning object is closed.
 //
 // Implementation notes. Each instance has its own wasmtime_store_t. Calls use
-// wasmtime_func_call_unchecked with a per-instance C buffer; host functions
-// are created per store with wasmtime_func_new_unchecked and a C trampoline
-// whose env identifies the instance and the import, so a host call reaches
-// the Go function through one exported Go function and a slice index: no
-// maps, no cgo.Handle, no allocation. Memories never move (the engine sets
+// wasmtime_func_call_unchecked with a per-instance C buffer. Instances are
+// made from an InstancePre that Compile builds once per module
+// (wasmtime_linker_instantiate_pre over a linker that defines every import
+// with wasmtime_linker_define_func_unchecked; then
+// wasmtime_instance_pre_instantiate per instance): one C trampoline per
+// import whose env is the import index, finding the instance through the
+// store's data (wasmtime_context_get_data), so one InstancePre serves every
+// set of host functions, and a store gets its host functions without making
+// them or type-checking the imports again. A host call reaches the Go
+// function through one exported Go function and a slice index: no maps, no
+// cgo.Handle, no allocation. Memories never move (the engine sets
 // memory_may_move to false; 32-bit memories fit Wasmtime's 4 GiB
 // reservation), and the C side refreshes the size of the exported memories
 // after every guest call and before every host callback, so Memory accessors
