@@ -111,7 +111,9 @@ func BenchmarkCompile(b *testing.B) {
 // BenchmarkInstantiate is the tiny guest instantiated and closed
 // (op=instantiate); for the Go-SDK headers plugin, the compiled module
 // instantiated and closed with no-op host functions, without running its
-// initializer or any proxy-wasm call (op=instantiate); a plugin loaded into a
+// initializer or any proxy-wasm call (op=instantiate); both again in a
+// runtime with an instance pool, where the runtime has one
+// (op=instantiate-pooled, engine.Config.WithInstancePool); a plugin loaded into a
 // new abi.Host from an already compiled module, i.e. instantiate plus
 // _initialize, proxy_on_vm_start and proxy_on_configure
 // (op=instantiate+init); the same from the plugin's pre-initialized
@@ -163,6 +165,22 @@ func BenchmarkInstantiate(b *testing.B) {
 				_ = inst.Close(ctx)
 			}
 		})
+		if info, _ := engine.Lookup(name); info.Capabilities.Has(engine.CapInstancePool) {
+			b.Run("runtime="+name+"/guest=tiny/op=instantiate-pooled", func(b *testing.B) {
+				instantiatePooled(b, name, callsWasm, func(rt *engine.Runtime, _ *engine.Module) *engine.Imports {
+					imp, err := rt.NewImports(hostEnv())
+					if err != nil {
+						b.Fatal(err)
+					}
+					return imp
+				})
+			})
+			b.Run("runtime="+name+"/guest=go-headers/op=instantiate-pooled", func(b *testing.B) {
+				instantiatePooled(b, name, plugins.Build(b, "headers"), func(rt *engine.Runtime, m *engine.Module) *engine.Imports {
+					return stubImports(b, rt, m)
+				})
+			})
+		}
 		b.Run("runtime="+name+"/guest=go-headers/op=instantiate+init", func(b *testing.B) {
 			wasm := plugins.Build(b, "headers")
 			rt := openRuntime(b, name, engine.NewConfig())
@@ -220,6 +238,26 @@ func BenchmarkInstantiate(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// instantiatePooled times op=instantiate in a runtime with an instance pool
+// (engine.Config.WithInstancePool) of poolBench slots.
+func instantiatePooled(b *testing.B, name string, wasm []byte, imports func(*engine.Runtime, *engine.Module) *engine.Imports) {
+	const poolBench = 16
+	ctx := context.Background()
+	rt := openRuntime(b, name, engine.NewConfig().WithInstancePool(poolBench))
+	m, err := rt.Compile(ctx, wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	imp := imports(rt, m)
+	for b.Loop() {
+		inst, err := rt.Instantiate(ctx, m, imp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = inst.Close(ctx)
 	}
 }
 

@@ -127,11 +127,15 @@ func (r *runtime) Instantiate(ctx context.Context, dm backend.Module, _ backend.
 		}
 		in.hosts[i] = hostFn{f: f, hostMeta: m.hosts[i]}
 	}
+	if err := r.takeSlot(); err != nil {
+		return nil, err
+	}
 	in.slot = slotAlloc(in)
 	in.c = C.aw_inst_new(r.engine, C.uint32_t(in.slot), C.size_t(m.bufLen), C.size_t(len(m.fexps)), C.size_t(len(m.mems)),
 		C.int64_t(r.memLimit), C.bool(r.interrupt), C.uint64_t(r.fuel))
 	if in.c == nil {
 		slotFree(in.slot)
+		r.giveSlot()
 		return nil, errors.New("wasmtime: out of memory")
 	}
 	for i, name := range m.mems {
@@ -300,6 +304,7 @@ func (in *instance) free() {
 		return
 	}
 	C.aw_inst_delete(in.c)
+	in.rt.giveSlot()
 	in.c = nil
 	in.buf = nil
 	slotFree(in.slot)

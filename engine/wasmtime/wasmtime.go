@@ -136,7 +136,7 @@ func (driver) Tiers() []string { return []string{TierCranelift, TierPulley} }
 func (driver) TierCapabilities(string) engine.Capabilities {
 	return engine.CapMemoryLimit | engine.CapInterrupt | engine.CapFuel | engine.CapCompilationCache |
 		engine.CapFrameOffsets | engine.CapHostTrapFrames | engine.CapAllocFreeCalls |
-		engine.CapMultiValue | engine.CapCallerFrames
+		engine.CapMultiValue | engine.CapCallerFrames | engine.CapInstancePool
 }
 
 func (driver) TierUnavailable(t string) string {
@@ -187,6 +187,27 @@ func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 	// Memories never move (32-bit memories fit Wasmtime's default 4 GiB
 	// reservation): C refreshes only their size on transitions.
 	C.wasmtime_config_memory_may_move_set(c, false)
+	// Copy-on-write memory images: a module's data segments become an
+	// image, built when the module is compiled or deserialized, that each
+	// instance maps instead of copying (with the pool, a slot keeps the
+	// image mapped for the next instance of the same module). It is
+	// Wasmtime 44's default (config.h: "This option defaults to true");
+	// set here so that it does not depend on that.
+	C.wasmtime_config_memory_init_cow_set(c, true)
+	pool := cfg.InstancePool()
+	if pool > 0 {
+		if pool > MaxInstancePool {
+			C.wasm_config_delete(c)
+			closeCache(cache)
+			return nil, fmt.Errorf("wasmtime: an instance pool of %d instances: at most %d (each reserves %d GiB of address space): %w",
+				pool, MaxInstancePool, (memoryReservation+memoryGuard)>>30, engine.ErrNotSupported)
+		}
+		maxMem := uint64(engine.MaxPages) * engine.PageSize
+		if p := cfg.MemoryLimitPages(); p != 0 {
+			maxMem = uint64(p) * engine.PageSize
+		}
+		setPool(c, pool, maxMem)
+	}
 	e := C.wasm_engine_new_with_config(c) // takes c
 	if e == nil {
 		closeCache(cache)
@@ -198,6 +219,7 @@ func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 		interrupt: cfg.InterruptOnContextDone(),
 		fuel:      cfg.Fuel(),
 		memLimit:  -1,
+		pool:      pool,
 		cache:     cache,
 		instances: map[*instance]struct{}{},
 	}
@@ -207,6 +229,46 @@ func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 	return r, nil
 }
 
+// MaxInstancePool is the largest instance pool (engine.Config.WithInstancePool)
+// Open accepts: each slot reserves Wasmtime's 4 GiB memory reservation and
+// its guard, and Wasmtime's C API cannot report that it failed to reserve
+// them (wasm_engine_new_with_config has no error).
+const MaxInstancePool = 10000
+
+// Wasmtime 44's defaults for 64-bit hosts (Config::memory_reservation,
+// Config::memory_guard_size), which the engine does not change.
+const (
+	memoryReservation = 4 << 30
+	memoryGuard       = 32 << 20
+)
+
+// Limits of a pool slot, beyond its memory (see setPool).
+const (
+	poolTablesPerModule = 4
+)
+
+// setPool makes the engine use Wasmtime's pooling allocator
+// (wasmtime_pooling_allocation_strategy_set) with n slots whose memory can
+// grow to maxMem bytes (the memory limit, so that the store limiter, not
+// the pool, refuses a larger memory, and with the same error). A slot holds
+// one instance with one memory and up to poolTablesPerModule tables of
+// Wasmtime's default 20000 elements; a module that needs more cannot be
+// instantiated (the error is Wasmtime's, naming the limit). Core instances
+// are 2n: a failing nested call instantiates a probe in its store (see
+// aw_probe in shim.c), which holds a core instance, not a memory, until the
+// store is deleted; the n slots themselves are counted by Instantiate.
+func setPool(c *C.wasm_config_t, n int, maxMem uint64) {
+	p := C.wasmtime_pooling_allocation_config_new()
+	C.wasmtime_pooling_allocation_config_total_core_instances_set(p, C.uint32_t(2*n))
+	C.wasmtime_pooling_allocation_config_total_memories_set(p, C.uint32_t(n))
+	C.wasmtime_pooling_allocation_config_max_memories_per_module_set(p, 1)
+	C.wasmtime_pooling_allocation_config_total_tables_set(p, C.uint32_t(poolTablesPerModule*n))
+	C.wasmtime_pooling_allocation_config_max_tables_per_module_set(p, poolTablesPerModule)
+	C.wasmtime_pooling_allocation_config_max_memory_size_set(p, C.size_t(maxMem))
+	C.wasmtime_pooling_allocation_strategy_set(c, p) // copies p
+	C.wasmtime_pooling_allocation_config_delete(p)
+}
+
 // runtime is a backend.Runtime: one wasm_engine_t.
 type runtime struct {
 	engine    *C.wasm_engine_t
@@ -214,12 +276,14 @@ type runtime struct {
 	interrupt bool
 	fuel      uint64
 	memLimit  int64          // bytes, -1 for none
+	pool      int            // slots of the instance pool, 0 for none
 	cache     *filecache.Dir // nil without a compilation cache
 
 	mu        sync.Mutex
 	closed    bool
 	users     int // Compile and Instantiate calls using engine
 	instances map[*instance]struct{}
+	pooled    int // stores holding a slot of the pool (instances not freed)
 
 	// The epoch ticker runs while armed > 0.
 	tmu     sync.Mutex
@@ -315,6 +379,32 @@ func (r *runtime) Close(ctx context.Context) error {
 		r.free(e)
 	}
 	return nil
+}
+
+// takeSlot reserves a slot of the instance pool for a new store, if the
+// runtime has a pool.
+func (r *runtime) takeSlot() error {
+	if r.pool == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pooled >= r.pool {
+		return fmt.Errorf("wasmtime: %w: its %d instances (Config.WithInstancePool) are all in use; close one first",
+			engine.ErrPoolExhausted, r.pool)
+	}
+	r.pooled++
+	return nil
+}
+
+// giveSlot frees the slot of a deleted store.
+func (r *runtime) giveSlot() {
+	if r.pool == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.pooled--
+	r.mu.Unlock()
 }
 
 func (r *runtime) forget(in *instance) {
