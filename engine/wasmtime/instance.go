@@ -188,6 +188,11 @@ func (r *runtime) Instantiate(ctx context.Context, dm backend.Module, _ backend.
 // instantiateError is the error of an instantiation that failed without a
 // trap, e.g. a memory above the limit.
 func (r *runtime) instantiateError(msg string) error {
+	if r.pool > 0 && strings.Contains(msg, "concurrent") {
+		// Wasmtime's own pool ran out ("maximum concurrent ... limit"):
+		// see setPool for how its slots can outnumber instances.
+		return fmt.Errorf("wasmtime: %w: %s (the pool has %d instances)", engine.ErrPoolExhausted, oneLine(msg), r.pool)
+	}
 	if r.memLimit >= 0 && strings.Contains(msg, "memory") {
 		return fmt.Errorf("wasmtime: %s (the memory limit is %d pages)", oneLine(msg), r.memLimit/engine.PageSize)
 	}

@@ -4,6 +4,7 @@ package wasmtime
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -283,4 +284,54 @@ func TestInstancePre(t *testing.T) {
 			t.Errorf("instance %d's host function saw %v, want %v", k, got[k], want)
 		}
 	}
+}
+
+// TestPoolExhaustedInWasmtime checks that Wasmtime's own pool running out,
+// before the count of instances does (here: the count is raised past the
+// pool's memories), is reported as ErrPoolExhausted too.
+func TestPoolExhaustedInWasmtime(t *testing.T) {
+	ctx := context.Background()
+	rt, err := engine.Open(Name, engine.NewConfig().WithInstancePool(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	m, err := rt.Compile(ctx, enginetest.Guest("snapshot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp := enginetestImports(t, rt, m)
+	a, err := rt.Instantiate(ctx, m, imp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := a.(*instance).rt
+	r.mu.Lock()
+	r.pool = 2 // the Go count allows a second instance; Wasmtime has one memory
+	r.mu.Unlock()
+	_, err = rt.Instantiate(ctx, m, imp)
+	if !errors.Is(err, engine.ErrPoolExhausted) || !strings.Contains(err.Error(), "concurrent") {
+		t.Errorf("Instantiate beyond Wasmtime's memories = %v, want ErrPoolExhausted with Wasmtime's reason", err)
+	}
+}
+
+// enginetestImports defines m's imports as host functions that do nothing.
+func enginetestImports(t *testing.T, rt *engine.Runtime, m *engine.Module) *engine.Imports {
+	t.Helper()
+	var fns []engine.HostFunction
+	for _, im := range m.Imports() {
+		if im.Module != "env" {
+			t.Fatalf("import %s.%s", im.Module, im.Name)
+		}
+		fns = append(fns, engine.HostFunction{Name: im.Name, Type: im.Type,
+			Func: func(context.Context, engine.Caller, []uint64) error { return nil }})
+	}
+	if len(fns) == 0 {
+		return nil
+	}
+	imp, err := rt.NewImports(engine.HostModule{Name: "env", Functions: fns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return imp
 }

@@ -250,7 +250,7 @@ func (m *module) instancePre() *C.wasmtime_instance_pre_t {
 			return nil
 		}
 	}
-	l := C.aw_linker_new(m.rt.engine)
+	l := C.wasmtime_linker_new(m.rt.engine)
 	if l == nil {
 		return nil
 	}

@@ -234,10 +234,6 @@ int aw_instantiate(aw_inst *in, wasmtime_module_t *module,
 
 // ---- InstancePre ----
 
-wasmtime_linker_t *aw_linker_new(wasm_engine_t *engine) {
-  return wasmtime_linker_new(engine);
-}
-
 // aw_linker_define defines import index, module.name of type ty, as a host
 // function that calls the instance's import index.
 wasmtime_error_t *aw_linker_define(wasmtime_linker_t *l, const char *module,

@@ -435,7 +435,6 @@ void aw_inst_delete(aw_inst *in);
 int aw_set_mem_name(aw_inst *in, size_t i, const char *name, size_t len);
 int aw_instantiate(aw_inst *in, wasmtime_module_t *module,
                    wasm_functype_t **types, size_t n, unsigned flags);
-wasmtime_linker_t *aw_linker_new(wasm_engine_t *engine);
 wasmtime_error_t *aw_linker_define(wasmtime_linker_t *l, const char *module,
                                    size_t module_len, const char *name,
                                    size_t name_len, const wasm_functype_t *ty,

@@ -18,6 +18,18 @@
 // in proxy-wasm-cpp-host's section "precompiled_wasmtime_v<Version>_<platform>"
 // (see precompiled.go).
 //
+// Instance pool (engine.Config.WithInstancePool(n), engine.CapInstancePool):
+// Wasmtime's pooling allocator (wasmtime_pooling_allocation_config_new,
+// wasmtime_pooling_allocation_strategy_set) with n slots, each of one memory
+// (max_memories_per_module 1; max_memory_size is the memory limit, 4 GiB
+// without one) and up to 4 tables (Wasmtime's default 20000 elements each),
+// and 2n core instances (see setPool). Compile refuses, with Wasmtime's
+// message naming the limit, a module a slot cannot hold; Instantiate refuses
+// the instance n+1 with engine.ErrPoolExhausted. Memories are initialized
+// copy-on-write from an image of the module's data segments
+// (wasmtime_config_memory_init_cow_set, on by default in Wasmtime 44), with
+// or without the pool.
+//
 // Tiers (engine.Config.WithTier): "cranelift", the default, and "pulley",
 // Wasmtime's portable interpreter (the pulley64 target): much slower calls,
 // the same capabilities. "winch" is refused: Wasmtime 44's C API has no way
