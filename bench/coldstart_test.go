@@ -109,7 +109,11 @@ func BenchmarkCompile(b *testing.B) {
 }
 
 // BenchmarkInstantiate is the tiny guest instantiated and closed
-// (op=instantiate); for the Go-SDK headers plugin, a plugin loaded into a
+// (op=instantiate); for the Go-SDK headers plugin, the compiled module
+// instantiated and closed with no-op host functions, without running its
+// initializer or any proxy-wasm call (op=instantiate); both again in a
+// runtime with an instance pool, where the runtime has one
+// (op=instantiate-pooled, engine.Config.WithInstancePool); a plugin loaded into a
 // new abi.Host from an already compiled module, i.e. instantiate plus
 // _initialize, proxy_on_vm_start and proxy_on_configure
 // (op=instantiate+init); the same from the plugin's pre-initialized
@@ -146,6 +150,37 @@ func BenchmarkInstantiate(b *testing.B) {
 				_ = inst.Close(ctx)
 			}
 		})
+		b.Run("runtime="+name+"/guest=go-headers/op=instantiate", func(b *testing.B) {
+			rt := openRuntime(b, name, engine.NewConfig())
+			m, err := rt.Compile(ctx, plugins.Build(b, "headers"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			imp := stubImports(b, rt, m)
+			for b.Loop() {
+				inst, err := rt.Instantiate(ctx, m, imp)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = inst.Close(ctx)
+			}
+		})
+		if info, _ := engine.Lookup(name); info.Capabilities.Has(engine.CapInstancePool) {
+			b.Run("runtime="+name+"/guest=tiny/op=instantiate-pooled", func(b *testing.B) {
+				instantiatePooled(b, name, callsWasm, func(rt *engine.Runtime, _ *engine.Module) *engine.Imports {
+					imp, err := rt.NewImports(hostEnv())
+					if err != nil {
+						b.Fatal(err)
+					}
+					return imp
+				})
+			})
+			b.Run("runtime="+name+"/guest=go-headers/op=instantiate-pooled", func(b *testing.B) {
+				instantiatePooled(b, name, plugins.Build(b, "headers"), func(rt *engine.Runtime, m *engine.Module) *engine.Imports {
+					return stubImports(b, rt, m)
+				})
+			})
+		}
 		b.Run("runtime="+name+"/guest=go-headers/op=instantiate+init", func(b *testing.B) {
 			wasm := plugins.Build(b, "headers")
 			rt := openRuntime(b, name, engine.NewConfig())
@@ -204,6 +239,55 @@ func BenchmarkInstantiate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// instantiatePooled times op=instantiate in a runtime with an instance pool
+// (engine.Config.WithInstancePool) of poolBench slots.
+func instantiatePooled(b *testing.B, name string, wasm []byte, imports func(*engine.Runtime, *engine.Module) *engine.Imports) {
+	const poolBench = 16
+	ctx := context.Background()
+	rt := openRuntime(b, name, engine.NewConfig().WithInstancePool(poolBench))
+	m, err := rt.Compile(ctx, wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	imp := imports(rt, m)
+	for b.Loop() {
+		inst, err := rt.Instantiate(ctx, m, imp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = inst.Close(ctx)
+	}
+}
+
+// stubImports defines every function m imports as a host function that
+// does nothing: enough to instantiate m, not to run it.
+func stubImports(tb testing.TB, rt *engine.Runtime, m *engine.Module) *engine.Imports {
+	var mods []engine.HostModule
+	at := map[string]int{}
+	seen := map[[2]string]bool{}
+	for _, im := range m.Imports() {
+		if seen[[2]string{im.Module, im.Name}] {
+			continue // Go's wasip1 port imports some functions twice
+		}
+		seen[[2]string{im.Module, im.Name}] = true
+		i, ok := at[im.Module]
+		if !ok {
+			i = len(mods)
+			at[im.Module] = i
+			mods = append(mods, engine.HostModule{Name: im.Module})
+		}
+		mods[i].Functions = append(mods[i].Functions, engine.HostFunction{
+			Name: im.Name, Type: im.Type,
+			Func: func(context.Context, engine.Caller, []uint64) error { return nil },
+		})
+	}
+	imp, err := rt.NewImports(mods...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return imp
 }
 
 // newVMs times the VM a stream makes in a plugin's pool when every VM has a

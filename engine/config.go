@@ -38,6 +38,9 @@ const (
 	// CapCallerFrames: a trap's frames list the guest functions that
 	// called the one that trapped; without it, Frames holds that one only.
 	CapCallerFrames
+	// CapInstancePool: Config.WithInstancePool makes instances in slots
+	// the runtime reserves once (wasmtime's pooling allocator).
+	CapInstancePool
 )
 
 var capNames = []struct {
@@ -53,6 +56,7 @@ var capNames = []struct {
 	{CapAllocFreeCalls, "alloc-free-calls"},
 	{CapMultiValue, "multi-value"},
 	{CapCallerFrames, "caller-frames"},
+	{CapInstancePool, "instance-pool"},
 }
 
 // Has reports whether every capability in x is in c.
@@ -83,6 +87,7 @@ type Config struct {
 	fuel             uint64
 	cacheDir         string
 	tier             string
+	instancePool     int
 }
 
 // NewConfig returns the default configuration: no memory limit beyond the
@@ -131,6 +136,20 @@ func (c Config) WithCompilationCache(dir string) Config { c.cacheDir = dir; retu
 // carry the tier instead ("wasmtime:pulley"); the two must then agree.
 func (c Config) WithTier(name string) Config { c.tier = name; return c }
 
+// WithInstancePool makes the runtime reserve, when it opens, the address
+// space and metadata of n instances, and make every instance in one of these
+// slots instead of mapping its memory and tables anew: instantiation is
+// cheaper, and at most n instances (open, not yet closed) exist at once.
+// Instantiate beyond that fails with an error wrapping ErrPoolExhausted;
+// closing an instance frees its slot. 0, the default, disables the pool.
+// Needs CapInstancePool (wasmtime only: its pooling allocator; see the
+// engine/wasmtime package comment for the limits a slot puts on a module).
+// Open refuses a negative n.
+func (c Config) WithInstancePool(n int) Config { c.instancePool = n; return c }
+
+// InstancePool returns the number of instance slots, 0 for no pool.
+func (c Config) InstancePool() int { return c.instancePool }
+
 // Tier returns the tier asked for: "" before Open (the runtime's default);
 // Runtime.Config().Tier() is the tier the runtime runs.
 func (c Config) Tier() string { return c.tier }
@@ -162,6 +181,9 @@ func (c Config) Required() Capabilities {
 	if c.cacheDir != "" {
 		r |= CapCompilationCache
 	}
+	if c.instancePool != 0 {
+		r |= CapInstancePool
+	}
 	return r
 }
 
@@ -170,6 +192,9 @@ func (c Config) Required() Capabilities {
 func (c Config) validate(name string, has Capabilities) error {
 	if c.memoryLimitPages > MaxPages {
 		return fmt.Errorf("engine: memory limit of %d pages exceeds the 32-bit maximum of %d pages", c.memoryLimitPages, MaxPages)
+	}
+	if c.instancePool < 0 {
+		return fmt.Errorf("engine: an instance pool of %d instances", c.instancePool)
 	}
 	if missing := c.Required() &^ has; missing != 0 {
 		return fmt.Errorf("engine: runtime %q cannot enforce %s (it offers: %s): %w", name, missing, has, ErrNotSupported)

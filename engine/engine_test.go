@@ -52,6 +52,16 @@ func TestConfig(t *testing.T) {
 	if err := NewConfig().WithMemoryLimitPages(MaxPages+1).validate("x", CapMemoryLimit); err == nil {
 		t.Error("a limit over 65536 pages validated")
 	}
+	p := base.WithInstancePool(4)
+	if p.InstancePool() != 4 || p.Required() != CapInstancePool || base.InstancePool() != 0 {
+		t.Errorf("WithInstancePool(4): InstancePool() = %d, Required() = %s", p.InstancePool(), p.Required())
+	}
+	if err := p.validate("x", CapFuel); !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "instance-pool") {
+		t.Errorf("validate of a pool without CapInstancePool = %v", err)
+	}
+	if err := base.WithInstancePool(-1).validate("x", CapInstancePool); err == nil {
+		t.Error("a pool of -1 instances validated")
+	}
 }
 
 func TestTrapError(t *testing.T) {

@@ -32,6 +32,10 @@ var (
 	// that fails such a check later is not an error: it is never loaded, and
 	// the module is compiled again.
 	ErrCompilationCache = errors.New("engine: compilation cache refused")
+	// ErrPoolExhausted is wrapped by the error Instantiate returns when
+	// every slot of the instance pool (Config.WithInstancePool) holds an
+	// instance not yet closed. The error names the pool's size.
+	ErrPoolExhausted = errors.New("engine: instance pool exhausted")
 )
 
 // TrapCode says why a call into the guest stopped. The codes are the same on

@@ -133,7 +133,7 @@ func (h *harness) testCacheDirectory(t *testing.T) {
 				t.Skip("needs root to give a file to another user")
 			}
 			path := tc.setup(t, t.TempDir())
-			rt, err := engine.Open(h.name, engine.NewConfig().WithCompilationCache(path))
+			rt, err := engine.Open(h.name, h.config(engine.NewConfig().WithCompilationCache(path)))
 			if err == nil {
 				rt.Close(t.Context())
 				t.Fatalf("Open with cache directory %s succeeded", path)

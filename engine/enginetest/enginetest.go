@@ -103,11 +103,22 @@ type harness struct {
 	rt   string // the runtime's name (Runtime.Name)
 	info engine.Info
 	top  string // the name of the test that called Run
+	// with adds the options given to RunWith to every configuration the
+	// suite opens the runtime with; nil for none.
+	with func(engine.Config) engine.Config
+}
+
+// config returns cfg with the options given to RunWith.
+func (h *harness) config(cfg engine.Config) engine.Config {
+	if h.with == nil {
+		return cfg
+	}
+	return h.with(cfg)
 }
 
 func (h *harness) open(t testing.TB, cfg engine.Config) *engine.Runtime {
 	t.Helper()
-	rt, err := engine.Open(h.name, cfg)
+	rt, err := engine.Open(h.name, h.config(cfg))
 	if err != nil {
 		t.Fatalf("Open(%s): %v", h.name, err)
 	}
@@ -191,7 +202,13 @@ func (h *harness) mv() bool { return h.info.Capabilities.Has(engine.CapMultiValu
 
 // Run runs the conformance suite against the runtime registered as name, on
 // its default tier or on the tier name carries ("wazero:interpreter").
-func Run(t *testing.T, name string) {
+func Run(t *testing.T, name string) { RunWith(t, name, nil) }
+
+// RunWith runs the conformance suite as Run does, with every configuration
+// it opens the runtime with passed through with first, e.g. to run it with
+// an option that must change nothing the suite checks
+// (Config.WithInstancePool). with must not remove what the suite asked for.
+func RunWith(t *testing.T, name string, with func(engine.Config) engine.Config) {
 	info, err := engine.Lookup(name)
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +217,7 @@ func Run(t *testing.T, name string) {
 		cacheChild(t, name)
 		return
 	}
-	h := &harness{name: name, rt: info.Name, info: info, top: t.Name()}
+	h := &harness{name: name, rt: info.Name, info: info, top: t.Name(), with: with}
 	t.Run("Tier", h.testTier)
 	t.Run("Info", h.testInfo)
 	t.Run("MultiValue", h.testMultiValue)
@@ -221,6 +238,7 @@ func Run(t *testing.T, name string) {
 	t.Run("MemoryLimit", h.testMemoryLimit)
 	t.Run("Interrupt", h.testInterrupt)
 	t.Run("Fuel", h.testFuel)
+	t.Run("InstancePool", h.testInstancePool)
 	t.Run("CompilationCache", h.testCompilationCache)
 	t.Run("CompilationCacheTrust", h.testCacheTrust)
 	t.Run("Precompiled", h.testPrecompiled)
@@ -1124,9 +1142,44 @@ func (h *harness) testFeatures(t *testing.T) {
 
 func (h *harness) refuses(t *testing.T, cfg engine.Config) {
 	t.Helper()
-	_, err := engine.Open(h.name, cfg)
+	_, err := engine.Open(h.name, h.config(cfg))
 	if !errors.Is(err, engine.ErrNotSupported) {
 		t.Errorf("Open with an unsupported limit = %v, want ErrNotSupported", err)
+	}
+}
+
+// testInstancePool: a runtime without CapInstancePool refuses a pool; one
+// with it refuses an instance beyond the pool with ErrPoolExhausted, and
+// makes one again once an instance is closed.
+func (h *harness) testInstancePool(t *testing.T) {
+	cfg := engine.NewConfig().WithInstancePool(2)
+	if !h.info.Capabilities.Has(engine.CapInstancePool) {
+		h.refuses(t, cfg)
+		return
+	}
+	if h.with != nil {
+		// RunWith may set its own pool: this test needs a pool of 2.
+		t.Skip("the pool test runs in Run only")
+	}
+	rt := h.open(t, cfg)
+	a := instantiate(t, rt, "small")
+	instantiate(t, rt, "small")
+	m, err := rt.Compile(context.Background(), Guest("small"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Instantiate(context.Background(), m, nil); !errors.Is(err, engine.ErrPoolExhausted) {
+		t.Fatalf("a third instance in a pool of 2: %v, want ErrPoolExhausted", err)
+	}
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := rt.Instantiate(context.Background(), m, nil)
+	if err != nil {
+		t.Fatalf("Instantiate after a Close in a full pool: %v", err)
+	}
+	if got := call(t, c, "answer"); got[0] != 42 {
+		t.Errorf("answer = %d", got[0])
 	}
 }
 
@@ -1136,7 +1189,7 @@ func (h *harness) testMemoryLimit(t *testing.T) {
 		h.refuses(t, cfg)
 		return
 	}
-	if _, err := engine.Open(h.name, engine.NewConfig().WithMemoryLimitPages(engine.MaxPages+1)); err == nil {
+	if _, err := engine.Open(h.name, h.config(engine.NewConfig().WithMemoryLimitPages(engine.MaxPages+1))); err == nil {
 		t.Error("a limit above 65536 pages was accepted")
 	}
 	rt := h.open(t, cfg)
@@ -1285,7 +1338,7 @@ func (h *harness) testCompilationCache(t *testing.T) {
 	}
 	ctx := context.Background()
 	for round := 0; round < 2; round++ {
-		rt, err := engine.Open(h.name, cfg)
+		rt, err := engine.Open(h.name, h.config(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1303,7 +1356,7 @@ func (h *harness) testCompilationCache(t *testing.T) {
 	// Corrupt every entry in the cache: the runtime must recompile, not
 	// crash. (A corrupt key file is refused: see testCacheDirectory.)
 	corrupt(t, dir)
-	rt, err := engine.Open(h.name, cfg)
+	rt, err := engine.Open(h.name, h.config(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1520,7 +1573,7 @@ func (h *harness) testConcurrent(t *testing.T) {
 func (h *harness) testCloseRace(t *testing.T) {
 	ctx := context.Background()
 	for round := 0; round < 5; round++ {
-		rt, err := engine.Open(h.name, engine.NewConfig())
+		rt, err := engine.Open(h.name, h.config(engine.NewConfig()))
 		if err != nil {
 			t.Fatal(err)
 		}

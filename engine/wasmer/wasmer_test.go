@@ -141,6 +141,7 @@ func TestUnsupportedConfigIsRefused(t *testing.T) {
 	for _, cfg := range []engine.Config{
 		engine.NewConfig().WithInterruptOnContextDone(true),
 		engine.NewConfig().WithMemoryLimitPages(10),
+		engine.NewConfig().WithInstancePool(4),
 	} {
 		if _, err := engine.Open(Name, cfg); !errors.Is(err, engine.ErrNotSupported) {
 			t.Errorf("Open(%+v) = %v, want ErrNotSupported", cfg, err)

@@ -110,7 +110,7 @@ type hostFn struct {
 
 func (r *runtime) Instantiate(ctx context.Context, dm backend.Module, _ backend.Host, imports []*engine.HostFunction) (engine.Instance, error) {
 	m := dm.(*module)
-	cm, err := m.acquire()
+	cm, pre, err := m.acquire()
 	if err != nil {
 		return nil, err
 	}
@@ -127,11 +127,15 @@ func (r *runtime) Instantiate(ctx context.Context, dm backend.Module, _ backend.
 		}
 		in.hosts[i] = hostFn{f: f, hostMeta: m.hosts[i]}
 	}
+	if err := r.takeSlot(); err != nil {
+		return nil, err
+	}
 	in.slot = slotAlloc(in)
 	in.c = C.aw_inst_new(r.engine, C.uint32_t(in.slot), C.size_t(m.bufLen), C.size_t(len(m.fexps)), C.size_t(len(m.mems)),
 		C.int64_t(r.memLimit), C.bool(r.interrupt), C.uint64_t(r.fuel))
 	if in.c == nil {
 		slotFree(in.slot)
+		r.giveSlot()
 		return nil, errors.New("wasmtime: out of memory")
 	}
 	for i, name := range m.mems {
@@ -147,7 +151,13 @@ func (r *runtime) Instantiate(ctx context.Context, dm backend.Module, _ backend.
 
 	in.ctx = ctx
 	flags, arm := in.enter(ctx)
-	rc := C.aw_instantiate(in.c, cm, m.types, C.size_t(len(imports)), flags)
+	var rc C.int
+	if pre != nil {
+		stats.instantiatedPre.Add(1)
+		rc = C.aw_instantiate_pre(in.c, pre, flags)
+	} else {
+		rc = C.aw_instantiate(in.c, cm, m.types, C.size_t(len(imports)), flags)
+	}
 	in.leave(arm)
 	if rc != 0 {
 		t := in.trap(ctx, rc)
@@ -178,6 +188,11 @@ func (r *runtime) Instantiate(ctx context.Context, dm backend.Module, _ backend.
 // instantiateError is the error of an instantiation that failed without a
 // trap, e.g. a memory above the limit.
 func (r *runtime) instantiateError(msg string) error {
+	if r.pool > 0 && strings.Contains(msg, "concurrent") {
+		// Wasmtime's own pool ran out ("maximum concurrent ... limit"):
+		// see setPool for how its slots can outnumber instances.
+		return fmt.Errorf("wasmtime: %w: %s (the pool has %d instances)", engine.ErrPoolExhausted, oneLine(msg), r.pool)
+	}
 	if r.memLimit >= 0 && strings.Contains(msg, "memory") {
 		return fmt.Errorf("wasmtime: %s (the memory limit is %d pages)", oneLine(msg), r.memLimit/engine.PageSize)
 	}
@@ -294,6 +309,7 @@ func (in *instance) free() {
 		return
 	}
 	C.aw_inst_delete(in.c)
+	in.rt.giveSlot()
 	in.c = nil
 	in.buf = nil
 	slotFree(in.slot)

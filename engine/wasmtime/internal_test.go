@@ -4,8 +4,10 @@ package wasmtime
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -218,4 +220,118 @@ func writeFile(t *testing.T, path string, b []byte, mode os.FileMode) {
 	if err := os.WriteFile(path, b, mode); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestInstancePre checks that instances are made from the module's
+// InstancePre, that one InstancePre serves different host functions, that
+// a name imported twice reaches its host function through both imports, and
+// that an instance outlives the Close of its module (which deletes the
+// InstancePre).
+func TestInstancePre(t *testing.T) {
+	ctx := context.Background()
+	wasm, err := os.ReadFile("testdata/dupimport.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := engine.Open(Name, engine.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	m, err := rt.Compile(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [2][]uint64
+	inst := make([]engine.Instance, 2)
+	before := stats.instantiatedPre.Load()
+	for k := range inst {
+		imp, err := rt.NewImports(engine.HostModule{Name: "env", Functions: []engine.HostFunction{{
+			Name: "count", Type: engine.FuncType{Params: []engine.ValueType{engine.I32}},
+			Func: func(_ context.Context, _ engine.Caller, s []uint64) error {
+				got[k] = append(got[k], s[0])
+				return nil
+			},
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inst[k], err = rt.Instantiate(ctx, m, imp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := stats.instantiatedPre.Load() - before; n != 2 {
+		t.Errorf("%d of 2 instances were made from the InstancePre", n)
+	}
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for k, in := range inst {
+		for _, name := range []string{"call_a", "call_b", "call_a"} {
+			f, err := in.Function(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Call(ctx, nil); err != nil {
+				t.Fatalf("instance %d: %s: %v", k, name, err)
+			}
+		}
+		_ = in.Close(ctx)
+	}
+	want := []uint64{1, 2, 1}
+	for k := range got {
+		if !slices.Equal(got[k], want) {
+			t.Errorf("instance %d's host function saw %v, want %v", k, got[k], want)
+		}
+	}
+}
+
+// TestPoolExhaustedInWasmtime checks that Wasmtime's own pool running out,
+// before the count of instances does (here: the count is raised past the
+// pool's memories), is reported as ErrPoolExhausted too.
+func TestPoolExhaustedInWasmtime(t *testing.T) {
+	ctx := context.Background()
+	rt, err := engine.Open(Name, engine.NewConfig().WithInstancePool(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	m, err := rt.Compile(ctx, enginetest.Guest("snapshot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp := enginetestImports(t, rt, m)
+	a, err := rt.Instantiate(ctx, m, imp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := a.(*instance).rt
+	r.mu.Lock()
+	r.pool = 2 // the Go count allows a second instance; Wasmtime has one memory
+	r.mu.Unlock()
+	_, err = rt.Instantiate(ctx, m, imp)
+	if !errors.Is(err, engine.ErrPoolExhausted) || !strings.Contains(err.Error(), "concurrent") {
+		t.Errorf("Instantiate beyond Wasmtime's memories = %v, want ErrPoolExhausted with Wasmtime's reason", err)
+	}
+}
+
+// enginetestImports defines m's imports as host functions that do nothing.
+func enginetestImports(t *testing.T, rt *engine.Runtime, m *engine.Module) *engine.Imports {
+	t.Helper()
+	var fns []engine.HostFunction
+	for _, im := range m.Imports() {
+		if im.Module != "env" {
+			t.Fatalf("import %s.%s", im.Module, im.Name)
+		}
+		fns = append(fns, engine.HostFunction{Name: im.Name, Type: im.Type,
+			Func: func(context.Context, engine.Caller, []uint64) error { return nil }})
+	}
+	if len(fns) == 0 {
+		return nil
+	}
+	imp, err := rt.NewImports(engine.HostModule{Name: "env", Functions: fns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return imp
 }

@@ -36,6 +36,15 @@ type module struct {
 	mems   []string // names of exported memories
 	bufLen int      // call buffer length: the largest exported stack
 
+	// pre is the module linked with a host function per import
+	// (wasmtime_linker_instantiate_pre), made once so that Instantiate
+	// neither makes the host functions in each store nor type-checks the
+	// imports again (wasmtime_instance_pre_instantiate). The host functions
+	// find their instance through the store's data, so pre serves every
+	// set of host functions. nil if it could not be made: Instantiate then
+	// makes the host functions per store (aw_instantiate).
+	pre *C.wasmtime_instance_pre_t
+
 	mu     sync.Mutex
 	m      *C.wasmtime_module_t
 	users  int // Instantiate calls in progress
@@ -138,9 +147,9 @@ func (r *runtime) newModule(cm *C.wasmtime_module_t, info *engine.ModuleInfo) (*
 	return m, nil
 }
 
-// stats counts compilations, disk cache loads and precompiled code loads,
-// for tests.
-var stats struct{ compiled, loaded, deserialized atomic.Int64 }
+// stats counts compilations, disk cache loads, precompiled code loads and
+// instances made from an InstancePre, for tests.
+var stats struct{ compiled, loaded, deserialized, instantiatedPre atomic.Int64 }
 
 // oneLine joins Wasmtime's multi-line error text ("what\n\nCaused by:\n
 // 0: why\n 1: because") into one line: "what: why: because".
@@ -211,6 +220,7 @@ func (m *module) prepare() error {
 		}
 		m.hosts[i] = h
 	}
+	m.pre = m.instancePre()
 	for _, ex := range m.info.Exports {
 		switch ex.Kind {
 		case engine.ExternFunc:
@@ -230,15 +240,54 @@ func (m *module) prepare() error {
 	return nil
 }
 
+// instancePre returns the module's InstancePre, nil if an import cannot be
+// bound (Instantiate refuses the module) or Wasmtime refuses it (Instantiate
+// reports why, from wasmtime_instance_new).
+func (m *module) instancePre() *C.wasmtime_instance_pre_t {
+	types := unsafe.Slice(m.types, m.ntypes)
+	for i := range m.info.Imports {
+		if types[i] == nil {
+			return nil
+		}
+	}
+	l := C.wasmtime_linker_new(m.rt.engine)
+	if l == nil {
+		return nil
+	}
+	defer C.wasmtime_linker_delete(l)
+	type name struct{ module, name string }
+	defined := make(map[name]bool, len(m.info.Imports))
+	for i, im := range m.info.Imports {
+		// A module may import a name twice (Go's wasip1 port does);
+		// engine.Instantiate binds both to the same host function, and
+		// the linker holds one definition: the first import's index.
+		if defined[name{im.Module, im.Name}] {
+			continue
+		}
+		defined[name{im.Module, im.Name}] = true
+		if err := C.aw_linker_define(l, cstr(im.Module), C.size_t(len(im.Module)), cstr(im.Name), C.size_t(len(im.Name)),
+			types[i], C.uint32_t(i)); err != nil {
+			C.wasmtime_error_delete(err)
+			return nil
+		}
+	}
+	var pre *C.wasmtime_instance_pre_t
+	if err := C.wasmtime_linker_instantiate_pre(l, m.m, &pre); err != nil {
+		C.wasmtime_error_delete(err)
+		return nil
+	}
+	return pre
+}
+
 // acquire keeps the compiled module alive for an instantiation.
-func (m *module) acquire() (*C.wasmtime_module_t, error) {
+func (m *module) acquire() (*C.wasmtime_module_t, *C.wasmtime_instance_pre_t, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, fmt.Errorf("wasmtime: module %w", engine.ErrClosed)
+		return nil, nil, fmt.Errorf("wasmtime: module %w", engine.ErrClosed)
 	}
 	m.users++
-	return m.m, nil
+	return m.m, m.pre, nil
 }
 
 func (m *module) release() {
@@ -253,7 +302,7 @@ func (m *module) release() {
 
 // Close frees the compiled module, now or when the last instantiation in
 // progress returns. Instances keep what they need: a store holds its own
-// reference to the module's code.
+// reference to the module's code and host functions.
 func (m *module) Close(context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -277,6 +326,12 @@ func (m *module) free() {
 	}
 	C.free(unsafe.Pointer(m.types))
 	m.types, m.ntypes = nil, 0
+	if m.pre != nil {
+		// Instances made from it keep what they need: their store holds
+		// the module's code and the host functions.
+		C.wasmtime_instance_pre_delete(m.pre)
+		m.pre = nil
+	}
 	if m.m != nil {
 		deleteModule(m.m)
 		m.m = nil

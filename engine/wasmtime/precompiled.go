@@ -58,7 +58,7 @@ func (r *runtime) Serialize(_ context.Context, dm backend.Module) ([]byte, error
 	if !ok {
 		return nil, errors.New("wasmtime: serialize: not a wasmtime module")
 	}
-	cm, err := m.acquire()
+	cm, _, err := m.acquire()
 	if err != nil {
 		return nil, err
 	}

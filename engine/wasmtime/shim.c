@@ -130,10 +130,10 @@ void aw_watch(aw_inst *in, size_t i) {
   aw_refresh(in);
 }
 
-static wasm_trap_t *aw_trampoline(void *env, wasmtime_caller_t *caller,
-                                  wasmtime_val_raw_t *args, size_t n) {
-  aw_env *e = env;
-  aw_inst *in = e->in;
+// aw_host runs import index of in for a host callback.
+static inline wasm_trap_t *aw_host(aw_inst *in, uint32_t index,
+                                   wasmtime_caller_t *caller,
+                                   wasmtime_val_raw_t *args) {
   wasmtime_caller_t *prev = in->caller;
   in->caller = caller;
   if (!in->ready) {
@@ -142,13 +142,33 @@ static wasm_trap_t *aw_trampoline(void *env, wasmtime_caller_t *caller,
   if (in->watched) {
     aw_refresh(in);
   }
-  int rc = awHostCall(in->slot, e->index, args);
+  int rc = awHostCall(in->slot, index, args);
   in->caller = prev;
   if (rc != 0) {
     static const char msg[] = "anywasm: host function failed";
     return wasmtime_trap_new(msg, sizeof msg - 1);
   }
   return NULL;
+}
+
+// aw_trampoline is the callback of a host function made in one store
+// (wasmtime_func_new_unchecked): env is its aw_env.
+static wasm_trap_t *aw_trampoline(void *env, wasmtime_caller_t *caller,
+                                  wasmtime_val_raw_t *args, size_t n) {
+  aw_env *e = env;
+  (void)n;
+  return aw_host(e->in, e->index, caller, args);
+}
+
+// aw_linked_trampoline is the callback of a host function defined in a
+// linker (wasmtime_linker_define_func_unchecked), shared by every store
+// instantiated from the module's InstancePre: env is the import index, and
+// the instance is the store's data (wasmtime_store_new's data argument).
+static wasm_trap_t *aw_linked_trampoline(void *env, wasmtime_caller_t *caller,
+                                         wasmtime_val_raw_t *args, size_t n) {
+  (void)n;
+  aw_inst *in = wasmtime_context_get_data(wasmtime_caller_context(caller));
+  return aw_host(in, (uint32_t)(uintptr_t)env, caller, args);
 }
 
 static int aw_status(aw_inst *in) {
@@ -204,6 +224,39 @@ int aw_instantiate(aw_inst *in, wasmtime_module_t *module,
     aw_leave(in, flags);
   }
   free(ext);
+  if (aw_status(in) == 0) {
+    in->ready = true;
+    aw_resolve(in, NULL);
+  }
+  aw_refresh(in);
+  return aw_status(in);
+}
+
+// ---- InstancePre ----
+
+// aw_linker_define defines import index, module.name of type ty, as a host
+// function that calls the instance's import index.
+wasmtime_error_t *aw_linker_define(wasmtime_linker_t *l, const char *module,
+                                   size_t module_len, const char *name,
+                                   size_t name_len, const wasm_functype_t *ty,
+                                   uint32_t index) {
+  return wasmtime_linker_define_func_unchecked(
+      l, module, module_len, name, name_len, ty, aw_linked_trampoline,
+      (void *)(uintptr_t)index, NULL);
+}
+
+// aw_instantiate_pre instantiates pre in the instance's store: like
+// aw_instantiate, without making the host functions and type-checking the
+// imports again.
+int aw_instantiate_pre(aw_inst *in, const wasmtime_instance_pre_t *pre,
+                       unsigned flags) {
+  in->trap = NULL;
+  in->err = NULL;
+  if (aw_enter(in, flags)) {
+    in->err =
+        wasmtime_instance_pre_instantiate(pre, in->ctx, &in->instance, &in->trap);
+    aw_leave(in, flags);
+  }
   if (aw_status(in) == 0) {
     in->ready = true;
     aw_resolve(in, NULL);

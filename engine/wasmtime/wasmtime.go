@@ -18,6 +18,18 @@
 // in proxy-wasm-cpp-host's section "precompiled_wasmtime_v<Version>_<platform>"
 // (see precompiled.go).
 //
+// Instance pool (engine.Config.WithInstancePool(n), engine.CapInstancePool):
+// Wasmtime's pooling allocator (wasmtime_pooling_allocation_config_new,
+// wasmtime_pooling_allocation_strategy_set) with n slots, each of one memory
+// (max_memories_per_module 1; max_memory_size is the memory limit, 4 GiB
+// without one) and up to 4 tables (Wasmtime's default 20000 elements each),
+// and 2n core instances (see setPool). Compile refuses, with Wasmtime's
+// message naming the limit, a module a slot cannot hold; Instantiate refuses
+// the instance n+1 with engine.ErrPoolExhausted. Memories are initialized
+// copy-on-write from an image of the module's data segments
+// (wasmtime_config_memory_init_cow_set, on by default in Wasmtime 44), with
+// or without the pool.
+//
 // Tiers (engine.Config.WithTier): "cranelift", the default, and "pulley",
 // Wasmtime's portable interpreter (the pulley64 target): much slower calls,
 // the same capabilities. "winch" is refused: Wasmtime 44's C API has no way
@@ -29,11 +41,17 @@
 // after the owning object is closed.
 //
 // Implementation notes. Each instance has its own wasmtime_store_t. Calls use
-// wasmtime_func_call_unchecked with a per-instance C buffer; host functions
-// are created per store with wasmtime_func_new_unchecked and a C trampoline
-// whose env identifies the instance and the import, so a host call reaches
-// the Go function through one exported Go function and a slice index: no
-// maps, no cgo.Handle, no allocation. Memories never move (the engine sets
+// wasmtime_func_call_unchecked with a per-instance C buffer. Instances are
+// made from an InstancePre that Compile builds once per module
+// (wasmtime_linker_instantiate_pre over a linker that defines every import
+// with wasmtime_linker_define_func_unchecked; then
+// wasmtime_instance_pre_instantiate per instance): one C trampoline per
+// import whose env is the import index, finding the instance through the
+// store's data (wasmtime_context_get_data), so one InstancePre serves every
+// set of host functions, and a store gets its host functions without making
+// them or type-checking the imports again. A host call reaches the Go
+// function through one exported Go function and a slice index: no maps, no
+// cgo.Handle, no allocation. Memories never move (the engine sets
 // memory_may_move to false; 32-bit memories fit Wasmtime's 4 GiB
 // reservation), and the C side refreshes the size of the exported memories
 // after every guest call and before every host callback, so Memory accessors
@@ -130,7 +148,7 @@ func (driver) Tiers() []string { return []string{TierCranelift, TierPulley} }
 func (driver) TierCapabilities(string) engine.Capabilities {
 	return engine.CapMemoryLimit | engine.CapInterrupt | engine.CapFuel | engine.CapCompilationCache |
 		engine.CapFrameOffsets | engine.CapHostTrapFrames | engine.CapAllocFreeCalls |
-		engine.CapMultiValue | engine.CapCallerFrames
+		engine.CapMultiValue | engine.CapCallerFrames | engine.CapInstancePool
 }
 
 func (driver) TierUnavailable(t string) string {
@@ -181,6 +199,27 @@ func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 	// Memories never move (32-bit memories fit Wasmtime's default 4 GiB
 	// reservation): C refreshes only their size on transitions.
 	C.wasmtime_config_memory_may_move_set(c, false)
+	// Copy-on-write memory images: a module's data segments become an
+	// image, built when the module is compiled or deserialized, that each
+	// instance maps instead of copying (with the pool, a slot keeps the
+	// image mapped for the next instance of the same module). It is
+	// Wasmtime 44's default (config.h: "This option defaults to true");
+	// set here so that it does not depend on that.
+	C.wasmtime_config_memory_init_cow_set(c, true)
+	pool := cfg.InstancePool()
+	if pool > 0 {
+		if pool > MaxInstancePool {
+			C.wasm_config_delete(c)
+			closeCache(cache)
+			return nil, fmt.Errorf("wasmtime: an instance pool of %d instances: at most %d (each reserves %d GiB of address space): %w",
+				pool, MaxInstancePool, (memoryReservation+memoryGuard)>>30, engine.ErrNotSupported)
+		}
+		maxMem := uint64(engine.MaxPages) * engine.PageSize
+		if p := cfg.MemoryLimitPages(); p != 0 {
+			maxMem = uint64(p) * engine.PageSize
+		}
+		setPool(c, pool, maxMem)
+	}
 	e := C.wasm_engine_new_with_config(c) // takes c
 	if e == nil {
 		closeCache(cache)
@@ -192,6 +231,7 @@ func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 		interrupt: cfg.InterruptOnContextDone(),
 		fuel:      cfg.Fuel(),
 		memLimit:  -1,
+		pool:      pool,
 		cache:     cache,
 		instances: map[*instance]struct{}{},
 	}
@@ -201,6 +241,46 @@ func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 	return r, nil
 }
 
+// MaxInstancePool is the largest instance pool (engine.Config.WithInstancePool)
+// Open accepts: each slot reserves Wasmtime's 4 GiB memory reservation and
+// its guard, and Wasmtime's C API cannot report that it failed to reserve
+// them (wasm_engine_new_with_config has no error).
+const MaxInstancePool = 10000
+
+// Wasmtime 44's defaults for 64-bit hosts (Config::memory_reservation,
+// Config::memory_guard_size), which the engine does not change.
+const (
+	memoryReservation = 4 << 30
+	memoryGuard       = 32 << 20
+)
+
+// Limits of a pool slot, beyond its memory (see setPool).
+const (
+	poolTablesPerModule = 4
+)
+
+// setPool makes the engine use Wasmtime's pooling allocator
+// (wasmtime_pooling_allocation_strategy_set) with n slots whose memory can
+// grow to maxMem bytes (the memory limit, so that the store limiter, not
+// the pool, refuses a larger memory, and with the same error). A slot holds
+// one instance with one memory and up to poolTablesPerModule tables of
+// Wasmtime's default 20000 elements; a module that needs more cannot be
+// instantiated (the error is Wasmtime's, naming the limit). Core instances
+// are 2n: a failing nested call instantiates a probe in its store (see
+// aw_probe in shim.c), which holds a core instance, not a memory, until the
+// store is deleted; the n slots themselves are counted by Instantiate.
+func setPool(c *C.wasm_config_t, n int, maxMem uint64) {
+	p := C.wasmtime_pooling_allocation_config_new()
+	C.wasmtime_pooling_allocation_config_total_core_instances_set(p, C.uint32_t(2*n))
+	C.wasmtime_pooling_allocation_config_total_memories_set(p, C.uint32_t(n))
+	C.wasmtime_pooling_allocation_config_max_memories_per_module_set(p, 1)
+	C.wasmtime_pooling_allocation_config_total_tables_set(p, C.uint32_t(poolTablesPerModule*n))
+	C.wasmtime_pooling_allocation_config_max_tables_per_module_set(p, poolTablesPerModule)
+	C.wasmtime_pooling_allocation_config_max_memory_size_set(p, C.size_t(maxMem))
+	C.wasmtime_pooling_allocation_strategy_set(c, p) // copies p
+	C.wasmtime_pooling_allocation_config_delete(p)
+}
+
 // runtime is a backend.Runtime: one wasm_engine_t.
 type runtime struct {
 	engine    *C.wasm_engine_t
@@ -208,12 +288,14 @@ type runtime struct {
 	interrupt bool
 	fuel      uint64
 	memLimit  int64          // bytes, -1 for none
+	pool      int            // slots of the instance pool, 0 for none
 	cache     *filecache.Dir // nil without a compilation cache
 
 	mu        sync.Mutex
 	closed    bool
 	users     int // Compile and Instantiate calls using engine
 	instances map[*instance]struct{}
+	pooled    int // stores holding a slot of the pool (instances not freed)
 
 	// The epoch ticker runs while armed > 0.
 	tmu     sync.Mutex
@@ -309,6 +391,32 @@ func (r *runtime) Close(ctx context.Context) error {
 		r.free(e)
 	}
 	return nil
+}
+
+// takeSlot reserves a slot of the instance pool for a new store, if the
+// runtime has a pool.
+func (r *runtime) takeSlot() error {
+	if r.pool == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pooled >= r.pool {
+		return fmt.Errorf("wasmtime: %w: its %d instances (Config.WithInstancePool) are all in use; close one first",
+			engine.ErrPoolExhausted, r.pool)
+	}
+	r.pooled++
+	return nil
+}
+
+// giveSlot frees the slot of a deleted store.
+func (r *runtime) giveSlot() {
+	if r.pool == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.pooled--
+	r.mu.Unlock()
 }
 
 func (r *runtime) forget(in *instance) {

@@ -18,6 +18,87 @@ import (
 
 func TestConformance(t *testing.T) { enginetest.RunTiers(t, wasmtime.Name) }
 
+// poolSize is the instance pool of the conformance run with a pool: more
+// instances than any test of the suite holds at once.
+const poolSize = 64
+
+// TestConformancePool runs the suite, on every tier, with every runtime
+// using Wasmtime's pooling allocator.
+func TestConformancePool(t *testing.T) {
+	info, err := engine.Lookup(wasmtime.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := func(c engine.Config) engine.Config { return c.WithInstancePool(poolSize) }
+	for _, tier := range info.Tiers {
+		t.Run("tier="+tier, func(t *testing.T) { enginetest.RunWith(t, wasmtime.Name+":"+tier, pool) })
+	}
+}
+
+// TestPoolExhausted checks that a pool of 2 refuses a third instance with
+// ErrPoolExhausted naming its size, and makes one again once an instance is
+// closed, also after instances that failed to instantiate.
+func TestPoolExhausted(t *testing.T) {
+	ctx := context.Background()
+	rt := open(t, engine.NewConfig().WithInstancePool(2))
+	m, err := rt.Compile(ctx, enginetest.Guest("small"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var insts []engine.Instance
+	for range 2 {
+		inst, err := rt.Instantiate(ctx, m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		insts = append(insts, inst)
+	}
+	for range 3 {
+		_, err = rt.Instantiate(ctx, m, nil)
+		if !errors.Is(err, engine.ErrPoolExhausted) || !strings.Contains(err.Error(), " 2 instances") {
+			t.Fatalf("third Instantiate = %v, want ErrPoolExhausted naming the pool of 2", err)
+		}
+	}
+	if err := insts[0].Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	inst, err := rt.Instantiate(ctx, m, nil)
+	if err != nil {
+		t.Fatalf("Instantiate after a Close: %v", err)
+	}
+	if err := call(inst, "answer", 0); err != nil {
+		t.Fatal(err)
+	}
+	// A start function that traps gives its slot back.
+	sm, err := rt.Compile(ctx, enginetest.Guest("start"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = inst.Close(ctx)
+	for range 3 {
+		if _, err := rt.Instantiate(ctx, sm, nil); err == nil || errors.Is(err, engine.ErrPoolExhausted) {
+			t.Fatalf("Instantiate of a trapping start function = %v, want its trap", err)
+		}
+	}
+	if _, err := rt.Instantiate(ctx, m, nil); err != nil {
+		t.Fatalf("Instantiate after failed instantiations: %v", err)
+	}
+}
+
+// TestPoolLimits checks what a pool refuses: a module with two memories
+// (Wasmtime's Compile names the limit of a slot, one memory), and a pool
+// larger than MaxInstancePool.
+func TestPoolLimits(t *testing.T) {
+	ctx := context.Background()
+	rt := open(t, engine.NewConfig().WithInstancePool(4))
+	if _, err := rt.Compile(ctx, hostWasm); err == nil || !strings.Contains(err.Error(), "memories count of 2 exceeds the per-instance limit of 1") {
+		t.Errorf("Compile of a module with 2 memories for a pool = %v, want an error naming the limit", err)
+	}
+	if _, err := engine.Open(wasmtime.Name, engine.NewConfig().WithInstancePool(wasmtime.MaxInstancePool+1)); !errors.Is(err, engine.ErrNotSupported) {
+		t.Errorf("Open with a pool above MaxInstancePool = %v, want ErrNotSupported", err)
+	}
+}
+
 var (
 	//go:embed testdata/host.wasm
 	hostWasm []byte

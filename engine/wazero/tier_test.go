@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -81,5 +82,15 @@ func TestInterpreterRefusesCache(t *testing.T) {
 	}
 	if !errors.Is(err, engine.ErrNotSupported) {
 		t.Errorf("err = %v, want ErrNotSupported", err)
+	}
+}
+
+// TestInstancePoolRefused: wazero has no instance pool, on either tier.
+func TestInstancePoolRefused(t *testing.T) {
+	for _, name := range []string{"wazero", "wazero:interpreter"} {
+		_, err := engine.Open(name, engine.NewConfig().WithInstancePool(4))
+		if !errors.Is(err, engine.ErrNotSupported) || !strings.Contains(err.Error(), "instance-pool") {
+			t.Errorf("Open(%s) with an instance pool = %v, want ErrNotSupported naming it", name, err)
+		}
 	}
 }
