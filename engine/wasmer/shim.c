@@ -7,6 +7,7 @@
 
 #include "shim.h"
 #include "_cgo_export.h"
+#include "../internal/cshape/cshape.h"
 
 // aw_symbol_path returns the file that defines wasm_engine_new (which 0) or
 // wasmer_version (which 1), as the dynamic linker resolved them.
@@ -389,63 +390,12 @@ int aw_memory_grow(aw_inst *in, uint32_t delta, uint32_t *prev) {
 }
 
 // The shape of a module's imports and exports (engine/internal/cshape).
-
-static size_t aw_put(uint8_t *out, size_t cap, size_t n, const void *p,
-                     size_t len) {
-  if (n <= cap && len <= cap - n) {
-    memcpy(out + n, p, len);
-  }
-  return n + len;
-}
-
-static size_t aw_put_u32(uint8_t *out, size_t cap, size_t n, size_t v) {
-  uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16),
-                  (uint8_t)(v >> 24)};
-  return aw_put(out, cap, n, b, 4);
-}
-
-static size_t aw_put_name(uint8_t *out, size_t cap, size_t n,
-                          const wasm_name_t *s) {
-  n = aw_put_u32(out, cap, n, s->size);
-  return aw_put(out, cap, n, s->data, s->size);
-}
-
-static size_t aw_put_extern(uint8_t *out, size_t cap, size_t n,
-                            const wasm_externtype_t *t) {
-  uint8_t k = wasm_externtype_kind(t);
-  n = aw_put(out, cap, n, &k, 1);
-  if (k != WASM_EXTERN_FUNC) {
-    return n;
-  }
-  const wasm_functype_t *f = wasm_externtype_as_functype_const(t);
-  const wasm_valtype_vec_t *vs[2] = {wasm_functype_params(f),
-                                     wasm_functype_results(f)};
-  for (int j = 0; j < 2; j++) {
-    n = aw_put_u32(out, cap, n, vs[j]->size);
-    for (size_t i = 0; i < vs[j]->size; i++) {
-      uint8_t v = wasm_valtype_kind(vs[j]->data[i]);
-      n = aw_put(out, cap, n, &v, 1);
-    }
-  }
-  return n;
-}
-
 size_t aw_module_shape(const wasm_module_t *m, uint8_t *out, size_t cap) {
   wasm_importtype_vec_t im;
   wasm_exporttype_vec_t ex;
   wasm_module_imports(m, &im);
   wasm_module_exports(m, &ex);
-  size_t n = aw_put_u32(out, cap, 0, im.size);
-  for (size_t i = 0; i < im.size; i++) {
-    n = aw_put_name(out, cap, n, wasm_importtype_module(im.data[i]));
-    n = aw_put_name(out, cap, n, wasm_importtype_name(im.data[i]));
-    n = aw_put_extern(out, cap, n, wasm_importtype_type(im.data[i]));
-  }
-  n = aw_put_u32(out, cap, n, ex.size);
-  for (size_t i = 0; i < ex.size; i++) {
-    n = aw_put_name(out, cap, n, wasm_exporttype_name(ex.data[i]));
-    n = aw_put_extern(out, cap, n, wasm_exporttype_type(ex.data[i]));
-  }
+  size_t n = aw_shape(&im, &ex, out, cap);
   wasm_importtype_vec_delete(&im);
   wasm_exporttype_vec_delete(&ex);
   return n;

@@ -12,54 +12,6 @@
 
 #include "capi.h"
 
-// ---- wasmtime/linker.h, wasmtime/config.h: InstancePre and pooling ----
-// (with what they need from wasmtime/instance.h, wasmtime/func.h and
-// wasmtime/store.h; WASMTIME_CONFIG_PROP and
-// WASMTIME_POOLING_ALLOCATION_CONFIG_PROP expanded)
-
-typedef struct wasmtime_linker wasmtime_linker_t;
-wasmtime_linker_t *wasmtime_linker_new(wasm_engine_t *engine);
-void wasmtime_linker_delete(wasmtime_linker_t *linker);
-wasmtime_error_t *wasmtime_linker_define_func_unchecked(
-    wasmtime_linker_t *linker, const char *module, size_t module_len,
-    const char *name, size_t name_len, const wasm_functype_t *ty,
-    wasmtime_func_unchecked_callback_t cb, void *data,
-    void (*finalizer)(void *));
-typedef struct wasmtime_instance_pre wasmtime_instance_pre_t;
-wasmtime_error_t *
-wasmtime_linker_instantiate_pre(const wasmtime_linker_t *linker,
-                                const wasmtime_module_t *module,
-                                wasmtime_instance_pre_t **instance_pre);
-void wasmtime_instance_pre_delete(wasmtime_instance_pre_t *instance_pre);
-wasmtime_error_t *wasmtime_instance_pre_instantiate(
-    const wasmtime_instance_pre_t *instance_pre, wasmtime_context_t *store,
-    wasmtime_instance_t *instance, wasm_trap_t **trap_ptr);
-wasmtime_context_t *wasmtime_caller_context(wasmtime_caller_t *caller);
-void *wasmtime_context_get_data(const wasmtime_context_t *context);
-
-void wasmtime_config_memory_init_cow_set(wasm_config_t *, bool);
-typedef struct wasmtime_pooling_allocation_config_t
-    wasmtime_pooling_allocation_config_t;
-wasmtime_pooling_allocation_config_t *wasmtime_pooling_allocation_config_new();
-void wasmtime_pooling_allocation_config_delete(
-    wasmtime_pooling_allocation_config_t *);
-void wasmtime_pooling_allocation_config_total_core_instances_set(
-    wasmtime_pooling_allocation_config_t *, uint32_t);
-void wasmtime_pooling_allocation_config_total_memories_set(
-    wasmtime_pooling_allocation_config_t *, uint32_t);
-void wasmtime_pooling_allocation_config_total_tables_set(
-    wasmtime_pooling_allocation_config_t *, uint32_t);
-void wasmtime_pooling_allocation_config_max_memory_size_set(
-    wasmtime_pooling_allocation_config_t *, size_t);
-void wasmtime_pooling_allocation_config_max_memories_per_module_set(
-    wasmtime_pooling_allocation_config_t *, uint32_t);
-void wasmtime_pooling_allocation_config_max_tables_per_module_set(
-    wasmtime_pooling_allocation_config_t *, uint32_t);
-void wasmtime_pooling_allocation_config_table_elements_set(
-    wasmtime_pooling_allocation_config_t *, size_t);
-void wasmtime_pooling_allocation_strategy_set(
-    wasm_config_t *, const wasmtime_pooling_allocation_config_t *);
-
 // ---- anywasm: the C side of the backend (shim.c) ----
 
 // aw_mem is one exported memory of an instance. base is set when the export

@@ -3,7 +3,8 @@
 // wasm.h type API (wasm_module_imports, wasm_module_exports): a backend
 // that loads precompiled code compares the two, so that code whose imports
 // or exports differ from what the engine parsed from the bytecode is never
-// called through the bytecode's signatures.
+// called through the bytecode's signatures. The C side, shared by both
+// backends, is cshape.h (aw_shape).
 //
 // The form: the import count (uint32 little-endian), then per import its
 // module and name (each a uint32 length and the bytes) and its type; the
