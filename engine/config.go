@@ -194,7 +194,7 @@ func (c Config) validate(name string, has Capabilities) error {
 		return fmt.Errorf("engine: memory limit of %d pages exceeds the 32-bit maximum of %d pages", c.memoryLimitPages, MaxPages)
 	}
 	if c.instancePool < 0 {
-		return fmt.Errorf("engine: an instance pool of %d instances", c.instancePool)
+		return fmt.Errorf("engine: WithInstancePool(%d): want 0 (no pool) or more instances", c.instancePool)
 	}
 	if missing := c.Required() &^ has; missing != 0 {
 		return fmt.Errorf("engine: runtime %q cannot enforce %s (it offers: %s): %w", name, missing, has, ErrNotSupported)

@@ -59,8 +59,8 @@ func TestConfig(t *testing.T) {
 	if err := p.validate("x", CapFuel); !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "instance-pool") {
 		t.Errorf("validate of a pool without CapInstancePool = %v", err)
 	}
-	if err := base.WithInstancePool(-1).validate("x", CapInstancePool); err == nil {
-		t.Error("a pool of -1 instances validated")
+	if err := base.WithInstancePool(-1).validate("x", CapInstancePool); err == nil || !strings.Contains(err.Error(), "WithInstancePool(-1)") {
+		t.Errorf("a pool of -1 instances: %v, want an error naming WithInstancePool(-1)", err)
 	}
 }
 
