@@ -477,7 +477,7 @@ func space(a, b, next string) bool {
 		return !isIdent(a) && a != ")" && a != "]"
 	case "(":
 		// "f(x)", "(*f)(x)" but "T (*f)" and "return (x)".
-		return next == "*" && a != "(" || keyword[a] || typeword[a] || a == "return" || !isIdent(a) && a != ")"
+		return next == "*" || keyword[a] || typeword[a] || !isIdent(a) && a != ")"
 	}
 	return true
 }
