@@ -239,6 +239,7 @@ func RunWith(t *testing.T, name string, with func(engine.Config) engine.Config) 
 	t.Run("Interrupt", h.testInterrupt)
 	t.Run("Fuel", h.testFuel)
 	t.Run("InstancePool", h.testInstancePool)
+	t.Run("GCBallast", h.testGCBallast)
 	t.Run("CompilationCache", h.testCompilationCache)
 	t.Run("CompilationCacheTrust", h.testCacheTrust)
 	t.Run("Precompiled", h.testPrecompiled)
@@ -1726,5 +1727,58 @@ func (h *harness) testImportsCycles(t *testing.T) {
 	const tolerance = 4 << 20
 	if grew := int64(ms1.HeapAlloc) - int64(ms0.HeapAlloc); grew > tolerance {
 		t.Errorf("Go heap grew by %d KiB over %d import sets", grew>>10, cycles)
+	}
+}
+
+// testGCBallast checks that the Go heap counts guest memory (a 6.25 MiB
+// memory at start, 6.25 MiB more grown by the host, then by the guest): on
+// wazero it is a Go []byte; on the other runtimes a ballast stands for it
+// (engine.Config.WithGCBallast), which WithGCBallast(false) removes.
+func (h *harness) testGCBallast(t *testing.T) {
+	heap := func() int64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	const mib = 1 << 20
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("on=%v", on), func(t *testing.T) {
+			rt := h.open(t, engine.NewConfig().WithGCBallast(on))
+			if rt.Config().GCBallast() != on {
+				t.Fatalf("Config().GCBallast() = %v, want %v", rt.Config().GCBallast(), on)
+			}
+			// A memory that is Go heap counts whatever the setting.
+			want := on || h.rt == "wazero"
+			check := func(what string, before int64, size uint64) {
+				t.Helper()
+				grew := heap() - before
+				if want && grew < int64(size)-mib/2 {
+					t.Errorf("%s: the Go heap grew by %d bytes for %d bytes of guest memory", what, grew, size)
+				}
+				if !want && grew > mib {
+					t.Errorf("%s: the Go heap grew by %d bytes with the ballast off", what, grew)
+				}
+			}
+			before := heap()
+			inst := instantiate(t, rt, "growmem")
+			mem := inst.Memory()
+			if _, ok := mem.Grow(99); !ok {
+				t.Fatal("Grow(99) failed")
+			}
+			check("a memory grown by the host to 100 pages", before, mem.Size())
+			before = heap()
+			if got := call(t, inst, "grow", 100); got[0] != 100 {
+				t.Fatalf("guest grow(100) = %d, want 100 (the previous size)", int32(got[0]))
+			}
+			check("100 pages grown by the guest", before, 100*engine.PageSize)
+			size := int64(mem.Size())
+			before = heap()
+			_ = inst.Close(context.Background())
+			if grew := heap() - before; want && h.rt != "wazero" && grew > -size+mib {
+				t.Errorf("closing the instance freed %d bytes of the Go heap, want its %d bytes of memory", -grew, size)
+			}
+			runtime.KeepAlive(inst)
+		})
 	}
 }

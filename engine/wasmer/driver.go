@@ -321,7 +321,7 @@ func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 			return nil, err
 		}
 	}
-	return &wasmerRuntime{eng: e, fuel: cfg.Fuel(), cache: cache, instances: map[*instState]struct{}{},
+	return &wasmerRuntime{eng: e, fuel: cfg.Fuel(), ballast: cfg.GCBallast(), cache: cache, instances: map[*instState]struct{}{},
 		offsets: driver{}.TierCapabilities(cfg.Tier()).Has(engine.CapFrameOffsets)}, nil
 }
 
@@ -332,6 +332,7 @@ type wasmerRuntime struct {
 	fuel    uint64
 	cache   *filecache.Dir // nil without a compilation cache
 	offsets bool           // the tier has engine.CapFrameOffsets
+	ballast bool           // instances carry a GC ballast (engine.Config.WithGCBallast)
 
 	mu        sync.Mutex
 	closed    bool

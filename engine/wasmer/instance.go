@@ -20,6 +20,7 @@ import (
 
 	"github.com/anywasm/anywasm/engine"
 	"github.com/anywasm/anywasm/engine/internal/backend"
+	"github.com/anywasm/anywasm/engine/internal/ballast"
 	"github.com/anywasm/anywasm/engine/internal/memview"
 	"github.com/anywasm/anywasm/engine/internal/seal"
 )
@@ -194,6 +195,11 @@ type instState struct {
 	base unsafe.Pointer
 	size uintptr
 
+	// ballast weighs, on the Go heap, as much as the memory is large
+	// (engine.Config.WithGCBallast); weighs says it is on.
+	ballast ballast.Ballast
+	weighs  bool
+
 	failed bool
 	mu     sync.Mutex // guards closed and freed against Runtime.Close and cleanups
 	closed bool
@@ -208,7 +214,7 @@ func (r *wasmerRuntime) Instantiate(ctx context.Context, dm backend.Module, _ ba
 	if closed {
 		return nil, engine.ErrClosed
 	}
-	st := &instState{rt: r, info: m.info, fuel: r.fuel, mayGrow: m.cm.mayGrow, hosts: make([]hostFn, len(imports))}
+	st := &instState{rt: r, info: m.info, fuel: r.fuel, mayGrow: m.cm.mayGrow, weighs: r.ballast, hosts: make([]hostFn, len(imports))}
 	types := make([]C.uintptr_t, len(imports)+1) // never empty
 	nresults := make([]C.uint8_t, len(imports)+1)
 	for i, f := range imports {
@@ -278,6 +284,9 @@ func (st *instState) sync() {
 	if base != st.base || size != st.size {
 		st.base, st.size = base, size
 		st.view.Buf = unsafe.Slice((*byte)(base), size)
+		if st.weighs {
+			st.ballast.Track(uint64(size))
+		}
 	}
 }
 
@@ -312,6 +321,7 @@ func (st *instState) free() {
 	C.aw_inst_delete(st.c)
 	st.c = nil
 	st.view.Buf, st.base, st.size = nil, nil, 0
+	st.ballast.Drop()
 	unregister(st.id)
 }
 

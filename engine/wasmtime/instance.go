@@ -18,6 +18,7 @@ import (
 
 	"github.com/anywasm/anywasm/engine"
 	"github.com/anywasm/anywasm/engine/internal/backend"
+	"github.com/anywasm/anywasm/engine/internal/ballast"
 	"github.com/anywasm/anywasm/engine/internal/memview"
 	"github.com/anywasm/anywasm/engine/internal/seal"
 )
@@ -101,6 +102,11 @@ type instance struct {
 
 	funcs map[string]*function
 	mems  []*memory
+
+	// ballast weighs, on the Go heap, as much as the exported memories
+	// (engine.Config.WithGCBallast); weighs says it is on.
+	ballast ballast.Ballast
+	weighs  bool
 }
 
 type hostFn struct {
@@ -182,7 +188,30 @@ func (r *runtime) Instantiate(ctx context.Context, dm backend.Module, _ backend.
 	}
 	r.instances[in] = struct{}{}
 	r.mu.Unlock()
+	if r.ballast {
+		// The ballast needs the memories' sizes: C keeps those of the
+		// watched ones current.
+		in.weighs = true
+		for _, mem := range in.mems {
+			mem.watch()
+		}
+		in.weigh()
+	}
 	return in, nil
+}
+
+// weigh makes the ballast as heavy as the exported memories are large. A
+// memory only grows, so after the first calls of a guest this compares and
+// returns.
+func (in *instance) weigh() {
+	if !in.weighs {
+		return
+	}
+	var size uint64
+	for _, m := range in.mems {
+		size += uint64(m.cm.size)
+	}
+	in.ballast.Track(size)
 }
 
 // instantiateError is the error of an instantiation that failed without a
@@ -311,6 +340,7 @@ func (in *instance) free() {
 	C.aw_inst_delete(in.c)
 	in.rt.giveSlot()
 	in.c = nil
+	in.ballast.Drop()
 	in.buf = nil
 	slotFree(in.slot)
 	in.hosts = nil
@@ -379,15 +409,19 @@ func (in *instance) Memory() engine.Memory { return in.ExportedMemory("memory") 
 func (in *instance) ExportedMemory(name string) engine.Memory {
 	for _, m := range in.mems {
 		if m.name == name {
-			if !m.watched && in.c != nil {
-				// From now on, C keeps the size current.
-				m.watched = true
-				C.aw_watch(in.c, m.idx)
-			}
+			m.watch()
 			return m
 		}
 	}
 	return nil
+}
+
+// watch makes C keep m's size current from now on.
+func (m *memory) watch() {
+	if !m.watched && m.in.c != nil {
+		m.watched = true
+		C.aw_watch(m.in.c, m.idx)
+	}
 }
 
 // function is an engine.Function.
@@ -433,6 +467,7 @@ func (f *function) Call(ctx context.Context, stack []uint64) error {
 		in.maybeFree()
 		return t
 	}
+	in.weigh()
 	for i, mask := range f.rmask {
 		stack[i] = buf[i][0] & mask
 	}
@@ -551,6 +586,7 @@ func (m *memory) Grow(delta uint32) (uint32, bool) {
 	if prev < 0 {
 		return 0, false
 	}
+	m.in.weigh()
 	return uint32(prev), true
 }
 

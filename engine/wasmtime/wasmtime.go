@@ -232,6 +232,7 @@ func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 		fuel:      cfg.Fuel(),
 		memLimit:  -1,
 		pool:      pool,
+		ballast:   cfg.GCBallast(),
 		cache:     cache,
 		instances: map[*instance]struct{}{},
 	}
@@ -289,6 +290,7 @@ type runtime struct {
 	fuel      uint64
 	memLimit  int64          // bytes, -1 for none
 	pool      int            // slots of the instance pool, 0 for none
+	ballast   bool           // instances carry a GC ballast (engine.Config.WithGCBallast)
 	cache     *filecache.Dir // nil without a compilation cache
 
 	mu        sync.Mutex

@@ -21,6 +21,7 @@ type own struct {
 	Runtime         string          `json:"runtime,omitempty"`
 	CacheDir        string          `json:"cache_dir,omitempty"`
 	MemoryLimitMB   int             `json:"memory_limit_mb,omitempty"`
+	GCBallast       *bool           `json:"gc_ballast,omitempty"`
 	ReloadInterval  *proxy.Duration `json:"reload_interval,omitempty"`
 	ShutdownTimeout *proxy.Duration `json:"shutdown_timeout,omitempty"`
 	Admin           *ownAdmin       `json:"admin,omitempty"`
@@ -80,6 +81,9 @@ func (o *own) apply(cfg *proxy.Config) []error {
 	}
 	if o.MemoryLimitMB != 0 {
 		cfg.MemoryLimitMB = o.MemoryLimitMB
+	}
+	if o.GCBallast != nil {
+		cfg.GCBallast = o.GCBallast
 	}
 	if o.ReloadInterval != nil {
 		cfg.ReloadInterval = o.ReloadInterval

@@ -14,6 +14,7 @@ func TestOwnBlock(t *testing.T) {
 	const block = `anywasm:
   runtime: wazero
   memory_limit_mb: 64
+  gc_ballast: false
   reload_interval: 0s
   shutdown_timeout: 3s
   admin: {pprof: true, plugin_metrics_prefix: edge_}
@@ -29,7 +30,7 @@ func TestOwnBlock(t *testing.T) {
 	l := cfg.Listeners[0].HTTP
 	p := l.Filters[0]
 	switch {
-	case cfg.Runtime != "wazero", cfg.MemoryLimitMB != 64, cfg.ReloadInterval.Get() != 0, cfg.ShutdownTimeout.Get().String() != "3s",
+	case cfg.Runtime != "wazero", cfg.MemoryLimitMB != 64, cfg.GCBallast == nil || *cfg.GCBallast, cfg.ReloadInterval.Get() != 0, cfg.ShutdownTimeout.Get().String() != "3s",
 		!cfg.Admin.Pprof, cfg.Admin.PluginMetricsPrefix != "edge_":
 		t.Errorf("top level: %+v", cfg)
 	case p.PoolSize != 4, p.CallTimeout.Get().String() != "250ms", p.LogLevel != "debug", p.ForeignFunctions == nil || strings.Join(*p.ForeignFunctions, ",") != "compress", !p.Snapshot:

@@ -35,10 +35,16 @@ type Config struct {
 	// it fails (its failure policy applies) instead of taking the host's
 	// memory. 0 means the module's own maximum (up to 4 GiB). Runtimes that
 	// cannot cap memory (wasmer) are refused when it is set.
-	MemoryLimitMB int        `json:"memory_limit_mb,omitempty"`
-	Admin         Admin      `json:"admin"`
-	Listeners     []Listener `json:"listeners"`
-	Clusters      []Cluster  `json:"clusters,omitempty"`
+	MemoryLimitMB int `json:"memory_limit_mb,omitempty"`
+	// GCBallast, default true, gives each VM of a runtime whose guest
+	// memory is outside the Go heap (wasmtime, wasmer) a Go-heap ballast
+	// of its size, so the proxy's garbage collector paces itself as with
+	// wazero (engine.Config.WithGCBallast). false where GOMEMLIMIT is set
+	// for the Go heap alone.
+	GCBallast *bool      `json:"gc_ballast,omitempty"`
+	Admin     Admin      `json:"admin"`
+	Listeners []Listener `json:"listeners"`
+	Clusters  []Cluster  `json:"clusters,omitempty"`
 	// ReloadInterval is how often plugin files are checked for changes
 	// (a changed file is loaded and swapped in without dropping requests);
 	// "0s" checks only on SIGHUP. Default 1s.

@@ -1,6 +1,10 @@
 package proxy
 
-import "runtime"
+import (
+	"runtime"
+
+	"github.com/anywasm/anywasm/engine"
+)
 
 // WaitRetired waits until every replaced plugin is closed. A replaced
 // plugin is closed in the background once its last exchange ends, which the
@@ -22,4 +26,14 @@ func draining(p *Proxy) bool {
 		}
 	}
 	return false
+}
+
+// RuntimeConfigs returns the configuration of every runtime the proxy
+// opened, by name.
+func RuntimeConfigs(p *Proxy) map[string]engine.Config {
+	m := map[string]engine.Config{}
+	for n, rt := range p.runtimes {
+		m[n] = rt.Config()
+	}
+	return m
 }

@@ -367,6 +367,9 @@ func (p *Proxy) host(name string, o abi.Options) (*abi.Host, error) {
 		return h, nil
 	}
 	c := engine.NewConfig().WithInterruptOnContextDone(p.interrupt[name])
+	if b := p.cfg.GCBallast; b != nil {
+		c = c.WithGCBallast(*b)
+	}
 	if mb := p.cfg.MemoryLimitMB; mb > 0 {
 		c = c.WithMemoryLimitPages(uint32(mb) * (1 << 20 / engine.PageSize))
 	}

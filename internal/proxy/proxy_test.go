@@ -890,6 +890,29 @@ func TestMemoryLimit(t *testing.T) {
 	})
 }
 
+// TestGCBallast: the runtimes get engine.Config.WithGCBallast's default,
+// and gc_ballast: false turns it off.
+func TestGCBallast(t *testing.T) {
+	b := newBackend(t)
+	forEachRuntime(t, func(t *testing.T, rt string) {
+		for _, c := range []struct {
+			top  string
+			want bool
+		}{{"", true}, {"gc_ballast: true", true}, {"gc_ballast: false", false}} {
+			h := start(t, rt, oneFilter(c.top, b.URL, "edge", plugins.Path(t, "headers")))
+			cfgs := proxy.RuntimeConfigs(h.p)
+			if len(cfgs) == 0 {
+				t.Fatalf("%q: no runtime opened", c.top)
+			}
+			for n, cfg := range cfgs {
+				if cfg.GCBallast() != c.want {
+					t.Errorf("%q: runtime %s has GCBallast() = %v, want %v", c.top, n, cfg.GCBallast(), c.want)
+				}
+			}
+		}
+	})
+}
+
 // TestPluginLogLevel: a filter's log_level keeps its trace lines whatever
 // the proxy's level, names them TRACE, and is what proxy_get_log_level
 // answers; the other filter keeps the proxy's level.
