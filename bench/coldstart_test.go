@@ -386,8 +386,10 @@ func measure() usage {
 // guest memory included) and of the Go heap, averaged over n of them,
 // reported as rss-B/vm (or /module) and goheap-B/... . -benchmem sees only
 // the Go heap, which misses Wasmtime's and Wasmer's native memory and
-// their guest memory; wazero's guest memory is on the Go heap. ns/op is
-// the time to make n of them.
+// their guest memory; wazero's guest memory is on the Go heap, and so is
+// the GC ballast of a wasmtime or wasmer instance (engine.Config.
+// WithGCBallast, as large as its guest memory and never written: counted
+// in goheap-B). ns/op is the time to make n of them.
 func BenchmarkMemory(b *testing.B) {
 	ctx := context.Background()
 	for _, name := range benchRuntimes() {
