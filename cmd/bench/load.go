@@ -23,6 +23,9 @@ import (
 	"time"
 
 	"github.com/klauspost/cpuid/v2"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/anywasm/anywasm/internal/version"
 )
@@ -33,13 +36,22 @@ import (
 //	go run ./cmd/bench load                          # -count 10 -duration 2s -conns 16, about 6 minutes
 //	go run ./cmd/bench load -short                   # one 300ms run of each (CI)
 //	go run ./cmd/bench load -runtime wazero -plugins 0,3 -count 5
+//	go run ./cmd/bench load -runtime wasmtime -plugins 1 -pool 1,2   # pool_size 1 against 2, interleaved
 //
 // The proxy runs as a subprocess (wasmer through a binary built with
 // -tags anywasm_wasmer, as wasmtime and wasmer never share one); the
 // upstream backend and the closed-loop load generator run in this process,
 // all on loopback. Each line of the results is one run:
 //
-//	BenchmarkProxyLoad/plugins=N/runtime=R  <ok requests>  <mean latency> ns/op  <req/s>  <p50> p50-ns  <p99> p99-ns  <n> errors
+//	BenchmarkProxyLoad/plugins=N/runtime=R  <ok requests>  <mean latency> ns/op  <req/s>  <p50> p50-ns  <p99> p99-ns  <n> errors  <cpu> proxy-cpu-ns/req  <gc> proxy-gc/1000req
+//
+// (with /pool=P after plugins=N when -pool is not 1). proxy-cpu-ns/req is
+// the CPU time the proxy process spent (user and system, from
+// /proc/PID/stat; Linux only) while the measurement ran, divided by the
+// requests it answered; proxy-gc/1000req the garbage-collection cycles it
+// ran meanwhile (from its /metrics) per 1000 requests. Both leave out the
+// load generator and the backend, which share the machine: they say where
+// requests/s went when a plugin costs more than its in-process benchmark.
 
 // loadChains are the plugin chains by length: the Go-SDK test plugins of
 // abi/testdata/plugins. local_response denies only requests carrying
@@ -66,22 +78,46 @@ type loadOptions struct {
 	count    int
 	duration time.Duration
 	conns    int
+	pools    []int // pool_size of every plugin; interleaved like runtimes
 	out      string
 }
+
+// named reports whether the results name the pool size (-pool is not 1).
+func (o loadOptions) named() bool { return !slices.Equal(o.pools, []int{1}) }
 
 // sample is one measurement.
 type sample struct {
 	runtime  string
 	plugins  int
+	pool     int           // pool_size of each plugin
 	ok       int           // 200 responses
 	errs     int           // non-200 answers and transport errors
 	firstErr string        // the first error, for the report
 	wall     time.Duration // duration of the measurement
 	mean     time.Duration // mean latency of the 200s
 	p50, p99 time.Duration
+	cpu      time.Duration // of the proxy process during the measurement; -1 where unknown
+	gcs      float64       // GC cycles of the proxy during the measurement; -1 where unknown
 }
 
 func (s sample) rps() float64 { return float64(s.ok) / s.wall.Seconds() }
+
+// cpuPerReq is the proxy's CPU per 200 response, -1 where unknown.
+func (s sample) cpuPerReq() time.Duration {
+	if s.cpu < 0 || s.ok == 0 {
+		return -1
+	}
+	return s.cpu / time.Duration(s.ok)
+}
+
+// gcPerKReq is the proxy's GC cycles per 1000 200 responses, -1 where
+// unknown.
+func (s sample) gcPerKReq() float64 {
+	if s.gcs < 0 || s.ok == 0 {
+		return -1
+	}
+	return s.gcs * 1000 / float64(s.ok)
+}
 
 func load(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench load", flag.ContinueOnError)
@@ -91,6 +127,7 @@ func load(args []string, stdout, stderr io.Writer) int {
 	count := fs.Int("count", 10, "runs of each (runtime, plugins), interleaved across runtimes")
 	duration := fs.Duration("duration", 2*time.Second, "length of each run")
 	conns := fs.Int("conns", 16, "concurrent keep-alive connections of the closed-loop load generator")
+	pools := fs.String("pool", "1", "comma-separated pool_size values given to every plugin, each measured as its own column (1 to 64)")
 	out := fs.String("o", "", "results file (default results/<goos>-<goarch>-<cpu>-<date>-load.txt)")
 	short := fs.Bool("short", false, "smoke run: -count 1 -duration 300ms unless set; written to a temporary directory unless -o is set")
 	showVersion := fs.Bool("version", false, "print the build's module version and Go version and exit")
@@ -133,6 +170,16 @@ func load(args []string, stdout, stderr io.Writer) int {
 			o.runtimes = append(o.runtimes, r)
 		}
 	}
+	for _, p := range strings.Split(*pools, ",") {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 64 {
+			fmt.Fprintf(stderr, "bench load: -pool %q: want a pool_size from 1 to 64\n", p)
+			return 2
+		}
+		if !slices.Contains(o.pools, n) {
+			o.pools = append(o.pools, n)
+		}
+	}
 	for _, p := range strings.Split(*plugins, ",") {
 		n, err := strconv.Atoi(p)
 		if _, ok := loadChains[n]; err != nil || !ok {
@@ -166,7 +213,11 @@ func load(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "bench load: wrote %s\n", o.out)
 	base := strings.TrimSuffix(o.out, ".txt")
 	var bs bytes.Buffer
-	if err := benchstatWith(&bs, stderr, src, []string{"-col", "/runtime"}, o.out); err != nil {
+	col := "/runtime"
+	if o.named() {
+		col = "/runtime,/pool"
+	}
+	if err := benchstatWith(&bs, stderr, src, []string{"-col", col}, o.out); err != nil {
 		fmt.Fprintln(stderr, "bench load: benchstat:", err)
 		return 1
 	}
@@ -230,19 +281,26 @@ func measureLoad(stderr io.Writer, src *source, o loadOptions) ([]sample, error)
 	writeLoadHeader(f, o)
 
 	var samples []sample
-	prog := newProgress(o.count * len(o.runtimes) * len(o.plugins))
+	prog := newProgress(o.count * len(o.runtimes) * len(o.plugins) * len(o.pools))
 	for round := range o.count {
 		for i := range o.runtimes {
 			r := o.runtimes[(i+round)%len(o.runtimes)] // rotate: no runtime always goes first
-			for _, n := range o.plugins {
-				fmt.Fprintf(stderr, "bench load: %s\n", prog.line(len(samples), fmt.Sprintf("round %d/%d: %s, %d plugins", round+1, o.count, r, n)))
-				s, err := loadRun(bins[r], tmp, backend.Addr().String(), r, n, o)
-				if err != nil {
-					return samples, fmt.Errorf("%s, %d plugins, round %d: %w", r, n, round+1, err)
-				}
-				samples = append(samples, s)
-				if _, err := fmt.Fprintln(f, s.line()); err != nil {
-					return samples, err
+			for j := range o.pools {
+				pool := o.pools[(j+round)%len(o.pools)] // nor any pool size
+				for _, n := range o.plugins {
+					what := fmt.Sprintf("round %d/%d: %s, %d plugins", round+1, o.count, r, n)
+					if o.named() {
+						what += fmt.Sprintf(", pool_size %d", pool)
+					}
+					fmt.Fprintf(stderr, "bench load: %s\n", prog.line(len(samples), what))
+					s, err := loadRun(bins[r], tmp, backend.Addr().String(), r, n, pool, o)
+					if err != nil {
+						return samples, fmt.Errorf("%s: %w", what, err)
+					}
+					samples = append(samples, s)
+					if _, err := fmt.Fprintln(f, s.line(o.named())); err != nil {
+						return samples, err
+					}
 				}
 			}
 		}
@@ -312,6 +370,8 @@ func writeLoadHeader(w io.Writer, o loadOptions) {
 	writeMachineHeader(w, o.conns)
 	fmt.Fprintf(w, "load-duration: %s\n", o.duration)
 	fmt.Fprintf(w, "ns-op: mean latency of the 200 responses (req/s counts 200s per wall second)\n")
+	fmt.Fprintf(w, "proxy-cpu: user+system CPU of the proxy process while measuring, per 200 response (Linux /proc; absent elsewhere)\n")
+	fmt.Fprintf(w, "proxy-gc: GC cycles of the proxy process while measuring (its /metrics), per 1000 200 responses\n")
 }
 
 // writeMachineHeader writes the configuration lines of the machine and the
@@ -336,10 +396,22 @@ func writeMachineHeader(w io.Writer, conns int) {
 	fmt.Fprintf(w, "load-request: GET %s with %d headers, keep-alive\n", loadPath, len(loadHeaders))
 }
 
-// line is the sample in the Go benchmark format.
-func (s sample) line() string {
-	return fmt.Sprintf("BenchmarkProxyLoad/plugins=%d/runtime=%s \t%9d\t%12d ns/op\t%10.1f req/s\t%10d p50-ns\t%10d p99-ns\t%6d errors",
-		s.plugins, s.runtime, s.ok, s.mean.Nanoseconds(), s.rps(), s.p50.Nanoseconds(), s.p99.Nanoseconds(), s.errs)
+// line is the sample in the Go benchmark format; withPool names its pool
+// size.
+func (s sample) line(withPool bool) string {
+	name := fmt.Sprintf("plugins=%d", s.plugins)
+	if withPool {
+		name += fmt.Sprintf("/pool=%d", s.pool)
+	}
+	l := fmt.Sprintf("BenchmarkProxyLoad/%s/runtime=%s \t%9d\t%12d ns/op\t%10.1f req/s\t%10d p50-ns\t%10d p99-ns\t%6d errors",
+		name, s.runtime, s.ok, s.mean.Nanoseconds(), s.rps(), s.p50.Nanoseconds(), s.p99.Nanoseconds(), s.errs)
+	if c := s.cpuPerReq(); c >= 0 {
+		l += fmt.Sprintf("\t%10d proxy-cpu-ns/req", c.Nanoseconds())
+	}
+	if g := s.gcPerKReq(); g >= 0 {
+		l += fmt.Sprintf("\t%8.2f proxy-gc/1000req", g)
+	}
+	return l
 }
 
 // startBackend serves the upstream on 127.0.0.1: 200 with backendBody,
@@ -409,13 +481,14 @@ func freePort() (int, error) {
 }
 
 // proxyConfig is the proxy's configuration (JSON, which it reads as YAML)
-// for a chain of n plugins in dir in front of the backend; pprof turns on
-// the admin endpoint's /debug/pprof/.
-func proxyConfig(dir, backend string, n, port, adminPort int, pprof bool) ([]byte, error) {
+// for a chain of n plugins in dir, each with pool VMs, in front of the
+// backend; pprof turns on the admin endpoint's /debug/pprof/.
+func proxyConfig(dir, backend string, n, pool, port, adminPort int, pprof bool) ([]byte, error) {
 	type plugin struct {
 		Name          string `json:"name"`
 		VMConfig      any    `json:"vm_config"`
 		FailurePolicy string `json:"failure_policy"`
+		PoolSize      int    `json:"pool_size"`
 	}
 	filters := []plugin{}
 	for _, p := range loadChains[n] {
@@ -423,6 +496,7 @@ func proxyConfig(dir, backend string, n, port, adminPort int, pprof bool) ([]byt
 			Name:          p,
 			VMConfig:      map[string]any{"vm_id": "bench-" + p, "code": map[string]any{"local": map[string]string{"filename": filepath.Join(dir, p+".wasm")}}},
 			FailurePolicy: "FAIL_CLOSED",
+			PoolSize:      pool,
 		})
 	}
 	return json.MarshalIndent(map[string]any{
@@ -453,8 +527,9 @@ type proxyProc struct {
 }
 
 // startProxy starts the proxy binary bin for runtime r with n plugins of
-// dir in front of the backend. It does not wait until it serves.
-func startProxy(bin, dir, backend, r string, n int, pprof bool) (*proxyProc, error) {
+// dir, pool VMs each, in front of the backend. It does not wait until it
+// serves.
+func startProxy(bin, dir, backend, r string, n, pool int, pprof bool) (*proxyProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -463,7 +538,7 @@ func startProxy(bin, dir, backend, r string, n int, pprof bool) (*proxyProc, err
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := proxyConfig(dir, backend, n, port, adminPort, pprof)
+	cfg, err := proxyConfig(dir, backend, n, pool, port, adminPort, pprof)
 	if err != nil {
 		return nil, err
 	}
@@ -519,11 +594,11 @@ func loadClient(conns int) (*http.Client, *http.Transport) {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, tr
 }
 
-// loadRun starts the proxy for runtime r with n plugins, waits until it
-// serves, warms it up, measures and stops it.
-func loadRun(bin, dir, backend, r string, n int, o loadOptions) (sample, error) {
-	s := sample{runtime: r, plugins: n}
-	px, err := startProxy(bin, dir, backend, r, n, false)
+// loadRun starts the proxy for runtime r with n plugins of pool VMs each,
+// waits until it serves, warms it up, measures and stops it.
+func loadRun(bin, dir, backend, r string, n, pool int, o loadOptions) (sample, error) {
+	s := sample{runtime: r, plugins: n, pool: pool, cpu: -1, gcs: -1}
+	px, err := startProxy(bin, dir, backend, r, n, pool, false)
 	if err != nil {
 		return s, err
 	}
@@ -542,7 +617,18 @@ func loadRun(bin, dir, backend, r string, n int, o loadOptions) (sample, error) 
 	if warm.errs > 0 {
 		return fail(fmt.Errorf("warm-up: %d of %d requests failed (first: %s)", warm.errs, loadWarmup, warm.firstErr))
 	}
+	pid := px.cmd.Process.Pid
+	cpu0, cpuOK := procCPU(pid)
+	gc0, gcOK := proxyGCs(client, px.admin)
 	res := loadGenerate(client, px.url, o.conns, o.duration, 0, nil)
+	cpu1, cpuOK1 := procCPU(pid)
+	gc1, gcOK1 := proxyGCs(client, px.admin)
+	if cpuOK && cpuOK1 {
+		s.cpu = cpu1 - cpu0
+	}
+	if gcOK && gcOK1 {
+		s.gcs = gc1 - gc0
+	}
 	if err := px.stop(); err != nil {
 		return s, fmt.Errorf("proxy exit: %w\nproxy output:\n%s", err, px.output())
 	}
@@ -557,6 +643,65 @@ func loadRun(bin, dir, backend, r string, n int, o loadOptions) (sample, error) 
 	s.mean = sum / time.Duration(len(res.lat))
 	s.p50, s.p99 = percentile(res.lat, 50), percentile(res.lat, 99)
 	return s, nil
+}
+
+// procCPU is the user and system CPU time process pid has used, from
+// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s, which
+// Linux fixes for /proc whatever the kernel's HZ); false where there is no
+// /proc.
+func procCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	return parseProcCPU(b)
+}
+
+// parseProcCPU reads utime and stime from the contents of /proc/PID/stat.
+// The second field, the command in parentheses, may hold spaces and
+// parentheses: the fields after it start after its last ')'.
+func parseProcCPU(stat []byte) (time.Duration, bool) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// f[0] is field 3 (state): utime is field 14, stime 15.
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(ut+st) * (time.Second / 100), true
+}
+
+// proxyGCs is the number of GC cycles the proxy has run (the count of
+// go_gc_duration_seconds on its admin /metrics).
+func proxyGCs(client *http.Client, admin string) (float64, bool) {
+	resp, err := client.Get(admin + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, false
+	}
+	return parseGCs(resp.Body)
+}
+
+// parseGCs reads the count of the summary go_gc_duration_seconds from a
+// Prometheus text exposition.
+func parseGCs(r io.Reader) (float64, bool) {
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(r)
+	f := fams["go_gc_duration_seconds"]
+	if err != nil || f == nil || f.GetType() != dto.MetricType_SUMMARY || len(f.GetMetric()) != 1 {
+		return 0, false
+	}
+	return float64(f.GetMetric()[0].GetSummary().GetSampleCount()), true
 }
 
 // waitHealthy polls url until it answers 200 or the proxy exits.
@@ -706,30 +851,63 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 }
 
 // loadSummary is a markdown table of the medians over the runs of each
-// (runtime, plugins).
+// (runtime, pool size, plugins): requests/s with its share of the same
+// runtime's (and pool size's) 0-plugin rate, latency, the proxy's CPU per
+// request and GC cycles per 1000 requests.
 func loadSummary(samples []sample, o loadOptions) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Medians of %d run(s) of %s each, %d connections, %s, %d logical cores (%s).\n\n",
+	fmt.Fprintf(&b, "Medians of %d run(s) of %s each, %d connections, %s, %d logical cores (%s). The share is of the 0-plugin rate; proxy CPU and GC are the proxy process's own, per request and per 1000 requests.\n\n",
 		o.count, o.duration, o.conns, strings.TrimSpace(cpuid.CPU.BrandName), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH)
-	fmt.Fprintln(&b, "| runtime | plugins | req/s | p50 | p99 | errors |")
-	fmt.Fprintln(&b, "|---|--:|--:|--:|--:|--:|")
+	pool, poolSep := "", ""
+	if o.named() {
+		pool, poolSep = " pool_size |", "--:|"
+	}
+	fmt.Fprintf(&b, "| runtime |%s plugins | req/s | share | p50 | p99 | proxy CPU/req | GC/1000 req | errors |\n", pool)
+	fmt.Fprintf(&b, "|---|%s--:|--:|--:|--:|--:|--:|--:|--:|\n", poolSep)
 	for _, r := range o.runtimes {
-		for _, n := range o.plugins {
-			var rps, p50, p99 []float64
-			errs := 0
-			for _, s := range samples {
-				if s.runtime == r && s.plugins == n {
-					rps = append(rps, s.rps())
-					p50 = append(p50, float64(s.p50))
-					p99 = append(p99, float64(s.p99))
-					errs += s.errs
+		for _, pl := range o.pools {
+			base := -1.0
+			for _, n := range o.plugins {
+				var rps, p50, p99, cpu, gc []float64
+				errs := 0
+				for _, s := range samples {
+					if s.runtime == r && s.plugins == n && s.pool == pl {
+						rps = append(rps, s.rps())
+						p50 = append(p50, float64(s.p50))
+						p99 = append(p99, float64(s.p99))
+						if c := s.cpuPerReq(); c >= 0 {
+							cpu = append(cpu, float64(c))
+						}
+						if g := s.gcPerKReq(); g >= 0 {
+							gc = append(gc, g)
+						}
+						errs += s.errs
+					}
 				}
+				if len(rps) == 0 {
+					continue
+				}
+				m := median(rps)
+				share := "-"
+				if n == 0 {
+					base = m
+				} else if base > 0 {
+					share = fmt.Sprintf("%.0f%%", 100*m/base)
+				}
+				cpuS, gcS := "-", "-"
+				if len(cpu) > 0 {
+					cpuS = fmtLatency(median(cpu))
+				}
+				if len(gc) > 0 {
+					gcS = fmt.Sprintf("%.1f", median(gc))
+				}
+				col := ""
+				if o.named() {
+					col = fmt.Sprintf(" %d |", pl)
+				}
+				fmt.Fprintf(&b, "| %s |%s %d | %.0f | %s | %s | %s | %s | %s | %d |\n", r, col, n, m, share,
+					fmtLatency(median(p50)), fmtLatency(median(p99)), cpuS, gcS, errs)
 			}
-			if len(rps) == 0 {
-				continue
-			}
-			fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %d |\n", r, n, median(rps),
-				fmtLatency(median(p50)), fmtLatency(median(p99)), errs)
 		}
 	}
 	return b.String()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,8 @@ import (
 
 func TestLoadUsage(t *testing.T) {
 	for _, args := range [][]string{{"load", "-nosuchflag"}, {"load", "extra"}, {"load", "-runtime", "v8"},
-		{"load", "-plugins", "2"}, {"load", "-count", "0"}, {"load", "-conns", "0"}} {
+		{"load", "-plugins", "2"}, {"load", "-count", "0"}, {"load", "-conns", "0"},
+		{"load", "-pool", "0"}, {"load", "-pool", "1,65"}, {"load", "-pool", "x"}} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != 2 {
 			t.Errorf("run(%q) = %d, want 2; stderr:\n%s", args, code, errb.String())
@@ -34,6 +36,65 @@ func TestPercentile(t *testing.T) {
 	}
 	if median([]float64{3, 1, 2, 10}) != 2.5 {
 		t.Error("median of 1,2,3,10 is not 2.5")
+	}
+}
+
+func TestParseProcCPU(t *testing.T) {
+	// A command whose name holds ") " must not shift the fields.
+	stat := "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 75 0 0 20 0 9 0 100 0 0\n"
+	if got, ok := parseProcCPU([]byte(stat)); !ok || got != 3250*time.Millisecond {
+		t.Errorf("parseProcCPU = %v, %v; want 3.25s (250+75 ticks)", got, ok)
+	}
+	for _, bad := range []string{"", "4242 (a", "4242 (a) S 1 2", "4242 (a) S 1 4242 4242 0 -1 4194560 500 0 0 0 x 75"} {
+		if _, ok := parseProcCPU([]byte(bad)); ok {
+			t.Errorf("parseProcCPU(%q) succeeded", bad)
+		}
+	}
+	if _, ok := procCPU(os.Getpid()); !ok && runtime.GOOS == "linux" {
+		t.Error("procCPU of this process failed on Linux")
+	}
+}
+
+func TestParseGCs(t *testing.T) {
+	const text = `# HELP go_gc_duration_seconds A summary of the wall-time pause (stop-the-world) duration in garbage collection cycles.
+# TYPE go_gc_duration_seconds summary
+go_gc_duration_seconds{quantile="0"} 2.1e-05
+go_gc_duration_seconds{quantile="1"} 0.0004
+go_gc_duration_seconds_sum 0.012
+go_gc_duration_seconds_count 37
+# HELP go_goroutines Number of goroutines that currently exist.
+# TYPE go_goroutines gauge
+go_goroutines 12
+`
+	if n, ok := parseGCs(strings.NewReader(text)); !ok || n != 37 {
+		t.Errorf("parseGCs = %v, %v; want 37", n, ok)
+	}
+	if _, ok := parseGCs(strings.NewReader("# TYPE go_goroutines gauge\ngo_goroutines 12\n")); ok {
+		t.Error("parseGCs succeeded without go_gc_duration_seconds")
+	}
+}
+
+func TestLoadLine(t *testing.T) {
+	s := sample{runtime: "wasmtime", plugins: 1, pool: 2, ok: 1000, wall: time.Second, mean: time.Millisecond,
+		p50: time.Millisecond, p99: 2 * time.Millisecond, cpu: 200 * time.Millisecond, gcs: 4}
+	l := s.line(true)
+	for _, want := range []string{"BenchmarkProxyLoad/plugins=1/pool=2/runtime=wasmtime ", "200000 proxy-cpu-ns/req", "4.00 proxy-gc/1000req"} {
+		if !strings.Contains(l, want) {
+			t.Errorf("line lacks %q: %s", want, l)
+		}
+	}
+	s.cpu, s.gcs = -1, -1
+	l = s.line(false)
+	if strings.Contains(l, "pool=") || strings.Contains(l, "proxy-") {
+		t.Errorf("line without pool and without the proxy's figures: %s", l)
+	}
+	sum := loadSummary([]sample{{runtime: "wazero", plugins: 0, pool: 1, ok: 1000, wall: time.Second, cpu: 100 * time.Millisecond, gcs: 10},
+		{runtime: "wazero", plugins: 1, pool: 1, ok: 800, wall: time.Second, cpu: 100 * time.Millisecond, gcs: 2}},
+		loadOptions{runtimes: []string{"wazero"}, plugins: []int{0, 1}, pools: []int{1}, count: 1, duration: time.Second, conns: 16})
+	for _, want := range []string{"| wazero | 0 | 1000 | - |", "| 100 µs | 10.0 | 0 |", "| wazero | 1 | 800 | 80% |", "| 125 µs | 2.5 | 0 |"} {
+		if !strings.Contains(sum, want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum)
+		}
 	}
 }
 
@@ -80,6 +141,12 @@ func TestLoad(t *testing.T) {
 		errs, hasErrs := value(res, "errors")
 		if res.Iters <= 0 || rps <= 0 || p50 <= 0 || p99 < p50 || !hasErrs || errs != 0 {
 			t.Errorf("%s: iters %d, req/s %v, p50 %v, p99 %v, errors %v (present %t)", name, res.Iters, rps, p50, p99, errs, hasErrs)
+		}
+		if c, ok := value(res, "proxy-cpu-ns/req"); runtime.GOOS == "linux" && (!ok || c <= 0) {
+			t.Errorf("%s: proxy-cpu-ns/req %v (present %t)", name, c, ok)
+		}
+		if g, ok := value(res, "proxy-gc/1000req"); !ok || g < 0 {
+			t.Errorf("%s: proxy-gc/1000req %v (present %t)", name, g, ok)
 		}
 		if v, _ := value(res, "ns/op"); v <= 0 {
 			t.Errorf("%s: ns/op %v", name, v)

@@ -328,7 +328,7 @@ func writeSoakHeader(w io.Writer, o soakOptions) {
 // taken.
 func soakOne(stderr, w io.Writer, bin, dir string, backend *loadServer, r string, o soakOptions) (soakRun, error) {
 	run := soakRun{runtime: r, requests: o.requests}
-	px, err := startProxy(bin, dir, backend.Addr().String(), r, soakChain, true)
+	px, err := startProxy(bin, dir, backend.Addr().String(), r, soakChain, 1, true)
 	if err != nil {
 		return run, err
 	}
