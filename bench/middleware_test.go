@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"testing"
 
@@ -32,6 +33,10 @@ var middlewareHeaders = [][2]string{
 	{"Cookie", "session=abcdef0123456789"},
 }
 
+// middlewareConns is the concurrency of BenchmarkMiddleware's parallel
+// mode: cmd/bench load's connections.
+const middlewareConns = 16
+
 // discardWriter is a ResponseWriter that keeps only its header map, reset
 // per request.
 type discardWriter struct {
@@ -45,50 +50,99 @@ func (w *discardWriter) WriteHeader(s int)           { w.status = s }
 
 // BenchmarkMiddleware is cmd/bench load's request without the network:
 // one GET through abi/nethttp's middleware and a chain of 0, 1 or 3 Go-SDK
-// plugins to a handler that answers 64 bytes, serially, on one goroutine.
+// plugins to a handler that answers 64 bytes; mode=serial on one goroutine,
+// mode=parallel from 16 goroutines (cmd/bench load's connections) over the
+// same chain, every plugin with pool_size 1, as the proxy's default.
 // The difference between plugins=1 and plugins=0 is what a plugin costs
 // the proxy per request when nothing else competes for the CPU; cmd/bench
-// load's proxy-cpu-ns/req is the same cost under load.
+// load's proxy-cpu-ns/req is the same cost under load. cpu-ns/op is the
+// process's CPU time per request (Unix): unlike ns/op it counts the
+// garbage collector's work on the other cores, as proxy-cpu-ns/req does.
 func BenchmarkMiddleware(b *testing.B) {
 	body := []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n")
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write(body)
 	})
+	serve := func(b *testing.B, hd http.Handler) func() {
+		req := httptest.NewRequest("GET", "http://127.0.0.1/bench", nil)
+		req.RequestURI = "/bench"
+		for _, kv := range middlewareHeaders {
+			req.Header.Set(kv[0], kv[1])
+		}
+		w := &discardWriter{h: http.Header{}}
+		return func() {
+			clear(w.h)
+			w.status = 0
+			hd.ServeHTTP(w, req)
+			if w.status != 0 && w.status != http.StatusOK {
+				b.Errorf("status %d", w.status)
+			}
+		}
+	}
+	// chain loads runtime name's chain of n plugins once for both modes;
+	// the parent benchmark's cleanup closes it.
+	type key struct {
+		name string
+		n    int
+	}
+	chains := map[key]http.Handler{}
+	chain := func(sb *testing.B, name string, n int) http.Handler {
+		if hd, ok := chains[key{name, n}]; ok {
+			return hd
+		}
+		ctx := context.Background()
+		rt, err := engine.Open(name, engine.NewConfig())
+		if err != nil {
+			sb.Fatal(err)
+		}
+		b.Cleanup(func() { _ = rt.Close(ctx) })
+		h := abi.NewHost(rt, abi.Options{Logger: quietLogger})
+		b.Cleanup(func() { _ = h.Close(ctx) })
+		var ps []*abi.Plugin
+		for _, pn := range middlewareChains[n] {
+			p, err := h.Load(ctx, plugins.Build(sb, pn), abi.PluginConfig{Name: pn, VMID: "bench-" + pn, PoolSize: 1})
+			if err != nil {
+				sb.Fatal(err)
+			}
+			ps = append(ps, p)
+		}
+		var hd http.Handler = next
+		if n > 0 {
+			hd = nethttp.New(next, nethttp.Plugins(ps...), nethttp.Options{Logger: quietLogger})
+		}
+		chains[key{name, n}] = hd
+		return hd
+	}
 	for _, name := range benchRuntimes() {
 		for _, n := range []int{0, 1, 3} {
-			b.Run("runtime="+name+"/plugins="+strconv.Itoa(n), func(b *testing.B) {
-				ctx := context.Background()
-				h := abi.NewHost(openRuntime(b, name, engine.NewConfig()), abi.Options{Logger: quietLogger})
-				b.Cleanup(func() { _ = h.Close(ctx) })
-				var ps []*abi.Plugin
-				for _, pn := range middlewareChains[n] {
-					p, err := h.Load(ctx, plugins.Build(b, pn), abi.PluginConfig{Name: pn, VMID: "bench-" + pn, PoolSize: 1})
-					if err != nil {
-						b.Fatal(err)
+			for _, mode := range []string{"serial", "parallel"} {
+				b.Run("runtime="+name+"/plugins="+strconv.Itoa(n)+"/mode="+mode, func(b *testing.B) {
+					hd := chain(b, name, n)
+					b.ResetTimer() // the first mode to run loads the chain
+					b.ReportAllocs()
+					cpu0, cpuOK := processCPU()
+					if mode == "serial" {
+						one := serve(b, hd)
+						for b.Loop() {
+							one()
+						}
+					} else {
+						// cmd/bench load's 16 connections, each plugin with
+						// pool_size 1, as the proxy's default.
+						b.SetParallelism((middlewareConns + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+						b.RunParallel(func(pb *testing.PB) {
+							one := serve(b, hd)
+							for pb.Next() {
+								one()
+							}
+						})
 					}
-					ps = append(ps, p)
-				}
-				var hd http.Handler = next
-				if n > 0 {
-					hd = nethttp.New(next, nethttp.Plugins(ps...), nethttp.Options{Logger: quietLogger})
-				}
-				req := httptest.NewRequest("GET", "http://127.0.0.1/bench", nil)
-				req.RequestURI = "/bench"
-				for _, kv := range middlewareHeaders {
-					req.Header.Set(kv[0], kv[1])
-				}
-				w := &discardWriter{h: http.Header{}}
-				b.ReportAllocs()
-				for b.Loop() {
-					clear(w.h)
-					w.status = 0
-					hd.ServeHTTP(w, req)
-					if w.status != 0 && w.status != http.StatusOK {
-						b.Fatalf("status %d", w.status)
+					if cpu1, ok := processCPU(); cpuOK && ok {
+						b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
 					}
-				}
-			})
+				})
+			}
 		}
 	}
 }

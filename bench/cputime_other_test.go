@@ -1,0 +1,6 @@
+//go:build !unix
+
+package bench_test
+
+// processCPU is not measured here: see cputime_unix_test.go.
+func processCPU() (int64, bool) { return 0, false }
