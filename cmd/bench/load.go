@@ -866,7 +866,17 @@ func loadSummary(samples []sample, o loadOptions) string {
 	fmt.Fprintf(&b, "|---|%s--:|--:|--:|--:|--:|--:|--:|--:|\n", poolSep)
 	for _, r := range o.runtimes {
 		for _, pl := range o.pools {
+			// The 0-plugin rate, whatever the order of -plugins.
+			var zero []float64
+			for _, s := range samples {
+				if s.runtime == r && s.plugins == 0 && s.pool == pl {
+					zero = append(zero, s.rps())
+				}
+			}
 			base := -1.0
+			if len(zero) > 0 {
+				base = median(zero)
+			}
 			for _, n := range o.plugins {
 				var rps, p50, p99, cpu, gc []float64
 				errs := 0
@@ -889,9 +899,7 @@ func loadSummary(samples []sample, o loadOptions) string {
 				}
 				m := median(rps)
 				share := "-"
-				if n == 0 {
-					base = m
-				} else if base > 0 {
+				if n != 0 && base > 0 {
 					share = fmt.Sprintf("%.0f%%", 100*m/base)
 				}
 				cpuS, gcS := "-", "-"

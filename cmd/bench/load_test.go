@@ -96,6 +96,13 @@ func TestLoadLine(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, sum)
 		}
 	}
+	// The share is of the 0-plugin rate whatever the order of -plugins.
+	sum = loadSummary([]sample{{runtime: "wazero", plugins: 1, pool: 1, ok: 800, wall: time.Second, cpu: -1, gcs: -1},
+		{runtime: "wazero", plugins: 0, pool: 1, ok: 1000, wall: time.Second, cpu: -1, gcs: -1}},
+		loadOptions{runtimes: []string{"wazero"}, plugins: []int{1, 0}, pools: []int{1}, count: 1, duration: time.Second, conns: 16})
+	if !strings.Contains(sum, "| wazero | 1 | 800 | 80% | ") {
+		t.Errorf("-plugins 1,0: summary lacks the 1-plugin share:\n%s", sum)
+	}
 }
 
 // TestLoad runs the load subcommand in -short mode on wazero with 0 and 1
