@@ -11,42 +11,13 @@ import (
 	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/abi/nethttp"
 	"github.com/anywasm/anywasm/engine"
+	"github.com/anywasm/anywasm/internal/loadreq"
 	"github.com/anywasm/anywasm/internal/plugins"
 )
-
-// middlewareChains are the plugin chains of BenchmarkMiddleware by length:
-// those of cmd/bench load.
-var middlewareChains = map[int][]string{
-	0: nil,
-	1: {"headers"},
-	3: {"headers", "local_response", "metrics"},
-}
-
-// middlewareHeaders are the request's headers besides Host: those cmd/bench
-// load sends.
-var middlewareHeaders = [][2]string{
-	{"User-Agent", "anywasm-bench-load/1"},
-	{"Accept", "*/*"},
-	{"Accept-Language", "en"},
-	{"X-Request-Id", "0123456789abcdef"},
-	{"X-Forwarded-For", "192.0.2.1"},
-	{"Cookie", "session=abcdef0123456789"},
-}
 
 // middlewareConns is the concurrency of BenchmarkMiddleware's parallel
 // mode: cmd/bench load's connections.
 const middlewareConns = 16
-
-// discardWriter is a ResponseWriter that keeps only its header map, reset
-// per request.
-type discardWriter struct {
-	h      http.Header
-	status int
-}
-
-func (w *discardWriter) Header() http.Header         { return w.h }
-func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (w *discardWriter) WriteHeader(s int)           { w.status = s }
 
 // BenchmarkMiddleware is cmd/bench load's request without the network:
 // one GET through abi/nethttp's middleware and a chain of 0, 1 or 3 Go-SDK
@@ -59,24 +30,23 @@ func (w *discardWriter) WriteHeader(s int)           { w.status = s }
 // process's CPU time per request (Unix): unlike ns/op it counts the
 // garbage collector's work on the other cores, as proxy-cpu-ns/req does.
 func BenchmarkMiddleware(b *testing.B) {
-	body := []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n")
+	body := loadreq.Body()
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write(body)
 	})
 	serve := func(b *testing.B, hd http.Handler) func() {
-		req := httptest.NewRequest("GET", "http://127.0.0.1/bench", nil)
-		req.RequestURI = "/bench"
-		for _, kv := range middlewareHeaders {
+		req := httptest.NewRequest("GET", "http://127.0.0.1"+loadreq.Path, nil)
+		req.RequestURI = loadreq.Path
+		for _, kv := range loadreq.Headers {
 			req.Header.Set(kv[0], kv[1])
 		}
-		w := &discardWriter{h: http.Header{}}
+		w := loadreq.NewDiscardWriter()
 		return func() {
-			clear(w.h)
-			w.status = 0
+			w.Reset()
 			hd.ServeHTTP(w, req)
-			if w.status != 0 && w.status != http.StatusOK {
-				b.Errorf("status %d", w.status)
+			if w.Status != 0 && w.Status != http.StatusOK {
+				b.Errorf("status %d", w.Status)
 			}
 		}
 	}
@@ -100,7 +70,7 @@ func BenchmarkMiddleware(b *testing.B) {
 		h := abi.NewHost(rt, abi.Options{Logger: quietLogger})
 		b.Cleanup(func() { _ = h.Close(ctx) })
 		var ps []*abi.Plugin
-		for _, pn := range middlewareChains[n] {
+		for _, pn := range loadreq.Chains[n] {
 			p, err := h.Load(ctx, plugins.Build(sb, pn), abi.PluginConfig{Name: pn, VMID: "bench-" + pn, PoolSize: 1})
 			if err != nil {
 				sb.Fatal(err)

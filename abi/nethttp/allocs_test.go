@@ -7,29 +7,8 @@ import (
 
 	"github.com/anywasm/anywasm/abi"
 	"github.com/anywasm/anywasm/abi/nethttp"
+	"github.com/anywasm/anywasm/internal/loadreq"
 )
-
-// allocsHeaders are the request's headers besides Host: those of
-// cmd/bench load.
-var allocsHeaders = [][2]string{
-	{"User-Agent", "anywasm-bench-load/1"},
-	{"Accept", "*/*"},
-	{"Accept-Language", "en"},
-	{"X-Request-Id", "0123456789abcdef"},
-	{"X-Forwarded-For", "192.0.2.1"},
-	{"Cookie", "session=abcdef0123456789"},
-}
-
-// nopWriter is a ResponseWriter that keeps nothing but its header map,
-// reset per request, so that only the middleware's allocations count.
-type nopWriter struct {
-	h      http.Header
-	status int
-}
-
-func (w *nopWriter) Header() http.Header         { return w.h }
-func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (w *nopWriter) WriteHeader(s int)           { w.status = s }
 
 const maxMiddlewareAllocs = 30
 
@@ -45,34 +24,33 @@ func TestMiddlewareAllocs(t *testing.T) {
 	}
 	forEachRuntime(t, nil, abi.Options{}, func(t *testing.T, e *env) {
 		p := e.load("headers", abi.PluginConfig{})
-		body := []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n")
+		body := loadreq.Body()
 		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			w.Header().Set("Date", "Wed, 02 Dec 2026 14:00:00 GMT")
 			_, _ = w.Write(body)
 		})
 		mw := nethttp.New(next, nethttp.Plugins(p), nethttp.Options{})
-		req := httptest.NewRequest("GET", "http://example.com/bench", nil)
-		req.RequestURI = "/bench"
-		for _, kv := range allocsHeaders {
+		req := httptest.NewRequest("GET", "http://example.com"+loadreq.Path, nil)
+		req.RequestURI = loadreq.Path
+		for _, kv := range loadreq.Headers {
 			req.Header.Set(kv[0], kv[1])
 		}
-		w := &nopWriter{h: http.Header{}}
+		w := loadreq.NewDiscardWriter()
 		serve := func(h http.Handler) func() {
 			return func() {
-				clear(w.h)
-				w.status = 0
+				w.Reset()
 				h.ServeHTTP(w, req)
-				if w.status != 0 && w.status != http.StatusOK {
-					t.Fatalf("status %d", w.status)
+				if w.Status != 0 && w.Status != http.StatusOK {
+					t.Fatalf("status %d", w.Status)
 				}
 			}
 		}
 		for i := 0; i < 200; i++ {
 			serve(mw)()
 		}
-		if w.h.Get("X-Anywasm-Plugin") != "headers" {
-			t.Fatalf("the plugin did not run: response headers %v", w.h)
+		if w.H.Get("X-Anywasm-Plugin") != "headers" {
+			t.Fatalf("the plugin did not run: response headers %v", w.H)
 		}
 		base := testing.AllocsPerRun(500, serve(next))
 		with := testing.AllocsPerRun(500, serve(mw))

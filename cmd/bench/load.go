@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/anywasm/anywasm/internal/loadreq"
 	"github.com/anywasm/anywasm/internal/version"
 )
 
@@ -53,20 +54,14 @@ import (
 // load generator and the backend, which share the machine: they say where
 // requests/s went when a plugin costs more than its in-process benchmark.
 
-// loadChains are the plugin chains by length: the Go-SDK test plugins of
-// abi/testdata/plugins. local_response denies only requests carrying
-// x-deny, which the load generator never sends.
-var loadChains = map[int][]string{
-	0: nil,
-	1: {"headers"},
-	3: {"headers", "local_response", "metrics"},
-}
+// loadChains are the plugin chains by length (internal/loadreq).
+var loadChains = loadreq.Chains
 
 // backendBody is what the upstream answers: 64 bytes.
-var backendBody = append(bytes.Repeat([]byte("a"), 63), '\n')
+var backendBody = loadreq.Body()
 
 const (
-	loadPath      = "/bench"
+	loadPath      = loadreq.Path
 	loadWarmup    = 200
 	healthTimeout = 60 * time.Second
 )
@@ -728,15 +723,8 @@ func waitHealthy(client *http.Client, url string, px *proxyProc) error {
 	}
 }
 
-// loadHeaders are the request's headers besides Host.
-var loadHeaders = [][2]string{
-	{"User-Agent", "anywasm-bench-load/1"},
-	{"Accept", "*/*"},
-	{"Accept-Language", "en"},
-	{"X-Request-Id", "0123456789abcdef"},
-	{"X-Forwarded-For", "192.0.2.1"},
-	{"Cookie", "session=abcdef0123456789"},
-}
+// loadHeaders are the request's headers besides Host (internal/loadreq).
+var loadHeaders = loadreq.Headers
 
 type loadResult struct {
 	lat      []time.Duration // of the 200s, sorted
