@@ -47,10 +47,11 @@ import (
 //	BenchmarkProxyLoad/plugins=N/runtime=R  <ok requests>  <mean latency> ns/op  <req/s>  <p50> p50-ns  <p99> p99-ns  <n> errors  <cpu> proxy-cpu-ns/req  <gc> proxy-gc/1000req
 //
 // (with /pool=P after plugins=N when -pool is not 1). proxy-cpu-ns/req is
-// the CPU time the proxy process spent (user and system, from
-// /proc/PID/stat; Linux only) while the measurement ran, divided by the
-// requests it answered; proxy-gc/1000req the garbage-collection cycles it
-// ran meanwhile (from its /metrics) per 1000 requests. Both leave out the
+// the CPU time the proxy process spent (user and system, its
+// process_cpu_seconds_total; absent where its process collector has no
+// CPU figure) while the measurement ran, divided by the requests it
+// answered; proxy-gc/1000req the garbage-collection cycles it ran
+// meanwhile per 1000 requests. Both come from the proxy's /metrics. Both leave out the
 // load generator and the backend, which share the machine: they say where
 // requests/s went when a plugin costs more than its in-process benchmark.
 
@@ -365,7 +366,7 @@ func writeLoadHeader(w io.Writer, o loadOptions) {
 	writeMachineHeader(w, o.conns)
 	fmt.Fprintf(w, "load-duration: %s\n", o.duration)
 	fmt.Fprintf(w, "ns-op: mean latency of the 200 responses (req/s counts 200s per wall second)\n")
-	fmt.Fprintf(w, "proxy-cpu: user+system CPU of the proxy process while measuring, per 200 response (Linux /proc; absent elsewhere)\n")
+	fmt.Fprintf(w, "proxy-cpu: user+system CPU of the proxy process while measuring (its /metrics, process_cpu_seconds_total), per 200 response\n")
 	fmt.Fprintf(w, "proxy-gc: GC cycles of the proxy process while measuring (its /metrics), per 1000 200 responses\n")
 }
 
@@ -612,16 +613,13 @@ func loadRun(bin, dir, backend, r string, n, pool int, o loadOptions) (sample, e
 	if warm.errs > 0 {
 		return fail(fmt.Errorf("warm-up: %d of %d requests failed (first: %s)", warm.errs, loadWarmup, warm.firstErr))
 	}
-	pid := px.cmd.Process.Pid
-	cpu0, cpuOK := procCPU(pid)
-	gc0, gcOK := proxyGCs(client, px.admin)
+	cpu0, gc0 := proxyCounters(client, px.admin)
 	res := loadGenerate(client, px.url, o.conns, o.duration, 0, nil)
-	cpu1, cpuOK1 := procCPU(pid)
-	gc1, gcOK1 := proxyGCs(client, px.admin)
-	if cpuOK && cpuOK1 {
+	cpu1, gc1 := proxyCounters(client, px.admin)
+	if cpu0 >= 0 && cpu1 >= 0 {
 		s.cpu = cpu1 - cpu0
 	}
-	if gcOK && gcOK1 {
+	if gc0 >= 0 && gc1 >= 0 {
 		s.gcs = gc1 - gc0
 	}
 	if err := px.stop(); err != nil {
@@ -640,63 +638,38 @@ func loadRun(bin, dir, backend, r string, n, pool int, o loadOptions) (sample, e
 	return s, nil
 }
 
-// procCPU is the user and system CPU time process pid has used, from
-// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s, which
-// Linux fixes for /proc whatever the kernel's HZ); false where there is no
-// /proc.
-func procCPU(pid int) (time.Duration, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	return parseProcCPU(b)
-}
-
-// parseProcCPU reads utime and stime from the contents of /proc/PID/stat.
-// The second field, the command in parentheses, may hold spaces and
-// parentheses: the fields after it start after its last ')'.
-func parseProcCPU(stat []byte) (time.Duration, bool) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	// f[0] is field 3 (state): utime is field 14, stime 15.
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(ut+st) * (time.Second / 100), true
-}
-
-// proxyGCs is the number of GC cycles the proxy has run (the count of
-// go_gc_duration_seconds on its admin /metrics).
-func proxyGCs(client *http.Client, admin string) (float64, bool) {
+// proxyCounters reads the proxy's admin /metrics: the CPU time it has
+// used (process_cpu_seconds_total, user and system, from its process
+// collector) and the GC cycles it has run (the count of
+// go_gc_duration_seconds). A figure it does not report is -1.
+func proxyCounters(client *http.Client, admin string) (cpu time.Duration, gcs float64) {
 	resp, err := client.Get(admin + "/metrics")
 	if err != nil {
-		return 0, false
+		return -1, -1
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, false
+		return -1, -1
 	}
-	return parseGCs(resp.Body)
+	return parseCounters(resp.Body)
 }
 
-// parseGCs reads the count of the summary go_gc_duration_seconds from a
-// Prometheus text exposition.
-func parseGCs(r io.Reader) (float64, bool) {
+// parseCounters reads proxyCounters' figures from a Prometheus text
+// exposition.
+func parseCounters(r io.Reader) (cpu time.Duration, gcs float64) {
+	cpu, gcs = -1, -1
 	parser := expfmt.NewTextParser(model.LegacyValidation)
 	fams, err := parser.TextToMetricFamilies(r)
-	f := fams["go_gc_duration_seconds"]
-	if err != nil || f == nil || f.GetType() != dto.MetricType_SUMMARY || len(f.GetMetric()) != 1 {
-		return 0, false
+	if err != nil {
+		return cpu, gcs
 	}
-	return float64(f.GetMetric()[0].GetSummary().GetSampleCount()), true
+	if f := fams["process_cpu_seconds_total"]; f != nil && f.GetType() == dto.MetricType_COUNTER && len(f.GetMetric()) == 1 {
+		cpu = time.Duration(f.GetMetric()[0].GetCounter().GetValue() * float64(time.Second))
+	}
+	if f := fams["go_gc_duration_seconds"]; f != nil && f.GetType() == dto.MetricType_SUMMARY && len(f.GetMetric()) == 1 {
+		gcs = float64(f.GetMetric()[0].GetSummary().GetSampleCount())
+	}
+	return cpu, gcs
 }
 
 // waitHealthy polls url until it answers 200 or the proxy exits.

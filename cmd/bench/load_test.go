@@ -39,23 +39,7 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-func TestParseProcCPU(t *testing.T) {
-	// A command whose name holds ") " must not shift the fields.
-	stat := "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 75 0 0 20 0 9 0 100 0 0\n"
-	if got, ok := parseProcCPU([]byte(stat)); !ok || got != 3250*time.Millisecond {
-		t.Errorf("parseProcCPU = %v, %v; want 3.25s (250+75 ticks)", got, ok)
-	}
-	for _, bad := range []string{"", "4242 (a", "4242 (a) S 1 2", "4242 (a) S 1 4242 4242 0 -1 4194560 500 0 0 0 x 75"} {
-		if _, ok := parseProcCPU([]byte(bad)); ok {
-			t.Errorf("parseProcCPU(%q) succeeded", bad)
-		}
-	}
-	if _, ok := procCPU(os.Getpid()); !ok && runtime.GOOS == "linux" {
-		t.Error("procCPU of this process failed on Linux")
-	}
-}
-
-func TestParseGCs(t *testing.T) {
+func TestParseCounters(t *testing.T) {
 	const text = `# HELP go_gc_duration_seconds A summary of the wall-time pause (stop-the-world) duration in garbage collection cycles.
 # TYPE go_gc_duration_seconds summary
 go_gc_duration_seconds{quantile="0"} 2.1e-05
@@ -65,12 +49,22 @@ go_gc_duration_seconds_count 37
 # HELP go_goroutines Number of goroutines that currently exist.
 # TYPE go_goroutines gauge
 go_goroutines 12
+# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 3.25
 `
-	if n, ok := parseGCs(strings.NewReader(text)); !ok || n != 37 {
-		t.Errorf("parseGCs = %v, %v; want 37", n, ok)
+	if cpu, gcs := parseCounters(strings.NewReader(text)); cpu != 3250*time.Millisecond || gcs != 37 {
+		t.Errorf("parseCounters = %v, %v; want 3.25s, 37", cpu, gcs)
 	}
-	if _, ok := parseGCs(strings.NewReader("# TYPE go_goroutines gauge\ngo_goroutines 12\n")); ok {
-		t.Error("parseGCs succeeded without go_gc_duration_seconds")
+	if cpu, gcs := parseCounters(strings.NewReader("# TYPE go_goroutines gauge\ngo_goroutines 12\n")); cpu != -1 || gcs != -1 {
+		t.Errorf("parseCounters without either family = %v, %v; want -1, -1", cpu, gcs)
+	}
+	// A family of another type is not taken for it.
+	if cpu, _ := parseCounters(strings.NewReader("# TYPE process_cpu_seconds_total gauge\nprocess_cpu_seconds_total 3\n")); cpu != -1 {
+		t.Errorf("parseCounters of a gauge = %v, want -1", cpu)
+	}
+	if cpu, gcs := parseCounters(strings.NewReader("not prometheus {")); cpu != -1 || gcs != -1 {
+		t.Errorf("parseCounters of garbage = %v, %v; want -1, -1", cpu, gcs)
 	}
 }
 
