@@ -55,14 +55,10 @@ import (
 // load generator and the backend, which share the machine: they say where
 // requests/s went when a plugin costs more than its in-process benchmark.
 
-// loadChains are the plugin chains by length (internal/loadreq).
-var loadChains = loadreq.Chains
-
 // backendBody is what the upstream answers: 64 bytes.
 var backendBody = loadreq.Body()
 
 const (
-	loadPath      = loadreq.Path
 	loadWarmup    = 200
 	healthTimeout = 60 * time.Second
 )
@@ -178,7 +174,7 @@ func load(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, p := range strings.Split(*plugins, ",") {
 		n, err := strconv.Atoi(p)
-		if _, ok := loadChains[n]; err != nil || !ok {
+		if _, ok := loadreq.Chains[n]; err != nil || !ok {
 			fmt.Fprintf(stderr, "bench load: -plugins %q: want 0, 1 or 3\n", p)
 			return 2
 		}
@@ -336,7 +332,7 @@ func buildProxies(stderr io.Writer, src *source, dir string, runtimes []string) 
 func buildPlugins(stderr io.Writer, src *source, dir string, chains []int) error {
 	built := map[string]bool{}
 	for _, n := range chains {
-		for _, p := range loadChains[n] {
+		for _, p := range loadreq.Chains[n] {
 			if built[p] {
 				continue
 			}
@@ -389,7 +385,7 @@ func writeMachineHeader(w io.Writer, conns int) {
 	fmt.Fprintf(w, "load-generator: go closed-loop on loopback, same machine\n")
 	fmt.Fprintf(w, "load-backend: go net/http on 127.0.0.1 in the load generator's process, %d-byte body\n", len(backendBody))
 	fmt.Fprintf(w, "load-conns: %d\n", conns)
-	fmt.Fprintf(w, "load-request: GET %s with %d headers, keep-alive\n", loadPath, len(loadHeaders))
+	fmt.Fprintf(w, "load-request: GET %s with %d headers, keep-alive\n", loadreq.Path, len(loadreq.Headers))
 }
 
 // line is the sample in the Go benchmark format; withPool names its pool
@@ -487,7 +483,7 @@ func proxyConfig(dir, backend string, n, pool, port, adminPort int, pprof bool) 
 		PoolSize      int    `json:"pool_size"`
 	}
 	filters := []plugin{}
-	for _, p := range loadChains[n] {
+	for _, p := range loadreq.Chains[n] {
 		filters = append(filters, plugin{
 			Name:          p,
 			VMConfig:      map[string]any{"vm_id": "bench-" + p, "code": map[string]any{"local": map[string]string{"filename": filepath.Join(dir, p+".wasm")}}},
@@ -543,7 +539,7 @@ func startProxy(bin, dir, backend, r string, n, pool int, pprof bool) (*proxyPro
 		return nil, err
 	}
 	p := &proxyProc{logs: &tailBuffer{}, exited: make(chan struct{}),
-		url: fmt.Sprintf("http://127.0.0.1:%d%s", port, loadPath), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
+		url: fmt.Sprintf("http://127.0.0.1:%d%s", port, loadreq.Path), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
 	p.cmd = exec.Command(bin, "-config", cfgPath, "-runtime", r, "-log-level", "warn")
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -696,9 +692,6 @@ func waitHealthy(client *http.Client, url string, px *proxyProc) error {
 	}
 }
 
-// loadHeaders are the request's headers besides Host (internal/loadreq).
-var loadHeaders = loadreq.Headers
-
 type loadResult struct {
 	lat      []time.Duration // of the 200s, sorted
 	errs     int
@@ -761,7 +754,7 @@ func loadGenerate(client *http.Client, url string, conns int, d time.Duration, t
 					noteErr(err.Error())
 					continue
 				}
-				for _, h := range loadHeaders {
+				for _, h := range loadreq.Headers {
 					req.Header.Set(h[0], h[1])
 				}
 				t0 := time.Now()

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/anywasm/anywasm/internal/loadreq"
 	"github.com/anywasm/anywasm/internal/version"
 )
 
@@ -41,7 +42,7 @@ import (
 //	BenchmarkProxySoak/plugins=3/runtime=R/sample=N/phase=P  <requests done>  <s> elapsed-sec  <n> errors  <req/s since the previous sample> req/s
 //	    <B> rss-B  <B> rss-used-B  <B> heap-B  <B> heap-inuse-B  <B> heap-free-B  <n> goroutines  <n> fds
 
-// soakChain is the plugin chain of the soak: loadChains[soakChain].
+// soakChain is the plugin chain of the soak: loadreq.Chains[soakChain].
 const soakChain = 3
 
 // soakLimit is how much a resource may grow from the first sample after
@@ -297,7 +298,7 @@ func measureSoak(stderr io.Writer, src *source, o soakOptions) ([]soakRun, error
 	var runs []soakRun
 	prog := newProgress(len(o.runtimes))
 	for i, r := range o.runtimes {
-		fmt.Fprintf(stderr, "bench soak: %s\n", prog.line(i, fmt.Sprintf("%s: %d requests through %s", r, o.requests, strings.Join(loadChains[soakChain], ", "))))
+		fmt.Fprintf(stderr, "bench soak: %s\n", prog.line(i, fmt.Sprintf("%s: %d requests through %s", r, o.requests, strings.Join(loadreq.Chains[soakChain], ", "))))
 		run, err := soakOne(stderr, f, bins[r], tmp, backend, r, o)
 		if err != nil {
 			return runs, fmt.Errorf("%s: %w", r, err)
@@ -309,7 +310,7 @@ func measureSoak(stderr io.Writer, src *source, o soakOptions) ([]soakRun, error
 
 func writeSoakHeader(w io.Writer, o soakOptions) {
 	writeMachineHeader(w, o.conns)
-	fmt.Fprintf(w, "soak-plugins: %s\n", strings.Join(loadChains[soakChain], ","))
+	fmt.Fprintf(w, "soak-plugins: %s\n", strings.Join(loadreq.Chains[soakChain], ","))
 	fmt.Fprintf(w, "soak-requests: %d\n", o.requests)
 	fmt.Fprintf(w, "soak-interval: %s\n", o.interval)
 	fmt.Fprintf(w, "soak-warmup: %g of the requests (the leak check starts at the sample of phase=baseline, right after them)\n", o.warmup)
@@ -524,7 +525,7 @@ func parseProxyMetrics(r io.Reader) (soakSample, error) {
 func soakSummary(runs []soakRun, o soakOptions) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Soak through anywasm-proxy: %d requests per runtime through %s, %d connections, a sample every %s; %s, %d logical cores (%s).\n\n",
-		o.requests, strings.Join(loadChains[soakChain], ", "), o.conns, o.interval, strings.TrimSpace(cpuid.CPU.BrandName), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH)
+		o.requests, strings.Join(loadreq.Chains[soakChain], ", "), o.conns, o.interval, strings.TrimSpace(cpuid.CPU.BrandName), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH)
 	fmt.Fprintf(&b, "The leak check compares the proxy at rest (no request in flight, its connections to the load generator and the backend closed) after the warm-up (%g of the requests) with the proxy at rest after the last request: ", o.warmup)
 	var lim []string
 	for _, l := range soakLimits {
