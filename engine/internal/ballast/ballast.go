@@ -9,19 +9,31 @@
 // heap: on cmd/anywasm-proxy under load, six times as many cycles per
 // request (see RATIONALE.md, "The GC ballast of the cgo runtimes").
 //
-// A Ballast is a pointer-free Go allocation as large as the guest memory it
+// A Ballast is pointer-free Go memory as large as the guest memory it
 // stands for. The collector never scans it (it holds no pointers) and the
 // process never writes it, so its pages stay unmapped by the kernel unless
-// the Go runtime had to zero them (when its range was used before); what it
-// costs in resident memory is the garbage the larger goal lets accumulate,
-// as on wazero.
+// the Go runtime had to zero them (when its range was used before, which
+// reusing the blocks of dropped ballasts avoids); what it costs in resident
+// memory is the garbage the larger goal lets accumulate, as on wazero.
 package ballast
+
+import "sync"
 
 // Ballast weighs, on the Go heap, as much as the largest size given to
 // Track. The zero Ballast weighs nothing. It is not safe for concurrent use
 // (its owner, an instance, is used by one goroutine at a time).
+//
+// A ballast is made of blocks of two sizes, 1 MiB and 64 KiB (fewer than 16
+// of those), taken from process-wide pools and given back by Drop: the next
+// instance reuses them. A fresh block costs Go a range to zero when the
+// range was used before (a 3 MiB ballast made anew for every VM took 250 us
+// of a Wasmtime instantiation that costs 17 us without it); a reused one is
+// neither zeroed nor touched. Pooled blocks no instance holds are freed by
+// the collector within two cycles (sync.Pool).
 type Ballast struct {
-	chunks [][]byte
+	big    []*[bigBlock]byte
+	small  [bigBlock/page - 1]*[page]byte
+	nsmall int
 	weight uint64
 }
 
@@ -29,10 +41,15 @@ type Ballast struct {
 // pages.
 const page = 64 << 10
 
-// maxChunks bounds the allocations a ballast holds: a memory that grows a
-// little at a time adds a chunk per growth, and at maxChunks they are
-// replaced by one.
-const maxChunks = 16
+// bigBlock is the size of the blocks that make up most of a ballast: a
+// 17 MiB memory is 17 of them, so Track and Drop take and give back a few
+// dozen blocks at most.
+const bigBlock = 1 << 20
+
+var (
+	bigBlocks   = sync.Pool{New: func() any { return new([bigBlock]byte) }}
+	smallBlocks = sync.Pool{New: func() any { return new([page]byte) }}
+)
 
 // Track makes b weigh at least size bytes (rounded up to 64 KiB). It
 // allocates only when size passes the weight it has, so it may be called
@@ -45,22 +62,37 @@ func (b *Ballast) Track(size uint64) {
 	b.grow(size)
 }
 
-// grow is the rare path of Track, kept out of line so Track inlines.
+// grow is the rare path of Track, kept out of line so Track inlines: b
+// then holds size/1 MiB big blocks and small ones for the pages of the
+// rest, giving back the small blocks a new big one replaces. (b weighs less
+// than size, so it never holds more big blocks than that.)
 func (b *Ballast) grow(size uint64) {
 	size = (size + page - 1) / page * page
-	if len(b.chunks) == maxChunks {
-		// One allocation for all: the old chunks become garbage once.
-		b.chunks = append(b.chunks[:0], make([]byte, size))
-		clear(b.chunks[1:maxChunks])
-		b.weight = size
-		return
+	bigs, smalls := int(size/bigBlock), int(size%bigBlock/page)
+	for len(b.big) < bigs {
+		b.big = append(b.big, bigBlocks.Get().(*[bigBlock]byte))
 	}
-	b.chunks = append(b.chunks, make([]byte, size-b.weight))
+	for ; b.nsmall > smalls; b.nsmall-- {
+		smallBlocks.Put(b.small[b.nsmall-1])
+		b.small[b.nsmall-1] = nil
+	}
+	for ; b.nsmall < smalls; b.nsmall++ {
+		b.small[b.nsmall] = smallBlocks.Get().(*[page]byte)
+	}
 	b.weight = size
 }
 
 // Weight returns the bytes b holds on the Go heap.
 func (b *Ballast) Weight() uint64 { return b.weight }
 
-// Drop releases the weight, when the guest memory is freed.
-func (b *Ballast) Drop() { b.chunks, b.weight = nil, 0 }
+// Drop releases the weight, when the guest memory is freed: its blocks go
+// back to the pools for the next ballast.
+func (b *Ballast) Drop() {
+	for _, blk := range b.big {
+		bigBlocks.Put(blk)
+	}
+	for _, blk := range b.small[:b.nsmall] {
+		smallBlocks.Put(blk)
+	}
+	*b = Ballast{}
+}
