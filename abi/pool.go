@@ -185,7 +185,7 @@ func (h *Host) snapshot(ctx context.Context, wasm []byte, cfg PluginConfig) ([]b
 	}
 	defer v.mu.Unlock()
 	defer v.closeLocked(ctx)
-	out, err := probe.Snapshot(ctx, v.inst, initializers(v.inst)...)
+	out, err := probe.Snapshot(ctx, v.inst, initializers(g.mod.Info())...)
 	if err != nil {
 		return nil, err
 	}

@@ -100,7 +100,7 @@ type instance struct {
 	// (calls must not be in flight then; closing is what may race).
 	closeMu sync.Mutex
 
-	funcs map[string]*function
+	funcs []*function // by index in mod.fexps, made by the first Function
 	mems  []*memory
 
 	// ballast weighs, on the Go heap, as much as the exported memories
@@ -126,7 +126,7 @@ func (r *runtime) Instantiate(ctx context.Context, dm backend.Module, _ backend.
 	}
 	defer r.release()
 
-	in := &instance{rt: r, mod: m, funcs: map[string]*function{}, hosts: make([]hostFn, len(imports))}
+	in := &instance{rt: r, mod: m, hosts: make([]hostFn, len(imports))}
 	for i, f := range imports {
 		if i >= m.ntypes || unsafe.Slice(m.types, m.ntypes)[i] == nil {
 			return nil, fmt.Errorf("wasmtime: import %d (%s) cannot be bound", i, f.QualifiedName())
@@ -382,13 +382,13 @@ func (in *instance) As(target any) bool {
 }
 
 func (in *instance) Function(name string) (engine.Function, error) {
-	if f := in.funcs[name]; f != nil {
-		return f, nil
+	k, ok := in.mod.funcs[name]
+	if ok && in.funcs != nil && in.funcs[k] != nil {
+		return in.funcs[k], nil
 	}
 	if in.c == nil {
 		return nil, fmt.Errorf("wasmtime: function %q: instance %w", name, engine.ErrClosed)
 	}
-	k, ok := in.mod.funcs[name]
 	if !ok {
 		return nil, fmt.Errorf("wasmtime: no exported function %q", name)
 	}
@@ -400,7 +400,10 @@ func (in *instance) Function(name string) (engine.Function, error) {
 		return nil, fmt.Errorf("wasmtime: exported function %q is not available yet", name)
 	}
 	f := &function{in: in, meta: fm, idx: C.size_t(k), params: len(fm.typ.Params), size: fm.typ.StackSize(), rmask: fm.rmask}
-	in.funcs[name] = f
+	if in.funcs == nil {
+		in.funcs = make([]*function, len(in.mod.fexps))
+	}
+	in.funcs[k] = f
 	return f, nil
 }
 
