@@ -126,7 +126,10 @@ func BenchmarkCompile(b *testing.B) {
 // proxy_on_context_create), and the same from the plugin's snapshot
 // (op=new-vm-snapshot), which leave out the per-Load costs (hashing the
 // module's bytes, the host modules) that op=instantiate+init and
-// op=snapshot include; and a stream taking a VM from a loaded plugin's pool
+// op=snapshot include, both again where the runtime has an instance pool,
+// in one whose slots keep their memory resident (op=new-vm-pooled,
+// op=new-vm-snapshot-pooled: engine.Config.WithInstancePoolKeepResident,
+// slots reused batch after batch); and a stream taking a VM from a loaded plugin's pool
 // and giving it back (op=pool-take: proxy_on_context_create, then
 // proxy_on_done, _log, _delete).
 func BenchmarkInstantiate(b *testing.B) {
@@ -218,12 +221,20 @@ func BenchmarkInstantiate(b *testing.B) {
 				_ = h.Close(ctx)
 			}
 		})
+		pooled := false
+		if info, _ := engine.Lookup(name); info.Capabilities.Has(engine.CapInstancePool) {
+			pooled = true
+		}
 		for _, snapshot := range []bool{false, true} {
 			op := "new-vm"
 			if snapshot {
 				op = "new-vm-snapshot"
 			}
-			b.Run("runtime="+name+"/guest=go-headers/op="+op, func(b *testing.B) { newVMs(b, name, snapshot) })
+			b.Run("runtime="+name+"/guest=go-headers/op="+op, func(b *testing.B) { newVMs(b, name, engine.NewConfig(), snapshot) })
+			if pooled {
+				cfg := engine.NewConfig().WithInstancePool(newVMPool).WithInstancePoolKeepResident(newVMKeepResident)
+				b.Run("runtime="+name+"/guest=go-headers/op="+op+"-pooled", func(b *testing.B) { newVMs(b, name, cfg, snapshot) })
+			}
 		}
 		b.Run("runtime="+name+"/guest=go-headers/op=pool-take", func(b *testing.B) {
 			p := requestEnv(b, name, 1)
@@ -290,15 +301,25 @@ func stubImports(tb testing.TB, rt *engine.Runtime, m *engine.Module) *engine.Im
 	return imp
 }
 
+// The instance pool of op=new-vm-pooled and op=new-vm-snapshot-pooled: room
+// for a batch of newVMs and the snapshot's probe, and slots that keep 16 MiB
+// resident, more than the headers plugin's memory (3 to 8 MiB), so that a
+// slot's next VM faults in none of its pages.
+const (
+	newVMPool         = 64
+	newVMKeepResident = 16 << 20
+)
+
 // newVMs times the VM a stream makes in a plugin's pool when every VM has a
 // stream: batches of vmBatch, each in a plugin loaded (untimed) with room
-// for them; with snapshot, the plugin is the module's snapshot
-// (Host.Snapshot, the group module of a plugin loaded with Snapshot).
-func newVMs(b *testing.B, name string, snapshot bool) {
+// for them, in a runtime opened with cfg; with snapshot, the plugin is the
+// module's snapshot (Host.Snapshot, the group module of a plugin loaded
+// with Snapshot).
+func newVMs(b *testing.B, name string, cfg engine.Config, snapshot bool) {
 	const vmBatch = 16
 	ctx := context.Background()
 	wasm := plugins.Build(b, "headers")
-	rt := openRuntime(b, name, engine.NewConfig())
+	rt := openRuntime(b, name, cfg)
 	if snapshot {
 		// The snapshot a plugin with Snapshot makes, made once: a plugin
 		// loaded with Snapshot in each batch would make (and, its bytes

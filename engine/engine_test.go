@@ -62,6 +62,12 @@ func TestConfig(t *testing.T) {
 	if err := base.WithInstancePool(-1).validate("x", CapInstancePool); err == nil || !strings.Contains(err.Error(), "WithInstancePool(-1)") {
 		t.Errorf("a pool of -1 instances: %v, want an error naming WithInstancePool(-1)", err)
 	}
+	if err := base.WithInstancePoolKeepResident(1<<20).validate("x", CapInstancePool); err == nil || !strings.Contains(err.Error(), "WithInstancePoolKeepResident(1048576) needs an instance pool") {
+		t.Errorf("keep-resident without a pool: %v, want an error naming both", err)
+	}
+	if err := base.WithInstancePool(2).WithInstancePoolKeepResident(1<<20).validate("x", CapInstancePool); err != nil {
+		t.Errorf("keep-resident with a pool: %v", err)
+	}
 }
 
 func TestTrapError(t *testing.T) {

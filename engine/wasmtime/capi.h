@@ -103,6 +103,7 @@ void wasmtime_config_memory_init_cow_set(wasm_config_t *, _Bool);
 typedef struct wasmtime_pooling_allocation_config_t wasmtime_pooling_allocation_config_t;
 wasmtime_pooling_allocation_config_t *wasmtime_pooling_allocation_config_new();
 void wasmtime_pooling_allocation_config_delete(wasmtime_pooling_allocation_config_t *);
+void wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(wasmtime_pooling_allocation_config_t *, size_t);
 void wasmtime_pooling_allocation_config_total_memories_set(wasmtime_pooling_allocation_config_t *, uint32_t);
 void wasmtime_pooling_allocation_config_total_tables_set(wasmtime_pooling_allocation_config_t *, uint32_t);
 void wasmtime_pooling_allocation_config_total_core_instances_set(wasmtime_pooling_allocation_config_t *, uint32_t);

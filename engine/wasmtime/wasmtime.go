@@ -28,7 +28,9 @@
 // the instance n+1 with engine.ErrPoolExhausted. Memories are initialized
 // copy-on-write from an image of the module's data segments
 // (wasmtime_config_memory_init_cow_set, on by default in Wasmtime 44), with
-// or without the pool.
+// or without the pool. engine.Config.WithInstancePoolKeepResident is the
+// pool's linear_memory_keep_resident: a freed slot resets that much of its
+// memory in place and keeps it resident for the next instance.
 //
 // Tiers (engine.Config.WithTier): "cranelift", the default, and "pulley",
 // Wasmtime's portable interpreter (the pulley64 target): much slower calls,
@@ -218,7 +220,7 @@ func (driver) NewRuntime(cfg engine.Config) (backend.Runtime, error) {
 		if p := cfg.MemoryLimitPages(); p != 0 {
 			maxMem = uint64(p) * engine.PageSize
 		}
-		setPool(c, pool, maxMem)
+		setPool(c, pool, maxMem, cfg.InstancePoolKeepResident())
 	}
 	e := C.wasm_engine_new_with_config(c) // takes c
 	if e == nil {
@@ -270,7 +272,10 @@ const (
 // are 2n: a failing nested call instantiates a probe in its store (see
 // aw_probe in shim.c), which holds a core instance, not a memory, until the
 // store is deleted; the n slots themselves are counted by Instantiate.
-func setPool(c *C.wasm_config_t, n int, maxMem uint64) {
+// keep is linear_memory_keep_resident: the bytes of a freed slot's memory
+// Wasmtime resets in place (restoring the image, zeroing the rest) instead
+// of decommitting them with madvise.
+func setPool(c *C.wasm_config_t, n int, maxMem, keep uint64) {
 	p := C.wasmtime_pooling_allocation_config_new()
 	C.wasmtime_pooling_allocation_config_total_core_instances_set(p, C.uint32_t(2*n))
 	C.wasmtime_pooling_allocation_config_total_memories_set(p, C.uint32_t(n))
@@ -278,6 +283,9 @@ func setPool(c *C.wasm_config_t, n int, maxMem uint64) {
 	C.wasmtime_pooling_allocation_config_total_tables_set(p, C.uint32_t(poolTablesPerModule*n))
 	C.wasmtime_pooling_allocation_config_max_tables_per_module_set(p, poolTablesPerModule)
 	C.wasmtime_pooling_allocation_config_max_memory_size_set(p, C.size_t(maxMem))
+	if keep > 0 {
+		C.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(p, C.size_t(min(keep, maxMem)))
+	}
 	C.wasmtime_pooling_allocation_strategy_set(c, p) // copies p
 	C.wasmtime_pooling_allocation_config_delete(p)
 }

@@ -3,9 +3,11 @@
 package wasmtime_test
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -30,8 +32,77 @@ func TestConformancePool(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool := func(c engine.Config) engine.Config { return c.WithInstancePool(poolSize) }
+	resident := func(c engine.Config) engine.Config { return pool(c).WithInstancePoolKeepResident(1 << 20) }
 	for _, tier := range info.Tiers {
 		t.Run("tier="+tier, func(t *testing.T) { enginetest.RunWith(t, wasmtime.Name+":"+tier, pool) })
+		t.Run("tier="+tier+"/keep-resident", func(t *testing.T) { enginetest.RunWith(t, wasmtime.Name+":"+tier, resident) })
+	}
+}
+
+// TestPoolKeepResidentReset checks that an instance made in a slot another
+// instance of the same module used sees the module's memory, not what the
+// other left, when the slot keeps its memory resident: the image restored
+// (the data segment, the byte the start function writes), the host's writes
+// and growth undone, within and beyond the resident bytes. With one slot,
+// every instance reuses it.
+func TestPoolKeepResidentReset(t *testing.T) {
+	ctx := context.Background()
+	for _, keep := range []uint64{0, engine.PageSize, 16 << 20} {
+		t.Run(fmt.Sprintf("keep=%d", keep), func(t *testing.T) {
+			cfg := engine.NewConfig().WithInstancePool(1)
+			if keep > 0 {
+				cfg = cfg.WithInstancePoolKeepResident(keep)
+			}
+			rt := open(t, cfg)
+			if got := rt.Config().InstancePoolKeepResident(); got != keep {
+				t.Fatalf("InstancePoolKeepResident() = %d, want %d", got, keep)
+			}
+			m, err := rt.Compile(ctx, enginetest.Guest("snapshot"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			imp, err := rt.NewImports(engine.HostModule{Name: "env", Functions: []engine.HostFunction{{
+				Name: "hit", Type: engine.FuncType{Params: []engine.ValueType{engine.I32}},
+				Func: func(context.Context, engine.Caller, []uint64) error { return nil },
+			}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			junk := bytes.Repeat([]byte{0xa5}, 3*engine.PageSize)
+			for round := range 3 {
+				inst, err := rt.Instantiate(ctx, m, imp)
+				if err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				mem := inst.Memory()
+				if mem.Size() != engine.PageSize {
+					t.Fatalf("round %d: memory of %d bytes, want the module's 1 page", round, mem.Size())
+				}
+				b, ok := mem.Read(0, engine.PageSize)
+				if !ok {
+					t.Fatal("read of the first page failed")
+				}
+				want := make([]byte, engine.PageSize)
+				copy(want[100:], "seed!") // the data segment; "!" is the start function's
+				if !bytes.Equal(b, want) {
+					i := 0
+					for i < len(b) && b[i] == want[i] {
+						i++
+					}
+					t.Fatalf("round %d: memory differs from the module's at byte %d: %#x, want %#x", round, i, b[i], want[i])
+				}
+				// Leave junk everywhere, in a memory grown to 4 pages.
+				if _, ok := mem.Grow(3); !ok {
+					t.Fatal("Grow(3) failed")
+				}
+				if !mem.Write(0, junk) || !mem.Write(3*engine.PageSize, junk[:engine.PageSize]) {
+					t.Fatal("writes failed")
+				}
+				if err := inst.Close(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
