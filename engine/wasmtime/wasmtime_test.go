@@ -43,8 +43,9 @@ func TestConformancePool(t *testing.T) {
 // instance of the same module used sees the module's memory, not what the
 // other left, when the slot keeps its memory resident: the image restored
 // (the data segment, the byte the start function writes), the host's writes
-// and growth undone, within and beyond the resident bytes. With one slot,
-// every instance reuses it.
+// and growth undone, within and beyond the resident bytes; and an instance
+// of another module in between sees zeros. With one slot, every instance
+// reuses it.
 func TestPoolKeepResidentReset(t *testing.T) {
 	ctx := context.Background()
 	for _, keep := range []uint64{0, engine.PageSize, 16 << 20} {
@@ -65,6 +66,10 @@ func TestPoolKeepResidentReset(t *testing.T) {
 				Name: "hit", Type: engine.FuncType{Params: []engine.ValueType{engine.I32}},
 				Func: func(context.Context, engine.Caller, []uint64) error { return nil },
 			}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			small, err := rt.Compile(ctx, enginetest.Guest("small"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -101,6 +106,19 @@ func TestPoolKeepResidentReset(t *testing.T) {
 				if err := inst.Close(ctx); err != nil {
 					t.Fatal(err)
 				}
+				// Another module in the slot: a memory of zeros, then junk
+				// for the next round.
+				other, err := rt.Instantiate(ctx, small, nil)
+				if err != nil {
+					t.Fatalf("round %d, the small module: %v", round, err)
+				}
+				if b, ok := other.Memory().Read(0, engine.PageSize); !ok || !bytes.Equal(b, make([]byte, engine.PageSize)) {
+					t.Fatalf("round %d: the small module's memory is not zero after the other module's instance", round)
+				}
+				if !other.Memory().Write(0, junk[:engine.PageSize]) {
+					t.Fatal("write failed")
+				}
+				_ = other.Close(ctx)
 			}
 		})
 	}
