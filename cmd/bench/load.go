@@ -72,6 +72,9 @@ type loadOptions struct {
 	conns    int
 	pools    []int // pool_size of every plugin; interleaved like runtimes
 	out      string
+	// profDir, when set, receives a CPU profile of the proxy for every
+	// measured run (-cpuprofile).
+	profDir string
 }
 
 // named reports whether the results name the pool size (-pool is not 1).
@@ -122,6 +125,7 @@ func load(args []string, stdout, stderr io.Writer) int {
 	pools := fs.String("pool", "1", "comma-separated pool_size values given to every plugin, each measured as its own column (1 to 64)")
 	out := fs.String("o", "", "results file (default results/<goos>-<goarch>-<cpu>-<date>-load.txt)")
 	short := fs.Bool("short", false, "smoke run: -count 1 -duration 300ms unless set; written to a temporary directory unless -o is set")
+	profDir := fs.String("cpuprofile", "", "directory that receives a CPU profile of the proxy (its /debug/pprof/profile) for every measured run, named <runtime>-plugins<n>-pool<p>-round<k>.pprof")
 	showVersion := fs.Bool("version", false, "print the build's module version and Go version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: bench load [flags]\n\nflags:\n")
@@ -148,7 +152,11 @@ func load(args []string, stdout, stderr io.Writer) int {
 			*duration = 300 * time.Millisecond
 		}
 	}
-	o := loadOptions{count: *count, duration: *duration, conns: *conns, out: *out}
+	o := loadOptions{count: *count, duration: *duration, conns: *conns, out: *out, profDir: *profDir}
+	if o.profDir != "" && *duration < time.Second {
+		fmt.Fprintln(stderr, "bench load: -cpuprofile needs a -duration of at least 1s (profiles are whole seconds)")
+		return 2
+	}
 	if o.count < 1 || o.conns < 1 || o.duration <= 0 {
 		fmt.Fprintln(stderr, "bench load: -count and -conns must be at least 1, -duration positive")
 		return 2
@@ -180,6 +188,12 @@ func load(args []string, stdout, stderr io.Writer) int {
 		}
 		if !slices.Contains(o.plugins, n) {
 			o.plugins = append(o.plugins, n)
+		}
+	}
+	if o.profDir != "" {
+		if err := os.MkdirAll(o.profDir, 0o755); err != nil {
+			fmt.Fprintln(stderr, "bench load: -cpuprofile:", err)
+			return 1
 		}
 	}
 	src, err := locate(stderr)
@@ -285,7 +299,7 @@ func measureLoad(stderr io.Writer, src *source, o loadOptions) ([]sample, error)
 						what += fmt.Sprintf(", pool_size %d", pool)
 					}
 					fmt.Fprintf(stderr, "bench load: %s\n", prog.line(len(samples), what))
-					s, err := loadRun(bins[r], tmp, backend.Addr().String(), r, n, pool, o)
+					s, err := loadRun(bins[r], tmp, backend.Addr().String(), r, n, pool, round, o)
 					if err != nil {
 						return samples, fmt.Errorf("%s: %w", what, err)
 					}
@@ -587,10 +601,12 @@ func loadClient(conns int) (*http.Client, *http.Transport) {
 }
 
 // loadRun starts the proxy for runtime r with n plugins of pool VMs each,
-// waits until it serves, warms it up, measures and stops it.
-func loadRun(bin, dir, backend, r string, n, pool int, o loadOptions) (sample, error) {
+// waits until it serves, warms it up, measures and stops it. With
+// o.profDir it profiles the proxy's CPU while measuring (the whole seconds
+// of o.duration, from its start).
+func loadRun(bin, dir, backend, r string, n, pool, round int, o loadOptions) (sample, error) {
 	s := sample{runtime: r, plugins: n, pool: pool, cpu: -1, gcs: -1}
-	px, err := startProxy(bin, dir, backend, r, n, pool, false)
+	px, err := startProxy(bin, dir, backend, r, n, pool, o.profDir != "")
 	if err != nil {
 		return s, err
 	}
@@ -610,8 +626,19 @@ func loadRun(bin, dir, backend, r string, n, pool int, o loadOptions) (sample, e
 		return fail(fmt.Errorf("warm-up: %d of %d requests failed (first: %s)", warm.errs, loadWarmup, warm.firstErr))
 	}
 	cpu0, gc0 := proxyCounters(client, px.admin)
+	var prof chan error
+	if o.profDir != "" {
+		prof = make(chan error, 1)
+		file := filepath.Join(o.profDir, fmt.Sprintf("%s-plugins%d-pool%d-round%d.pprof", r, n, pool, round+1))
+		go func() { prof <- fetchProfile(px.admin, int(o.duration/time.Second), file) }()
+	}
 	res := loadGenerate(client, px.url, o.conns, o.duration, 0, nil)
 	cpu1, gc1 := proxyCounters(client, px.admin)
+	if prof != nil {
+		if err := <-prof; err != nil {
+			return fail(fmt.Errorf("-cpuprofile: %w", err))
+		}
+	}
 	if cpu0 >= 0 && cpu1 >= 0 {
 		s.cpu = cpu1 - cpu0
 	}
@@ -632,6 +659,25 @@ func loadRun(bin, dir, backend, r string, n, pool int, o loadOptions) (sample, e
 	s.mean = sum / time.Duration(len(res.lat))
 	s.p50, s.p99 = percentile(res.lat, 50), percentile(res.lat, 99)
 	return s, nil
+}
+
+// fetchProfile writes to file the proxy's CPU profile of the next seconds
+// (its admin /debug/pprof/profile).
+func fetchProfile(admin string, seconds int, file string) error {
+	c := &http.Client{Timeout: time.Duration(seconds)*time.Second + 30*time.Second}
+	resp, err := c.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, seconds))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s/debug/pprof/profile: %s", admin, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 // proxyCounters reads the proxy's admin /metrics: the CPU time it has

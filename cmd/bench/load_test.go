@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,7 +16,8 @@ import (
 func TestLoadUsage(t *testing.T) {
 	for _, args := range [][]string{{"load", "-nosuchflag"}, {"load", "extra"}, {"load", "-runtime", "v8"},
 		{"load", "-plugins", "2"}, {"load", "-count", "0"}, {"load", "-conns", "0"},
-		{"load", "-pool", "0"}, {"load", "-pool", "1,65"}, {"load", "-pool", "x"}} {
+		{"load", "-pool", "0"}, {"load", "-pool", "1,65"}, {"load", "-pool", "x"},
+		{"load", "-cpuprofile", t.TempDir(), "-duration", "500ms"}, {"load", "-short", "-cpuprofile", t.TempDir()}} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != 2 {
 			t.Errorf("run(%q) = %d, want 2; stderr:\n%s", args, code, errb.String())
@@ -114,8 +116,9 @@ func TestLoad(t *testing.T) {
 		})
 	})
 	out := filepath.Join(t.TempDir(), "load.txt")
+	profs := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"load", "-short", "-runtime", "wazero", "-plugins", "0,1", "-o", out}, &stdout, &stderr)
+	code := run([]string{"load", "-short", "-duration", "1s", "-cpuprofile", profs, "-runtime", "wazero", "-plugins", "0,1", "-o", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("bench load = %d; stderr:\n%s", code, stderr.String())
 	}
@@ -168,6 +171,13 @@ func TestLoad(t *testing.T) {
 	for _, f := range []string{base + ".benchstat", base + ".summary.md"} {
 		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+	// -cpuprofile: a profile of the proxy per run (gzipped protobuf).
+	for _, n := range []int{0, 1} {
+		f := filepath.Join(profs, fmt.Sprintf("wazero-plugins%d-pool1-round1.pprof", n))
+		if b, err := os.ReadFile(f); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Errorf("%s: %v, %d bytes, not a gzipped profile", f, err, len(b))
 		}
 	}
 	if !strings.Contains(stdout.String(), "| wazero | 1 |") {
