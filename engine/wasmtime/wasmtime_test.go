@@ -43,9 +43,11 @@ func TestConformancePool(t *testing.T) {
 // instance of the same module used sees the module's memory, not what the
 // other left, when the slot keeps its memory resident: the image restored
 // (the data segment, the byte the start function writes), the host's writes
-// and growth undone, within and beyond the resident bytes; and an instance
-// of another module in between sees zeros. With one slot, every instance
-// reuses it.
+// and growth undone, within and beyond the resident bytes; an instance of
+// another module in between sees zeros; and after a guest that grew and
+// wrote its memory and then trapped, its module's next instance sees the
+// data segment, one page and its global's initial value. With one slot,
+// every instance reuses it.
 func TestPoolKeepResidentReset(t *testing.T) {
 	ctx := context.Background()
 	for _, keep := range []uint64{0, engine.PageSize, 16 << 20} {
@@ -70,6 +72,14 @@ func TestPoolKeepResidentReset(t *testing.T) {
 				t.Fatal(err)
 			}
 			small, err := rt.Compile(ctx, enginetest.Guest("small"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			values, err := rt.Compile(ctx, enginetest.Guest("values"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			vimp, err := rt.NewImports(valuesEnv())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -119,6 +129,29 @@ func TestPoolKeepResidentReset(t *testing.T) {
 					t.Fatal("write failed")
 				}
 				_ = other.Close(ctx)
+				// A guest that grows and writes its memory itself, then
+				// traps: its slot's next instance sees the module's memory
+				// and a fresh global.
+				vi, err := rt.Instantiate(ctx, values, vimp)
+				if err != nil {
+					t.Fatalf("round %d, the values module: %v", round, err)
+				}
+				if got := callResult(t, vi, "size"); got != 1 {
+					t.Fatalf("round %d: values memory of %d pages, want 1", round, got)
+				}
+				if b, ok := vi.Memory().Read(1000, 8); !ok || string(b) != "anywasm\x00" {
+					t.Fatalf("round %d: values memory at 1000 = %q, want its data segment", round, b)
+				}
+				if got := callResult(t, vi, "counter"); got != 0 {
+					t.Fatalf("round %d: counter %d in a new instance, want 0", round, got)
+				}
+				_ = callResult(t, vi, "grow", 2)
+				_ = callResult(t, vi, "store", 1000, 0x41414141)
+				_ = callResult(t, vi, "store", 2*engine.PageSize+8, 0x41414141)
+				if err := call(vi, "trap_unreachable"); err == nil {
+					t.Fatal("trap_unreachable returned")
+				}
+				_ = vi.Close(ctx)
 			}
 		})
 	}
@@ -254,6 +287,24 @@ func instantiate(t *testing.T, rt *engine.Runtime, wasm []byte, mods ...engine.H
 		t.Fatal(err)
 	}
 	return inst
+}
+
+// callResult calls name with args and returns its first result (0 for
+// none), failing t on an error.
+func callResult(t *testing.T, inst engine.Instance, name string, args ...uint64) uint64 {
+	t.Helper()
+	stack := append([]uint64(nil), args...)
+	f, err := inst.Function(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := f.Type().StackSize(); len(stack) < n {
+		stack = append(stack, make([]uint64, n-len(stack))...)
+	}
+	if err := f.Call(context.Background(), stack); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return stack[0]
 }
 
 func call(inst engine.Instance, name string, stack ...uint64) error {
