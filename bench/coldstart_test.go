@@ -129,7 +129,8 @@ func BenchmarkCompile(b *testing.B) {
 // op=snapshot include, both again where the runtime has an instance pool,
 // in one whose slots keep their memory resident (op=new-vm-pooled,
 // op=new-vm-snapshot-pooled: engine.Config.WithInstancePoolKeepResident,
-// slots reused batch after batch); and a stream taking a VM from a loaded plugin's pool
+// slots reused batch after batch; the new-vm ops report minflt/op, the
+// minor page faults per new VM); and a stream taking a VM from a loaded plugin's pool
 // and giving it back (op=pool-take: proxy_on_context_create, then
 // proxy_on_done, _log, _delete).
 func BenchmarkInstantiate(b *testing.B) {
@@ -366,10 +367,17 @@ func newVMs(b *testing.B, name string, cfg engine.Config, snapshot bool) {
 	b.StopTimer()
 	fresh()
 	b.StartTimer()
+	// minflt/op: the minor page faults of the new VMs, without those of
+	// the untimed loads.
+	f0, faultsOK := minorFaults()
+	var untimed int64
 	for b.Loop() {
 		if len(streams) > vmBatch {
 			b.StopTimer()
+			a, _ := minorFaults()
 			fresh()
+			z, _ := minorFaults()
+			untimed += z - a
 			b.StartTimer()
 		}
 		s, err := p.NewHTTPStream(ctx)
@@ -377,6 +385,9 @@ func newVMs(b *testing.B, name string, cfg engine.Config, snapshot bool) {
 			b.Fatal(err)
 		}
 		streams = append(streams, s)
+	}
+	if f1, ok := minorFaults(); faultsOK && ok {
+		b.ReportMetric(float64(f1-f0-untimed)/float64(b.N), "minflt/op")
 	}
 }
 
