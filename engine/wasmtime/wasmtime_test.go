@@ -293,15 +293,8 @@ func instantiate(t *testing.T, rt *engine.Runtime, wasm []byte, mods ...engine.H
 // none), failing t on an error.
 func callResult(t *testing.T, inst engine.Instance, name string, args ...uint64) uint64 {
 	t.Helper()
-	stack := append([]uint64(nil), args...)
-	f, err := inst.Function(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := f.Type().StackSize(); len(stack) < n {
-		stack = append(stack, make([]uint64, n-len(stack))...)
-	}
-	if err := f.Call(context.Background(), stack); err != nil {
+	stack := append(args, make([]uint64, 8)...) // room for the results: callCtx keeps this slice
+	if err := call(inst, name, stack...); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return stack[0]
