@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/anywasm/anywasm v0.0.0-00010101000000-000000000000
+	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
 	github.com/klauspost/cpuid/v2 v2.4.2
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0

@@ -54,6 +54,12 @@ import (
 // meanwhile per 1000 requests. Both come from the proxy's /metrics. Both leave out the
 // load generator and the backend, which share the machine: they say where
 // requests/s went when a plugin costs more than its in-process benchmark.
+// With -cpuprofile each line also has the attribution of the run's CPU
+// profile (cpuShares), per 200 response answered while it ran:
+// profile-cpu-ns/req (all the proxy's samples), plugin-cpu-ns/req (the
+// plugins' part), external-cpu-ns/req (the part of that Go cannot walk)
+// and gc-cpu-ns/req (the GC mark workers); the summary has them as a
+// second table.
 
 // backendBody is what the upstream answers: 64 bytes.
 var backendBody = loadreq.Body()
@@ -93,6 +99,7 @@ type sample struct {
 	p50, p99 time.Duration
 	cpu      time.Duration // of the proxy process during the measurement; -1 where unknown
 	gcs      float64       // GC cycles of the proxy during the measurement; -1 where unknown
+	shares   *cpuShares    // of the run's CPU profile (-cpuprofile); nil without one
 }
 
 func (s sample) rps() float64 { return float64(s.ok) / s.wall.Seconds() }
@@ -378,6 +385,9 @@ func writeLoadHeader(w io.Writer, o loadOptions) {
 	fmt.Fprintf(w, "ns-op: mean latency of the 200 responses (req/s counts 200s per wall second)\n")
 	fmt.Fprintf(w, "proxy-cpu: user+system CPU of the proxy process while measuring (its /metrics, process_cpu_seconds_total), per 200 response\n")
 	fmt.Fprintf(w, "proxy-gc: GC cycles of the proxy process while measuring (its /metrics), per 1000 200 responses\n")
+	if o.profDir != "" {
+		fmt.Fprintf(w, "profile-cpu: from the run's CPU profile (-cpuprofile), the proxy's profiled CPU per 200 response; plugin-cpu: the abi/nethttp middleware's part less the upstream round trip beneath it, plus runtime._ExternalCode; external-cpu: runtime._ExternalCode alone; gc-cpu: the GC mark workers'\n")
+	}
 }
 
 // writeMachineHeader writes the configuration lines of the machine and the
@@ -416,6 +426,16 @@ func (s sample) line(withPool bool) string {
 	}
 	if g := s.gcPerKReq(); g >= 0 {
 		l += fmt.Sprintf("\t%8.2f proxy-gc/1000req", g)
+	}
+	if sh := s.shares; sh != nil {
+		for _, m := range []struct {
+			d    time.Duration
+			unit string
+		}{{sh.total, "profile-cpu-ns/req"}, {sh.plugin, "plugin-cpu-ns/req"}, {sh.external, "external-cpu-ns/req"}, {sh.gc, "gc-cpu-ns/req"}} {
+			if v := sh.perRequest(m.d, s.rps()); v >= 0 {
+				l += fmt.Sprintf("\t%10d %s", v.Nanoseconds(), m.unit)
+			}
+		}
 	}
 	return l
 }
@@ -627,10 +647,11 @@ func loadRun(bin, dir, backend, r string, n, pool, round int, o loadOptions) (sa
 	}
 	cpu0, gc0 := proxyCounters(client, px.admin)
 	var prof chan error
+	var profFile string
 	if o.profDir != "" {
 		prof = make(chan error, 1)
-		file := filepath.Join(o.profDir, fmt.Sprintf("%s-plugins%d-pool%d-round%d.pprof", r, n, pool, round+1))
-		go func() { prof <- fetchProfile(px.admin, int(o.duration/time.Second), file) }()
+		profFile = filepath.Join(o.profDir, fmt.Sprintf("%s-plugins%d-pool%d-round%d.pprof", r, n, pool, round+1))
+		go func() { prof <- fetchProfile(px.admin, int(o.duration/time.Second), profFile) }()
 	}
 	res := loadGenerate(client, px.url, o.conns, o.duration, 0, nil)
 	cpu1, gc1 := proxyCounters(client, px.admin)
@@ -638,6 +659,11 @@ func loadRun(bin, dir, backend, r string, n, pool, round int, o loadOptions) (sa
 		if err := <-prof; err != nil {
 			return fail(fmt.Errorf("-cpuprofile: %w", err))
 		}
+		sh, err := readShares(profFile)
+		if err != nil {
+			return fail(fmt.Errorf("-cpuprofile: %s: %w", profFile, err))
+		}
+		s.shares = &sh
 	}
 	if cpu0 >= 0 && cpu1 >= 0 {
 		s.cpu = cpu1 - cpu0
@@ -915,6 +941,61 @@ func loadSummary(samples []sample, o loadOptions) string {
 				}
 				fmt.Fprintf(&b, "| %s |%s %d | %.0f | %s | %s | %s | %s | %s | %d |\n", r, col, n, m, share,
 					fmtLatency(median(p50)), fmtLatency(median(p99)), cpuS, gcS, errs)
+			}
+		}
+	}
+	if o.profDir != "" {
+		b.WriteString(profileSummary(samples, o))
+	}
+	return b.String()
+}
+
+// profileSummary is the table of the runs' CPU profiles (-cpuprofile):
+// medians, per request, of the proxy's profiled CPU, the plugins' part of
+// it (cpuShares), the part of that outside Go, and the GC workers' share
+// of the profiled CPU.
+func profileSummary(samples []sample, o loadOptions) string {
+	var b strings.Builder
+	b.WriteString("\nFrom the proxy's CPU profiles (-cpuprofile, medians per request): the plugins' part is the `abi/nethttp` middleware's samples less the upstream round trip beneath it (`internal/proxy` router), plus code Go cannot walk (`runtime._ExternalCode`: wazero's compiled guest code, C code without a Go caller); GC is the share of the profiled CPU in the collector's mark workers.\n\n")
+	pool, poolSep := "", ""
+	if o.named() {
+		pool, poolSep = " pool_size |", "--:|"
+	}
+	fmt.Fprintf(&b, "| runtime |%s plugins | profiled CPU/req | plugins' part/req | of it outside Go | GC workers |\n", pool)
+	fmt.Fprintf(&b, "|---|%s--:|--:|--:|--:|--:|\n", poolSep)
+	for _, r := range o.runtimes {
+		for _, pl := range o.pools {
+			for _, n := range o.plugins {
+				var total, plugin, ext, gc []float64
+				for _, s := range samples {
+					sh := s.shares
+					if s.runtime != r || s.plugins != n || s.pool != pl || sh == nil {
+						continue
+					}
+					t := sh.perRequest(sh.total, s.rps())
+					if t < 0 {
+						continue
+					}
+					total = append(total, float64(t))
+					plugin = append(plugin, float64(sh.perRequest(sh.plugin, s.rps())))
+					ext = append(ext, float64(sh.perRequest(sh.external, s.rps())))
+					if sh.total > 0 {
+						gc = append(gc, 100*float64(sh.gc)/float64(sh.total))
+					}
+				}
+				if len(total) == 0 {
+					continue
+				}
+				col := ""
+				if o.named() {
+					col = fmt.Sprintf(" %d |", pl)
+				}
+				gcS := "-"
+				if len(gc) > 0 {
+					gcS = fmt.Sprintf("%.0f%%", median(gc))
+				}
+				fmt.Fprintf(&b, "| %s |%s %d | %s | %s | %s | %s |\n", r, col, n, fmtLatency(median(total)),
+					fmtLatency(median(plugin)), fmtLatency(median(ext)), gcS)
 			}
 		}
 	}

@@ -155,6 +155,19 @@ func TestLoad(t *testing.T) {
 		if v, _ := value(res, "ns/op"); v <= 0 {
 			t.Errorf("%s: ns/op %v", name, v)
 		}
+		// -cpuprofile: the profile's attribution. With no plugin the
+		// middleware (an empty chain) may have a sample or two; with one
+		// it and wazero's compiled guest code have many.
+		total, okT := value(res, "profile-cpu-ns/req")
+		plugin, okP := value(res, "plugin-cpu-ns/req")
+		ext, okE := value(res, "external-cpu-ns/req")
+		_, okG := value(res, "gc-cpu-ns/req")
+		switch {
+		case !okT || !okP || !okE || !okG || total <= 0 || plugin > total || ext > plugin:
+			t.Errorf("%s: profile-cpu %v, plugin-cpu %v, external-cpu %v (present %t %t %t %t)", name, total, plugin, ext, okT, okP, okE, okG)
+		case strings.Contains(name, "plugins=1") && (plugin <= 0 || ext <= 0):
+			t.Errorf("%s: plugin-cpu-ns/req %v, external-cpu-ns/req %v through a plugin on wazero", name, plugin, ext)
+		}
 		if string(res.GetConfig("load-conns")) != "16" || res.GetConfig("cpu") == "" {
 			t.Errorf("%s: config load-conns %q, cpu %q", name, res.GetConfig("load-conns"), res.GetConfig("cpu"))
 		}
@@ -179,6 +192,9 @@ func TestLoad(t *testing.T) {
 		if b, err := os.ReadFile(f); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
 			t.Errorf("%s: %v, %d bytes, not a gzipped profile", f, err, len(b))
 		}
+	}
+	if !strings.Contains(stdout.String(), "plugins' part/req") {
+		t.Errorf("summary lacks the profiles' table:\n%s", stdout.String())
 	}
 	if !strings.Contains(stdout.String(), "| wazero | 1 |") {
 		t.Errorf("summary lacks the wazero, 1 plugin row:\n%s", stdout.String())
