@@ -19,6 +19,11 @@ import (
 // mode: cmd/bench load's connections.
 const middlewareConns = 16
 
+// coldBytes is the buffer BenchmarkMiddleware's mode=serial-cold writes
+// through before every request: 4 MiB, four times the L2 cache per core of
+// the machines of results/ (1 MiB on AMD EPYC, 2 MiB on Intel Xeon).
+const coldBytes = 4 << 20
+
 // BenchmarkMiddleware is cmd/bench load's request without the network:
 // one GET through abi/nethttp's middleware and a chain of 0, 1 or 3 Go-SDK
 // plugins to a handler that answers 64 bytes; mode=serial on one goroutine,
@@ -29,6 +34,12 @@ const middlewareConns = 16
 // load's proxy-cpu-ns/req is the same cost under load. cpu-ns/op is the
 // process's CPU time per request (Unix): unlike ns/op it counts the
 // garbage collector's work on the other cores, as proxy-cpu-ns/req does.
+// mode=serial-cold is mode=serial with the data caches made cold before
+// every request, as a proxy's are by the kernel's network stack and the
+// rest of the process between two requests: the loop first writes one byte
+// in every 64-byte line of a buffer of coldBytes (evicting L1 and L2, and
+// part of L3); plugins=0/mode=serial-cold is that eviction's own cost, so
+// the difference of plugins=1 from it is a plugin's cost with cold caches.
 func BenchmarkMiddleware(b *testing.B) {
 	body := loadreq.Body()
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -86,18 +97,34 @@ func BenchmarkMiddleware(b *testing.B) {
 	}
 	for _, name := range benchRuntimes() {
 		for _, n := range []int{0, 1, 3} {
-			for _, mode := range []string{"serial", "parallel"} {
+			for _, mode := range []string{"serial", "serial-cold", "parallel"} {
 				b.Run("runtime="+name+"/plugins="+strconv.Itoa(n)+"/mode="+mode, func(b *testing.B) {
 					hd := chain(b, name, n)
 					b.ResetTimer() // the first mode to run loads the chain
 					b.ReportAllocs()
+					var cold []byte
+					if mode == "serial-cold" {
+						cold = make([]byte, coldBytes)
+						for i := 0; i < len(cold); i += 64 {
+							cold[i] = 1 // faulted in before the timer and the CPU clock start
+						}
+					}
 					cpu0, cpuOK := processCPU()
-					if mode == "serial" {
+					switch mode {
+					case "serial":
 						one := serve(b, hd)
 						for b.Loop() {
 							one()
 						}
-					} else {
+					case "serial-cold":
+						one := serve(b, hd)
+						for b.Loop() {
+							for i := 0; i < len(cold); i += 64 {
+								cold[i]++
+							}
+							one()
+						}
+					default:
 						// cmd/bench load's 16 connections, each plugin with
 						// pool_size 1, as the proxy's default.
 						b.SetParallelism((middlewareConns + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
