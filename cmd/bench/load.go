@@ -884,12 +884,7 @@ func loadSummary(samples []sample, o loadOptions) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Medians of %d run(s) of %s each, %d connections, %s, %d logical cores (%s). The share is of the 0-plugin rate; proxy CPU and GC are the proxy process's own, per request and per 1000 requests.\n\n",
 		o.count, o.duration, o.conns, strings.TrimSpace(cpuid.CPU.BrandName), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH)
-	pool, poolSep := "", ""
-	if o.named() {
-		pool, poolSep = " pool_size |", "--:|"
-	}
-	fmt.Fprintf(&b, "| runtime |%s plugins | req/s | share | p50 | p99 | proxy CPU/req | GC/1000 req | errors |\n", pool)
-	fmt.Fprintf(&b, "|---|%s--:|--:|--:|--:|--:|--:|--:|--:|\n", poolSep)
+	tableHeader(&b, o, "req/s", "share", "p50", "p99", "proxy CPU/req", "GC/1000 req", "errors")
 	for _, r := range o.runtimes {
 		for _, pl := range o.pools {
 			// The 0-plugin rate, whatever the order of -plugins.
@@ -935,11 +930,7 @@ func loadSummary(samples []sample, o loadOptions) string {
 				if len(gc) > 0 {
 					gcS = fmt.Sprintf("%.1f", median(gc))
 				}
-				col := ""
-				if o.named() {
-					col = fmt.Sprintf(" %d |", pl)
-				}
-				fmt.Fprintf(&b, "| %s |%s %d | %.0f | %s | %s | %s | %s | %s | %d |\n", r, col, n, m, share,
+				fmt.Fprintf(&b, "| %s |%s %d | %.0f | %s | %s | %s | %s | %s | %d |\n", r, o.poolCell(pl), n, m, share,
 					fmtLatency(median(p50)), fmtLatency(median(p99)), cpuS, gcS, errs)
 			}
 		}
@@ -957,12 +948,7 @@ func loadSummary(samples []sample, o loadOptions) string {
 func profileSummary(samples []sample, o loadOptions) string {
 	var b strings.Builder
 	b.WriteString("\nFrom the proxy's CPU profiles (-cpuprofile, medians per request): the plugins' part is the `abi/nethttp` middleware's samples less the upstream round trip beneath it (`internal/proxy` router), plus code Go cannot walk (`runtime._ExternalCode`: wazero's compiled guest code, C code without a Go caller); GC is the share of the profiled CPU in the collector's mark workers.\n\n")
-	pool, poolSep := "", ""
-	if o.named() {
-		pool, poolSep = " pool_size |", "--:|"
-	}
-	fmt.Fprintf(&b, "| runtime |%s plugins | profiled CPU/req | plugins' part/req | of it outside Go | GC workers |\n", pool)
-	fmt.Fprintf(&b, "|---|%s--:|--:|--:|--:|--:|\n", poolSep)
+	tableHeader(&b, o, "profiled CPU/req", "plugins' part/req", "of it outside Go", "GC workers")
 	for _, r := range o.runtimes {
 		for _, pl := range o.pools {
 			for _, n := range o.plugins {
@@ -986,20 +972,35 @@ func profileSummary(samples []sample, o loadOptions) string {
 				if len(total) == 0 {
 					continue
 				}
-				col := ""
-				if o.named() {
-					col = fmt.Sprintf(" %d |", pl)
-				}
 				gcS := "-"
 				if len(gc) > 0 {
 					gcS = fmt.Sprintf("%.0f%%", median(gc))
 				}
-				fmt.Fprintf(&b, "| %s |%s %d | %s | %s | %s | %s |\n", r, col, n, fmtLatency(median(total)),
+				fmt.Fprintf(&b, "| %s |%s %d | %s | %s | %s | %s |\n", r, o.poolCell(pl), n, fmtLatency(median(total)),
 					fmtLatency(median(plugin)), fmtLatency(median(ext)), gcS)
 			}
 		}
 	}
 	return b.String()
+}
+
+// tableHeader writes the header of a summary table: runtime, pool_size
+// when -pool names it, plugins, then cols, all but runtime right-aligned.
+func tableHeader(b *strings.Builder, o loadOptions, cols ...string) {
+	pool, poolSep := "", ""
+	if o.named() {
+		pool, poolSep = " pool_size |", "--:|"
+	}
+	fmt.Fprintf(b, "| runtime |%s plugins | %s |\n", pool, strings.Join(cols, " | "))
+	fmt.Fprintf(b, "|---|%s--:|%s\n", poolSep, strings.Repeat("--:|", len(cols)))
+}
+
+// poolCell is a row's pool_size cell, when -pool names it (tableHeader).
+func (o loadOptions) poolCell(pool int) string {
+	if !o.named() {
+		return ""
+	}
+	return fmt.Sprintf(" %d |", pool)
 }
 
 func median(xs []float64) float64 {
