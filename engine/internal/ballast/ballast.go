@@ -28,8 +28,9 @@ import "sync"
 // instance reuses them. A fresh block costs Go a range to zero when the
 // range was used before (made anew for every instance, the ballast of a
 // 2.9 MiB memory made a Wasmtime instantiation of the Go-SDK plugin take
-// 274 us instead of 26); a reused one is neither zeroed nor touched. Pooled blocks no instance holds are freed by
-// the collector within two cycles (sync.Pool).
+// 274 us instead of 26); a reused one is neither zeroed nor touched.
+// Pooled blocks no instance holds are freed by the collector within two
+// cycles (sync.Pool).
 type Ballast struct {
 	big    []*[bigBlock]byte
 	small  [bigBlock/page - 1]*[page]byte
